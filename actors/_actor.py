@@ -1,0 +1,125 @@
+"""The base class of every corral actor: a pykka thread actor that can be
+reached from other processes."""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import time
+import traceback
+from typing import TYPE_CHECKING, Any, Callable
+
+import pykka
+
+if TYPE_CHECKING:
+    from ._ref import ActorRef
+    from ._system import ActorSystem
+
+# (value, error, traceback text) -> None
+Respond = Callable[[Any, "BaseException | None", str], None]
+
+_spawning: contextvars.ContextVar[tuple[ActorSystem, str]] = contextvars.ContextVar("corral_spawning")
+
+
+class Request:
+    """A message delivered to an actor by the runtime.
+
+    Attributes:
+        payload: the message itself.
+        respond: how to answer; None for a ``tell``.
+        deadline: UNIX time after which nobody waits for the answer, or None.
+    """
+
+    __slots__ = ("payload", "respond", "deadline")
+
+    def __init__(self, payload: Any, respond: Respond | None, deadline: float | None) -> None:
+        self.payload = payload
+        self.respond = respond
+        self.deadline = deadline
+
+
+class Actor(pykka.ThreadingActor):
+    """Subclass this and implement :meth:`receive`; start it with
+    :meth:`ActorSystem.spawn`.
+
+    Pykka's rules hold: ``receive`` runs on the actor's own thread, one message
+    at a time. For an ``ask`` the return value is the answer and an exception
+    is sent back to the caller; for a ``tell`` an exception stops the actor
+    (and its watchers are told).
+    """
+
+    system: ActorSystem
+    name: str
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Actor:
+        try:
+            system, name = _spawning.get()
+        except LookupError:
+            raise RuntimeError(f"start {cls.__name__} with ActorSystem.spawn(), not directly") from None
+        obj = super().__new__(cls)
+        obj.system = system
+        obj.name = name
+        obj._corral_failure = ""
+        return obj
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return queue.SimpleQueue()
+
+    @property
+    def ref(self) -> ActorRef:
+        """A corral reference to this actor, usable from any process."""
+        return self.system.ref(self.system.address, self.name)
+
+    def receive(self, message: Any) -> Any:
+        """Handle one message. Override this.
+
+        Args:
+            message: a msgpack value, or a registered protocol message instance.
+
+        Returns:
+            The answer, for an ``ask`` (a msgpack value or a protocol message).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement receive()")
+
+    def on_receive(self, message: Any) -> Any:
+        if type(message) is not Request:
+            return self.receive(message)
+        respond = message.respond
+        deadline = message.deadline
+        if deadline is not None and time.time() > deadline:
+            self.system._note_expired(self.name)
+            return None
+        if respond is None:
+            return self.receive(message.payload)
+        try:
+            value = self.receive(message.payload)
+        except Exception as exc:
+            respond(None, exc, traceback.format_exc())
+            return None
+        respond(value, None, "")
+        return None
+
+    def _handle_failure(self, *exc_info: Any) -> None:
+        self._corral_failure = f"{exc_info[0].__name__}: {exc_info[1]}" if exc_info[0] else "failed"
+        super()._handle_failure(*exc_info)
+
+    def _actor_loop_teardown(self) -> None:
+        self.system._answer_leftovers(self)
+        super()._actor_loop_teardown()
+
+    def _actor_loop(self) -> None:
+        try:
+            super()._actor_loop()
+        finally:
+            self.system._actor_finished(self, self._corral_failure or "stopped")
+
+
+def spawning(system: ActorSystem, name: str) -> contextvars.Token[tuple[ActorSystem, str]]:
+    """Mark that the next Actor constructed in this context belongs to ``system``."""
+    return _spawning.set((system, name))
+
+
+def done_spawning(token: contextvars.Token[tuple[ActorSystem, str]]) -> None:
+    """Undo :func:`spawning`."""
+    _spawning.reset(token)

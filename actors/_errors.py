@@ -1,0 +1,92 @@
+"""Errors of the actor runtime, and how a remote error is rebuilt locally."""
+
+from __future__ import annotations
+
+import builtins
+import threading
+
+from protocol import ErrorReply
+
+
+class ActorError(Exception):
+    """Base class of actor runtime failures."""
+
+
+class ActorNotFound(ActorError):
+    """No actor of that name lives at that address."""
+
+
+class ActorStopped(ActorError):
+    """The actor, or its whole process, stopped before it answered."""
+
+
+class AskTimeout(ActorError, TimeoutError):
+    """No answer arrived before the deadline."""
+
+
+class RemoteError(ActorError):
+    """An exception raised by a remote handler.
+
+    When ``type_name`` names a built-in exception (``ValueError``, ``KeyError``,
+    ...) the raised object is also an instance of that built-in, so ordinary
+    ``except ValueError`` clauses work.
+
+    Attributes:
+        type_name: the original exception's type name.
+        remote_message: ``str()`` of the original exception.
+        remote_traceback: the traceback text from the remote process.
+        origin: which actor raised it (``address#name``).
+    """
+
+    type_name: str = ""
+    remote_message: str = ""
+    remote_traceback: str = ""
+    origin: str = ""
+
+
+class RemoteProtocolError(RemoteError):
+    """The remote process rejected the request as malformed; ``type_name`` says how."""
+
+
+_classes: dict[str, type[RemoteError]] = {}
+_classes_lock = threading.Lock()
+
+
+def _remote_class(type_name: str) -> type[RemoteError]:
+    with _classes_lock:
+        cls = _classes.get(type_name)
+        if cls is not None:
+            return cls
+        short = type_name.rsplit(".", 1)[-1]
+        base = getattr(builtins, type_name, None)
+        cls = RemoteError
+        if isinstance(base, type) and issubclass(base, Exception):
+            try:
+                cls = type(short, (RemoteError, base), {"__module__": "corral.remote"})
+            except TypeError:  # a built-in whose layout cannot be mixed in
+                cls = RemoteError
+        _classes[type_name] = cls
+        return cls
+
+
+def rebuild_error(reply: ErrorReply, origin: str) -> Exception:
+    """Turn an :class:`ErrorReply` into the exception to raise in the caller.
+
+    Args:
+        reply: the error as received.
+        origin: the actor that answered, for the message.
+    """
+    if reply.code == "actor_not_found":
+        return ActorNotFound(reply.message)
+    if reply.code == "actor_stopped":
+        return ActorStopped(reply.message)
+    cls: type[RemoteError] = RemoteProtocolError if reply.code == "protocol" else _remote_class(reply.type_name)
+    err = cls.__new__(cls)
+    Exception.__init__(err, reply.message)
+    err.type_name = reply.type_name
+    err.remote_message = reply.message
+    err.remote_traceback = reply.traceback
+    err.origin = origin
+    if reply.traceback and hasattr(err, "add_note"):
+        err.add_note(f"Remote traceback from {origin}:\n{reply.traceback.rstrip()}")
+    return err

@@ -1,0 +1,128 @@
+"""A one-shot result that threads can block on and coroutines can await."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any, Callable, Generator, Generic, TypeVar
+
+from ._errors import AskTimeout
+
+T = TypeVar("T")
+log = logging.getLogger("corral.actors")
+
+_state_lock = threading.Lock()
+_allocate = threading.Lock
+
+
+class Future(Generic[T]):
+    """The eventual answer to an ``ask``.
+
+    Set exactly once (later sets are ignored). ``get`` blocks the calling
+    thread; ``await future`` suspends a coroutine without blocking its loop.
+
+    Args:
+        what: a description used in timeout messages, e.g. ``"ask to X"``.
+        guard: returns True on a thread that must never block (the I/O thread).
+    """
+
+    __slots__ = ("_waiter", "_done", "_value", "_error", "_callbacks", "_what", "_guard")
+
+    def __init__(self, what: str = "future", guard: Callable[[], bool] | None = None) -> None:
+        self._waiter = _allocate()
+        self._waiter.acquire()
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Future[T]], None]] | None = None
+        self._what = what
+        self._guard = guard
+
+    def done(self) -> bool:
+        """Whether a result or an error is set."""
+        return self._done
+
+    def set_result(self, value: T) -> bool:
+        """Set the value. Returns False if the future was already done."""
+        return self._finish(value, None)
+
+    def set_exception(self, error: BaseException) -> bool:
+        """Set the error raised by :meth:`get`. Returns False if already done."""
+        return self._finish(None, error)
+
+    def _finish(self, value: Any, error: BaseException | None) -> bool:
+        with _state_lock:
+            if self._done:
+                return False
+            self._value = value
+            self._error = error
+            self._done = True
+            callbacks, self._callbacks = self._callbacks, None
+        self._waiter.release()
+        if callbacks:
+            for callback in callbacks:
+                self._run_callback(callback)
+        return True
+
+    def get(self, timeout: float | None = None) -> T:
+        """Block until done and return the value.
+
+        Args:
+            timeout: seconds to wait; None waits until the ask's own deadline.
+
+        Raises:
+            AskTimeout: nothing arrived within ``timeout``.
+            RuntimeError: called on a thread that must never block.
+            Exception: the error the future was completed with.
+        """
+        if not self._done:
+            if self._guard is not None and self._guard():
+                raise RuntimeError(f"{self._what}: Future.get() on the I/O thread would deadlock")
+            if not self._waiter.acquire(True, -1 if timeout is None else max(timeout, 0)):
+                raise AskTimeout(f"{self._what}: no answer within {timeout}s")
+            self._waiter.release()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[no-any-return]
+
+    def add_done_callback(self, callback: Callable[[Future[T]], None]) -> None:
+        """Call ``callback(self)`` once done (at once if already done), on the
+        thread that completes the future. It must be quick and must not block."""
+        with _state_lock:
+            if not self._done:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(callback)
+                return
+        self._run_callback(callback)
+
+    def _run_callback(self, callback: Callable[[Future[T]], None]) -> None:
+        try:
+            callback(self)
+        except Exception:
+            log.exception("done callback of %s failed", self._what)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+
+            def wake(_: Future[T]) -> None:
+                try:
+                    loop.call_soon_threadsafe(_resolve, waiter)
+                except RuntimeError:
+                    pass  # the loop was closed; nobody awaits any more
+
+            self.add_done_callback(wake)
+            yield from waiter.__await__()
+        return self.get(0)
+
+    def __repr__(self) -> str:
+        state = "pending" if not self._done else ("failed" if self._error else "done")
+        return f"<Future {self._what} {state}>"
+
+
+def _resolve(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

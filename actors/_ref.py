@@ -1,0 +1,69 @@
+"""References to actors, local or in another process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._future import Future
+
+if TYPE_CHECKING:
+    from ._system import ActorSystem
+
+
+class ActorRef:
+    """Where to send messages for one named actor.
+
+    Compare equal when address and name are equal. ``str(ref)`` is
+    ``"<address>#<name>"``, accepted back by :meth:`ActorSystem.ref`.
+
+    Attributes:
+        address: the address of the actor's process.
+        name: the actor's name in its process.
+    """
+
+    __slots__ = ("_system", "address", "name")
+
+    def __init__(self, system: ActorSystem, address: str, name: str) -> None:
+        self._system = system
+        self.address = address
+        self.name = name
+
+    def tell(self, message: Any) -> None:
+        """Send a message and do not wait.
+
+        Args:
+            message: a msgpack value or a registered protocol message.
+
+        Raises:
+            TypeError: the message cannot be encoded.
+            ActorNotFound: the target is local and does not exist.
+            PeerUnavailable: the target's process is known to be dead.
+        """
+        self._system._tell(self, message)
+
+    def ask(self, message: Any, timeout: float | None = None) -> Future[Any]:
+        """Send a message and return a future of the answer.
+
+        Args:
+            message: a msgpack value or a registered protocol message.
+            timeout: the request's deadline in seconds; the future fails with
+                :class:`AskTimeout` after it. None uses ``Config.ask_timeout_s``.
+
+        Raises:
+            TypeError: the message cannot be encoded.
+            ActorNotFound: the target is local and does not exist.
+            PeerUnavailable: the target's process is known to be dead.
+        """
+        return self._system._ask(self, message, timeout)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and (self.address, self.name) == (other.address, other.name)
+
+    def __hash__(self) -> int:
+        return hash((self.address, self.name))
+
+    def __str__(self) -> str:
+        return f"{self.address}#{self.name}"
+
+    def __repr__(self) -> str:
+        return f"ActorRef({str(self)!r})"

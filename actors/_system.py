@@ -1,0 +1,513 @@
+"""One ActorSystem per process: local pykka actors, reachable by name from
+other processes through the transport."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pykka
+
+from protocol import ActorDied, Data, Envelope, ErrorReply, Unwatch, Watch, encode_envelope
+from transport import PeerUnavailable, Transport, TransportClosed, TransportStatistics, check_endpoint
+from transport import LogLimiter
+
+from ._actor import Actor, Request, done_spawning, spawning
+from ._config import Config
+from ._errors import ActorNotFound, ActorStopped, AskTimeout, rebuild_error
+from ._future import Future
+from ._ref import ActorRef
+
+log = logging.getLogger("corral.actors")
+
+WatchCallback = Callable[[ActorRef, str], None]
+_SYSTEM_KINDS = frozenset({"watch", "unwatch", "actor_died"})
+
+
+@dataclass(frozen=True)
+class SystemStatistics:
+    """A snapshot of an actor system's counters.
+
+    Attributes:
+        actors: live local actors.
+        pending_asks: asks waiting for an answer.
+        timed_out_asks: asks failed by their deadline.
+        late_replies: answers that arrived after their ask was settled.
+        dropped_messages: messages for unknown or stopped actors that nobody waited on.
+        expired_requests: requests skipped because their deadline had passed.
+        transport: the transport's own statistics.
+    """
+
+    actors: int
+    pending_asks: int
+    timed_out_asks: int
+    late_replies: int
+    dropped_messages: int
+    expired_requests: int
+    transport: TransportStatistics
+
+
+class _Pending:
+    __slots__ = ("future", "address", "name")
+
+    def __init__(self, future: Future[Any], address: str, name: str) -> None:
+        self.future = future
+        self.address = address
+        self.name = name
+
+
+def _wrap(message: Any) -> tuple[str, Any]:
+    kind = getattr(type(message), "__wire_kind__", None)
+    if kind is None:
+        return "data", Data(message)
+    return kind, message
+
+
+def _unwrap(env: Envelope) -> Any:
+    return env.body.value if env.kind == "data" else env.body
+
+
+class ActorSystem:
+    """The actor runtime of one process.
+
+    Creating it starts the transport's I/O thread and binds the endpoint;
+    :meth:`shutdown` (or leaving a ``with`` block) stops every local actor and
+    closes the transport.
+
+    Args:
+        config: settings; None uses the defaults.
+
+    Raises:
+        TransportError: the endpoint cannot be bound.
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self._actors: dict[str, pykka.ActorRef[Any]] = {}
+        self._actors_lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self._deadlines_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._watchers: dict[tuple[str, str], dict[int, WatchCallback]] = {}
+        self._watch_tokens: dict[int, tuple[str, str]] = {}
+        self._remote_watchers: dict[str, set[str]] = {}
+        self._watch_lock = threading.Lock()
+        self._log_limiter = LogLimiter(10.0)
+        self._timed_out = 0
+        self._late = 0
+        self._dropped = 0
+        self._expired = 0
+        self._closed = False
+        self._transport = Transport(self.config.transport, self._on_envelope, self._on_peer_down, self._on_tick)
+        self.address = self._transport.start()
+
+    # ---- public API -----------------------------------------------------------------
+
+    def spawn(self, actor_class: type[Actor], *args: Any, name: str, **kwargs: Any) -> ActorRef:
+        """Start a local actor under a unique name.
+
+        Args:
+            actor_class: a subclass of :class:`Actor`.
+            *args, **kwargs: passed to its constructor.
+            name: the name other processes use to reach it.
+
+        Returns:
+            A reference to the new actor.
+
+        Raises:
+            ValueError: the name is empty, contains ``#``, or is taken.
+            TypeError: ``actor_class`` is not an :class:`Actor` subclass.
+            ActorStopped: the system is shut down.
+        """
+        if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
+            raise TypeError(f"spawn() needs a subclass of actors.Actor, got {actor_class!r}")
+        if not isinstance(name, str) or not name or "#" in name:
+            raise ValueError(f"actor name must be a non-empty string without '#', got {name!r}")
+        with self._actors_lock:
+            if self._closed:
+                raise ActorStopped("the actor system is shut down")
+            if name in self._actors:
+                raise ValueError(f"an actor named {name!r} already runs in {self.address}")
+            token = spawning(self, name)
+            try:
+                self._actors[name] = actor_class.start(*args, **kwargs)
+            finally:
+                done_spawning(token)
+        return ActorRef(self, self.address, name)
+
+    def ref(self, address: str, name: str | None = None) -> ActorRef:
+        """A reference to an actor, local or remote. No message is sent.
+
+        Args:
+            address: the process address, or ``"<address>#<name>"`` with ``name`` None.
+            name: the actor's name.
+
+        Raises:
+            ValueError: the address or name is malformed.
+        """
+        if name is None:
+            address, sep, name = address.rpartition("#")
+            if not sep:
+                raise ValueError(f"expected '<address>#<name>', got {address!r}")
+        check_endpoint(address)
+        if not name:
+            raise ValueError("actor name must be non-empty")
+        return ActorRef(self, address, name)
+
+    def stop(self, ref: ActorRef, timeout: float | None = None, wait: bool = True) -> bool:
+        """Stop a local actor once it has handled the messages already in its inbox.
+
+        Messages that arrive after the stop get an :class:`ActorStopped` error.
+
+        Args:
+            ref: the actor; it must live in this process.
+            timeout: how long to wait for it; None uses ``Config.stop_timeout_s``.
+            wait: False returns as soon as the stop is queued.
+
+        Returns:
+            True if it stopped (or the stop was queued), False if it was not running here.
+
+        Raises:
+            pykka.Timeout: it did not stop within ``timeout``.
+        """
+        with self._actors_lock:
+            actor = self._actors.get(ref.name) if ref.address == self.address else None
+        if actor is None:
+            return False
+        if not wait:
+            actor.stop(block=False)
+            return True
+        return bool(actor.stop(block=True, timeout=timeout or self.config.stop_timeout_s))
+
+    def watch(self, ref: ActorRef, callback: WatchCallback) -> int:
+        """Call ``callback(ref, reason)`` once when the actor stops or its process dies.
+
+        The callback runs on a runtime thread: it must be quick and not block.
+        If the actor is already gone, it is called soon with the reason.
+
+        Returns:
+            A token for :meth:`unwatch`.
+        """
+        token = next(self._ids)
+        key = (ref.address, ref.name)
+        with self._watch_lock:
+            first = key not in self._watchers
+            self._watchers.setdefault(key, {})[token] = callback
+            self._watch_tokens[token] = key
+        if ref.address == self.address:
+            with self._actors_lock:
+                alive = ref.name in self._actors
+            if not alive:
+                self._notify_watchers(key, f"no actor named {ref.name!r} runs here")
+        elif first:
+            try:
+                self._transport.send(ref.address, self._envelope("watch", Watch(ref.name), ""))
+                self._transport.watch(ref.address)
+            except (PeerUnavailable, TransportClosed) as exc:
+                self._notify_watchers(key, str(exc))
+        return token
+
+    def unwatch(self, token: int) -> None:
+        """Cancel a :meth:`watch`. Unknown tokens are ignored."""
+        with self._watch_lock:
+            key = self._watch_tokens.pop(token, None)
+            if key is None:
+                return
+            callbacks = self._watchers.get(key, {})
+            callbacks.pop(token, None)
+            last = not callbacks
+            if last:
+                self._watchers.pop(key, None)
+        if last and key[0] != self.address:
+            try:
+                self._transport.send(key[0], self._envelope("unwatch", Unwatch(key[1]), ""))
+            except Exception as exc:  # the peer is gone: nothing to cancel there
+                log.debug("unwatch of %s#%s not sent: %s", key[0], key[1], exc)
+
+    def statistics(self) -> SystemStatistics:
+        """A snapshot of the runtime's and the transport's counters."""
+        return SystemStatistics(
+            actors=len(self._actors),
+            pending_asks=len(self._pending),
+            timed_out_asks=self._timed_out,
+            late_replies=self._late,
+            dropped_messages=self._dropped,
+            expired_requests=self._expired,
+            transport=self._transport.statistics(),
+        )
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop every local actor, fail every pending ask, close the transport.
+
+        Idempotent. Remote watchers of local actors are told before the
+        transport says goodbye.
+        """
+        with self._actors_lock:
+            if self._closed:
+                return
+            self._closed = True
+            actors = list(self._actors.values())
+        per_actor = timeout or self.config.stop_timeout_s
+        for actor in actors:
+            try:
+                actor.stop(block=True, timeout=per_actor)
+            except pykka.Timeout:
+                log.error("actor %s did not stop within %.1fs", actor, per_actor)
+        self._transport.close()
+        for msg_id in list(self._pending):
+            pending = self._pending.pop(msg_id, None)
+            if pending is not None:
+                pending.future.set_exception(ActorStopped("the actor system shut down before an answer came"))
+
+    def __enter__(self) -> ActorSystem:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ---- sending --------------------------------------------------------------------
+
+    def _envelope(self, kind: str, body: Any, target: str) -> Envelope:
+        return Envelope(kind, body, 0, None, self.address, target)
+
+    def _tell(self, ref: ActorRef, message: Any) -> None:
+        if ref.address == self.address:
+            self._local(ref.name).tell(Request(message, None, None))
+            return
+        kind, body = _wrap(message)
+        self._transport.send(ref.address, Envelope(kind, body, 0, None, self.address, ref.name))
+
+    def _ask(self, ref: ActorRef, message: Any, timeout: float | None) -> Future[Any]:
+        timeout = self.config.ask_timeout_s if timeout is None else timeout
+        msg_id = next(self._ids)
+        future: Future[Any] = Future(f"ask to {ref}", self._transport.is_io_thread)
+        deadline = time.time() + timeout
+        if ref.address == self.address:
+            actor = self._local(ref.name)
+            self._register(msg_id, future, ref, timeout)
+            try:
+                actor.tell(Request(message, _LocalResponder(self, msg_id), deadline))
+            except pykka.ActorDeadError:
+                self._settle(msg_id, ActorStopped(f"actor {ref} stopped"))
+            return future
+        kind, body = _wrap(message)
+        frame = encode_envelope(Envelope(kind, body, msg_id, None, self.address, ref.name, deadline, True))
+        self._register(msg_id, future, ref, timeout)
+        try:
+            self._transport.send_frame(ref.address, frame, _SendFailure(self, msg_id))
+        except Exception:
+            self._pending.pop(msg_id, None)
+            raise
+        return future
+
+    def _local(self, name: str) -> pykka.ActorRef[Any]:
+        actor = self._actors.get(name)
+        if actor is None:
+            raise ActorNotFound(f"no actor named {name!r} runs in {self.address}")
+        return actor
+
+    def _register(self, msg_id: int, future: Future[Any], ref: ActorRef, timeout: float) -> None:
+        self._pending[msg_id] = _Pending(future, ref.address, ref.name)
+        with self._deadlines_lock:
+            heapq.heappush(self._deadlines, (time.monotonic() + timeout, msg_id))
+
+    def _settle(self, msg_id: int, error: BaseException | None, value: Any = None, answer: bool = True) -> None:
+        pending = self._pending.pop(msg_id, None)
+        if pending is None:
+            self._late += answer
+            return
+        if error is None:
+            pending.future.set_result(value)
+        else:
+            pending.future.set_exception(error)
+
+    def _respond_remote(self, sender: str, msg_id: int, actor: str, value: Any, error: BaseException | None, tb: str) -> None:
+        if error is None:
+            kind, body = _wrap(value)
+            try:
+                frame = encode_envelope(Envelope(kind, body, 0, msg_id, self.address, ""))
+            except TypeError as exc:
+                error, tb = TypeError(f"the answer of actor {actor!r} cannot be encoded: {exc}"), ""
+        if error is not None:
+            code = "encode" if not tb and isinstance(error, TypeError) else "user"
+            reply = ErrorReply(code, _type_name(error), str(error), tb)
+            frame = encode_envelope(Envelope("error", reply, 0, msg_id, self.address, ""))
+        try:
+            self._transport.send_frame(sender, frame)
+        except Exception as exc:
+            log.warning("answer to %s from %s not sent: %s", sender, actor, exc)
+
+    def _error_to(self, env: Envelope, code: str, exc_type: str, text: str) -> None:
+        if not env.wants_reply:
+            self._dropped += 1
+            if self._log_limiter.allow(f"drop:{env.sender}", time.monotonic()):
+                log.warning("dropped a %r message from %s: %s", env.kind, env.sender, text)
+            return
+        reply = ErrorReply(code, exc_type, text)
+        try:
+            self._transport.send(env.sender, Envelope("error", reply, 0, env.msg_id, self.address, ""))
+        except Exception as exc:
+            log.warning("error answer to %s not sent: %s", env.sender, exc)
+
+    # ---- I/O thread callbacks -------------------------------------------------------
+
+    def _on_envelope(self, env: Envelope) -> None:
+        corr = env.corr_id
+        if corr is not None:
+            pending = self._pending.pop(corr, None)
+            if pending is None:
+                self._late += 1
+            elif env.kind == "error":
+                pending.future.set_exception(rebuild_error(env.body, f"{pending.address}#{pending.name}"))
+            else:
+                pending.future.set_result(_unwrap(env))
+            return
+        if env.kind in _SYSTEM_KINDS and not env.target:
+            self._on_system_message(env)
+            return
+        actor = self._actors.get(env.target)
+        if actor is None:
+            self._error_to(env, "actor_not_found", "ActorNotFound", f"no actor named {env.target!r} runs in {self.address}")
+            return
+        respond = _RemoteResponder(self, env.sender, env.msg_id, env.target) if env.wants_reply else None
+        try:
+            actor.tell(Request(_unwrap(env), respond, env.deadline))
+        except pykka.ActorDeadError:
+            self._error_to(env, "actor_stopped", "ActorStopped", f"actor {env.target!r} in {self.address} has stopped")
+
+    def _on_system_message(self, env: Envelope) -> None:
+        body = env.body
+        if env.kind == "watch":
+            with self._actors_lock:
+                alive = body.actor in self._actors
+            if alive:
+                with self._watch_lock:
+                    self._remote_watchers.setdefault(body.actor, set()).add(env.sender)
+                self._transport.watch(env.sender)
+            else:
+                self._send_died(env.sender, body.actor, f"no actor named {body.actor!r} runs in {self.address}")
+        elif env.kind == "unwatch":
+            with self._watch_lock:
+                self._remote_watchers.get(body.actor, set()).discard(env.sender)
+        else:
+            self._notify_watchers((env.sender, body.actor), body.reason)
+
+    def _on_peer_down(self, peer: str, reason: str) -> None:
+        for msg_id, pending in list(self._pending.items()):
+            if pending.address == peer:
+                self._settle(msg_id, ActorStopped(f"process {peer} of actor {pending.name!r} is gone: {reason}"), answer=False)
+        with self._watch_lock:
+            keys = [key for key in self._watchers if key[0] == peer]
+            for watchers in self._remote_watchers.values():
+                watchers.discard(peer)
+        for key in keys:
+            self._notify_watchers(key, f"process {peer} is gone: {reason}")
+
+    def _on_tick(self, _now: float) -> None:
+        now = time.monotonic()
+        expired = []
+        with self._deadlines_lock:
+            heap = self._deadlines
+            while heap and heap[0][0] <= now:
+                expired.append(heapq.heappop(heap)[1])
+        for msg_id in expired:
+            pending = self._pending.pop(msg_id, None)
+            if pending is not None:
+                self._timed_out += 1
+                pending.future.set_exception(AskTimeout(f"ask to {pending.address}#{pending.name}: no answer by its deadline"))
+
+    # ---- actor life cycle (actor threads) -------------------------------------------
+
+    def _note_expired(self, name: str) -> None:
+        self._expired += 1
+
+    def _answer_leftovers(self, actor: Actor) -> None:
+        inbox = actor.actor_inbox
+        keep = []
+        while not inbox.empty():
+            envelope = inbox.get()
+            message = envelope.message
+            if type(message) is Request and message.respond is not None:
+                message.respond(None, ActorStopped(f"actor {actor.name!r} stopped before handling the message"), "")
+            else:
+                keep.append(envelope)
+        for envelope in keep:
+            inbox.put(envelope)
+
+    def _actor_finished(self, actor: Actor, reason: str) -> None:
+        with self._actors_lock:
+            current = self._actors.get(actor.name)
+            if current is not None and current.actor_class is type(actor) and not current.is_alive():
+                del self._actors[actor.name]
+        self._answer_leftovers(actor)
+        with self._watch_lock:
+            remote = self._remote_watchers.pop(actor.name, set())
+        for peer in remote:
+            self._send_died(peer, actor.name, reason)
+        self._notify_watchers((self.address, actor.name), reason)
+
+    def _send_died(self, peer: str, name: str, reason: str) -> None:
+        try:
+            self._transport.send(peer, self._envelope("actor_died", ActorDied(name, reason), ""))
+        except Exception as exc:
+            log.debug("death notice for %s to %s not sent: %s", name, peer, exc)
+
+    def _notify_watchers(self, key: tuple[str, str], reason: str) -> None:
+        with self._watch_lock:
+            callbacks = self._watchers.pop(key, {})
+            for token in callbacks:
+                self._watch_tokens.pop(token, None)
+        ref = ActorRef(self, key[0], key[1])
+        for callback in callbacks.values():
+            try:
+                callback(ref, reason)
+            except Exception:
+                log.exception("watch callback for %s failed", ref)
+
+
+class _LocalResponder:
+    __slots__ = ("_system", "_msg_id")
+
+    def __init__(self, system: ActorSystem, msg_id: int) -> None:
+        self._system = system
+        self._msg_id = msg_id
+
+    def __call__(self, value: Any, error: BaseException | None, tb: str) -> None:
+        self._system._settle(self._msg_id, error, value)
+
+
+class _RemoteResponder:
+    __slots__ = ("_system", "_sender", "_msg_id", "_actor")
+
+    def __init__(self, system: ActorSystem, sender: str, msg_id: int, actor: str) -> None:
+        self._system = system
+        self._sender = sender
+        self._msg_id = msg_id
+        self._actor = actor
+
+    def __call__(self, value: Any, error: BaseException | None, tb: str) -> None:
+        self._system._respond_remote(self._sender, self._msg_id, self._actor, value, error, tb)
+
+
+class _SendFailure:
+    __slots__ = ("_system", "_msg_id")
+
+    def __init__(self, system: ActorSystem, msg_id: int) -> None:
+        self._system = system
+        self._msg_id = msg_id
+
+    def __call__(self, error: Exception) -> None:
+        self._system._settle(self._msg_id, error, answer=False)
+
+
+def _type_name(error: BaseException) -> str:
+    cls = type(error)
+    if cls.__module__ in ("builtins", "corral.remote"):
+        return cls.__name__
+    return f"{cls.__module__}.{cls.__qualname__}"

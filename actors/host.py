@@ -1,0 +1,73 @@
+"""Run a process that hosts actors until its standard input closes.
+
+    python -m actors.host --actor NAME=module:Class [--actor ...] [--config JSON]
+
+Prints ``ADDRESS <address>`` on one line once every actor runs, then waits.
+It stops cleanly when standard input reaches end of file (so it never outlives
+a parent that holds the pipe), or on SIGTERM or SIGINT. ``--config`` takes a
+JSON object of TransportConfig fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+from transport import TransportConfig
+
+from ._config import Config
+from ._system import ActorSystem
+
+
+def load_class(path: str) -> Any:
+    """Import ``module:attribute``.
+
+    Raises:
+        ValueError: the path is not of the form ``module:attribute``.
+        ImportError, AttributeError: it does not exist.
+    """
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected 'module:attribute', got {path!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m actors.host", description=__doc__.split("\n")[0])
+    parser.add_argument("--actor", action="append", default=[], metavar="NAME=module:Class")
+    parser.add_argument("--config", default="{}", help="JSON object of TransportConfig fields")
+    args = parser.parse_args(argv)
+    try:
+        config = Config(transport=TransportConfig(**json.loads(args.config)))
+        specs = []
+        for spec in args.actor:
+            name, sep, path = spec.partition("=")
+            if not sep:
+                raise ValueError(f"--actor expects NAME=module:Class, got {spec!r}")
+            specs.append((name, load_class(path)))
+    except (ValueError, TypeError, ImportError, AttributeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    with ActorSystem(config) as system:
+        for name, cls in specs:
+            system.spawn(cls, name=name)
+        print(f"ADDRESS {system.address}", flush=True)
+        while not stop.wait(1.0):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

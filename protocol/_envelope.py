@@ -1,0 +1,186 @@
+"""The envelope every frame carries, and the codec that turns it into bytes.
+
+Wire layout: one msgpack array
+``[version, kind, msg_id, corr_id, sender, target, deadline, flags, body]``
+where ``body`` is the message's field values in declaration order. A reply is
+any envelope whose ``corr_id`` is the ``msg_id`` of the request it answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ._errors import (
+    FrameTooLarge,
+    MalformedEnvelope,
+    MalformedFrame,
+    ProtocolError,
+    UnknownKind,
+    UnsupportedVersion,
+)
+from ._schema import decoder_for, encode_fields
+
+PROTOCOL_VERSION = 1
+FLAG_WANTS_REPLY = 1
+_HEADER_LEN = 9
+
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One message on the wire, with its routing header.
+
+    Attributes:
+        kind: registered kind of ``body``.
+        body: the message instance.
+        msg_id: sender-unique id (0 for messages nobody answers).
+        corr_id: for a reply, the ``msg_id`` of the request; otherwise None.
+        sender: address of the sending process.
+        target: name of the actor the message is for ("" for the process itself).
+        deadline: absolute UNIX time after which the message is worthless, or None.
+        wants_reply: whether the sender waits for an answer.
+        version: protocol version of the frame.
+    """
+
+    kind: str
+    body: Any
+    msg_id: int = 0
+    corr_id: int | None = None
+    sender: str = ""
+    target: str = ""
+    deadline: float | None = None
+    wants_reply: bool = False
+    version: int = PROTOCOL_VERSION
+
+
+def encode_envelope(env: Envelope) -> bytes:
+    """Encode an envelope into one frame.
+
+    Raises:
+        TypeError: if a value in the body cannot be encoded with msgpack; the
+            message names the message kind and the offending type.
+    """
+    try:
+        return _packb(
+            [
+                env.version,
+                env.kind,
+                env.msg_id,
+                env.corr_id,
+                env.sender,
+                env.target,
+                env.deadline,
+                FLAG_WANTS_REPLY if env.wants_reply else 0,
+                encode_fields(env.body),
+            ],
+            use_bin_type=True,
+        )
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"cannot encode message {env.kind!r}: {exc}") from None
+
+
+def decode_envelope(frame: bytes, max_bytes: int) -> Envelope:
+    """Decode and fully validate one frame.
+
+    Args:
+        frame: the bytes received.
+        max_bytes: frames longer than this are rejected before parsing.
+
+    Returns:
+        The envelope with its body decoded into the registered message type.
+
+    Raises:
+        ProtocolError: a subclass naming exactly what was wrong; header fields
+            that could be read are set on the error to allow an error answer.
+    """
+    if len(frame) > max_bytes:
+        raise FrameTooLarge(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        raw = _unpackb(frame, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise MalformedFrame(f"not a valid msgpack frame ({type(exc).__name__}: {exc})") from None
+    if type(raw) is not list or len(raw) != _HEADER_LEN:
+        shape = f"array of {len(raw)}" if type(raw) is list else type(raw).__name__
+        raise MalformedEnvelope(f"expected an envelope array of {_HEADER_LEN} items, got {shape}")
+    version, kind, msg_id, corr_id, sender, target, deadline, flags, body = raw
+    try:
+        _check_header(version, kind, msg_id, corr_id, sender, target, deadline, flags)
+        decode = decoder_for(kind)
+        if decode is None:
+            raise UnknownKind(f"unknown message kind {kind!r}")
+        message = decode(body)
+    except ProtocolError as err:
+        err.msg_id = msg_id if type(msg_id) is int else None
+        err.sender = sender if type(sender) is str else None
+        err.kind = kind if type(kind) is str else None
+        raise
+    return Envelope(
+        kind,
+        message,
+        msg_id,
+        corr_id,
+        sender,
+        target,
+        deadline,
+        bool(flags & FLAG_WANTS_REPLY),
+        version,
+    )
+
+
+def _check_header(
+    version: Any,
+    kind: Any,
+    msg_id: Any,
+    corr_id: Any,
+    sender: Any,
+    target: Any,
+    deadline: Any,
+    flags: Any,
+) -> None:
+    if type(version) is not int:
+        raise MalformedEnvelope(f"envelope version: expected int, got {type(version).__name__}")
+    if version != PROTOCOL_VERSION:
+        raise UnsupportedVersion(f"protocol version {version} is not supported (this process speaks {PROTOCOL_VERSION})")
+    if type(kind) is not str:
+        raise MalformedEnvelope(f"envelope kind: expected str, got {type(kind).__name__}")
+    if type(msg_id) is not int:
+        raise MalformedEnvelope(f"envelope msg_id: expected int, got {type(msg_id).__name__}")
+    if corr_id is not None and type(corr_id) is not int:
+        raise MalformedEnvelope(f"envelope corr_id: expected int or nil, got {type(corr_id).__name__}")
+    if type(sender) is not str or type(target) is not str:
+        bad = "sender" if type(sender) is not str else "target"
+        raise MalformedEnvelope(f"envelope {bad}: expected str, got {type(locals()[bad]).__name__}")
+    if deadline is not None and type(deadline) is not float and type(deadline) is not int:
+        raise MalformedEnvelope(f"envelope deadline: expected float or nil, got {type(deadline).__name__}")
+    if type(flags) is not int:
+        raise MalformedEnvelope(f"envelope flags: expected int, got {type(flags).__name__}")
+
+
+def peek_error_route(frame: bytes) -> tuple[int | None, int | None, str | None, str | None]:
+    """Best effort: read ``(msg_id, corr_id, sender, kind)`` from a frame that failed to decode.
+
+    Reads only the first bytes, so it is cheap for huge frames and works on
+    truncated ones. Never raises; unreadable items come back as None.
+    """
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=4096)
+    unpacker.feed(frame[:4096])
+    items: list[Any] = []
+    try:
+        if unpacker.read_array_header() != _HEADER_LEN:
+            return None, None, None, None
+        for _ in range(5):
+            items.append(unpacker.unpack())
+    except Exception:
+        pass
+    items += [None] * (5 - len(items))
+    _, kind, msg_id, corr_id, sender = items
+
+    def typed(value: Any, kind_of: type) -> Any:
+        return value if type(value) is kind_of else None
+
+    return typed(msg_id, int), typed(corr_id, int), typed(sender, str), typed(kind, str)

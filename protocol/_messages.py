@@ -1,0 +1,79 @@
+"""Message types of the actor runtime itself (liveness, replies, death watch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._schema import message
+
+
+@message("data")
+@dataclass(frozen=True, slots=True)
+class Data:
+    """An untyped payload: any msgpack value, for user messages and results."""
+
+    value: Any
+
+
+@message("error")
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """The answer to a request that failed.
+
+    Attributes:
+        code: who failed: ``"user"`` (the handler raised), ``"actor_not_found"``,
+            ``"actor_stopped"``, ``"protocol"`` (the request was malformed) or
+            ``"encode"`` (the result could not be encoded).
+        type_name: the exception's qualified type name, e.g. ``"ValueError"``.
+        message: ``str()`` of the exception.
+        traceback: the remote traceback text ("" when there is none).
+    """
+
+    code: str
+    type_name: str
+    message: str
+    traceback: str = ""
+
+
+@message("ping")
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Heartbeat: asks the receiver to answer with :class:`Pong`."""
+
+
+@message("pong")
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """Heartbeat answer."""
+
+
+@message("bye")
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """The sender is shutting down cleanly; forget it now instead of waiting."""
+
+
+@message("watch")
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """Ask to be sent :class:`ActorDied` when the named actor stops."""
+
+    actor: str
+
+
+@message("unwatch")
+@dataclass(frozen=True, slots=True)
+class Unwatch:
+    """Cancel an earlier :class:`Watch`."""
+
+    actor: str
+
+
+@message("actor_died")
+@dataclass(frozen=True, slots=True)
+class ActorDied:
+    """The named actor of the sending process has stopped (or never existed)."""
+
+    actor: str
+    reason: str

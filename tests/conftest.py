@@ -1,0 +1,113 @@
+"""Fixtures: actor systems and real peer processes, always cleaned up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from actors import ActorSystem, Config
+from transport import TransportConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FAST = {"heartbeat_interval_s": 0.05, "heartbeat_liveness": 6, "tick_s": 0.02}
+
+
+def fast_config(**overrides: object) -> Config:
+    """A config with quick heartbeats so that deaths are seen within ~0.3s."""
+    return Config(transport=TransportConfig(**{**FAST, **overrides}), ask_timeout_s=10.0)
+
+
+class Peer:
+    """A real OS process hosting actors (``python -m actors.host``)."""
+
+    def __init__(self, actors: dict[str, str], transport: dict[str, object]) -> None:
+        args = [sys.executable, "-m", "actors.host", "--config", json.dumps(transport)]
+        for name, path in actors.items():
+            args += ["--actor", f"{name}={path}"]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        )
+        self.address = self._read_address(timeout=20.0)
+
+    def _read_address(self, timeout: float) -> str:
+        box: list[str] = []
+        reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout)
+        line = box[0] if box else ""
+        if not line.startswith("ADDRESS "):
+            self.kill()
+            raise RuntimeError(f"peer process did not start (printed {line!r})")
+        return line.split()[1]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Close its stdin (its signal to stop cleanly) and wait."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # type: ignore[union-attr]
+            except BrokenPipeError:
+                pass
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None and not stream.closed:
+                try:
+                    stream.close()
+                except BrokenPipeError:
+                    pass
+
+
+@pytest.fixture
+def system() -> Iterator[ActorSystem]:
+    sys_ = ActorSystem(fast_config())
+    yield sys_
+    sys_.shutdown()
+
+
+@pytest.fixture
+def make_system() -> Iterator[Callable[..., ActorSystem]]:
+    made: list[ActorSystem] = []
+
+    def make(**transport: object) -> ActorSystem:
+        made.append(ActorSystem(fast_config(**transport)))
+        return made[-1]
+
+    yield make
+    for sys_ in made:
+        sys_.shutdown()
+
+
+@pytest.fixture
+def peer() -> Iterator[Callable[..., Peer]]:
+    started: list[Peer] = []
+
+    def start(actors: dict[str, str] | None = None, **transport: object) -> Peer:
+        started.append(Peer(actors or {"echo": "tests.helpers:Echo"}, {**FAST, **transport}))
+        return started[-1]
+
+    yield start
+    for p in started:
+        p.stop(timeout=5)
+        p.kill()

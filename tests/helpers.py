@@ -1,0 +1,100 @@
+"""Actors that test peers host, and small waiting helpers. No sleeps as synchronisation."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from actors import Actor
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    event = threading.Event()
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        event.wait(0.01)
+
+
+def child_pids() -> set[int]:
+    """PIDs of this process's live (not yet reaped) children, from /proc."""
+    pids: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as fh:
+                pids.update(int(p) for p in fh.read().split())
+        except FileNotFoundError:
+            continue
+    return pids
+
+
+class Echo(Actor):
+    """Answers with the message; raises on request."""
+
+    def receive(self, message: Any) -> Any:
+        if isinstance(message, dict) and "raise" in message:
+            raise_named(message["raise"], message.get("text", ""))
+        if isinstance(message, dict) and "unencodable" in message:
+            return object()
+        return message
+
+
+def raise_named(kind: str, text: str) -> None:
+    if kind == "ValueError":
+        raise ValueError(text)
+    if kind == "KeyError":
+        raise KeyError(text)
+    raise CustomFailure(text)
+
+
+class CustomFailure(Exception):
+    """A user-defined exception type, not a built-in."""
+
+
+class Recorder(Actor):
+    """Records ``[sender, seq]`` tells; an ask of ``"dump"`` returns them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Any] = []
+
+    def receive(self, message: Any) -> Any:
+        if message == "dump":
+            return self.seen
+        self.seen.append(message)
+        return None
+
+
+class Sender(Actor):
+    """On ``{"to": ref_string, "tag": str, "count": n}`` tells n numbered messages."""
+
+    def receive(self, message: Any) -> Any:
+        target = self.system.ref(message["to"])
+        for seq in range(message["count"]):
+            target.tell([message["tag"], seq])
+        return message["count"]
+
+
+class Sleeper(Actor):
+    """Holds its thread for the given seconds (simulates slow work), then answers."""
+
+    def receive(self, message: Any) -> Any:
+        threading.Event().wait(float(message))
+        return "slept"
+
+
+class Stats(Actor):
+    """Answers with its process's actor-system statistics."""
+
+    def receive(self, message: Any) -> Any:
+        stats = self.system.statistics()
+        out = dataclasses.asdict(stats)
+        return out

@@ -1,0 +1,103 @@
+"""Pure pieces of the transport and runtime: liveness, log limiting, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors import Config
+from transport import LivenessTracker, LogLimiter, TransportConfig, check_endpoint
+
+
+def test_a_watched_peer_heard_within_the_window_stays_alive() -> None:
+    tracker = LivenessTracker(interval_s=1.0, liveness=3)
+    tracker.watch("p", now=0.0)
+    tracker.heard("p", now=2.5)
+    assert tracker.expired(now=5.0) == []
+    assert tracker.is_watched("p")
+
+
+def test_a_silent_peer_expires_after_interval_times_liveness_and_is_no_longer_watched() -> None:
+    tracker = LivenessTracker(interval_s=1.0, liveness=3)
+    tracker.watch("p", now=0.0)
+    assert tracker.expired(now=2.9) == []
+    assert tracker.expired(now=3.5) == [("p", 3.5)]
+    assert not tracker.is_watched("p")
+    assert tracker.expired(now=10.0) == []
+
+
+def test_frames_from_unwatched_peers_do_not_start_watching_them() -> None:
+    tracker = LivenessTracker(interval_s=1.0, liveness=3)
+    tracker.heard("stranger", now=1.0)
+    assert tracker.watched == []
+
+
+def test_watching_twice_does_not_reset_the_silence_clock() -> None:
+    tracker = LivenessTracker(interval_s=1.0, liveness=2)
+    tracker.watch("p", now=0.0)
+    tracker.watch("p", now=1.9)
+    assert [peer for peer, _ in tracker.expired(now=2.1)] == ["p"]
+
+
+def test_pings_are_due_once_per_interval() -> None:
+    tracker = LivenessTracker(interval_s=1.0, liveness=3)
+    assert tracker.ping_due(now=0.0)
+    assert not tracker.ping_due(now=0.5)
+    assert tracker.next_deadline() == 1.0
+    assert tracker.ping_due(now=1.0)
+
+
+def test_the_log_limiter_allows_one_line_per_key_per_interval() -> None:
+    limiter = LogLimiter(interval_s=10.0)
+    assert limiter.allow("a", now=0.0)
+    assert not limiter.allow("a", now=5.0)
+    assert limiter.allow("b", now=5.0)
+    assert limiter.allow("a", now=10.0)
+
+
+def test_the_log_limiter_memory_is_bounded() -> None:
+    limiter = LogLimiter(interval_s=10.0, max_keys=4)
+    for i in range(4):
+        assert limiter.allow(str(i), now=0.0)
+    assert not limiter.allow("new", now=1.0)
+    assert limiter.allow("new", now=11.0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("port", -1),
+        ("port", 70000),
+        ("heartbeat_interval_s", 0),
+        ("heartbeat_liveness", 0),
+        ("heartbeat_liveness", 1.5),
+        ("max_frame_bytes", "big"),
+        ("send_hwm", True),
+        ("dead_peer_quarantine_s", -1),
+    ],
+)
+def test_a_bad_transport_setting_names_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"TransportConfig.{field}: expected"):
+        TransportConfig(**{field: value})
+
+
+def test_a_bad_runtime_setting_names_the_field() -> None:
+    with pytest.raises(ValueError, match="Config.ask_timeout_s: expected a number > 0"):
+        Config(ask_timeout_s=0)
+    with pytest.raises(ValueError, match="Config.transport"):
+        Config(transport={"port": 1})  # type: ignore[arg-type]
+
+
+def test_the_quarantine_defaults_to_one_liveness_window() -> None:
+    cfg = TransportConfig(heartbeat_interval_s=0.5, heartbeat_liveness=4)
+    assert cfg.liveness_window_s == cfg.quarantine_s == 2.0
+
+
+@pytest.mark.parametrize("address", ["tcp://10.0.0.1:80", "ipc:///tmp/x.sock", "tcp://[::1]:5555"])
+def test_well_formed_addresses_are_accepted(address: str) -> None:
+    assert check_endpoint(address) == address
+
+
+@pytest.mark.parametrize("address", ["", "tcp://host", "tcp://host:0", "http://x:1", "ipc://", 5])
+def test_malformed_addresses_are_refused_with_the_expected_forms(address: object) -> None:
+    with pytest.raises(ValueError, match="tcp://host:port"):
+        check_endpoint(address)  # type: ignore[arg-type]

@@ -1,0 +1,241 @@
+"""The wire protocol: round trips of every message type, and every way a frame can be bad."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import protocol
+from protocol import (
+    Data,
+    Envelope,
+    FrameTooLarge,
+    InvalidField,
+    MalformedEnvelope,
+    MalformedFrame,
+    ProtocolError,
+    UnknownKind,
+    UnsupportedVersion,
+    decode_envelope,
+    encode_envelope,
+    message,
+    peek_error_route,
+    registered_kinds,
+)
+
+LIMIT = 1 << 20
+
+msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def strategy_for(annotation: Any) -> st.SearchStrategy[Any]:
+    """A hypothesis strategy producing valid values of a field annotation."""
+    if annotation is Any:
+        return msgpack_values
+    simple = {
+        int: st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        float: st.floats(allow_nan=False),
+        str: st.text(max_size=30),
+        bytes: st.binary(max_size=30),
+        bool: st.booleans(),
+    }
+    if annotation in simple:
+        return simple[annotation]
+    if isinstance(annotation, type) and hasattr(annotation, "__wire_kind__"):
+        return instances_of(annotation)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return st.one_of(*[st.none() if a is type(None) else strategy_for(a) for a in args])
+    if origin is list:
+        return st.lists(strategy_for(args[0]), max_size=4)
+    if origin is dict:
+        return st.dictionaries(st.text(max_size=8), strategy_for(args[1]), max_size=4)
+    raise AssertionError(f"no strategy for {annotation!r}")
+
+
+def instances_of(cls: type) -> st.SearchStrategy[Any]:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: strategy_for(hints[f.name]) for f in dataclasses.fields(cls)}
+    return st.builds(cls, **fields)
+
+
+envelopes = st.sampled_from(sorted(registered_kinds().items())).flatmap(
+    lambda item: st.builds(
+        Envelope,
+        kind=st.just(item[0]),
+        body=instances_of(item[1]),
+        msg_id=st.integers(min_value=0, max_value=2**63 - 1),
+        corr_id=st.none() | st.integers(min_value=0, max_value=2**63 - 1),
+        sender=st.text(max_size=40),
+        target=st.text(max_size=20),
+        deadline=st.none() | st.floats(min_value=0, max_value=2e9),
+        wants_reply=st.booleans(),
+    )
+)
+
+
+@message("test_nested_inner")
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inner:
+    name: str
+    weight: float = 1.0
+
+
+@message("test_nested_outer")
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outer:
+    items: list[Inner]
+    by_name: dict[str, Inner]
+    best: Inner | None
+    tags: list[str]
+    count: int = 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(envelopes)
+def test_every_registered_message_type_survives_a_round_trip(env: Envelope) -> None:
+    assert decode_envelope(encode_envelope(env), LIMIT) == env
+
+
+def test_every_message_type_is_exercised_by_the_round_trip_property() -> None:
+    kinds = registered_kinds()
+    for expected in ("data", "error", "ping", "pong", "bye", "watch", "unwatch", "actor_died"):
+        assert expected in kinds
+
+
+def test_nested_messages_are_encoded_as_arrays_and_decoded_back_to_their_types() -> None:
+    outer = Outer([Inner("a")], {"b": Inner("b", 2.0)}, None, ["x"], 3)
+    env = Envelope("test_nested_outer", outer, msg_id=1)
+    raw = msgpack.unpackb(encode_envelope(env))
+    assert raw[8][0] == [["a", 1.0]]
+    back = decode_envelope(encode_envelope(env), LIMIT).body
+    assert back == outer and type(back.items[0]) is Inner
+
+
+def test_an_int_is_accepted_where_a_float_is_declared() -> None:
+    frame = msgpack.packb([1, "test_nested_inner", 1, None, "s", "t", None, 0, ["a", 3]])
+    assert decode_envelope(frame, LIMIT).body == Inner("a", 3.0)
+
+
+def test_encoding_a_value_msgpack_cannot_carry_raises_a_type_error_naming_the_kind() -> None:
+    with pytest.raises(TypeError, match="'data'.*object"):
+        encode_envelope(Envelope("data", Data(object())))
+
+
+def test_registering_a_kind_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+
+        @message("data")
+        @dataclasses.dataclass(frozen=True)
+        class Again:
+            x: int
+
+
+def test_a_field_type_the_wire_cannot_carry_is_refused_at_declaration() -> None:
+    with pytest.raises(TypeError, match="unsupported field type"):
+
+        @message("test_bad_field")
+        @dataclasses.dataclass(frozen=True)
+        class Bad:
+            x: set[int]
+
+
+def frame_of(*header: Any) -> bytes:
+    return msgpack.packb(list(header))
+
+
+GOOD = [1, "watch", 7, None, "ipc://me", "", None, 1, ["actor"]]
+
+
+@pytest.mark.parametrize(
+    ("frame", "error", "text"),
+    [
+        (b"\xff\x00garbage", MalformedFrame, "not a valid msgpack frame"),
+        (frame_of(*GOOD)[:-3], MalformedFrame, "not a valid msgpack frame"),
+        (frame_of(*GOOD) + b"\x01", MalformedFrame, "not a valid msgpack frame"),
+        (b"\xc6\xff\xff\xff\xff", MalformedFrame, "not a valid msgpack frame"),
+        (msgpack.packb({"kind": "watch"}), MalformedEnvelope, "envelope array of 9"),
+        (frame_of(*GOOD[:5]), MalformedEnvelope, "array of 5"),
+        (frame_of(2, *GOOD[1:]), UnsupportedVersion, "version 2"),
+        (frame_of("1", *GOOD[1:]), MalformedEnvelope, "version"),
+        (frame_of(1, 5, *GOOD[2:]), MalformedEnvelope, "kind"),
+        (frame_of(*GOOD[:2], "7", *GOOD[3:]), MalformedEnvelope, "msg_id"),
+        (frame_of(*GOOD[:4], 5, *GOOD[5:]), MalformedEnvelope, "sender"),
+        (frame_of(*GOOD[:6], "soon", *GOOD[7:]), MalformedEnvelope, "deadline"),
+        (frame_of(1, "no_such_kind", *GOOD[2:]), UnknownKind, "no_such_kind"),
+        (frame_of(*GOOD[:8], [5]), InvalidField, r"watch\.actor: expected str, got int"),
+        (frame_of(*GOOD[:8], []), InvalidField, "expected 1..1 fields, got 0"),
+        (frame_of(*GOOD[:8], "actor"), InvalidField, "expected an array of fields"),
+        (frame_of(1, "test_nested_outer", 1, None, "s", "", None, 0, [[["a", "x"]], {}, None, []]),
+         InvalidField, r"items\[0\]\.weight: expected float, got str"),
+    ],
+)
+def test_a_bad_frame_is_rejected_with_an_error_naming_what_was_wrong(frame: bytes, error: type, text: str) -> None:
+    with pytest.raises(error, match=text) as info:
+        decode_envelope(frame, LIMIT)
+    assert isinstance(info.value, ProtocolError)
+    assert info.value.reason
+
+
+def test_a_frame_over_the_limit_is_rejected_before_parsing() -> None:
+    with pytest.raises(FrameTooLarge, match="exceeds the limit of 100 bytes") as info:
+        decode_envelope(b"\x00" * 101, 100)
+    assert info.value.reason == "too_large"
+
+
+def test_header_fields_read_before_a_body_error_are_kept_for_the_error_answer() -> None:
+    with pytest.raises(InvalidField) as info:
+        decode_envelope(frame_of(*GOOD[:8], [5]), LIMIT)
+    assert (info.value.msg_id, info.value.sender, info.value.kind) == (7, "ipc://me", "watch")
+
+
+def test_the_error_route_can_be_read_from_the_prefix_of_a_truncated_or_huge_frame() -> None:
+    frame = frame_of(1, "data", 42, None, "ipc://x", "t", None, 1, [b"\x00" * 100_000])
+    assert peek_error_route(frame[:50]) == (42, None, "ipc://x", "data")
+    assert peek_error_route(frame) == (42, None, "ipc://x", "data")
+    assert peek_error_route(b"\xff\xfe") == (None, None, None, None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_either_decode_or_raise_a_protocol_error(data: bytes) -> None:
+    try:
+        decode_envelope(data, LIMIT)
+    except ProtocolError:
+        pass
+    peek_error_route(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(envelopes, st.data())
+def test_mutated_frames_either_decode_or_raise_a_protocol_error(env: Envelope, data: st.DataObject) -> None:
+    frame = bytearray(encode_envelope(env))
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(frame) - 1))
+        frame[pos] = data.draw(st.integers(0, 255))
+    try:
+        decoded = decode_envelope(bytes(frame), LIMIT)
+    except ProtocolError:
+        return
+    assert decoded.kind in registered_kinds()
+
+
+def test_the_package_reexports_everything_it_documents() -> None:
+    for name in protocol.__all__:
+        assert hasattr(protocol, name)

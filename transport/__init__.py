@@ -1,0 +1,25 @@
+"""corral's ZeroMQ transport: one I/O thread per process owns every socket.
+
+Knows frames and envelopes, peers and heartbeats; nothing about actors.
+"""
+
+from ._config import TransportConfig
+from ._endpoint import check_endpoint, ipc_path, private_ipc_dir
+from ._errors import PeerUnavailable, SendQueueFull, TransportClosed, TransportError
+from ._liveness import LivenessTracker, LogLimiter
+from ._transport import Transport, TransportStatistics
+
+__all__ = [
+    "LivenessTracker",
+    "LogLimiter",
+    "PeerUnavailable",
+    "SendQueueFull",
+    "Transport",
+    "TransportClosed",
+    "TransportConfig",
+    "TransportError",
+    "TransportStatistics",
+    "check_endpoint",
+    "ipc_path",
+    "private_ipc_dir",
+]

@@ -1,0 +1,90 @@
+"""Pure heartbeat bookkeeping: who is watched, when to ping, who is dead."""
+
+from __future__ import annotations
+
+
+class LivenessTracker:
+    """Tracks when each watched peer was last heard from.
+
+    The owner calls :meth:`heard` for every frame a peer sends, asks
+    :meth:`ping_due` whether to ping every watched peer now, and collects
+    :meth:`expired` peers (which stop being watched).
+
+    Args:
+        interval_s: heartbeat interval.
+        liveness: missed intervals after which a peer is dead.
+    """
+
+    def __init__(self, interval_s: float, liveness: int) -> None:
+        self._interval = interval_s
+        self._window = interval_s * liveness
+        self._last_heard: dict[str, float] = {}
+        self._next_ping = 0.0
+
+    def watch(self, peer: str, now: float) -> None:
+        """Start watching a peer; silence is counted from ``now``."""
+        self._last_heard.setdefault(peer, now)
+
+    def heard(self, peer: str, now: float) -> None:
+        """Record that a frame arrived from ``peer`` (ignored if not watched)."""
+        if peer in self._last_heard:
+            self._last_heard[peer] = now
+
+    def forget(self, peer: str) -> None:
+        """Stop watching a peer."""
+        self._last_heard.pop(peer, None)
+
+    def is_watched(self, peer: str) -> bool:
+        """Whether ``peer`` is watched."""
+        return peer in self._last_heard
+
+    @property
+    def watched(self) -> list[str]:
+        """The watched peers."""
+        return list(self._last_heard)
+
+    def ping_due(self, now: float) -> bool:
+        """Whether the watched peers should be pinged now; if so, schedules the next ping."""
+        if now < self._next_ping:
+            return False
+        self._next_ping = now + self._interval
+        return True
+
+    def next_deadline(self) -> float:
+        """The next time :meth:`ping_due` can return True."""
+        return self._next_ping
+
+    def expired(self, now: float) -> list[tuple[str, float]]:
+        """Remove and return ``(peer, silence_s)`` for every peer silent past the window."""
+        limit = now - self._window
+        dead = [(peer, now - last) for peer, last in self._last_heard.items() if last < limit]
+        for peer, _ in dead:
+            del self._last_heard[peer]
+        return dead
+
+
+class LogLimiter:
+    """Allows one log line per key per interval, with a bounded memory.
+
+    Args:
+        interval_s: minimum time between two lines for the same key.
+        max_keys: keys remembered before old ones are purged.
+    """
+
+    def __init__(self, interval_s: float, max_keys: int = 1024) -> None:
+        self._interval = interval_s
+        self._max_keys = max_keys
+        self._last: dict[str, float] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        """Whether a line for ``key`` may be logged at ``now``; records it if so."""
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            return False
+        if len(self._last) >= self._max_keys:
+            cutoff = now - self._interval
+            self._last = {k: t for k, t in self._last.items() if t >= cutoff}
+            if len(self._last) >= self._max_keys:
+                return False
+        self._last[key] = now
+        return True
