@@ -1,0 +1,141 @@
+"""Foundation bench: a corral actor ask between two processes against raw pyzmq.
+
+(a) raw pyzmq DEALER->ROUTER msgpack echo between two processes: the floor;
+(b) corral ``ask`` to an actor in another process.
+Each sequential (p50, p99) and pipelined (64 in flight, messages/s). The two
+are interleaved in rounds and the medians of the rounds are compared, because
+this machine is shared and noisy.
+
+    python bench/bench_transport.py [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import msgpack  # noqa: E402
+import zmq  # noqa: E402
+
+from actors import ActorSystem  # noqa: E402
+from bench._common import Child, median, parse_args, percentile, print_table, write_json  # noqa: E402
+
+IN_FLIGHT = 64
+PAYLOAD = [1, "request", None]
+
+
+def raw_client(address: str) -> tuple[Callable[[], None], Callable[[int], None], Callable[[], None]]:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.connect(address)
+
+    def one() -> None:
+        sock.send(msgpack.packb(PAYLOAD))
+        msgpack.unpackb(sock.recv())
+
+    def pipelined(n: int) -> None:
+        sent = done = 0
+        while done < n:
+            while sent - done < IN_FLIGHT and sent < n:
+                sock.send(msgpack.packb(PAYLOAD))
+                sent += 1
+            msgpack.unpackb(sock.recv())
+            done += 1
+
+    def close() -> None:
+        sock.close(linger=0)
+        ctx.term()
+
+    return one, pipelined, close
+
+
+def corral_client(system: ActorSystem, address: str) -> tuple[Callable[[], None], Callable[[int], None]]:
+    ref = system.ref(address, "echo")
+
+    def one() -> None:
+        ref.ask(PAYLOAD).get()
+
+    def pipelined(n: int) -> None:
+        window: deque = deque()
+        for _ in range(n):
+            window.append(ref.ask(PAYLOAD))
+            if len(window) >= IN_FLIGHT:
+                window.popleft().get()
+        while window:
+            window.popleft().get()
+
+    return one, pipelined
+
+
+def sequential(one: Callable[[], None], n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        one()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def rate(pipelined: Callable[[int], None], n: int) -> float:
+    start = time.perf_counter()
+    pipelined(n)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> int:
+    args = parse_args(__doc__.split("\n")[0])
+    rounds, seq_n, pipe_n = (5, 4000, 20_000) if args.quick else (9, 20_000, 100_000)
+    figures: dict[str, list[float]] = {k: [] for k in ("raw_p50", "raw_p99", "ask_p50", "ask_p99", "raw_rate", "ask_rate")}
+    with Child(["bench/_raw_echo.py"]) as raw_srv, Child(["-m", "actors.host", "--actor", "echo=bench._actors:Echo"]) as host:
+        raw_one, raw_pipe, raw_close = raw_client(raw_srv.address)
+        system = ActorSystem()
+        try:
+            ask_one, ask_pipe = corral_client(system, host.address)
+            for warm in (raw_one, ask_one):
+                sequential(warm, 300)
+            for _ in range(rounds):
+                raw = sequential(raw_one, seq_n)
+                ask = sequential(ask_one, seq_n)
+                figures["raw_p50"].append(percentile(raw, 50) * 1e6)
+                figures["raw_p99"].append(percentile(raw, 99) * 1e6)
+                figures["ask_p50"].append(percentile(ask, 50) * 1e6)
+                figures["ask_p99"].append(percentile(ask, 99) * 1e6)
+                figures["raw_rate"].append(rate(raw_pipe, pipe_n))
+                figures["ask_rate"].append(rate(ask_pipe, pipe_n))
+        finally:
+            system.shutdown()
+            raw_close()
+    m = {k: median(v) for k, v in figures.items()}
+    out = {
+        "rounds": rounds,
+        "raw_p50_us": round(m["raw_p50"], 1),
+        "raw_p99_us": round(m["raw_p99"], 1),
+        "ask_p50_us": round(m["ask_p50"], 1),
+        "ask_p99_us": round(m["ask_p99"], 1),
+        "ask_p50_ratio": round(m["ask_p50"] / m["raw_p50"], 2),
+        "ask_p99_ratio": round(m["ask_p99"] / m["raw_p99"], 2),
+        "raw_msgs_per_s": round(m["raw_rate"]),
+        "ask_msgs_per_s": round(m["ask_rate"]),
+        "throughput_ratio": round(m["ask_rate"] / m["raw_rate"], 3),
+    }
+    print_table(
+        f"ask round trip between two processes (median of {rounds} interleaved rounds; {IN_FLIGHT} in flight for msgs/s)",
+        ["", "p50 us", "p99 us", "msgs/s"],
+        [
+            ["raw pyzmq DEALER->ROUTER", out["raw_p50_us"], out["raw_p99_us"], out["raw_msgs_per_s"]],
+            ["corral actor ask", out["ask_p50_us"], out["ask_p99_us"], out["ask_msgs_per_s"]],
+            ["corral / raw", out["ask_p50_ratio"], out["ask_p99_ratio"], out["throughput_ratio"]],
+        ],
+    )
+    print("targets: ask p50 <= 1.5x raw; throughput >= 0.5x raw")
+    write_json(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
