@@ -81,7 +81,10 @@ GARBAGE = {
 }
 
 
-def test_every_kind_of_garbage_is_counted_and_the_endpoint_keeps_serving(target: ActorSystem, raw: RawClient, system: ActorSystem) -> None:
+def test_every_kind_of_garbage_is_counted_and_the_endpoint_keeps_serving(
+    target: ActorSystem, raw: RawClient, system: ActorSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="corral.transport")
     echo = system.ref(target.address, "echo")
     for reason, frames in GARBAGE.items():
         for frame in frames:
@@ -93,6 +96,8 @@ def test_every_kind_of_garbage_is_counted_and_the_endpoint_keeps_serving(target:
     expected = {reason: len(frames) for reason, frames in GARBAGE.items()}
     expected["malformed"] += 1  # the multipart message
     assert bad == expected
+    rejected = [r for r in caplog.records if "rejected a frame" in r.getMessage()]
+    assert len(rejected) == 1, "one log line per peer per interval"
 
 
 def test_a_bad_request_whose_message_id_is_readable_gets_an_error_answer(target: ActorSystem, raw: RawClient) -> None:
