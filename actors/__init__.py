@@ -18,7 +18,7 @@ other processes by address and name.
 """
 
 from ._actor import Actor
-from ._config import Config
+from ._config import Config, ServeSettings
 from ._errors import ActorError, ActorNotFound, ActorStopped, AskTimeout, RemoteError, RemoteProtocolError
 from ._future import Future
 from ._ref import ActorRef
@@ -36,5 +36,6 @@ __all__ = [
     "Future",
     "RemoteError",
     "RemoteProtocolError",
+    "ServeSettings",
     "SystemStatistics",
 ]

@@ -7,6 +7,56 @@ from dataclasses import dataclass, field
 from transport import TransportConfig
 
 
+def _check_positive(owner: str, obj: object, names: tuple[str, ...], integer: bool = False) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok or value <= 0:
+            kind = "an int" if integer else "a number"
+            raise ValueError(f"{owner}.{name}: expected {kind} > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Settings of the serving layer (controller, workers, handles).
+
+    Attributes:
+        reconcile_interval_s: period of the controller's reconcile loop.
+        replica_start_timeout_s: a replica whose constructor has not returned
+            by then counts as a failed start.
+        constructor_retries_per_replica: failed starts allowed per target
+            replica before a deployment that never ran is DEPLOY_FAILED ...
+        max_constructor_retries: ... capped at this many.
+        health_check_failure_threshold: consecutive failed health checks
+            after which a replica is replaced.
+        run_timeout_s: the longest ``serve.run`` waits for RUNNING.
+        worker_start_timeout_s: the longest a worker may take to register.
+        control_timeout_s: deadline of control-plane asks (status, deploy...).
+    """
+
+    reconcile_interval_s: float = 0.1
+    replica_start_timeout_s: float = 300.0
+    constructor_retries_per_replica: int = 3
+    max_constructor_retries: int = 20
+    health_check_failure_threshold: int = 3
+    run_timeout_s: float = 600.0
+    worker_start_timeout_s: float = 60.0
+    control_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            "ServeSettings",
+            self,
+            ("reconcile_interval_s", "replica_start_timeout_s", "run_timeout_s", "worker_start_timeout_s", "control_timeout_s"),
+        )
+        _check_positive(
+            "ServeSettings",
+            self,
+            ("constructor_retries_per_replica", "max_constructor_retries", "health_check_failure_threshold"),
+            integer=True,
+        )
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of an :class:`~actors.ActorSystem` and everything above it.
@@ -15,16 +65,17 @@ class Config:
         transport: how the process binds, heartbeats and bounds its queues.
         ask_timeout_s: the deadline of an ``ask`` that names none.
         stop_timeout_s: how long shutdown waits for each actor to stop.
+        serve: the serving layer's settings.
     """
 
     transport: TransportConfig = field(default_factory=TransportConfig)
     ask_timeout_s: float = 30.0
     stop_timeout_s: float = 10.0
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.transport, TransportConfig):
             raise ValueError(f"Config.transport: expected a TransportConfig, got {self.transport!r}")
-        for name in ("ask_timeout_s", "stop_timeout_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"Config.{name}: expected a number > 0, got {value!r}")
+        if not isinstance(self.serve, ServeSettings):
+            raise ValueError(f"Config.serve: expected a ServeSettings, got {self.serve!r}")
+        _check_positive("Config", self, ("ask_timeout_s", "stop_timeout_s"))

@@ -1,0 +1,432 @@
+"""One deployment's replicas and what to do next. Pure: no I/O, no threads.
+
+The controller feeds it events (a replica started, failed, stopped, died, a
+health check result) and calls :meth:`DeploymentState.reconcile` on every loop
+tick; reconcile returns the commands to carry out. In steady state a tick costs
+O(health checks due), not O(replicas).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import DeploymentSpec
+
+from ._options import DeploymentConfig
+from ._placement import Cluster
+from ._replica_states import LIVE_STATES, ReplicaState, ReplicaStateContainer
+
+S = ReplicaState
+SERVING = (S.RUNNING, S.UPDATING)
+# Downscaling stops replicas that do not serve yet first, then the least loaded.
+_STOP_ORDER = (S.STARTING, S.PENDING_MIGRATION, S.RECOVERING, S.UPDATING)
+
+
+@dataclass
+class ReplicaRecord:
+    """What the controller knows of one replica."""
+
+    replica_id: str
+    node_id: str
+    address: str
+    version: str
+    request: dict[str, float]
+    user_config_version: int
+    ongoing: int = 0
+    health_failures: int = 0
+    health_in_flight: bool = False
+    next_health_check: float = 0.0
+
+    @property
+    def actor(self) -> str:
+        """The replica actor's name in its worker process."""
+        return f"replica/{self.replica_id}"
+
+
+@dataclass(frozen=True)
+class StartReplicaCmd:
+    replica: ReplicaRecord
+    spec: DeploymentSpec
+
+
+@dataclass(frozen=True)
+class StopReplicaCmd:
+    replica: ReplicaRecord
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class ReconfigureCmd:
+    replica: ReplicaRecord
+    user_config: Any
+    user_config_version: int
+
+
+@dataclass(frozen=True)
+class HealthCheckCmd:
+    replica: ReplicaRecord
+    timeout_s: float
+
+
+Command = StartReplicaCmd | StopReplicaCmd | ReconfigureCmd | HealthCheckCmd
+
+
+@dataclass
+class _Limits:
+    constructor_retries_per_replica: int
+    max_constructor_retries: int
+    health_check_failure_threshold: int
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last_error: str = ""
+    retry_at: float = 0.0
+    ever_ran: set[str] = field(default_factory=set)
+
+
+class DeploymentState:
+    """Target and actual replicas of one deployment.
+
+    Args:
+        spec: what to run (import path, arguments, version).
+        config: the validated options.
+        cluster: the shared node and resource book (placement happens here).
+        limits: retry and health thresholds from ``ServeSettings``.
+    """
+
+    def __init__(self, spec: DeploymentSpec, config: DeploymentConfig, cluster: Cluster, limits: _Limits) -> None:
+        self.app = spec.app
+        self.name = spec.name
+        self.replicas: ReplicaStateContainer[ReplicaRecord] = ReplicaStateContainer()
+        self.membership_version = 0
+        self.deleting = False
+        self._cluster = cluster
+        self._limits = limits
+        self._live_by_version: Counter[str] = Counter()
+        self._serving_by_version: Counter[str] = Counter()
+        self._per_node: Counter[str] = Counter()
+        self._health_heap: list[tuple[float, str]] = []
+        self._to_reconfigure: set[str] = set()
+        self._failures = _Failures()
+        self._transition: str | None = "deploy"
+        self._previous_target = 0
+        self._note = ""
+        self._waiting = ""
+        self._user_config_version = 0
+        self.spec = spec
+        self.config = config
+
+    # ---- target ---------------------------------------------------------------------
+
+    def set_target(self, spec: DeploymentSpec, config: DeploymentConfig) -> None:
+        """Adopt a new target: a new version rolls, a user_config change reconfigures,
+        a replica count change scales."""
+        old_target = self.config.num_replicas
+        code_changed = spec.version != self.spec.version
+        if code_changed:
+            self._failures = _Failures()
+            self._transition = "deploy"
+        elif config.user_config != self.config.user_config:
+            self._user_config_version += 1
+            self._to_reconfigure = set(self.replicas.ids(SERVING))
+            self._transition = "deploy"
+        if not code_changed and config.num_replicas != old_target:
+            self._transition = "up" if config.num_replicas > old_target else "down"
+            self._previous_target = old_target
+        if self._failures.count and not code_changed and config != self.config:
+            self._failures = _Failures(ever_ran=self._failures.ever_ran)
+        self.spec = spec
+        self.config = config
+
+    def delete(self) -> None:
+        """Stop every replica; the deployment is gone once none is left."""
+        self.deleting = True
+
+    @property
+    def finished_deleting(self) -> bool:
+        """Whether delete was asked and every replica has stopped."""
+        return self.deleting and len(self.replicas) == 0
+
+    @property
+    def failed(self) -> bool:
+        """Whether the current version is DEPLOY_FAILED."""
+        return self._failures.count >= self._retry_limit() and self.spec.version not in self._failures.ever_ran
+
+    # ---- events ---------------------------------------------------------------------
+
+    def on_started(self, replica_id: str, now: float) -> None:
+        """The replica's constructor returned."""
+        record = self.replicas.get(replica_id)
+        if record is None or self.replicas.state_of(replica_id) is not S.STARTING:
+            return
+        self._move(record, S.RUNNING)
+        self._failures.ever_ran.add(record.version)
+        if record.version == self.spec.version:
+            self._failures.count = 0
+        self._schedule_health(record, now + self.config.health_check_period_s)
+        if record.user_config_version != self._user_config_version:
+            self._to_reconfigure.add(replica_id)
+
+    def on_start_failed(self, replica_id: str, error: str, now: float) -> None:
+        """The replica's constructor raised (or it never answered)."""
+        record = self._drop(replica_id)
+        if record is None or record.version != self.spec.version:
+            return
+        failures = self._failures
+        failures.count += 1
+        failures.last_error = error
+        failures.retry_at = now + min(0.05 * 2 ** min(failures.count, 10), 5.0)
+
+    def on_stopped(self, replica_id: str) -> None:
+        """The replica has stopped (or its node is gone)."""
+        self._drop(replica_id)
+
+    def on_died(self, replica_id: str, reason: str) -> None:
+        """The replica's actor or process died without being asked to stop."""
+        was_stopping = self.replicas.state_of(replica_id) is S.STOPPING
+        if self._drop(replica_id) is not None and not was_stopping:
+            self._note = f"replica {replica_id} died ({reason}); replacing it"
+
+    def on_node_lost(self, node_id: str, reason: str) -> None:
+        """Every replica on the node is gone."""
+        lost = [rid for rid, _, rec in self.replicas.items() if rec.node_id == node_id]
+        for rid in lost:
+            self.on_died(rid, f"its worker {node_id} is gone: {reason}")
+
+    def on_health(self, replica_id: str, ok: bool, ongoing: int, error: str, now: float) -> StopReplicaCmd | None:
+        """A health check answered (or timed out). Returns a stop for a replica past the threshold."""
+        record = self.replicas.get(replica_id)
+        if record is None:
+            return None
+        record.health_in_flight = False
+        if ok:
+            record.health_failures = 0
+            record.ongoing = ongoing
+        else:
+            record.health_failures += 1
+            if record.health_failures >= self._limits.health_check_failure_threshold:
+                self._note = f"replica {replica_id} failed {record.health_failures} health checks ({error}); replacing it"
+                return self._stop(record, 0.0)
+        if self.replicas.state_of(replica_id) in SERVING:
+            self._schedule_health(record, now + self.config.health_check_period_s)
+        return None
+
+    def on_reconfigured(self, replica_id: str, version: int, error: str | None) -> StopReplicaCmd | None:
+        """A reconfigure call returned; a failed one replaces the replica."""
+        record = self.replicas.get(replica_id)
+        if record is None or self.replicas.state_of(replica_id) is not S.UPDATING:
+            return None
+        if error is not None:
+            self._note = f"reconfigure of replica {replica_id} failed ({error}); replacing it"
+            return self._stop(record, 0.0)
+        record.user_config_version = version
+        self._move(record, S.RUNNING)
+        if version != self._user_config_version:
+            self._to_reconfigure.add(replica_id)
+        return None
+
+    # ---- decisions ------------------------------------------------------------------
+
+    def reconcile(self, now: float) -> list[Command]:
+        """Decide what to do now. Pure apart from updating this object."""
+        cmds: list[Command] = []
+        if self.deleting:
+            for _, _, record in self.replicas.items(LIVE_STATES):
+                cmds.append(self._stop(record, self.config.graceful_shutdown_timeout_s))
+            return cmds
+        self._due_health_checks(now, cmds)
+        if self._to_reconfigure:
+            self._start_reconfigures(cmds)
+        target = self.config.num_replicas
+        live = self.replicas.count(LIVE_STATES)
+        new_live = self._live_by_version[self.spec.version]
+        if live != new_live:
+            self._roll(target, cmds, now)
+        elif new_live > target:
+            for record in self._pick_to_stop(new_live - target, self.replicas.items(LIVE_STATES)):
+                cmds.append(self._stop(record, self.config.graceful_shutdown_timeout_s))
+        elif new_live < target:
+            self._start(target - new_live, cmds, now)
+        else:
+            self._waiting = ""
+        if self._converged():
+            self._transition = None
+            self._note = ""
+        return cmds
+
+    def _roll(self, target: int, cmds: list[Command], now: float) -> None:
+        version = self.spec.version
+        old = [(rid, st, rec) for rid, st, rec in self.replicas.items(LIVE_STATES) if rec.version != version]
+        for _, state, record in old:
+            if state not in SERVING:
+                cmds.append(self._stop(record, 0.0))
+        old_serving = [(rid, st, rec) for rid, st, rec in old if st in SERVING]
+        excess = self._serving_by_version[version] + len(old_serving) - target
+        for record in self._pick_to_stop(min(max(excess, 0), len(old_serving)), old_serving):
+            cmds.append(self._stop(record, self.config.graceful_shutdown_timeout_s))
+        batch = max(1, math.ceil(0.2 * target))
+        room = target + batch - self.replicas.count(LIVE_STATES)
+        wanted = target - self._live_by_version[version]
+        if min(room, wanted) > 0:
+            self._start(min(room, wanted), cmds, now)
+
+    def _pick_to_stop(self, n: int, candidates: list[tuple[str, ReplicaState, ReplicaRecord]]) -> list[ReplicaRecord]:
+        if n <= 0:
+            return []
+        order = {state: i for i, state in enumerate(_STOP_ORDER)}
+        ranked = sorted(candidates, key=lambda item: (order.get(item[1], len(order)), item[2].ongoing))
+        return [record for _, _, record in ranked[:n]]
+
+    def _start(self, n: int, cmds: list[Command], now: float) -> None:
+        if self.failed or now < self._failures.retry_at:
+            return
+        request = self.config.resource_request()
+        for _ in range(n):
+            node_id = self._cluster.place(request, self._per_node)
+            if node_id is None:
+                self._waiting = (
+                    f"waiting for resources: {len(cmds)} of {n} new replicas placed, "
+                    f"each needs {request or 'nothing'} and no worker has that free"
+                )
+                return
+            node = self._cluster.get(node_id)
+            assert node is not None
+            self._cluster.allocate(node_id, request)
+            record = ReplicaRecord(
+                replica_id=f"{self.app}.{self.name}.{secrets.token_hex(4)}",
+                node_id=node_id,
+                address=node.address,
+                version=self.spec.version,
+                request=request,
+                user_config_version=self._user_config_version,
+            )
+            self._add(record, S.STARTING)
+            cmds.append(StartReplicaCmd(record, self.spec))
+        self._waiting = ""
+
+    def _start_reconfigures(self, cmds: list[Command]) -> None:
+        pending, self._to_reconfigure = self._to_reconfigure, set()
+        for replica_id in pending:
+            record = self.replicas.get(replica_id)
+            if record is None or self.replicas.state_of(replica_id) is not S.RUNNING:
+                if record is not None and self.replicas.state_of(replica_id) is S.UPDATING:
+                    self._to_reconfigure.add(replica_id)
+                continue
+            self._move(record, S.UPDATING)
+            cmds.append(ReconfigureCmd(record, self.config.user_config, self._user_config_version))
+
+    def _due_health_checks(self, now: float, cmds: list[Command]) -> None:
+        heap = self._health_heap
+        while heap and heap[0][0] <= now:
+            due, replica_id = heapq.heappop(heap)
+            record = self.replicas.get(replica_id)
+            if record is None or record.next_health_check != due or record.health_in_flight:
+                continue
+            if self.replicas.state_of(replica_id) is not S.RUNNING:
+                continue
+            record.health_in_flight = True
+            cmds.append(HealthCheckCmd(record, self.config.health_check_timeout_s))
+
+    def _schedule_health(self, record: ReplicaRecord, at: float) -> None:
+        record.next_health_check = at
+        heapq.heappush(self._health_heap, (at, record.replica_id))
+
+    # ---- bookkeeping ----------------------------------------------------------------
+
+    def _add(self, record: ReplicaRecord, state: ReplicaState) -> None:
+        self.replicas.add(state, record.replica_id, record)
+        self._per_node[record.node_id] += 1
+        self._count(record, None, state)
+
+    def _move(self, record: ReplicaRecord, state: ReplicaState) -> None:
+        old = self.replicas.state_of(record.replica_id)
+        self.replicas.move(record.replica_id, state)
+        self._count(record, old, state)
+
+    def _stop(self, record: ReplicaRecord, timeout_s: float) -> StopReplicaCmd:
+        if self.replicas.state_of(record.replica_id) is not S.STOPPING:
+            self._move(record, S.STOPPING)
+        self._to_reconfigure.discard(record.replica_id)
+        return StopReplicaCmd(record, timeout_s)
+
+    def _drop(self, replica_id: str) -> ReplicaRecord | None:
+        removed = self.replicas.remove([replica_id])
+        if not removed:
+            return None
+        _, state, record = removed[0]
+        self._count(record, state, None)
+        self._per_node[record.node_id] -= 1
+        if self._per_node[record.node_id] <= 0:
+            del self._per_node[record.node_id]
+        self._cluster.release(record.node_id, record.request)
+        self._to_reconfigure.discard(replica_id)
+        return record
+
+    def _count(self, record: ReplicaRecord, old: ReplicaState | None, new: ReplicaState | None) -> None:
+        was_live, is_live = old is not None and old is not S.STOPPING, new is not None and new is not S.STOPPING
+        was_serving, is_serving = old in SERVING, new in SERVING
+        if was_live != is_live:
+            self._live_by_version[record.version] += 1 if is_live else -1
+        if was_serving != is_serving:
+            self._serving_by_version[record.version] += 1 if is_serving else -1
+            self.membership_version += 1
+
+    def _retry_limit(self) -> int:
+        limits = self._limits
+        return min(limits.max_constructor_retries, max(1, self.config.num_replicas) * limits.constructor_retries_per_replica)
+
+    def _converged(self) -> bool:
+        version = self.spec.version
+        return (
+            self._serving_by_version[version] == self.config.num_replicas
+            and self.replicas.count(LIVE_STATES) == self.config.num_replicas
+            and self.replicas.count([S.STOPPING]) == 0
+            and not self._to_reconfigure
+            and self.replicas.count([S.UPDATING]) == 0
+        )
+
+    # ---- views ----------------------------------------------------------------------
+
+    def serving(self) -> list[ReplicaRecord]:
+        """Replicas that take requests."""
+        return [record for _, _, record in self.replicas.items(SERVING)]
+
+    def status(self) -> tuple[str, str]:
+        """``(status, message)`` in Ray Serve's vocabulary."""
+        target = self.config.num_replicas
+        version = self.spec.version
+        serving = self._serving_by_version[version]
+        if self.failed:
+            return "DEPLOY_FAILED", (
+                f"the constructor of {self.name} failed {self._failures.count} times; "
+                f"last error: {self._failures.last_error}"
+            )
+        waiting = f"; {self._waiting}" if self._waiting else ""
+        if self.replicas.count(LIVE_STATES) != self._live_by_version[version] or self._to_reconfigure or self.replicas.count([S.UPDATING]):
+            return "UPDATING", f"updating to version {version}: {serving} of {target} replicas updated{waiting}"
+        if serving < target:
+            if self._transition == "up":
+                return "UPSCALING", f"upscaling from {self._previous_target} to {target} replicas: {serving} running{waiting}"
+            if self._transition == "deploy":
+                retry = f"; {self._failures.count} failed starts, last: {self._failures.last_error}" if self._failures.count else ""
+                return "UPDATING", f"deploying: {serving} of {target} replicas running{waiting}{retry}"
+            return "UNHEALTHY", f"{serving} of {target} replicas running; {self._note or 'replacing lost replicas'}{waiting}"
+        if self.replicas.count(LIVE_STATES) > target or (self._transition == "down" and self.replicas.count([S.STOPPING])):
+            return "DOWNSCALING", f"downscaling from {self._previous_target} to {target} replicas"
+        return "HEALTHY", ""
+
+    def replica_states(self) -> dict[str, int]:
+        """Replica counts by state."""
+        return self.replicas.counts()
+
+
+def make_limits(constructor_retries_per_replica: int, max_constructor_retries: int, health_check_failure_threshold: int) -> _Limits:
+    """Bundle the thresholds a DeploymentState needs."""
+    return _Limits(constructor_retries_per_replica, max_constructor_retries, health_check_failure_threshold)

@@ -1,0 +1,171 @@
+"""Deployment options: Ray Serve's names and defaults, validated once, here.
+
+Pure: no I/O. Every error names the option and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+# Options accepted by @serve.deployment and .options(); "name" and "version" are
+# the deployment's identity, the rest its config.
+_ALIASES = {"ray_actor_options": "actor_options"}
+_ACTOR_OPTION_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
+_NOT_YET = {
+    "autoscaling_config": "autoscaling is not available yet in this version of corral",
+    "gang_scheduling_config": "gang scheduling is not available yet in this version of corral",
+}
+
+
+class DeploymentOptionError(ValueError):
+    """A deployment option has a wrong value; the message names the option."""
+
+
+def _fail(option: str, expected: str, value: Any) -> DeploymentOptionError:
+    return DeploymentOptionError(f"deployment option {option!r}: expected {expected}, got {value!r}")
+
+
+def _number(option: str, value: Any, minimum: float = 0.0, strict: bool = False, integer: bool = False) -> Any:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or (not integer and not math.isfinite(value)):
+        raise _fail(option, "an int" if integer else "a number", value)
+    if value < minimum or (strict and value == minimum):
+        raise _fail(option, f"{'an int' if integer else 'a number'} {'>' if strict else '>='} {minimum:g}", value)
+    return value
+
+
+def _encodable(option: str, value: Any) -> Any:
+    try:
+        msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DeploymentOptionError(f"deployment option {option!r} must be msgpack-encodable: {exc}") from None
+    return value
+
+
+def _actor_options(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail("actor_options", "a dict", value)
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in _ACTOR_OPTION_KEYS:
+            raise DeploymentOptionError(
+                f"deployment option 'actor_options': unknown key {key!r}; known keys: {', '.join(_ACTOR_OPTION_KEYS)}"
+            )
+        if key == "resources":
+            if not isinstance(item, dict):
+                raise _fail("actor_options.resources", "a dict of resource name to amount", item)
+            out[key] = {}
+            for name, amount in item.items():
+                if not isinstance(name, str) or not name:
+                    raise _fail("actor_options.resources", "non-empty string resource names", name)
+                out[key][name] = float(_number(f"actor_options.resources.{name}", amount))
+        else:
+            out[key] = float(_number(f"actor_options.{key}", item))
+    return out
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """The options of one deployment, with Ray Serve's defaults.
+
+    Attributes:
+        num_replicas: how many replicas to run.
+        max_ongoing_requests: requests one replica runs at once.
+        max_queued_requests: requests a handle may queue; -1 is unlimited.
+        user_config: passed to ``reconfigure`` on change, without a restart.
+        health_check_period_s: time between two health checks of a replica.
+        health_check_timeout_s: a health check slower than this failed.
+        graceful_shutdown_timeout_s: in-flight requests get this long on stop.
+        graceful_shutdown_wait_loop_s: accepted for Ray Serve compatibility.
+        actor_options: ``num_cpus``, ``num_gpus``, ``memory``, ``resources``.
+    """
+
+    num_replicas: int = 1
+    max_ongoing_requests: int = 5
+    max_queued_requests: int = -1
+    user_config: Any = None
+    health_check_period_s: float = 10.0
+    health_check_timeout_s: float = 30.0
+    graceful_shutdown_timeout_s: float = 20.0
+    graceful_shutdown_wait_loop_s: float = 2.0
+    actor_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _number("num_replicas", self.num_replicas, integer=True)
+        _number("max_ongoing_requests", self.max_ongoing_requests, minimum=1, integer=True)
+        if self.max_queued_requests != -1:
+            _number("max_queued_requests", self.max_queued_requests, minimum=0, integer=True)
+        _encodable("user_config", self.user_config)
+        for name in ("health_check_period_s", "health_check_timeout_s", "graceful_shutdown_wait_loop_s"):
+            _number(name, getattr(self, name), strict=True)
+        _number("graceful_shutdown_timeout_s", self.graceful_shutdown_timeout_s)
+        object.__setattr__(self, "actor_options", _actor_options(self.actor_options))
+
+    def replace(self, **options: Any) -> DeploymentConfig:
+        """A copy with some options changed (validated like the constructor)."""
+        return dataclasses.replace(self, **options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as a msgpack-encodable map."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeploymentConfig:
+        """Build from :meth:`to_dict`'s output, validating every option.
+
+        Raises:
+            DeploymentOptionError: an option is unknown or has a wrong value.
+        """
+        return cls(**split_options(data)[1])
+
+    def resource_request(self) -> dict[str, float]:
+        """What one replica reserves on its node: CPU, GPU, memory and custom resources."""
+        opts = self.actor_options
+        request = {"CPU": opts.get("num_cpus", 0.0)}
+        if opts.get("num_gpus"):
+            request["GPU"] = opts["num_gpus"]
+        if opts.get("memory"):
+            request["memory"] = opts["memory"]
+        request.update(opts.get("resources", {}))
+        return {k: v for k, v in request.items() if v > 0}
+
+
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(DeploymentConfig))
+KNOWN_OPTIONS = ("name", "version", *_CONFIG_FIELDS, *_ALIASES, *_NOT_YET)
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split user options into identity (name, version) and config fields.
+
+    Raises:
+        DeploymentOptionError: an option is unknown, given twice through an
+            alias, or not available yet.
+    """
+    identity: dict[str, Any] = {}
+    config: dict[str, Any] = {}
+    for key, value in options.items():
+        canonical = _ALIASES.get(key, key)
+        if key in _NOT_YET:
+            if value is None:
+                continue
+            raise DeploymentOptionError(f"deployment option {key!r}: {_NOT_YET[key]}")
+        if canonical in ("name", "version"):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise _fail(key, "a non-empty string", value)
+            identity[canonical] = value
+        elif canonical in _CONFIG_FIELDS:
+            if canonical in config:
+                raise DeploymentOptionError(f"deployment option {canonical!r} given twice (once as {key!r})")
+            config[canonical] = value
+        else:
+            raise DeploymentOptionError(
+                f"unknown deployment option {key!r}; known options: {', '.join(sorted(KNOWN_OPTIONS))}"
+            )
+    return identity, config

@@ -1,0 +1,103 @@
+"""Nodes, their resources, and where a new replica goes. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+_EPSILON = 1e-9
+
+
+@dataclass
+class Node:
+    """A worker process as the scheduler sees it.
+
+    Attributes:
+        node_id: unique id of the worker.
+        address: the worker's process address.
+        total: resources it declared (``CPU``, ``GPU``, ``memory``, custom names).
+        available: what is not reserved by replicas.
+        replicas: replicas placed on it.
+    """
+
+    node_id: str
+    address: str
+    total: dict[str, float]
+    available: dict[str, float] = field(default_factory=dict)
+    replicas: int = 0
+
+    def fits(self, request: Mapping[str, float]) -> bool:
+        """Whether ``request`` fits in what is available now."""
+        available = self.available
+        return all(available.get(name, 0.0) + _EPSILON >= amount for name, amount in request.items())
+
+    def could_ever_fit(self, request: Mapping[str, float]) -> bool:
+        """Whether ``request`` fits in the node's total, once it is empty."""
+        total = self.total
+        return all(total.get(name, 0.0) + _EPSILON >= amount for name, amount in request.items())
+
+
+class Cluster:
+    """The set of live nodes and their free resources."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, Node] = {}
+
+    def add_node(self, node_id: str, address: str, total: Mapping[str, float]) -> Node:
+        """Add a node with all of its resources free.
+
+        Raises:
+            ValueError: a node with this id is already present.
+        """
+        if node_id in self._nodes:
+            raise ValueError(f"node {node_id!r} is already registered")
+        node = Node(node_id, address, dict(total), dict(total))
+        self._nodes[node_id] = node
+        return node
+
+    def remove_node(self, node_id: str) -> Node | None:
+        """Forget a node; returns it, or None if unknown."""
+        return self._nodes.pop(node_id, None)
+
+    def get(self, node_id: str) -> Node | None:
+        """The node with this id, or None."""
+        return self._nodes.get(node_id)
+
+    @property
+    def nodes(self) -> list[Node]:
+        """Every live node, in registration order."""
+        return list(self._nodes.values())
+
+    def place(self, request: Mapping[str, float], spread: Mapping[str, int]) -> str | None:
+        """Choose a node for one replica: among those it fits on, the one with
+        the fewest replicas of the same deployment (``spread``), then the
+        fewest replicas overall. Returns None when it fits nowhere now."""
+        best: Node | None = None
+        best_key: tuple[int, int] | None = None
+        for node in self._nodes.values():
+            if not node.fits(request):
+                continue
+            key = (spread.get(node.node_id, 0), node.replicas)
+            if best_key is None or key < best_key:
+                best, best_key = node, key
+        return None if best is None else best.node_id
+
+    def could_ever_fit(self, request: Mapping[str, float]) -> bool:
+        """Whether some live node could hold ``request`` once empty."""
+        return any(node.could_ever_fit(request) for node in self._nodes.values())
+
+    def allocate(self, node_id: str, request: Mapping[str, float]) -> None:
+        """Reserve ``request`` on a node (it must fit)."""
+        node = self._nodes[node_id]
+        for name, amount in request.items():
+            node.available[name] = node.available.get(name, 0.0) - amount
+        node.replicas += 1
+
+    def release(self, node_id: str, request: Mapping[str, float]) -> None:
+        """Give back what :meth:`allocate` reserved; unknown nodes are ignored."""
+        node = self._nodes.get(node_id)
+        if node is None:
+            return
+        for name, amount in request.items():
+            node.available[name] = min(node.total.get(name, 0.0), node.available.get(name, 0.0) + amount)
+        node.replicas = max(0, node.replicas - 1)

@@ -1,0 +1,214 @@
+"""Message types of the serving layer: control plane and requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._schema import message
+
+
+@message("deployment_spec")
+@dataclass(frozen=True, slots=True)
+class DeploymentSpec:
+    """Everything a worker needs to construct one deployment's replicas.
+
+    Attributes:
+        app: the application's name.
+        name: the deployment's name.
+        import_path: ``module:QualifiedName`` of the decorated class.
+        main_file: the user's script when ``import_path`` is in ``__main__``.
+        init_args, init_kwargs: the constructor's arguments (msgpack values;
+            handles to other deployments are ``{"__corral_handle__": [app, name]}``).
+        config: the validated deployment options, as a map.
+        version: the code version; replicas of another version are replaced.
+    """
+
+    app: str
+    name: str
+    import_path: str
+    main_file: str | None
+    init_args: list[Any]
+    init_kwargs: dict[str, Any]
+    config: dict[str, Any]
+    version: str
+
+
+@message("deploy_app")
+@dataclass(frozen=True, slots=True)
+class DeployApp:
+    """Create or update an application (sent to the controller)."""
+
+    name: str
+    ingress: str
+    deployments: list[DeploymentSpec]
+
+
+@message("delete_app")
+@dataclass(frozen=True, slots=True)
+class DeleteApp:
+    """Delete an application and stop its replicas."""
+
+    name: str
+
+
+@message("register_node")
+@dataclass(frozen=True, slots=True)
+class RegisterNode:
+    """A worker's node agent introduces itself to the controller."""
+
+    node_id: str
+    address: str
+    resources: dict[str, float]
+
+
+@message("replica_info")
+@dataclass(frozen=True, slots=True)
+class ReplicaInfo:
+    """Where one running replica can be reached."""
+
+    replica_id: str
+    app: str
+    deployment: str
+    node_id: str
+    address: str
+    actor: str
+    max_ongoing_requests: int
+
+
+@message("start_replica")
+@dataclass(frozen=True, slots=True)
+class StartReplica:
+    """Construct a replica on a node; answered once its constructor returned."""
+
+    replica_id: str
+    node_id: str
+    spec: DeploymentSpec
+
+
+@message("stop_replica")
+@dataclass(frozen=True, slots=True)
+class StopReplica:
+    """Stop a replica: no new requests, in-flight ones get ``timeout_s`` to finish."""
+
+    replica_id: str
+    timeout_s: float
+
+
+@message("list_replicas")
+@dataclass(frozen=True, slots=True)
+class ListReplicas:
+    """Ask a node agent which replicas it runs."""
+
+
+@message("health_check")
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """Ask a replica whether it is healthy; answered with its ongoing request count."""
+
+
+@message("reconfigure")
+@dataclass(frozen=True, slots=True)
+class Reconfigure:
+    """Pass a new user_config to a running replica."""
+
+    user_config: Any
+
+
+@message("handle_request")
+@dataclass(frozen=True, slots=True)
+class HandleRequest:
+    """One call of a deployment method."""
+
+    method: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+@message("get_status")
+@dataclass(frozen=True, slots=True)
+class GetStatus:
+    """Ask the controller for the status of every application."""
+
+
+@message("deployment_status")
+@dataclass(frozen=True, slots=True)
+class DeploymentStatusInfo:
+    """One deployment's status as the controller sees it."""
+
+    name: str
+    status: str
+    message: str
+    replica_states: dict[str, int]
+    target_replicas: int
+
+
+@message("application_status")
+@dataclass(frozen=True, slots=True)
+class ApplicationStatusInfo:
+    """One application's status."""
+
+    name: str
+    status: str
+    message: str
+    ingress: str
+    deployments: dict[str, DeploymentStatusInfo]
+
+
+@message("node_info")
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A worker node as the controller sees it."""
+
+    node_id: str
+    address: str
+    total: dict[str, float]
+    available: dict[str, float]
+    replicas: int
+
+
+@message("serve_status")
+@dataclass(frozen=True, slots=True)
+class ServeStatusInfo:
+    """Everything ``serve.status()`` shows."""
+
+    applications: dict[str, ApplicationStatusInfo]
+    nodes: list[NodeInfo] = field(default_factory=list)
+
+
+@message("subscribe_replicas")
+@dataclass(frozen=True, slots=True)
+class SubscribeReplicas:
+    """A process asks to be sent a deployment's replica set whenever it changes.
+
+    Attributes:
+        app, deployment: which deployment.
+        subscriber: ``address#actor`` of the process's membership actor.
+    """
+
+    app: str
+    deployment: str
+    subscriber: str
+
+
+@message("replica_set")
+@dataclass(frozen=True, slots=True)
+class ReplicaSet:
+    """The replicas of a deployment that take requests, pushed once per process.
+
+    Attributes:
+        exists: False once the deployment is deleted (or never existed).
+        version: grows with every change, so stale pushes can be ignored.
+    """
+
+    app: str
+    deployment: str
+    version: int
+    replicas: list[ReplicaInfo]
+    exists: bool = True
+
+
+@message("controller_stats")
+@dataclass(frozen=True, slots=True)
+class GetControllerStats:
+    """Ask the controller for its loop timings and counters."""
