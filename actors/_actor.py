@@ -3,6 +3,7 @@ reached from other processes."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import queue
 import time
@@ -10,6 +11,8 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable
 
 import pykka
+
+from ._future import Future
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
@@ -79,6 +82,9 @@ class Actor(pykka.ThreadingActor):
 
         Returns:
             The answer, for an ``ask`` (a msgpack value or a protocol message).
+            Returning a :class:`~actors.Future` or a ``concurrent.futures.Future``
+            defers the answer until it completes, so the actor can take other
+            messages meanwhile.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement receive()")
 
@@ -97,7 +103,12 @@ class Actor(pykka.ThreadingActor):
         except Exception as exc:
             respond(None, exc, traceback.format_exc())
             return None
-        respond(value, None, "")
+        if isinstance(value, Future):
+            value.add_done_callback(lambda done: _answer_from_future(respond, done))
+        elif isinstance(value, concurrent.futures.Future):
+            value.add_done_callback(lambda done: _answer_from_concurrent(respond, done))
+        else:
+            respond(value, None, "")
         return None
 
     def _handle_failure(self, *exc_info: Any) -> None:
@@ -113,6 +124,30 @@ class Actor(pykka.ThreadingActor):
             super()._actor_loop()
         finally:
             self.system._actor_finished(self, self._corral_failure or "stopped")
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _answer_from_future(respond: Respond, done: Future[Any]) -> None:
+    try:
+        value = done.get(0)
+    except Exception as exc:
+        respond(None, exc, _format(exc))
+        return
+    respond(value, None, "")
+
+
+def _answer_from_concurrent(respond: Respond, done: concurrent.futures.Future[Any]) -> None:
+    if done.cancelled():
+        respond(None, concurrent.futures.CancelledError("the request was cancelled"), "")
+        return
+    exc = done.exception()
+    if exc is not None:
+        respond(None, exc, _format(exc))
+    else:
+        respond(done.result(), None, "")
 
 
 def spawning(system: ActorSystem, name: str) -> contextvars.Token[tuple[ActorSystem, str]]:

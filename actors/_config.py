@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from transport import TransportConfig
 
@@ -32,6 +35,7 @@ class ServeSettings:
         run_timeout_s: the longest ``serve.run`` waits for RUNNING.
         worker_start_timeout_s: the longest a worker may take to register.
         control_timeout_s: deadline of control-plane asks (status, deploy...).
+        request_timeout_s: deadline of a request sent through a handle.
     """
 
     reconcile_interval_s: float = 0.1
@@ -42,12 +46,20 @@ class ServeSettings:
     run_timeout_s: float = 600.0
     worker_start_timeout_s: float = 60.0
     control_timeout_s: float = 30.0
+    request_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         _check_positive(
             "ServeSettings",
             self,
-            ("reconcile_interval_s", "replica_start_timeout_s", "run_timeout_s", "worker_start_timeout_s", "control_timeout_s"),
+            (
+                "reconcile_interval_s",
+                "replica_start_timeout_s",
+                "run_timeout_s",
+                "worker_start_timeout_s",
+                "control_timeout_s",
+                "request_timeout_s",
+            ),
         )
         _check_positive(
             "ServeSettings",
@@ -79,3 +91,25 @@ class Config:
         if not isinstance(self.serve, ServeSettings):
             raise ValueError(f"Config.serve: expected a ServeSettings, got {self.serve!r}")
         _check_positive("Config", self, ("ask_timeout_s", "stop_timeout_s"))
+
+
+def config_to_json(config: Config) -> str:
+    """Serialise a Config (to hand it to a child process)."""
+    return json.dumps(dataclasses.asdict(config))
+
+
+def config_from_json(text: str) -> Config:
+    """Rebuild a Config from :func:`config_to_json`'s output, validating every field.
+
+    Raises:
+        ValueError: a field is unknown or invalid.
+    """
+    try:
+        data: dict[str, Any] = json.loads(text)
+        return Config(
+            transport=TransportConfig(**data.pop("transport", {})),
+            serve=ServeSettings(**data.pop("serve", {})),
+            **data,
+        )
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"invalid corral config: {exc}") from None

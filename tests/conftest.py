@@ -111,3 +111,25 @@ def peer() -> Iterator[Callable[..., Peer]]:
     for p in started:
         p.stop(timeout=5)
         p.kill()
+
+
+def fast_serve_config() -> Config:
+    from actors import ServeSettings
+
+    return Config(
+        transport=TransportConfig(**FAST),
+        ask_timeout_s=10.0,
+        serve=ServeSettings(reconcile_interval_s=0.05, run_timeout_s=60.0, request_timeout_s=30.0),
+    )
+
+
+@pytest.fixture
+def serve_cluster() -> Iterator[object]:
+    """An embedded head with two worker processes, shut down after the test."""
+    from actors import serve
+
+    serve.start(workers=2, config=fast_serve_config())
+    try:
+        yield serve
+    finally:
+        serve.shutdown()

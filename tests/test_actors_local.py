@@ -174,3 +174,47 @@ class Greeter(Actor):
 def test_constructor_arguments_reach_the_actor_and_it_knows_its_name(system: ActorSystem) -> None:
     ref = system.spawn(Greeter, "hello", name="greeter")
     assert ref.ask("you").get(timeout=5) == "hello, you (from greeter)"
+
+
+class Deferring(Actor):
+    """Answers later from a worker thread, so it can take messages meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import concurrent.futures as cf
+
+        self.pool = cf.ThreadPoolExecutor(4)
+        self.gate = threading.Event()
+
+    def receive(self, message: object) -> object:
+        if message == "open":
+            self.gate.set()
+            return "opened"
+        if message == "fail":
+            return self.pool.submit(_raise_later)
+        return self.pool.submit(lambda: (self.gate.wait(5), "late answer")[1])
+
+    def on_stop(self) -> None:
+        self.pool.shutdown(wait=False)
+
+
+def _raise_later() -> None:
+    raise LookupError("deferred failure")
+
+
+def test_a_receive_that_returns_a_future_answers_when_it_completes_and_keeps_taking_messages(system: ActorSystem) -> None:
+    ref = system.spawn(Deferring, name="deferring")
+    pending = ref.ask("wait")
+    assert ref.ask("open").get(timeout=5) == "opened"
+    assert pending.get(timeout=5) == "late answer"
+    with pytest.raises(LookupError, match="deferred failure"):
+        ref.ask("fail").get(timeout=5)
+
+
+def test_a_deferred_answer_reaches_another_process_with_its_traceback(system: ActorSystem, make_system: object) -> None:
+    other = make_system()  # type: ignore[operator]
+    ref = system.spawn(Deferring, name="deferring")
+    remote = other.ref(system.address, "deferring")
+    with pytest.raises(LookupError, match="deferred failure") as info:
+        remote.ask("fail").get(timeout=5)
+    assert "_raise_later" in info.value.remote_traceback

@@ -1,0 +1,195 @@
+"""``@serve.deployment``, ``.bind()``, ``.options()``, and turning an
+application graph into deployment specs. Pure apart from importing modules."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import sys
+from typing import Any, Callable
+
+import msgpack
+
+from protocol import DeploymentSpec
+
+from ._options import DeploymentConfig, DeploymentOptionError, split_options
+
+HANDLE_MARKER = "__corral_handle__"
+
+
+class Deployment:
+    """A class made deployable by ``@serve.deployment``.
+
+    Attributes:
+        func_or_class: the user's class.
+        name: the deployment's name (the class name unless given).
+        version: an explicit code version, or None to derive one.
+        config: the validated options.
+    """
+
+    def __init__(self, func_or_class: type, name: str, version: str | None, config: DeploymentConfig) -> None:
+        self.func_or_class = func_or_class
+        self.name = name
+        self.version = version
+        self.config = config
+
+    def bind(self, *args: Any, **kwargs: Any) -> Application:
+        """Bind constructor arguments; other bound deployments become handles."""
+        return Application(self, args, kwargs)
+
+    def options(self, **options: Any) -> Deployment:
+        """A copy with some options changed, as in Ray Serve.
+
+        Raises:
+            DeploymentOptionError: an option is unknown or has a wrong value.
+        """
+        identity, config = split_options(options)
+        return Deployment(
+            self.func_or_class,
+            identity.get("name") or self.name,
+            identity.get("version", self.version),
+            self.config.replace(**config),
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"deployment {self.name!r} cannot be called directly: use {self.name}.bind(...) and serve.run()")
+
+    def __repr__(self) -> str:
+        return f"Deployment(name={self.name!r}, num_replicas={self.config.num_replicas})"
+
+
+class Application:
+    """A deployment with bound arguments: what ``serve.run`` takes."""
+
+    def __init__(self, deployment: Deployment, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.deployment = deployment
+        self.args = args
+        self.kwargs = kwargs
+
+
+def deployment(_func_or_class: type | None = None, **options: Any) -> Any:
+    """Make a class a deployment: ``@serve.deployment`` or ``@serve.deployment(num_replicas=2, ...)``.
+
+    Raises:
+        DeploymentOptionError: an option is unknown or has a wrong value.
+        TypeError: the decorated object is not a class.
+    """
+    identity, config = split_options(options)
+    validated = DeploymentConfig(**config)
+
+    def wrap(cls: type) -> Deployment:
+        if not isinstance(cls, type):
+            raise TypeError(f"@serve.deployment decorates classes, got {cls!r}")
+        return Deployment(cls, identity.get("name") or cls.__name__, identity.get("version"), validated)
+
+    return wrap(_func_or_class) if _func_or_class is not None else wrap
+
+
+def import_path_of(cls: type) -> tuple[str, str | None]:
+    """``(module:QualName, main_file)`` for a class, checking a worker could import it.
+
+    Raises:
+        DeploymentOptionError: the class cannot be found again by import path.
+    """
+    module_name, qualname = cls.__module__, cls.__qualname__
+    if "<locals>" in qualname:
+        raise DeploymentOptionError(
+            f"class {qualname} is defined inside a function; corral ships an import path, "
+            "so deployments must be defined at module level"
+        )
+    main_file = None
+    if module_name in ("__main__", "__mp_main__"):
+        main_file = getattr(sys.modules.get(module_name), "__file__", None)
+        if not main_file:
+            raise DeploymentOptionError(
+                f"class {qualname} is defined in an interactive session; put it in a module or a script file"
+            )
+        return f"__main__:{qualname}", os.path.abspath(main_file)
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise DeploymentOptionError(f"class {module_name}:{qualname} cannot be imported by path: {exc}") from None
+    if getattr(obj, "func_or_class", obj) is not cls:
+        raise DeploymentOptionError(f"{module_name}:{qualname} does not name the deployed class")
+    return f"{module_name}:{qualname}", main_file
+
+
+def build_application(root: Application, app_name: str, marker: Callable[[Any], Any] | None = None) -> tuple[list[DeploymentSpec], str]:
+    """Turn an application graph into one spec per deployment.
+
+    Nested applications in the arguments become handle markers. Returns the
+    specs and the ingress (root) deployment's name.
+
+    Raises:
+        DeploymentOptionError: a class cannot be imported by path.
+        TypeError: a bound argument cannot be encoded; the message names it.
+    """
+    if not isinstance(root, Application):
+        raise TypeError(f"serve.run() takes an application made with .bind(), got {type(root).__name__}")
+    specs: list[DeploymentSpec] = []
+    names: dict[int, str] = {}
+
+    def visit(app: Application) -> str:
+        if id(app) in names:
+            return names[id(app)]
+        name = app.deployment.name
+        taken = {spec.name for spec in specs} | set(names.values())
+        suffix = 1
+        while name in taken:
+            name = f"{app.deployment.name}_{suffix}"
+            suffix += 1
+        names[id(app)] = name
+
+        def convert(value: Any, where: str) -> Any:
+            if isinstance(value, Application):
+                return {HANDLE_MARKER: [app_name, visit(value)]}
+            if marker is not None:
+                converted = marker(value)
+                if converted is not None:
+                    return converted
+            if isinstance(value, (list, tuple)):
+                return [convert(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            if isinstance(value, dict):
+                return {k: convert(v, f"{where}[{k!r}]") for k, v in value.items()}
+            return value
+
+        args = [convert(a, f"argument {i}") for i, a in enumerate(app.args)]
+        kwargs = {k: convert(v, f"argument {k!r}") for k, v in app.kwargs.items()}
+        check_encodable(args, kwargs, f"{app.deployment.name}.bind()")
+        import_path, main_file = import_path_of(app.deployment.func_or_class)
+        config = app.deployment.config.to_dict()
+        version = app.deployment.version or _derive_version(import_path, main_file, args, kwargs, config["actor_options"])
+        specs.append(DeploymentSpec(app_name, name, import_path, main_file, args, kwargs, config, version))
+        return name
+
+    ingress = visit(root)
+    return specs, ingress
+
+
+def check_encodable(args: list[Any], kwargs: dict[str, Any], where: str) -> None:
+    """Raise TypeError naming the first argument msgpack cannot encode."""
+    for label, value in [*((f"argument {i}", a) for i, a in enumerate(args)), *((f"argument {k!r}", v) for k, v in kwargs.items())]:
+        try:
+            msgpack.packb(value, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"{label} of {where} cannot be sent to a replica (msgpack: {exc})") from None
+
+
+def _derive_version(import_path: str, main_file: str | None, args: Any, kwargs: Any, actor_options: Any) -> str:
+    blob = msgpack.packb([import_path, main_file, args, kwargs, actor_options], use_bin_type=True)
+    return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def resolve_markers(value: Any, make_handle: Callable[[str, str], Any]) -> Any:
+    """Replace handle markers (from :func:`build_application`) with handles."""
+    if isinstance(value, dict):
+        if len(value) == 1 and HANDLE_MARKER in value:
+            app, name = value[HANDLE_MARKER]
+            return make_handle(app, name)
+        return {k: resolve_markers(v, make_handle) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_markers(v, make_handle) for v in value]
+    return value

@@ -1,0 +1,431 @@
+"""The Controller actor: desired state, the reconcile loop, replica membership.
+
+A thin shell: every decision is made by :class:`DeploymentState` (pure). The
+controller never blocks: each ask it makes completes by telling the
+controller an internal message, handled like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import (
+    ApplicationStatusInfo,
+    DeleteApp,
+    DeployApp,
+    DeploymentStatusInfo,
+    GetControllerStats,
+    GetStatus,
+    HealthCheck,
+    NodeInfo,
+    Reconfigure,
+    RegisterNode,
+    ReplicaInfo,
+    ReplicaSet,
+    ServeStatusInfo,
+    StartReplica,
+    StopReplica,
+    SubscribeReplicas,
+)
+
+from .._actor import Actor
+from .._config import ServeSettings
+from .._future import Future
+from .._ref import ActorRef
+from ._deployment_state import (
+    Command,
+    DeploymentState,
+    HealthCheckCmd,
+    ReconfigureCmd,
+    StartReplicaCmd,
+    StopReplicaCmd,
+    make_limits,
+)
+from ._options import DeploymentConfig, DeploymentOptionError
+from ._placement import Cluster
+
+log = logging.getLogger("corral.serve")
+
+CONTROLLER_NAME = "controller"
+
+
+@dataclass
+class _App:
+    name: str
+    ingress: str
+    deployments: dict[str, DeploymentState]
+    deleting: bool = False
+
+
+@dataclass
+class _Node:
+    node_id: str
+    ref: ActorRef
+    watch_token: int
+
+
+class _Tick:
+    pass
+
+
+@dataclass
+class _Result:
+    """An ask made by the controller completed; ``error`` is None on success."""
+
+    what: str
+    replica_id: str
+    value: Any
+    error: str | None
+
+
+@dataclass
+class _Died:
+    what: str  # "node" or "replica" or "subscriber"
+    key: str
+    reason: str
+
+
+class Controller(Actor):
+    """The head's controller, named ``"controller"``.
+
+    Args:
+        settings: the serving layer's settings.
+    """
+
+    def __init__(self, settings: ServeSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.limits = make_limits(
+            settings.constructor_retries_per_replica,
+            settings.max_constructor_retries,
+            settings.health_check_failure_threshold,
+        )
+        self.cluster = Cluster()
+        self.apps: dict[str, _App] = {}
+        self.nodes: dict[str, _Node] = {}
+        self.owner: dict[str, tuple[str, str]] = {}
+        self.subscribers: dict[tuple[str, str], set[str]] = {}
+        self.published: dict[tuple[str, str], int] = {}
+        self.loop_ms: deque[float] = deque(maxlen=2000)
+        self.ticks = 0
+        self._tick_queued = threading.Event()
+        self._stop_ticker = threading.Event()
+
+    # ---- life cycle -------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        me = self.actor_ref
+        interval = self.settings.reconcile_interval_s
+
+        def ticker() -> None:
+            while not self._stop_ticker.wait(interval):
+                if self._tick_queued.is_set():
+                    continue  # the last tick is still waiting: do not pile up
+                self._tick_queued.set()
+                try:
+                    me.tell(_Tick())
+                except Exception:
+                    return
+
+        threading.Thread(target=ticker, name="controller-ticker", daemon=True).start()
+
+    def on_stop(self) -> None:
+        self._stop_ticker.set()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._stop_ticker.set()
+
+    # ---- messages ---------------------------------------------------------------------
+
+    def receive(self, message: Any) -> Any:
+        kind = type(message)
+        if kind is _Tick:
+            return self._tick()
+        if kind is _Result:
+            return self._on_result(message)
+        if kind is _Died:
+            return self._on_died(message)
+        if kind is DeployApp:
+            return self._deploy(message)
+        if kind is DeleteApp:
+            return self._delete(message.name)
+        if kind is GetStatus:
+            return self._status()
+        if kind is RegisterNode:
+            return self._register(message)
+        if kind is SubscribeReplicas:
+            return self._subscribe(message)
+        if kind is GetControllerStats:
+            return self._stats()
+        raise TypeError(f"the controller does not handle {kind.__name__} messages")
+
+    def _register(self, message: RegisterNode) -> str:
+        if message.node_id in self.nodes:
+            self._lose_node(message.node_id, "it registered again (restarted)")
+        self.cluster.add_node(message.node_id, message.address, message.resources)
+        ref = self.system.ref(message.address, "node")
+        token = self.system.watch(ref, self._on_death("node", message.node_id))
+        self.nodes[message.node_id] = _Node(message.node_id, ref, token)
+        log.info("worker %s joined from %s with %s", message.node_id, message.address, message.resources)
+        return message.node_id
+
+    def _deploy(self, message: DeployApp) -> str:
+        if not message.name or "#" in message.name:
+            raise ValueError(f"application name must be non-empty without '#', got {message.name!r}")
+        names = [spec.name for spec in message.deployments]
+        if message.ingress not in names:
+            raise ValueError(f"ingress deployment {message.ingress!r} is not among the deployments {names}")
+        configs = {}
+        for spec in message.deployments:
+            try:
+                config = DeploymentConfig.from_dict(spec.config)
+            except DeploymentOptionError as exc:
+                raise DeploymentOptionError(f"deployment {spec.name!r}: {exc}") from None
+            request = config.resource_request()
+            if request and self.cluster.nodes and not self.cluster.could_ever_fit(request):
+                raise DeploymentOptionError(
+                    f"deployment {spec.name!r}: option 'actor_options' asks for {request} per replica, "
+                    "more than any worker has"
+                )
+            configs[spec.name] = config
+        app = self.apps.get(message.name)
+        if app is not None and app.deleting:
+            raise RuntimeError(f"application {message.name!r} is being deleted; deploy it again once it is gone")
+        if app is None:
+            app = self.apps[message.name] = _App(message.name, message.ingress, {})
+        app.ingress = message.ingress
+        for spec in message.deployments:
+            state = app.deployments.get(spec.name)
+            if state is None:
+                app.deployments[spec.name] = DeploymentState(spec, configs[spec.name], self.cluster, self.limits)
+            else:
+                state.deleting = False
+                state.set_target(spec, configs[spec.name])
+        for name, state in app.deployments.items():
+            if name not in configs:
+                state.delete()
+        self._tick()
+        return "ok"
+
+    def _delete(self, name: str) -> str:
+        app = self.apps.get(name)
+        if app is None:
+            return "not found"
+        app.deleting = True
+        for state in app.deployments.values():
+            state.delete()
+        self._tick()
+        return "deleting"
+
+    def _subscribe(self, message: SubscribeReplicas) -> ReplicaSet:
+        key = (message.app, message.deployment)
+        subscribers = self.subscribers.setdefault(key, set())
+        if message.subscriber not in subscribers:
+            subscribers.add(message.subscriber)
+            self.system.watch(self.system.ref(message.subscriber), self._on_death("subscriber", message.subscriber))
+        return self._replica_set(key)
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self._tick_queued.clear()
+        start = time.perf_counter()
+        now = time.monotonic()
+        for app in list(self.apps.values()):
+            for name, state in list(app.deployments.items()):
+                for cmd in state.reconcile(now):
+                    self._execute(state, cmd)
+                if state.finished_deleting:
+                    del app.deployments[name]
+                    self._publish((app.name, name), force=True)
+                else:
+                    self._publish((app.name, name))
+            if app.deleting and not app.deployments:
+                del self.apps[app.name]
+        self.ticks += 1
+        self.loop_ms.append((time.perf_counter() - start) * 1000)
+
+    def _execute(self, state: DeploymentState, cmd: Command) -> None:
+        record = cmd.replica
+        rid = record.replica_id
+        if isinstance(cmd, StartReplicaCmd):
+            self.owner[rid] = (state.app, state.name)
+            node = self.nodes.get(record.node_id)
+            if node is None:
+                self._tell_self(_Result("start", rid, None, f"worker {record.node_id} is gone"))
+                return
+            self._ask(node.ref, StartReplica(rid, record.node_id, cmd.spec), "start", rid, self.settings.replica_start_timeout_s)
+        elif isinstance(cmd, StopReplicaCmd):
+            node = self.nodes.get(record.node_id)
+            if node is None:
+                self._tell_self(_Result("stop", rid, None, None))
+                return
+            self._ask(node.ref, StopReplica(rid, cmd.timeout_s), "stop", rid, cmd.timeout_s + self.settings.control_timeout_s)
+        elif isinstance(cmd, HealthCheckCmd):
+            self._ask(self.system.ref(record.address, record.actor), HealthCheck(), "health", rid, cmd.timeout_s)
+        elif isinstance(cmd, ReconfigureCmd):
+            self._ask(
+                self.system.ref(record.address, record.actor),
+                Reconfigure(cmd.user_config),
+                f"reconfigure:{cmd.user_config_version}",
+                rid,
+                self.settings.control_timeout_s,
+            )
+
+    def _ask(self, ref: ActorRef, message: Any, what: str, rid: str, timeout: float) -> None:
+        try:
+            future = ref.ask(message, timeout=timeout)
+        except Exception as exc:
+            self._tell_self(_Result(what, rid, None, f"{type(exc).__name__}: {exc}"))
+            return
+        future.add_done_callback(lambda done: self._tell_self(_settled(what, rid, done)))
+
+    def _tell_self(self, message: Any) -> None:
+        try:
+            self.actor_ref.tell(message)
+        except Exception:
+            pass  # the controller is stopping
+
+    def _on_death(self, what: str, key: str) -> Any:
+        return lambda _ref, reason: self._tell_self(_Died(what, key, reason))
+
+    # ---- results ----------------------------------------------------------------------
+
+    def _state_of(self, replica_id: str) -> DeploymentState | None:
+        owner = self.owner.get(replica_id)
+        if owner is None:
+            return None
+        app = self.apps.get(owner[0])
+        return None if app is None else app.deployments.get(owner[1])
+
+    def _on_result(self, result: _Result) -> None:
+        state = self._state_of(result.replica_id)
+        rid = result.replica_id
+        if state is None:
+            return
+        now = time.monotonic()
+        if result.what == "start":
+            if result.error is None:
+                state.on_started(rid, now)
+                record = state.replicas.get(rid)
+                if record is not None:
+                    self.system.watch(self.system.ref(record.address, record.actor), self._on_death("replica", rid))
+            else:
+                log.warning("replica %s failed to start: %s", rid, result.error)
+                state.on_start_failed(rid, result.error, now)
+        elif result.what == "stop":
+            state.on_stopped(rid)
+            self.owner.pop(rid, None)
+        elif result.what == "health":
+            ongoing = result.value.get("ongoing", 0) if isinstance(result.value, dict) else 0
+            stop = state.on_health(rid, result.error is None, ongoing, result.error or "", now)
+            if stop is not None:
+                self._execute(state, stop)
+        elif result.what.startswith("reconfigure:"):
+            stop = state.on_reconfigured(rid, int(result.what.split(":", 1)[1]), result.error)
+            if stop is not None:
+                self._execute(state, stop)
+        self._publish((state.app, state.name))
+
+    def _on_died(self, died: _Died) -> None:
+        if died.what == "node":
+            self._lose_node(died.key, died.reason)
+        elif died.what == "replica":
+            state = self._state_of(died.key)
+            if state is not None:
+                state.on_died(died.key, died.reason)
+                self.owner.pop(died.key, None)
+                self._publish((state.app, state.name))
+        else:
+            for subscribers in self.subscribers.values():
+                subscribers.discard(died.key)
+
+    def _lose_node(self, node_id: str, reason: str) -> None:
+        node = self.nodes.pop(node_id, None)
+        if node is None:
+            return
+        self.system.unwatch(node.watch_token)
+        level = logging.INFO if reason == "stopped" else logging.WARNING
+        log.log(level, "worker %s is gone: %s", node_id, reason)
+        for app in self.apps.values():
+            for state in app.deployments.values():
+                state.on_node_lost(node_id, reason)
+                self._publish((app.name, state.name))
+        self.cluster.remove_node(node_id)
+
+    # ---- views ------------------------------------------------------------------------
+
+    def _replica_set(self, key: tuple[str, str]) -> ReplicaSet:
+        app = self.apps.get(key[0])
+        state = None if app is None else app.deployments.get(key[1])
+        if state is None:
+            return ReplicaSet(key[0], key[1], -1, [], exists=False)
+        replicas = [
+            ReplicaInfo(r.replica_id, state.app, state.name, r.node_id, r.address, r.actor, state.config.max_ongoing_requests)
+            for r in state.serving()
+        ]
+        return ReplicaSet(key[0], key[1], state.membership_version, replicas)
+
+    def _publish(self, key: tuple[str, str], force: bool = False) -> None:
+        subscribers = self.subscribers.get(key)
+        if not subscribers:
+            return
+        update = self._replica_set(key)
+        if not force and self.published.get(key) == update.version:
+            return
+        self.published[key] = update.version
+        for subscriber in list(subscribers):
+            try:
+                self.system.ref(subscriber).tell(update)
+            except Exception as exc:
+                log.debug("replica set for %s not sent to %s: %s", key, subscriber, exc)
+
+    def _status(self) -> ServeStatusInfo:
+        apps = {}
+        for app in self.apps.values():
+            deployments = {}
+            for name, state in app.deployments.items():
+                status, message = state.status()
+                deployments[name] = DeploymentStatusInfo(name, status, message, state.replica_states(), state.config.num_replicas)
+            apps[app.name] = ApplicationStatusInfo(app.name, *_app_status(app, deployments), app.ingress, deployments)
+        nodes = [
+            NodeInfo(n.node_id, n.address, dict(n.total), {k: round(v, 6) for k, v in n.available.items()}, n.replicas)
+            for n in self.cluster.nodes
+        ]
+        return ServeStatusInfo(apps, nodes)
+
+    def _stats(self) -> dict[str, Any]:
+        times = sorted(self.loop_ms)
+        replicas = sum(len(s.replicas) for app in self.apps.values() for s in app.deployments.values())
+        if not times:
+            return {"ticks": self.ticks, "replicas": replicas}
+        return {
+            "ticks": self.ticks,
+            "replicas": replicas,
+            "loop_ms_p50": times[len(times) // 2],
+            "loop_ms_p99": times[min(len(times) - 1, int(len(times) * 0.99))],
+            "loop_ms_max": times[-1],
+        }
+
+
+def _settled(what: str, rid: str, done: Future[Any]) -> _Result:
+    try:
+        return _Result(what, rid, done.get(0), None)
+    except Exception as exc:
+        return _Result(what, rid, None, f"{getattr(exc, 'type_name', '') or type(exc).__name__}: {exc}")
+
+
+def _app_status(app: _App, deployments: dict[str, DeploymentStatusInfo]) -> tuple[str, str]:
+    if app.deleting:
+        return "DELETING", "deleting the application"
+    statuses = {d.status for d in deployments.values()}
+    for status, app_status in (("DEPLOY_FAILED", "DEPLOY_FAILED"), ("UNHEALTHY", "UNHEALTHY"), ("UPDATING", "DEPLOYING")):
+        if status in statuses:
+            failing = [f"{d.name}: {d.message}" for d in deployments.values() if d.status == status]
+            return app_status, "; ".join(failing)
+    return "RUNNING", ""

@@ -1,0 +1,197 @@
+"""The Replica actor: one instance of the user's class, serving requests."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import threading
+import time
+from typing import Any, Callable
+
+from protocol import DeploymentSpec, HandleRequest, HealthCheck, Reconfigure
+
+from .._actor import Actor
+from .._future import Future
+from ._context import ReplicaContext, set_replica_context
+from ._options import DeploymentConfig
+from ._user_code import load_import_path
+
+
+class ReplicaStoppingError(RuntimeError):
+    """The replica is shutting down and takes no new requests (the caller may retry elsewhere)."""
+
+
+class _Drain:
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+
+
+class _Drained:
+    pass
+
+
+class Replica(Actor):
+    """Constructs the user's class and runs its methods.
+
+    Sync methods run in a thread pool of ``max_ongoing_requests`` threads;
+    ``async def`` methods run on the replica's own event loop. Requests that
+    arrive while draining are refused with :class:`ReplicaStoppingError`.
+
+    Args:
+        spec: what to construct.
+        context: the replica's identity.
+        ready: completed when the constructor returned, or with its error.
+        resolve_args: turns handle markers in the arguments into handles.
+    """
+
+    def __init__(
+        self,
+        spec: DeploymentSpec,
+        context: ReplicaContext,
+        ready: Future[bool],
+        resolve_args: Callable[[Any], Any],
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.context = context
+        self.config = DeploymentConfig.from_dict(spec.config)
+        self.ready = ready
+        self.resolve_args = resolve_args
+        self.instance: Any = None
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: threading.Thread | None = None
+        self.in_flight = 0
+        self.idle = threading.Condition()
+        self.draining = False
+
+    def on_start(self) -> None:
+        set_replica_context(self.context)
+        try:
+            deployment = load_import_path(self.spec.import_path, self.spec.main_file)
+            cls = getattr(deployment, "func_or_class", deployment)
+            args = self.resolve_args(self.spec.init_args)
+            kwargs = self.resolve_args(self.spec.init_kwargs)
+            self.instance = cls(*args, **kwargs)
+            if self.config.user_config is not None and hasattr(self.instance, "reconfigure"):
+                self._call_now(self.instance.reconfigure, self.config.user_config)
+        except BaseException as exc:
+            self.ready.set_exception(exc)
+            self.stop()
+            return
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            self.config.max_ongoing_requests,
+            thread_name_prefix=f"replica-{self.context.replica_id}",
+            initializer=set_replica_context,
+            initargs=(self.context,),
+        )
+        self.ready.set_result(True)
+
+    def on_stop(self) -> None:
+        self._shutdown_executors()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._shutdown_executors()
+
+    def receive(self, message: Any) -> Any:
+        if type(message) is HandleRequest:
+            return self._handle(message)
+        if type(message) is HealthCheck:
+            check = getattr(self.instance, "check_health", None)
+            if check is not None:
+                self._call_now(check)
+            return {"ongoing": self.in_flight}
+        if type(message) is Reconfigure:
+            self._call_now(self.instance.reconfigure, message.user_config)
+            return True
+        if type(message) is _Drain:
+            self._drain(message.timeout_s)
+            return None
+        if type(message) is _Drained:
+            self.stop()
+            return None
+        raise TypeError(f"replica {self.context.replica_id} got an unexpected message {type(message).__name__}")
+
+    def _handle(self, request: HandleRequest) -> Any:
+        if self.draining:
+            raise ReplicaStoppingError(f"replica {self.context.replica_id} is stopping")
+        method = getattr(self.instance, request.method, None)
+        if method is None or request.method.startswith("_") and request.method != "__call__":
+            raise AttributeError(
+                f"deployment {self.context.deployment!r} has no method {request.method!r}"
+            )
+        args = self.resolve_args(request.args)
+        kwargs = self.resolve_args(request.kwargs)
+        with self.idle:
+            self.in_flight += 1
+        if inspect.iscoroutinefunction(method):
+            done = asyncio.run_coroutine_threadsafe(self._guarded(method(*args, **kwargs)), self._event_loop())
+        else:
+            assert self.pool is not None
+            done = self.pool.submit(method, *args, **kwargs)
+        done.add_done_callback(self._finished)
+        return done
+
+    async def _guarded(self, coro: Any) -> Any:
+        return await coro
+
+    def _finished(self, _: Any) -> None:
+        with self.idle:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle.notify_all()
+
+    def _call_now(self, fn: Callable[..., Any], *args: Any) -> Any:
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            return asyncio.run_coroutine_threadsafe(self._guarded(result), self._event_loop()).result(
+                self.config.health_check_timeout_s
+            )
+        return result
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+
+            def run() -> None:
+                set_replica_context(self.context)
+                asyncio.set_event_loop(loop)
+                loop.call_soon(started.set)
+                loop.run_forever()
+                loop.close()
+
+            self.loop_thread = threading.Thread(target=run, name=f"replica-loop-{self.context.replica_id}", daemon=True)
+            self.loop_thread.start()
+            started.wait(5)
+            self.loop = loop
+        return self.loop
+
+    def _drain(self, timeout_s: float) -> None:
+        self.draining = True
+        deadline = time.monotonic() + timeout_s
+        me = self.actor_ref
+
+        def wait_then_stop() -> None:
+            with self.idle:
+                while self.in_flight and time.monotonic() < deadline:
+                    self.idle.wait(max(0.0, deadline - time.monotonic()))
+            try:
+                me.tell(_Drained())
+            except Exception:
+                pass  # already stopped
+
+        threading.Thread(target=wait_then_stop, name=f"drain-{self.context.replica_id}", daemon=True).start()
+
+    def _shutdown_executors(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        set_replica_context(None)
+
+
+def drain_message(timeout_s: float) -> Any:
+    """The message that makes a replica stop taking requests and stop once idle."""
+    return _Drain(timeout_s)

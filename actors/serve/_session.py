@@ -1,0 +1,232 @@
+"""This process's connection to a corral cluster (or the embedded head itself)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import GetStatus, ServeStatusInfo, SubscribeReplicas
+
+from .._config import Config, config_to_json
+from .._ref import ActorRef
+from .._system import ActorSystem
+from ._app import resolve_markers
+from ._controller import CONTROLLER_NAME, Controller
+from ._routes import MEMBERSHIP_ACTOR, Membership, RouteTable
+
+log = logging.getLogger("corral.serve")
+
+
+class WorkerProcess:
+    """A worker started by this process; it exits when our pipe to it closes."""
+
+    def __init__(self, node_id: str, controller: str, resources: dict[str, float], config: Config) -> None:
+        self.node_id = node_id
+        env = dict(os.environ)
+        paths = [p for p in sys.path if p and os.path.isdir(p)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*paths, env.get("PYTHONPATH", "")]))
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "actors.serve.worker",
+                "--controller", controller,
+                "--node-id", node_id,
+                "--resources", json.dumps(resources),
+                "--config", config_to_json(config),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.address = ""
+
+    def wait_ready(self, deadline: float) -> None:
+        """Wait for the worker to print its address.
+
+        Raises:
+            RuntimeError: it exited or did not register in time.
+        """
+        box: list[str] = []
+        reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(max(0.0, deadline - time.monotonic()))
+        line = box[0] if box else ""
+        if not line.startswith("ADDRESS "):
+            code = self.proc.poll()
+            self.kill()
+            state = f"exited with code {code}" if code is not None else "did not register in time"
+            raise RuntimeError(f"worker {self.node_id} {state}")
+        self.address = line.split()[1]
+
+    def stop(self, timeout: float) -> None:
+        """Close the pipe (the worker stops its replicas and exits); kill after ``timeout``."""
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("worker %s did not stop within %.1fs; killing it", self.node_id, timeout)
+        self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None and not stream.closed:
+                try:
+                    stream.close()
+                except BrokenPipeError:
+                    pass
+
+
+@dataclass
+class Session:
+    """Everything this process needs to talk to the cluster."""
+
+    system: ActorSystem
+    config: Config
+    controller: ActorRef
+    routes: RouteTable
+    own_system: bool
+    workers: list[WorkerProcess] = field(default_factory=list)
+    _subscribed: set[tuple[str, str]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ask_controller(self, message: Any) -> Any:
+        """Ask the controller and wait (bounded by ``control_timeout_s``)."""
+        timeout = self.config.serve.control_timeout_s
+        return self.controller.ask(message, timeout=timeout).get()
+
+    def status_info(self) -> ServeStatusInfo:
+        return self.ask_controller(GetStatus())  # type: ignore[no-any-return]
+
+    def subscribe(self, key: tuple[str, str]) -> None:
+        """Subscribe this process to a deployment's replica set (once)."""
+        with self._lock:
+            if key in self._subscribed:
+                return
+        subscriber = f"{self.system.address}#{MEMBERSHIP_ACTOR}"
+        replica_set = self.ask_controller(SubscribeReplicas(key[0], key[1], subscriber))
+        self.routes.update(replica_set)
+        with self._lock:
+            self._subscribed.add(key)
+
+    def make_handle(self, app: str, deployment: str) -> Any:
+        from ._handle import DeploymentHandle
+
+        return DeploymentHandle(app, deployment)
+
+    def resolve(self, value: Any) -> Any:
+        return resolve_markers(value, self.make_handle)
+
+    def add_worker(self, resources: dict[str, float], node_id: str | None = None) -> str:
+        """Start one more worker process (embedded head only)."""
+        if not self.own_system or self.system.ref(self.system.address, CONTROLLER_NAME) != self.controller:
+            raise RuntimeError("serve.add_worker() needs the embedded head started by serve.start(workers=...)")
+        node_id = node_id or f"worker-{len(self.workers)}"
+        worker = WorkerProcess(node_id, str(self.controller), resources, self.config)
+        self.workers.append(worker)
+        worker.wait_ready(time.monotonic() + self.config.serve.worker_start_timeout_s)
+        return node_id
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop(self.config.stop_timeout_s)
+        if self.own_system:
+            self.system.shutdown()
+
+
+_session: Session | None = None
+_session_lock = threading.RLock()
+
+
+def current_session() -> Session:
+    """The session of this process.
+
+    Raises:
+        RuntimeError: serve was not started or connected here.
+    """
+    session = _session
+    if session is None:
+        raise RuntimeError("corral serve is not running in this process: call serve.start() first")
+    return session
+
+
+def has_session() -> bool:
+    return _session is not None
+
+
+def start_embedded(workers: list[dict[str, float]], config: Config) -> Session:
+    """Start a controller in this process and worker processes around it."""
+    global _session
+    with _session_lock:
+        if _session is not None:
+            raise RuntimeError("serve is already started in this process; call serve.shutdown() first")
+        system = ActorSystem(config)
+        session: Session | None = None
+        try:
+            controller = system.spawn(Controller, config.serve, name=CONTROLLER_NAME)
+            session = _attach(system, controller, config, own_system=True)
+            deadline = time.monotonic() + config.serve.worker_start_timeout_s
+            for i, resources in enumerate(workers):
+                session.workers.append(WorkerProcess(f"worker-{i}", str(controller), resources, config))
+            for worker in session.workers:
+                worker.wait_ready(deadline)
+        except BaseException:
+            for worker in session.workers if session is not None else []:
+                worker.kill()
+            system.shutdown()
+            raise
+        _session = session
+        return session
+
+
+def connect(address: str, config: Config, system: ActorSystem | None = None) -> Session:
+    """Connect this process to the controller at ``address`` (``tcp://host:port`` or ``...#controller``).
+
+    Raises:
+        ConnectionError: no controller answers there.
+    """
+    global _session
+    with _session_lock:
+        if _session is not None:
+            raise RuntimeError("serve is already started in this process; call serve.shutdown() first")
+        own = system is None
+        system = system or ActorSystem(config)
+        ref_text = address if "#" in address else f"{address}#{CONTROLLER_NAME}"
+        try:
+            controller = system.ref(ref_text)
+            session = _attach(system, controller, config, own_system=own)
+            session.controller.ask(GetStatus(), timeout=min(5.0, config.serve.control_timeout_s)).get()
+        except Exception as exc:
+            if own:
+                system.shutdown()
+            raise ConnectionError(f"no corral cluster answers at {address}: {exc}") from None
+        _session = session
+        return session
+
+
+def _attach(system: ActorSystem, controller: ActorRef, config: Config, own_system: bool) -> Session:
+    routes = RouteTable()
+    system.spawn(Membership, routes, name=MEMBERSHIP_ACTOR)
+    return Session(system, config, controller, routes, own_system)
+
+
+def close_session() -> None:
+    """Stop what this process started (workers, its actor system) and forget the session."""
+    global _session
+    with _session_lock:
+        session, _session = _session, None
+    if session is not None:
+        session.close()

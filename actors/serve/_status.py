@@ -1,0 +1,78 @@
+"""What ``serve.status()`` returns: Ray Serve's shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol import ServeStatusInfo
+
+
+@dataclass(frozen=True)
+class DeploymentStatusOverview:
+    """One deployment.
+
+    Attributes:
+        status: UPDATING, HEALTHY, UNHEALTHY, UPSCALING, DOWNSCALING or DEPLOY_FAILED.
+        message: why, in words ("" when HEALTHY).
+        replica_states: replica counts by state, e.g. ``{"RUNNING": 2, "STARTING": 1}``.
+        target_replicas: how many replicas it should have.
+    """
+
+    status: str
+    message: str
+    replica_states: dict[str, int]
+    target_replicas: int
+
+
+@dataclass(frozen=True)
+class ApplicationStatusOverview:
+    """One application.
+
+    Attributes:
+        status: DEPLOYING, RUNNING, DEPLOY_FAILED, UNHEALTHY or DELETING.
+        message: why, in words.
+        ingress: the deployment that takes the application's requests.
+        deployments: by name.
+    """
+
+    status: str
+    message: str
+    ingress: str
+    deployments: dict[str, DeploymentStatusOverview]
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """A worker process and its resources."""
+
+    node_id: str
+    address: str
+    total: dict[str, float]
+    available: dict[str, float]
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ServeStatus:
+    """Every application, and the worker nodes."""
+
+    applications: dict[str, ApplicationStatusOverview] = field(default_factory=dict)
+    nodes: list[NodeStatus] = field(default_factory=list)
+
+
+def from_info(info: ServeStatusInfo) -> ServeStatus:
+    """Convert the controller's wire answer."""
+    apps = {
+        name: ApplicationStatusOverview(
+            app.status,
+            app.message,
+            app.ingress,
+            {
+                dname: DeploymentStatusOverview(d.status, d.message, dict(d.replica_states), d.target_replicas)
+                for dname, d in app.deployments.items()
+            },
+        )
+        for name, app in info.applications.items()
+    }
+    nodes = [NodeStatus(n.node_id, n.address, dict(n.total), dict(n.available), n.replicas) for n in info.nodes]
+    return ServeStatus(apps, nodes)

@@ -1,0 +1,50 @@
+"""Finding the user's class from an import path, in a worker process."""
+
+from __future__ import annotations
+
+import importlib
+import runpy
+import sys
+import threading
+import types
+from typing import Any
+
+_main_lock = threading.Lock()
+
+
+def load_import_path(import_path: str, main_file: str | None) -> Any:
+    """Import ``module:Qualified.Name``; ``__main__`` means the user's script.
+
+    The script is run once per process under the name ``__mp_main__`` (as
+    multiprocessing's spawn does), so its ``if __name__ == "__main__":`` block
+    does not run again in the worker.
+
+    Raises:
+        ImportError: the module or the attribute cannot be found.
+    """
+    module_name, _, qualname = import_path.partition(":")
+    if module_name == "__main__":
+        module = _user_main(main_file, import_path)
+    else:
+        module = importlib.import_module(module_name)
+    obj: Any = module
+    try:
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ImportError(f"cannot import {import_path!r}: {qualname!r} not found in module {module_name!r}") from None
+    return obj
+
+
+def _user_main(main_file: str | None, import_path: str) -> types.ModuleType:
+    if not main_file:
+        raise ImportError(f"cannot import {import_path!r}: the defining script's file is unknown")
+    with _main_lock:
+        module = sys.modules.get("__mp_main__")
+        if module is None or getattr(module, "__file__", None) != main_file:
+            namespace = runpy.run_path(main_file, run_name="__mp_main__")
+            module = types.ModuleType("__mp_main__")
+            module.__dict__.update(namespace)
+            module.__file__ = main_file
+            sys.modules["__mp_main__"] = module
+    return module

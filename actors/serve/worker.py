@@ -1,0 +1,92 @@
+"""A worker process: a node agent that runs replicas for a controller.
+
+    python -m actors.serve.worker --controller ADDRESS#controller --node-id ID
+                                  [--resources JSON] [--config JSON]
+
+Registers with the controller, prints ``ADDRESS <address>``, then runs until
+its standard input closes or it gets SIGTERM/SIGINT; it then stops its
+replicas and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from protocol import RegisterNode
+
+from .._config import Config, config_from_json
+from .._system import ActorSystem
+from ._node import NodeAgent
+from ._session import connect
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """Parse a JSON object of resource amounts; CPU defaults to this machine's cores.
+
+    Raises:
+        ValueError: not a JSON object of non-negative numbers.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--resources must be a JSON object: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--resources must be a JSON object, got {data!r}")
+    out: dict[str, float] = {}
+    for name, amount in data.items():
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+            raise ValueError(f"--resources: {name!r} must be a number >= 0, got {amount!r}")
+        out[str(name)] = float(amount)
+    out.setdefault("CPU", float(os.cpu_count() or 1))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m actors.serve.worker")
+    parser.add_argument("--controller", required=True)
+    parser.add_argument("--node-id", default=f"worker-{os.getpid()}")
+    parser.add_argument("--resources", default="{}")
+    parser.add_argument("--config", default="{}")
+    args = parser.parse_args(argv)
+    try:
+        resources = parse_resources(args.resources)
+        config = config_from_json(args.config) if args.config != "{}" else Config()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    system = ActorSystem(config)
+    try:
+        session = connect(args.controller, config, system=system)
+        system.spawn(NodeAgent, args.node_id, session.resolve, name="node")
+        deadline = time.monotonic() + config.serve.worker_start_timeout_s
+        while True:
+            try:
+                session.ask_controller(RegisterNode(args.node_id, system.address, resources))
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline or stop.is_set():
+                    print(f"error: cannot register with the controller at {args.controller}: {exc}", file=sys.stderr)
+                    return 1
+                stop.wait(0.2)
+        print(f"ADDRESS {system.address}", flush=True)
+        stop.wait()
+        return 0
+    except ConnectionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        system.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""The control plane end to end: real worker processes, real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors import serve
+from actors.serve import DeployFailedError, DeploymentNotFoundError, DeploymentOptionError
+from tests import serve_apps
+from tests.helpers import child_pids, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def replica_ids(handle: Any, n: int = 40) -> set[str]:
+    return {handle.whoami.remote().result(timeout_s=10)["replica_id"] for _ in range(n)}
+
+
+def deployment_status(app: str, name: str) -> Any:
+    return serve.status().applications[app].deployments[name]
+
+
+def test_run_returns_once_running_and_requests_reach_replicas_on_both_workers(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.bind("hi:"), name="echo")
+    assert handle.remote("x").result(timeout_s=10) == "hi:x"
+    seen = [handle.whoami.remote().result(timeout_s=10) for _ in range(40)]
+    assert len({s["replica_id"] for s in seen}) == 2
+    assert {s["node"] for s in seen} == {"worker-0", "worker-1"}
+    assert all(s["pid"] != os.getpid() for s in seen)
+
+
+def test_status_has_ray_serve_shape(serve_cluster: Any) -> None:
+    serve.run(serve_apps.Echo.bind(), name="echo")
+    status = serve.status()
+    app = status.applications["echo"]
+    assert (app.status, app.ingress) == ("RUNNING", "Echo")
+    d = app.deployments["Echo"]
+    assert (d.status, d.message, d.replica_states, d.target_replicas) == ("HEALTHY", "", {"RUNNING": 2}, 2)
+    assert sorted(n.node_id for n in status.nodes) == ["worker-0", "worker-1"]
+    assert sum(n.replicas for n in status.nodes) == 2
+
+
+def test_the_replica_context_names_replica_deployment_app_and_node(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="ctx")
+    info = handle.whoami.remote().result(timeout_s=10)
+    assert info["deployment"] == "Echo" and info["app"] == "ctx" and info["node"] in ("worker-0", "worker-1")
+    assert info["replica_id"].startswith("ctx.Echo.")
+    with pytest.raises(RuntimeError, match="only be called inside a replica"):
+        serve.get_replica_context()
+
+
+def test_wait_for_ready_false_returns_the_handle_at_once(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.bind("q:"), name="quick", wait_for_ready=False)
+    assert serve.status().applications["quick"].status in ("DEPLOYING", "RUNNING")
+    assert handle.remote(1).result(timeout_s=20) == "q:1"
+
+
+def test_scaling_through_options_and_run_again_changes_the_replica_count(serve_cluster: Any) -> None:
+    serve.run(serve_apps.Echo.bind(), name="scale")
+    serve.run(serve_apps.Echo.options(num_replicas=4).bind(), name="scale")
+    assert deployment_status("scale", "Echo").replica_states == {"RUNNING": 4}
+    handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="scale")
+    assert deployment_status("scale", "Echo").replica_states == {"RUNNING": 1}
+    assert len(replica_ids(handle, 10)) == 1
+
+
+def test_many_replicas_share_one_worker_process(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.options(num_replicas=6).bind(), name="many")
+    assert sorted(n.replicas for n in serve.status().nodes) == [3, 3]
+    pids = {handle.whoami.remote().result(timeout_s=10)["pid"] for _ in range(60)}
+    assert len(pids) == 2
+
+
+def test_a_user_config_change_calls_reconfigure_without_restarting(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Configurable.options(user_config={"threshold": 1}).bind(), name="cfg")
+    first = handle.remote().result(timeout_s=10)
+    assert first["config"] == {"threshold": 1} and first["reconfigured"] == 1
+    serve.run(serve_apps.Configurable.options(user_config={"threshold": 2}).bind(), name="cfg")
+    second = handle.remote().result(timeout_s=10)
+    assert second == {"config": {"threshold": 2}, "reconfigured": 2, "instance": first["instance"]}
+
+
+def test_a_code_change_rolls_the_replicas_while_serving_with_zero_failed_requests(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind("v1:"), name="roll")
+    old = replica_ids(handle)
+    failures: list[BaseException] = []
+    answers: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(handle.remote("x").result(timeout_s=10))
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                failures.append(exc)
+
+    threads = [threading.Thread(target=traffic) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        serve.run(serve_apps.Echo.options(num_replicas=4).bind("v2:"), name="roll")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert failures == []
+    assert answers and answers[-1] == "v2:x"
+    assert replica_ids(handle).isdisjoint(old)
+    assert deployment_status("roll", "Echo").replica_states == {"RUNNING": 4}
+
+
+def test_a_crashing_constructor_gives_deploy_failed_with_its_error_and_the_cluster_stays_usable(serve_cluster: Any) -> None:
+    with pytest.raises(DeployFailedError, match="cannot load the model file"):
+        serve.run(serve_apps.FailsToStart.bind(), name="broken")
+    app = serve.status().applications["broken"]
+    assert app.status == "DEPLOY_FAILED"
+    d = app.deployments["FailsToStart"]
+    assert d.status == "DEPLOY_FAILED" and "RuntimeError: cannot load the model file" in d.message
+    assert d.replica_states == {}
+    handle = serve.run(serve_apps.Echo.bind("ok:"), name="fine")
+    assert handle.remote(1).result(timeout_s=10) == "ok:1"
+
+
+def test_a_replica_failing_its_health_checks_is_replaced(serve_cluster: Any, tmp_path: Path) -> None:
+    flag = tmp_path / "unhealthy"
+    handle = serve.run(serve_apps.Fragile.bind(str(flag)), name="fragile")
+    sick = handle.remote().result(timeout_s=10)
+    flag.write_text(sick)
+    wait_for(lambda: _answer_other_than(handle, sick), 20, "a replacement replica")
+    wait_for(lambda: deployment_status("fragile", "Fragile").status == "HEALTHY", 20, "HEALTHY again")
+
+
+def _answer_other_than(handle: Any, instance: str) -> bool:
+    try:
+        return handle.remote().result(timeout_s=5) != instance
+    except Exception:
+        return False
+
+
+def test_replicas_of_a_sigkilled_worker_are_replaced_on_the_survivor(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind(), name="kill")
+    victim = handle.whoami.remote().result(timeout_s=10)
+    os.kill(victim["pid"], signal.SIGKILL)
+    survivor = {"worker-0", "worker-1"} - {victim["node"]}
+
+    def replaced() -> bool:
+        d = deployment_status("kill", "Echo")
+        nodes = serve.status().nodes
+        return d.replica_states == {"RUNNING": 4} and [n.node_id for n in nodes] == list(survivor)
+
+    wait_for(replaced, 20, "the replicas to be replaced on the surviving worker")
+    assert {handle.whoami.remote().result(timeout_s=10)["node"] for _ in range(20)} == survivor
+
+
+def test_delete_stops_every_replica_and_removes_the_application(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.bind(), name="gone")
+    serve.delete("gone")
+    assert "gone" not in serve.status().applications
+    assert all(n.replicas == 0 for n in serve.status().nodes)
+    with pytest.raises(DeploymentNotFoundError, match="no deployment 'Echo' in application 'gone'"):
+        handle.remote(1).result(timeout_s=10)
+    serve.delete("never-existed")
+
+
+def test_downscaling_lets_in_flight_requests_finish(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.options(num_replicas=2).bind(), name="graceful")
+    slow = [handle.slow.remote(1.0) for _ in range(4)]
+    serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="graceful")
+    assert [r.result(timeout_s=20) for r in slow] == ["slept 1.0"] * 4
+
+
+def test_async_methods_and_named_methods_are_called_through_the_handle(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.bind(), name="methods")
+    assert handle.async_echo.remote(3).result(timeout_s=10) == {"async": 3}
+    assert handle.options(method_name="async_echo").remote(4).result(timeout_s=10) == {"async": 4}
+    with pytest.raises(ValueError, match="boom"):
+        handle.fail.remote("boom").result(timeout_s=10)
+    with pytest.raises(AttributeError, match="deployment 'Echo' has no method 'nope'"):
+        handle.nope.remote().result(timeout_s=10)
+    with pytest.raises(TypeError, match="cannot be encoded"):
+        handle.unencodable.remote().result(timeout_s=10)
+    assert handle.remote("still serving").result(timeout_s=10) == "still serving"
+
+
+def test_result_with_a_timeout_raises_timeout_error(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Sleepy.bind(), name="sleepy")
+    with pytest.raises(TimeoutError):
+        handle.remote(2.0).result(timeout_s=0.2)
+
+
+class NotEncodable:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "text"),
+    [
+        (lambda: serve.deployment(num_replicas=-1)(serve_apps.Sleepy.func_or_class), DeploymentOptionError, "'num_replicas': expected an int >= 0, got -1"),
+        (lambda: serve_apps.Echo.options(num_replicas=2.5), DeploymentOptionError, "'num_replicas': expected an int, got 2.5"),
+        (lambda: serve_apps.Echo.options(replicas=2), DeploymentOptionError, "unknown deployment option 'replicas'"),
+        (lambda: serve_apps.Echo.options(max_ongoing_requests=0), DeploymentOptionError, "'max_ongoing_requests': expected an int >= 1"),
+        (lambda: serve_apps.Echo.options(actor_options={"num_cpu": 1}), DeploymentOptionError, "unknown key 'num_cpu'"),
+        (lambda: serve_apps.Echo.options(ray_actor_options={"num_cpus": -1}), DeploymentOptionError, "'actor_options.num_cpus': expected a number >= 0"),
+        (lambda: serve_apps.Echo.options(user_config={1, 2}), DeploymentOptionError, "'user_config' must be msgpack-encodable"),
+        (lambda: serve_apps.Echo.options(health_check_period_s=0), DeploymentOptionError, "'health_check_period_s': expected a number > 0"),
+    ],
+)
+def test_invalid_options_are_refused_naming_the_field(make: Any, error: type, text: str) -> None:
+    with pytest.raises(error, match=text):
+        make()
+
+
+def test_bad_applications_are_refused_and_nothing_is_deployed(serve_cluster: Any) -> None:
+    with pytest.raises(TypeError, match=r"argument 0 of Echo.bind\(\) cannot be sent"):
+        serve.run(serve_apps.Echo.bind(NotEncodable()), name="bad1")
+
+    @serve.deployment
+    class Local:
+        pass
+
+    with pytest.raises(DeploymentOptionError, match="defined inside a function"):
+        serve.run(Local.bind(), name="bad2")
+    with pytest.raises(DeploymentOptionError, match="more than any worker has"):
+        serve.run(serve_apps.Echo.options(actor_options={"num_cpus": 64}).bind(), name="bad3")
+    with pytest.raises(TypeError, match=r"takes an application made with .bind\(\)"):
+        serve.run(serve_apps.Echo, name="bad4")  # type: ignore[arg-type]
+    assert serve.status().applications == {}
+    with pytest.raises(TypeError, match="cannot be called directly"):
+        serve_apps.Echo()
+
+
+def test_a_deployment_defined_in_the_users_own_script_runs_in_workers(tmp_path: Path) -> None:
+    script = tmp_path / "my_app.py"
+    script.write_text(
+        "from actors import serve\n"
+        "import os\n"
+        "@serve.deployment(num_replicas=2)\n"
+        "class Greeter:\n"
+        "    def __init__(self, greeting):\n"
+        "        self.greeting = greeting\n"
+        "    def __call__(self, name):\n"
+        "        return f'{self.greeting}, {name} from pid {os.getpid()}'\n"
+        "if __name__ == '__main__':\n"
+        "    serve.start(workers=1)\n"
+        "    handle = serve.run(Greeter.bind('hello'), name='greet')\n"
+        "    print(handle.remote('you').result(timeout_s=10), flush=True)\n"
+        "    print(serve.status().applications['greet'].status, flush=True)\n"
+        "    print(os.getpid(), flush=True)\n"
+        "    serve.shutdown()\n"
+    )
+    before = child_pids()
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("hello, you from pid ") and lines[1] == "RUNNING"
+    assert int(lines[0].rsplit(" ", 1)[1]) != int(lines[2]), "the replica runs in a worker, not the script"
+    assert child_pids() <= before
+
+
+def test_shutdown_leaves_no_worker_process_behind() -> None:
+    from tests.conftest import fast_serve_config
+
+    before = child_pids()
+    serve.start(workers=2, config=fast_serve_config())
+    try:
+        assert len(child_pids() - before) == 2
+        serve.run(serve_apps.Echo.bind(), name="x")
+    finally:
+        serve.shutdown()
+    assert child_pids() <= before
+    with pytest.raises(RuntimeError, match="serve.start"):
+        serve.status()
+
+
+def test_starting_twice_in_one_process_is_refused(serve_cluster: Any) -> None:
+    with pytest.raises(RuntimeError, match="already started"):
+        serve.start(workers=1)
+
+
+@pytest.mark.parametrize("workers", [-1, "two", [5], [{"CPU": -1}]])
+def test_bad_worker_specs_are_refused(workers: Any) -> None:
+    with pytest.raises(ValueError, match="workers"):
+        serve.start(workers=workers)
