@@ -211,4 +211,10 @@ class ReplicaSet:
 @message("controller_stats")
 @dataclass(frozen=True, slots=True)
 class GetControllerStats:
-    """Ask the controller for its loop timings and counters."""
+    """Ask the controller for its loop timings and counters.
+
+    Attributes:
+        reset: forget the loop timings gathered so far (after answering).
+    """
+
+    reset: bool = False

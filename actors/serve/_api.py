@@ -193,8 +193,12 @@ def get_deployment_handle(deployment_name: str, app_name: str = "default") -> De
     return DeploymentHandle(app_name, deployment_name)
 
 
-def controller_stats() -> dict[str, Any]:
-    """The controller's loop timings and counters (for benchmarks and debugging)."""
+def controller_stats(reset: bool = False) -> dict[str, Any]:
+    """The controller's loop timings and counters (for benchmarks and debugging).
+
+    Args:
+        reset: start a new measurement window after answering.
+    """
     from protocol import GetControllerStats
 
-    return current_session().ask_controller(GetControllerStats())  # type: ignore[no-any-return]
+    return current_session().ask_controller(GetControllerStats(reset))  # type: ignore[no-any-return]

@@ -161,7 +161,10 @@ class Controller(Actor):
         if kind is SubscribeReplicas:
             return self._subscribe(message)
         if kind is GetControllerStats:
-            return self._stats()
+            stats = self._stats()
+            if message.reset:
+                self.loop_ms.clear()
+            return stats
         raise TypeError(f"the controller does not handle {kind.__name__} messages")
 
     def _register(self, message: RegisterNode) -> str:
@@ -407,6 +410,7 @@ class Controller(Actor):
         return {
             "ticks": self.ticks,
             "replicas": replicas,
+            "loop_samples": len(times),
             "loop_ms_p50": times[len(times) // 2],
             "loop_ms_p99": times[min(len(times) - 1, int(len(times) * 0.99))],
             "loop_ms_max": times[-1],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import math
 import secrets
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,7 +171,9 @@ class DeploymentState:
         self._failures.ever_ran.add(record.version)
         if record.version == self.spec.version:
             self._failures.count = 0
-        self._schedule_health(record, now + self.config.health_check_period_s)
+        # spread first checks over a period, so replicas started together are not checked together
+        spread = (zlib.crc32(replica_id.encode()) % 1000) / 1000
+        self._schedule_health(record, now + self.config.health_check_period_s * (0.5 + spread))
         if record.user_config_version != self._user_config_version:
             self._to_reconfigure.add(replica_id)
 

@@ -141,6 +141,9 @@ class Session:
         return node_id
 
     def close(self) -> None:
+        if self.own_system and self.controller.address == self.system.address:
+            # the controller goes first, so it does not replace replicas of workers that are leaving
+            self.system.stop(self.controller)
         for worker in self.workers:
             worker.stop(self.config.stop_timeout_s)
         if self.own_system:
