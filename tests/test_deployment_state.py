@@ -171,13 +171,14 @@ def test_a_replica_failing_health_checks_past_the_threshold_is_replaced() -> Non
 def test_health_checks_are_due_once_per_period_and_cost_nothing_between() -> None:
     state, _ = make(3, health_check_period_s=5.0)
     settle(state, now=0.0)
-    assert state.reconcile(4.9) == []
-    checks = state.reconcile(5.0)
+    assert state.reconcile(2.4) == [], "first checks are spread over [0.5, 1.5) periods"
+    checks = state.reconcile(7.5)
     assert len(checks) == 3 and all(isinstance(c, HealthCheckCmd) for c in checks)
-    assert state.reconcile(6.0) == [], "a check in flight is not sent again"
+    assert state.reconcile(8.0) == [], "a check in flight is not sent again"
     for c in checks:
-        state.on_health(c.replica.replica_id, True, 2, "", 6.0)
-    assert len(state.reconcile(11.0)) == 3
+        state.on_health(c.replica.replica_id, True, 2, "", 8.0)
+    assert state.reconcile(12.9) == []
+    assert len(state.reconcile(13.0)) == 3
 
 
 def test_replicas_lost_with_their_node_are_replaced_on_the_other_nodes() -> None:
