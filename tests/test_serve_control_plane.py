@@ -125,6 +125,7 @@ def test_a_crashing_constructor_gives_deploy_failed_with_its_error_and_the_clust
     assert app.status == "DEPLOY_FAILED"
     d = app.deployments["FailsToStart"]
     assert d.status == "DEPLOY_FAILED" and "RuntimeError: cannot load the model file" in d.message
+    assert "Traceback" in d.message and "serve_apps.py" in d.message, "the constructor's traceback is shown"
     assert d.replica_states == {}
     handle = serve.run(serve_apps.Echo.bind("ok:"), name="fine")
     assert handle.remote(1).result(timeout_s=10) == "ok:1"
@@ -293,3 +294,49 @@ def test_starting_twice_in_one_process_is_refused(serve_cluster: Any) -> None:
 def test_bad_worker_specs_are_refused(workers: Any) -> None:
     with pytest.raises(ValueError, match="workers"):
         serve.start(workers=workers)
+
+
+HEAD_SCRIPT = """
+import sys, threading
+from actors import serve
+from tests.conftest import fast_serve_config
+serve.start(workers=1, config=fast_serve_config())
+from actors.serve._session import current_session
+print("CONTROLLER", current_session().controller, flush=True)
+sys.stdin.read()
+serve.shutdown()
+"""
+
+
+def test_a_second_process_connects_to_a_running_head_by_address(tmp_path: Path) -> None:
+    from tests.conftest import fast_serve_config
+
+    head = subprocess.Popen(
+        [sys.executable, "-c", HEAD_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT,
+    )
+    try:
+        line = head.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("CONTROLLER "), line
+        address = line.split()[1]
+        serve.start(address=address, config=fast_serve_config())
+        try:
+            handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind("remote:"), name="via-address")
+            assert handle.remote(1).result(timeout_s=10) == "remote:1"
+            assert [n.node_id for n in serve.status().nodes] == ["worker-0"]
+        finally:
+            serve.shutdown()
+    finally:
+        head.stdin.close()  # type: ignore[union-attr]
+        head.wait(30)
+        head.stdout.close()  # type: ignore[union-attr]
+    assert head.returncode == 0
+
+
+def test_connecting_where_no_cluster_runs_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.conftest import fast_serve_config
+
+    with pytest.raises(ConnectionError, match="no corral cluster answers at ipc://"):
+        serve.start(address=f"ipc://{tmp_path}/nothing.sock", config=fast_serve_config())
+    with pytest.raises(RuntimeError, match="serve.start"):
+        serve.status()

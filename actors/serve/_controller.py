@@ -421,7 +421,11 @@ def _settled(what: str, rid: str, done: Future[Any]) -> _Result:
     try:
         return _Result(what, rid, done.get(0), None)
     except Exception as exc:
-        return _Result(what, rid, None, f"{getattr(exc, 'type_name', '') or type(exc).__name__}: {exc}")
+        error = f"{getattr(exc, 'type_name', '') or type(exc).__name__}: {exc}"
+        remote_tb = getattr(exc, "remote_traceback", "")
+        if what == "start" and remote_tb:
+            error += f"\n{remote_tb.rstrip()}"
+        return _Result(what, rid, None, error)
 
 
 def _app_status(app: _App, deployments: dict[str, DeploymentStatusInfo]) -> tuple[str, str]:
