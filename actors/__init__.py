@@ -19,9 +19,18 @@ other processes by address and name.
 
 from ._actor import Actor
 from ._config import Config, ServeSettings
-from ._errors import ActorError, ActorNotFound, ActorStopped, AskTimeout, RemoteError, RemoteProtocolError
+from ._errors import (
+    ActorError,
+    ActorNotFound,
+    ActorStopped,
+    AskTimeout,
+    MessageNotHandled,
+    RemoteError,
+    RemoteProtocolError,
+)
 from ._future import Future
 from ._ref import ActorRef
+from ._stream import Stream
 from ._system import ActorSystem, SystemStatistics
 
 __all__ = [
@@ -34,8 +43,10 @@ __all__ = [
     "AskTimeout",
     "Config",
     "Future",
+    "MessageNotHandled",
     "RemoteError",
     "RemoteProtocolError",
     "ServeSettings",
+    "Stream",
     "SystemStatistics",
 ]

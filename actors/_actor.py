@@ -33,12 +33,15 @@ class Request:
         deadline: UNIX time after which nobody waits for the answer, or None.
     """
 
-    __slots__ = ("payload", "respond", "deadline")
+    __slots__ = ("payload", "respond", "deadline", "emit")
 
-    def __init__(self, payload: Any, respond: Respond | None, deadline: float | None) -> None:
+    def __init__(
+        self, payload: Any, respond: Respond | None, deadline: float | None, emit: Callable[[Any], None] | None = None
+    ) -> None:
         self.payload = payload
         self.respond = respond
         self.deadline = deadline
+        self.emit = emit
 
 
 class Actor(pykka.ThreadingActor):
@@ -63,6 +66,7 @@ class Actor(pykka.ThreadingActor):
         obj.system = system
         obj.name = name
         obj._corral_failure = ""
+        obj._corral_emit = None
         return obj
 
     @staticmethod
@@ -88,6 +92,12 @@ class Actor(pykka.ThreadingActor):
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement receive()")
 
+    def current_emitter(self) -> Callable[[Any], None] | None:
+        """Inside :meth:`receive` of a streaming ask (``ref.ask_stream``): a
+        function that sends one item to the asker, usable from any thread until
+        the final answer is given. None for other messages."""
+        return self._corral_emit  # type: ignore[no-any-return]
+
     def on_receive(self, message: Any) -> Any:
         if type(message) is not Request:
             return self.receive(message)
@@ -98,11 +108,14 @@ class Actor(pykka.ThreadingActor):
             return None
         if respond is None:
             return self.receive(message.payload)
+        self._corral_emit = message.emit
         try:
             value = self.receive(message.payload)
         except Exception as exc:
             respond(None, exc, traceback.format_exc())
             return None
+        finally:
+            self._corral_emit = None
         if isinstance(value, Future):
             value.add_done_callback(lambda done: _answer_from_future(respond, done))
         elif isinstance(value, concurrent.futures.Future):

@@ -20,6 +20,11 @@ class ActorStopped(ActorError):
     """The actor, or its whole process, stopped before it answered."""
 
 
+class MessageNotHandled(ActorStopped):
+    """The actor stopped before it handled the message: it certainly never ran
+    (so sending it elsewhere is safe)."""
+
+
 class AskTimeout(ActorError, TimeoutError):
     """No answer arrived before the deadline."""
 
@@ -78,8 +83,8 @@ def rebuild_error(reply: ErrorReply, origin: str) -> Exception:
     """
     if reply.code == "actor_not_found":
         return ActorNotFound(reply.message)
-    if reply.code == "actor_stopped":
-        return ActorStopped(reply.message)
+    if reply.code in ("actor_stopped", "not_handled"):
+        return MessageNotHandled(reply.message)
     cls: type[RemoteError] = RemoteProtocolError if reply.code == "protocol" else _remote_class(reply.type_name)
     err = cls.__new__(cls)
     Exception.__init__(err, reply.message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._future import Future
+from ._stream import Stream
 
 if TYPE_CHECKING:
     from ._system import ActorSystem
@@ -55,6 +56,21 @@ class ActorRef:
             PeerUnavailable: the target's process is known to be dead.
         """
         return self._system._ask(self, message, timeout)
+
+    def ask_stream(self, message: Any, timeout: float | None = None) -> Stream[Any]:
+        """Send a message whose handler answers with many items, then ends.
+
+        The handler sends items with :meth:`Actor.current_emitter`; its final
+        answer (or error) ends the stream.
+
+        Args:
+            message: a msgpack value or a registered protocol message.
+            timeout: the whole stream's deadline; None uses ``Config.ask_timeout_s``.
+
+        Raises:
+            TypeError, ActorNotFound, PeerUnavailable: as for :meth:`ask`.
+        """
+        return self._system._ask(self, message, timeout, stream=True)  # type: ignore[return-value]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorRef) and (self.address, self.name) == (other.address, other.name)

@@ -13,15 +13,16 @@ from typing import Any, Callable
 
 import pykka
 
-from protocol import ActorDied, Data, Envelope, ErrorReply, Unwatch, Watch, encode_envelope
+from protocol import ActorDied, Data, Envelope, ErrorReply, StreamItem, Unwatch, Watch, encode_envelope
 from transport import PeerUnavailable, Transport, TransportClosed, TransportStatistics, check_endpoint
 from transport import LogLimiter
 
 from ._actor import Actor, Request, done_spawning, spawning
 from ._config import Config
-from ._errors import ActorNotFound, ActorStopped, AskTimeout, rebuild_error
+from ._errors import ActorNotFound, ActorStopped, AskTimeout, MessageNotHandled, rebuild_error
 from ._future import Future
 from ._ref import ActorRef
+from ._stream import Stream
 
 log = logging.getLogger("corral.actors")
 
@@ -53,12 +54,13 @@ class SystemStatistics:
 
 
 class _Pending:
-    __slots__ = ("future", "address", "name")
+    __slots__ = ("future", "address", "name", "stream")
 
-    def __init__(self, future: Future[Any], address: str, name: str) -> None:
+    def __init__(self, future: Future[Any] | Stream[Any], address: str, name: str) -> None:
         self.future = future
         self.address = address
         self.name = name
+        self.stream = isinstance(future, Stream)
 
 
 def _wrap(message: Any) -> tuple[str, Any]:
@@ -283,21 +285,26 @@ class ActorSystem:
         kind, body = _wrap(message)
         self._transport.send(ref.address, Envelope(kind, body, 0, None, self.address, ref.name))
 
-    def _ask(self, ref: ActorRef, message: Any, timeout: float | None) -> Future[Any]:
+    def _ask(self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False) -> Any:
         timeout = self.config.ask_timeout_s if timeout is None else timeout
         msg_id = next(self._ids)
-        future: Future[Any] = Future(f"ask to {ref}", self._transport.is_io_thread)
+        future: Future[Any] | Stream[Any]
+        if stream:
+            future = Stream(f"stream from {ref}", time.monotonic() + timeout, self._transport.is_io_thread)
+        else:
+            future = Future(f"ask to {ref}", self._transport.is_io_thread)
         deadline = time.time() + timeout
         if ref.address == self.address:
             actor = self._local(ref.name)
             self._register(msg_id, future, ref, timeout)
+            emit = _LocalEmitter(self, msg_id) if stream else None
             try:
-                actor.tell(Request(message, _LocalResponder(self, msg_id), deadline))
+                actor.tell(Request(message, _LocalResponder(self, msg_id), deadline, emit))
             except pykka.ActorDeadError:
-                self._settle(msg_id, ActorStopped(f"actor {ref} stopped"))
+                self._settle(msg_id, MessageNotHandled(f"actor {ref} stopped before handling the message"))
             return future
         kind, body = _wrap(message)
-        frame = encode_envelope(Envelope(kind, body, msg_id, None, self.address, ref.name, deadline, True))
+        frame = encode_envelope(Envelope(kind, body, msg_id, None, self.address, ref.name, deadline, True, stream=stream))
         self._register(msg_id, future, ref, timeout)
         try:
             self._transport.send_frame(ref.address, frame, _SendFailure(self, msg_id))
@@ -312,7 +319,7 @@ class ActorSystem:
             raise ActorNotFound(f"no actor named {name!r} runs in {self.address}")
         return actor
 
-    def _register(self, msg_id: int, future: Future[Any], ref: ActorRef, timeout: float) -> None:
+    def _register(self, msg_id: int, future: Future[Any] | Stream[Any], ref: ActorRef, timeout: float) -> None:
         self._pending[msg_id] = _Pending(future, ref.address, ref.name)
         with self._deadlines_lock:
             heapq.heappush(self._deadlines, (time.monotonic() + timeout, msg_id))
@@ -323,9 +330,21 @@ class ActorSystem:
             self._late += answer
             return
         if error is None:
-            pending.future.set_result(value)
+            if pending.stream:
+                pending.future.finish()  # type: ignore[union-attr]
+            else:
+                pending.future.set_result(value)  # type: ignore[union-attr]
         else:
             pending.future.set_exception(error)
+
+    def _emit_local(self, msg_id: int, value: Any) -> None:
+        pending = self._pending.get(msg_id)
+        if pending is not None and pending.stream:
+            pending.future.push(value)  # type: ignore[union-attr]
+
+    def _emit_remote(self, sender: str, msg_id: int, value: Any) -> None:
+        frame = encode_envelope(Envelope("stream_item", StreamItem(value), 0, msg_id, self.address, ""))
+        self._transport.send_frame(sender, frame)
 
     def _respond_remote(self, sender: str, msg_id: int, actor: str, value: Any, error: BaseException | None, tb: str) -> None:
         if error is None:
@@ -335,7 +354,12 @@ class ActorSystem:
             except TypeError as exc:
                 error, tb = TypeError(f"the answer of actor {actor!r} cannot be encoded: {exc}"), ""
         if error is not None:
-            code = "encode" if not tb and isinstance(error, TypeError) else "user"
+            if isinstance(error, MessageNotHandled):
+                code = "not_handled"
+            elif isinstance(error, ActorNotFound):
+                code = "actor_not_found"
+            else:
+                code = "encode" if not tb and isinstance(error, TypeError) else "user"
             reply = ErrorReply(code, _type_name(error), str(error), tb)
             frame = encode_envelope(Envelope("error", reply, 0, msg_id, self.address, ""))
         try:
@@ -360,13 +384,22 @@ class ActorSystem:
     def _on_envelope(self, env: Envelope) -> None:
         corr = env.corr_id
         if corr is not None:
+            if env.kind == "stream_item":
+                pending = self._pending.get(corr)
+                if pending is not None and pending.stream:
+                    pending.future.push(env.body.value)  # type: ignore[union-attr]
+                else:
+                    self._late += 1
+                return
             pending = self._pending.pop(corr, None)
             if pending is None:
                 self._late += 1
             elif env.kind == "error":
                 pending.future.set_exception(rebuild_error(env.body, f"{pending.address}#{pending.name}"))
+            elif pending.stream:
+                pending.future.finish()  # type: ignore[union-attr]
             else:
-                pending.future.set_result(_unwrap(env))
+                pending.future.set_result(_unwrap(env))  # type: ignore[union-attr]
             return
         if env.kind in _SYSTEM_KINDS and not env.target:
             self._on_system_message(env)
@@ -376,10 +409,11 @@ class ActorSystem:
             self._error_to(env, "actor_not_found", "ActorNotFound", f"no actor named {env.target!r} runs in {self.address}")
             return
         respond = _RemoteResponder(self, env.sender, env.msg_id, env.target) if env.wants_reply else None
+        emit = _RemoteEmitter(self, env.sender, env.msg_id) if env.stream and env.wants_reply else None
         try:
-            actor.tell(Request(_unwrap(env), respond, env.deadline))
+            actor.tell(Request(_unwrap(env), respond, env.deadline, emit))
         except pykka.ActorDeadError:
-            self._error_to(env, "actor_stopped", "ActorStopped", f"actor {env.target!r} in {self.address} has stopped")
+            self._error_to(env, "not_handled", "MessageNotHandled", f"actor {env.target!r} in {self.address} stopped before handling the message")
 
     def _on_system_message(self, env: Envelope) -> None:
         body = env.body
@@ -434,7 +468,7 @@ class ActorSystem:
             envelope = inbox.get()
             message = envelope.message
             if type(message) is Request and message.respond is not None:
-                message.respond(None, ActorStopped(f"actor {actor.name!r} stopped before handling the message"), "")
+                message.respond(None, MessageNotHandled(f"actor {actor.name!r} stopped before handling the message"), "")
             else:
                 keep.append(envelope)
         for envelope in keep:
@@ -493,6 +527,29 @@ class _RemoteResponder:
 
     def __call__(self, value: Any, error: BaseException | None, tb: str) -> None:
         self._system._respond_remote(self._sender, self._msg_id, self._actor, value, error, tb)
+
+
+class _LocalEmitter:
+    __slots__ = ("_system", "_msg_id")
+
+    def __init__(self, system: ActorSystem, msg_id: int) -> None:
+        self._system = system
+        self._msg_id = msg_id
+
+    def __call__(self, value: Any) -> None:
+        self._system._emit_local(self._msg_id, value)
+
+
+class _RemoteEmitter:
+    __slots__ = ("_system", "_sender", "_msg_id")
+
+    def __init__(self, system: ActorSystem, sender: str, msg_id: int) -> None:
+        self._system = system
+        self._sender = sender
+        self._msg_id = msg_id
+
+    def __call__(self, value: Any) -> None:
+        self._system._emit_remote(self._sender, self._msg_id, value)
 
 
 class _SendFailure:

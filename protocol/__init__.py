@@ -4,6 +4,7 @@ Pure: no I/O. Imports nothing else of corral.
 """
 
 from ._envelope import (
+    FLAG_STREAM,
     FLAG_WANTS_REPLY,
     PROTOCOL_VERSION,
     Envelope,
@@ -20,7 +21,7 @@ from ._errors import (
     UnknownKind,
     UnsupportedVersion,
 )
-from ._messages import ActorDied, Bye, Data, ErrorReply, Ping, Pong, Unwatch, Watch
+from ._messages import ActorDied, Bye, Data, ErrorReply, Ping, Pong, StreamItem, Unwatch, Watch
 from ._schema import decode_fields, encode_fields, message, registered_kinds
 from ._serve import (
     ApplicationStatusInfo,
@@ -45,6 +46,8 @@ from ._serve import (
 )
 
 __all__ = [
+    "FLAG_STREAM",
+    "StreamItem",
     "ApplicationStatusInfo",
     "DeleteApp",
     "DeployApp",

@@ -25,6 +25,7 @@ from ._schema import decoder_for, encode_fields
 
 PROTOCOL_VERSION = 1
 FLAG_WANTS_REPLY = 1
+FLAG_STREAM = 2
 _HEADER_LEN = 9
 
 _packb = msgpack.packb
@@ -44,6 +45,7 @@ class Envelope:
         target: name of the actor the message is for ("" for the process itself).
         deadline: absolute UNIX time after which the message is worthless, or None.
         wants_reply: whether the sender waits for an answer.
+        stream: the sender takes many ``stream_item`` answers before the final one.
         version: protocol version of the frame.
     """
 
@@ -56,6 +58,7 @@ class Envelope:
     deadline: float | None = None
     wants_reply: bool = False
     version: int = PROTOCOL_VERSION
+    stream: bool = False
 
 
 def encode_envelope(env: Envelope) -> bytes:
@@ -75,7 +78,7 @@ def encode_envelope(env: Envelope) -> bytes:
                 env.sender,
                 env.target,
                 env.deadline,
-                FLAG_WANTS_REPLY if env.wants_reply else 0,
+                (FLAG_WANTS_REPLY if env.wants_reply else 0) | (FLAG_STREAM if env.stream else 0),
                 encode_fields(env.body),
             ],
             use_bin_type=True,
@@ -129,6 +132,7 @@ def decode_envelope(frame: bytes, max_bytes: int) -> Envelope:
         deadline,
         bool(flags & FLAG_WANTS_REPLY),
         version,
+        bool(flags & FLAG_STREAM),
     )
 
 

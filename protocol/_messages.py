@@ -16,6 +16,14 @@ class Data:
     value: Any
 
 
+@message("stream_item")
+@dataclass(frozen=True, slots=True)
+class StreamItem:
+    """One of many answers to a streaming request (``corr_id`` names the request)."""
+
+    value: Any
+
+
 @message("error")
 @dataclass(frozen=True, slots=True)
 class ErrorReply:

@@ -206,6 +206,7 @@ class ReplicaSet:
     version: int
     replicas: list[ReplicaInfo]
     exists: bool = True
+    max_queued_requests: int = -1
 
 
 @message("controller_stats")

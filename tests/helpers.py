@@ -98,3 +98,28 @@ class Stats(Actor):
         stats = self.system.statistics()
         out = dataclasses.asdict(stats)
         return out
+
+
+class Counter(Actor):
+    """A streaming ask of n emits 0..n-1 from a helper thread, then answers n;
+    a negative n fails after emitting two items."""
+
+    def receive(self, message: Any) -> Any:
+        emit = self.current_emitter()
+        if emit is None:
+            return "not a stream"
+        from actors import Future
+
+        done: Future[int] = Future("count")
+
+        def produce() -> None:
+            count = abs(int(message))
+            for i in range(count if message >= 0 else 2):
+                emit(i)
+            if message < 0:
+                done.set_exception(ValueError("stream broke"))
+            else:
+                done.set_result(count)
+
+        threading.Thread(target=produce, daemon=True).start()
+        return done

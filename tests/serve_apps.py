@@ -85,3 +85,98 @@ class Sleepy:
     def __call__(self, seconds: float) -> str:
         threading.Event().wait(seconds)
         return "done"
+
+
+@serve.deployment(num_replicas=2)
+class Model:
+    def __init__(self, weight: float) -> None:
+        self.weight = weight
+
+    def __call__(self, x: float) -> float:
+        return x * self.weight
+
+    def tokens(self, n: int) -> Any:
+        for i in range(n):
+            yield f"tok{i}"
+
+    async def atokens(self, n: int) -> Any:
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield {"i": i}
+
+    def broken_stream(self) -> Any:
+        yield "first"
+        raise KeyError("second is missing")
+
+
+@serve.deployment(num_replicas=1)
+class Ingress:
+    """Composition: calls Model through the handle it was given."""
+
+    def __init__(self, model: Any, offset: float) -> None:
+        self.model = model
+        self.offset = offset
+
+    def __call__(self, x: float) -> float:
+        return self.model.remote(x).result(timeout_s=10) + self.offset
+
+    async def chained(self, x: float) -> float:
+        doubled = self.model.remote(x)
+        again = self.model.remote(doubled)
+        return await again
+
+    def relay(self, n: int) -> list[str]:
+        return list(self.model.options(stream=True).tokens.remote(n))
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=4)
+class Concurrent:
+    """Counts how many calls run at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+        self.arrived = 0
+
+    def _enter(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.arrived += 1
+            self.peak = max(self.peak, self.now)
+
+    def _leave(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+    def hold(self, seconds: float) -> int:
+        self._enter()
+        try:
+            threading.Event().wait(seconds)
+        finally:
+            self._leave()
+        return self.peak
+
+    def gather(self, n: int) -> int:
+        """Returns once n calls are inside at the same time (needs real concurrency)."""
+        self._enter()
+        try:
+            deadline = time.monotonic() + 10
+            while self.arrived < n and time.monotonic() < deadline:
+                threading.Event().wait(0.005)
+            return self.arrived
+        finally:
+            self._leave()
+
+    async def agather(self, n: int) -> int:
+        self._enter()
+        try:
+            deadline = time.monotonic() + 10
+            while self.arrived < n and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            return self.arrived
+        finally:
+            self._leave()
+
+    def peak_seen(self) -> int:
+        return self.peak

@@ -31,13 +31,18 @@ from ._api import (
 )
 from ._app import Application, Deployment, deployment
 from ._context import ReplicaContext, get_replica_context
-from ._handle import DeploymentHandle, DeploymentNotFoundError, DeploymentResponse
+from ._handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
+from ._router import BackPressureError, DeploymentNotFoundError, ReplicaDiedError, RouterStatistics
 from ._options import DeploymentConfig, DeploymentOptionError
 from ._replica import ReplicaStoppingError
 from ._status import ApplicationStatusOverview, DeploymentStatusOverview, NodeStatus, ServeStatus
 
 __all__ = [
     "Application",
+    "BackPressureError",
+    "DeploymentResponseGenerator",
+    "ReplicaDiedError",
+    "RouterStatistics",
     "ApplicationStatusOverview",
     "DeployFailedError",
     "Deployment",

@@ -13,7 +13,8 @@ from protocol import DeleteApp, DeployApp
 from .._config import Config
 from .._errors import RemoteError
 from ._app import Application, build_application
-from ._handle import DeploymentHandle, DeploymentNotFoundError
+from ._handle import DeploymentHandle
+from ._router import DeploymentNotFoundError
 from ._options import DeploymentOptionError
 from ._session import close_session, connect, current_session, has_session, start_embedded
 from ._status import ServeStatus, from_info

@@ -372,7 +372,7 @@ class Controller(Actor):
             ReplicaInfo(r.replica_id, state.app, state.name, r.node_id, r.address, r.actor, state.config.max_ongoing_requests)
             for r in state.serving()
         ]
-        return ReplicaSet(key[0], key[1], state.membership_version, replicas)
+        return ReplicaSet(key[0], key[1], state.membership_version, replicas, True, state.config.max_queued_requests)
 
     def _publish(self, key: tuple[str, str], force: bool = False) -> None:
         subscribers = self.subscribers.get(key)
@@ -405,11 +405,13 @@ class Controller(Actor):
     def _stats(self) -> dict[str, Any]:
         times = sorted(self.loop_ms)
         replicas = sum(len(s.replicas) for app in self.apps.values() for s in app.deployments.values())
+        subscriptions = sum(len(s) for s in self.subscribers.values())
         if not times:
-            return {"ticks": self.ticks, "replicas": replicas}
+            return {"ticks": self.ticks, "replicas": replicas, "subscriptions": subscriptions}
         return {
             "ticks": self.ticks,
             "replicas": replicas,
+            "subscriptions": subscriptions,
             "loop_samples": len(times),
             "loop_ms_p50": times[len(times) // 2],
             "loop_ms_p99": times[min(len(times) - 1, int(len(times) * 0.99))],

@@ -1,68 +1,97 @@
-"""Deployment handles and responses (the data plane's client side)."""
+"""Deployment handles, responses and response generators (the client side)."""
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import TYPE_CHECKING, Any, Generator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Generator, Iterator
 
-from protocol import HandleRequest, ReplicaInfo, SubscribeReplicas
+from protocol import HandleRequest
 
-from .._errors import ActorNotFound, RemoteError
+from .._errors import AskTimeout
 from .._future import Future
+from .._stream import Stream
 from ._app import HANDLE_MARKER, check_encodable
+from ._router import Call, DeploymentNotFoundError, not_handled
 
 if TYPE_CHECKING:
     from ._session import Session
 
-_MAX_RESENDS = 3
-
-
-class DeploymentNotFoundError(LookupError):
-    """The application or deployment does not exist (or was deleted)."""
+__all__ = ["DeploymentHandle", "DeploymentNotFoundError", "DeploymentResponse", "DeploymentResponseGenerator"]
 
 
 class DeploymentHandle:
-    """Calls one deployment's replicas, from any process.
+    """Calls one deployment's replicas, from any process (a replica included).
 
     ``handle.remote(...)`` calls ``__call__``; ``handle.method.remote(...)``
-    or ``handle.options(method_name="method").remote(...)`` call others.
+    or ``handle.options(method_name="method").remote(...)`` call others;
+    ``handle.options(stream=True)`` calls generator methods.
     """
 
-    def __init__(self, app: str, deployment: str, method: str = "__call__") -> None:
+    def __init__(self, app: str, deployment: str, method: str = "__call__", stream: bool = False) -> None:
         self.app_name = app
         self.deployment_name = deployment
         self.method_name = method
+        self.stream = stream
 
-    def options(self, *, method_name: str | None = None) -> DeploymentHandle:
-        """A handle calling another method."""
-        return DeploymentHandle(self.app_name, self.deployment_name, method_name or self.method_name)
+    def options(self, *, method_name: str | None = None, stream: bool | None = None) -> DeploymentHandle:
+        """A handle calling another method, or streaming."""
+        return DeploymentHandle(
+            self.app_name,
+            self.deployment_name,
+            method_name or self.method_name,
+            self.stream if stream is None else stream,
+        )
 
     def __getattr__(self, name: str) -> DeploymentHandle:
         if name.startswith("_"):
             raise AttributeError(name)
-        return DeploymentHandle(self.app_name, self.deployment_name, name)
+        return DeploymentHandle(self.app_name, self.deployment_name, name, self.stream)
 
-    def remote(self, *args: Any, **kwargs: Any) -> DeploymentResponse:
-        """Send one request; returns at once with a response to wait on.
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Send one request; returns at once.
+
+        Arguments that are DeploymentResponses are resolved first (without
+        blocking the caller); handles pass through to the replica.
+
+        Returns:
+            A :class:`DeploymentResponse`, or a :class:`DeploymentResponseGenerator`
+            for a ``stream=True`` handle.
 
         Raises:
             TypeError: an argument cannot be encoded (the message names it).
+            BackPressureError: too many requests already wait at this handle.
             DeploymentNotFoundError: no such application or deployment.
             RuntimeError: serve is not started or connected in this process.
         """
         from ._session import current_session
 
         session = current_session()
-        args_l = [_to_wire(a) for a in args]
-        kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()}
-        check_encodable(args_l, kwargs_d, f"{self.deployment_name}.{self.method_name}.remote()")
-        request = HandleRequest(self.method_name, args_l, kwargs_d)
-        response = DeploymentResponse(session, self, request)
-        response._send(set())
-        return response
+        router = session.router(self.app_name, self.deployment_name)
+        deadline = time.monotonic() + session.config.serve.request_timeout_s
+        waiting = [v for v in (*args, *kwargs.values()) if isinstance(v, DeploymentResponse)]
+        where = f"{self.deployment_name}.{self.method_name}.remote()"
+        if self.stream:
+            sink: Any = DeploymentResponseGenerator(deadline, f"stream from {self.deployment_name}.{self.method_name}")
+        else:
+            sink = DeploymentResponse(Future(f"request to {self.deployment_name}.{self.method_name}"))
+
+        def build() -> Call:
+            args_l = [_to_wire(a) for a in args]
+            kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()}
+            check_encodable(args_l, kwargs_d, where)
+            request = HandleRequest(self.method_name, args_l, kwargs_d)
+            target = sink if self.stream else sink._future
+            return Call(request, self.stream, deadline, target, sink._attach if self.stream else None)
+
+        if not waiting:
+            router.submit(build())
+            return sink
+        _after(waiting, lambda: _submit_later(router, build, sink))
+        return sink
 
     def __reduce__(self) -> Any:
-        raise TypeError("handles are passed to deployments through .bind(), not pickled")
+        raise TypeError("handles are passed to deployments through .bind() or as request arguments, not pickled")
 
     def __repr__(self) -> str:
         return f"DeploymentHandle(app={self.app_name!r}, deployment={self.deployment_name!r}, method={self.method_name!r})"
@@ -72,77 +101,120 @@ def _to_wire(value: Any) -> Any:
     if isinstance(value, DeploymentHandle):
         return {HANDLE_MARKER: [value.app_name, value.deployment_name]}
     if isinstance(value, DeploymentResponse):
-        return value.result()
+        return value._future.get(0)
     return value
+
+
+def _after(responses: list[DeploymentResponse], then: Any) -> None:
+    remaining = [len(responses)]
+    lock = threading.Lock()
+
+    def one_done(_: Any) -> None:
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            then()
+
+    for response in responses:
+        response._future.add_done_callback(one_done)
+
+
+def _submit_later(router: Any, build: Any, sink: Any) -> None:
+    try:
+        router.submit(build())
+    except BaseException as exc:  # an argument failed or the router refused: the response says so
+        (sink._future if isinstance(sink, DeploymentResponse) else sink).set_exception(exc)
 
 
 class DeploymentResponse:
     """The eventual result of ``handle.remote(...)``: ``.result()`` or ``await``."""
 
-    def __init__(self, session: Session, handle: DeploymentHandle, request: HandleRequest) -> None:
-        self._session = session
-        self._handle = handle
-        self._request = request
-        self._future: Future[Any] | None = None
-        self._replica: ReplicaInfo | None = None
-        self._deadline = time.monotonic() + session.config.serve.request_timeout_s
-
-    def _send(self, exclude: set[str]) -> None:
-        session = self._session
-        key = (self._handle.app_name, self._handle.deployment_name)
-        table = session.routes
-        if table.get(key) is None:
-            session.subscribe(key)
-        replica_set = table.wait_for_replicas(key, self._deadline)
-        if not replica_set.exists:
-            raise DeploymentNotFoundError(f"no deployment {key[1]!r} in application {key[0]!r}")
-        replica = table.choose(replica_set.replicas, exclude) or table.choose(replica_set.replicas, set())
-        assert replica is not None
-        table.started(replica.replica_id)
-        self._replica = replica
-        ref = session.system.ref(replica.address, replica.actor)
-        timeout = max(0.001, self._deadline - time.monotonic())
-        try:
-            self._future = ref.ask(self._request, timeout=timeout)
-        except Exception:
-            table.finished(replica.replica_id)
-            raise
-        self._future.add_done_callback(lambda _: table.finished(replica.replica_id))
+    def __init__(self, future: Future[Any]) -> None:
+        self._future = future
 
     def result(self, timeout_s: float | None = None) -> Any:
         """Wait for the result.
 
         Raises:
             TimeoutError: nothing within ``timeout_s`` (or the request deadline).
+            ReplicaDiedError: the replica died while handling the request.
             Exception: the error the method raised, with its remote traceback.
         """
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        tried: set[str] = set()
-        for attempt in range(_MAX_RESENDS + 1):
-            assert self._future is not None
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                return self._future.get(remaining)
-            except (ActorNotFound, RemoteError) as exc:
-                if not _not_delivered(exc) or attempt == _MAX_RESENDS:
-                    raise
-                assert self._replica is not None
-                tried.add(self._replica.replica_id)
-                self._send(tried)
-        raise AssertionError("unreachable")
+        return self._future.get(timeout_s)
 
     def __await__(self) -> Generator[Any, None, Any]:
-        assert self._future is not None
-        try:
-            return (yield from self._future.__await__())
-        except (ActorNotFound, RemoteError) as exc:
-            if not _not_delivered(exc):
-                raise
-        return self.result()
+        return self._future.__await__()
 
 
-def _not_delivered(exc: Exception) -> bool:
-    """Whether the request certainly did not run (safe to send elsewhere)."""
-    if isinstance(exc, ActorNotFound):
+class DeploymentResponseGenerator:
+    """Results of a generator method, as they are produced: ``for`` or ``async for``."""
+
+    def __init__(self, deadline: float, what: str) -> None:
+        self._deadline = deadline
+        self._what = what
+        self._cond = threading.Condition()
+        self._current: Stream[Any] | None = None
+        self._error: BaseException | None = None
+
+    # router side
+    def _attach(self, stream: Stream[Any]) -> None:
+        with self._cond:
+            self._current = stream
+            self._cond.notify_all()
+
+    def set_exception(self, error: BaseException) -> bool:
+        with self._cond:
+            if self._error is None:
+                self._error = error
+            self._cond.notify_all()
         return True
-    return isinstance(exc, RemoteError) and exc.type_name.endswith("ReplicaStoppingError")
+
+    def done(self) -> bool:
+        return self._error is not None
+
+    # caller side
+    def _stream(self, after: Stream[Any] | None) -> Stream[Any]:
+        with self._cond:
+            while self._error is None and (self._current is None or self._current is after):
+                remaining = self._deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AskTimeout(f"{self._what}: no replica took the request in time")
+                self._cond.wait(remaining)
+            if self._error is not None:
+                raise self._error
+            assert self._current is not None
+            return self._current
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        stream = self._stream(None)
+        while True:
+            try:
+                return stream.next()
+            except StopIteration:
+                raise
+            except Exception as exc:
+                if not not_handled(exc):
+                    raise
+                stream = self._stream(stream)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        stream = await loop.run_in_executor(None, self._stream, None) if self._current is None else self._stream(None)
+        while True:
+            try:
+                return await stream.__anext__()
+            except StopAsyncIteration:
+                raise
+            except Exception as exc:
+                if not not_handled(exc):
+                    raise
+                stream = await loop.run_in_executor(None, self._stream, stream)

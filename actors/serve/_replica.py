@@ -63,6 +63,7 @@ class Replica(Actor):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread: threading.Thread | None = None
         self.in_flight = 0
+        self.async_limit: asyncio.Semaphore | None = None
         self.idle = threading.Condition()
         self.draining = False
 
@@ -123,15 +124,38 @@ class Replica(Actor):
             )
         args = self.resolve_args(request.args)
         kwargs = self.resolve_args(request.kwargs)
+        emit = self.current_emitter()
+        is_generator = inspect.isgeneratorfunction(method) or inspect.isasyncgenfunction(method)
+        if emit is not None and not is_generator:
+            raise TypeError(
+                f"method {request.method!r} of deployment {self.context.deployment!r} is not a generator; "
+                "call it without stream=True"
+            )
+        if emit is None and is_generator:
+            raise TypeError(
+                f"method {request.method!r} of deployment {self.context.deployment!r} is a generator; "
+                "call it with handle.options(stream=True)"
+            )
         with self.idle:
             self.in_flight += 1
-        if inspect.iscoroutinefunction(method):
-            done = asyncio.run_coroutine_threadsafe(self._guarded(method(*args, **kwargs)), self._event_loop())
+        if inspect.isasyncgenfunction(method):
+            done = asyncio.run_coroutine_threadsafe(self._limited(_pump_async(method(*args, **kwargs), emit)), self._event_loop())
+        elif inspect.iscoroutinefunction(method):
+            done = asyncio.run_coroutine_threadsafe(self._limited(method(*args, **kwargs)), self._event_loop())
         else:
             assert self.pool is not None
-            done = self.pool.submit(method, *args, **kwargs)
+            if emit is not None:
+                done = self.pool.submit(_pump_sync, method, args, kwargs, emit)
+            else:
+                done = self.pool.submit(method, *args, **kwargs)
         done.add_done_callback(self._finished)
         return done
+
+    async def _limited(self, coro: Any) -> Any:
+        if self.async_limit is None:
+            self.async_limit = asyncio.Semaphore(self.config.max_ongoing_requests)
+        async with self.async_limit:
+            return await coro
 
     async def _guarded(self, coro: Any) -> Any:
         return await coro
@@ -190,6 +214,22 @@ class Replica(Actor):
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
         set_replica_context(None)
+
+
+def _pump_sync(method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], emit: Callable[[Any], None]) -> int:
+    count = 0
+    for item in method(*args, **kwargs):
+        emit(item)
+        count += 1
+    return count
+
+
+async def _pump_async(generator: Any, emit: Callable[[Any], None]) -> int:
+    count = 0
+    async for item in generator:
+        emit(item)
+        count += 1
+    return count
 
 
 def drain_message(timeout_s: float) -> Any:

@@ -12,14 +12,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import GetStatus, ServeStatusInfo, SubscribeReplicas
+from protocol import GetStatus, ReplicaSet, ServeStatusInfo, SubscribeReplicas
 
 from .._config import Config, config_to_json
 from .._ref import ActorRef
 from .._system import ActorSystem
 from ._app import resolve_markers
 from ._controller import CONTROLLER_NAME, Controller
-from ._routes import MEMBERSHIP_ACTOR, Membership, RouteTable
+from ._router import Router
+from ._routes import MEMBERSHIP_ACTOR, Membership
 
 log = logging.getLogger("corral.serve")
 
@@ -97,11 +98,11 @@ class Session:
     system: ActorSystem
     config: Config
     controller: ActorRef
-    routes: RouteTable
     own_system: bool
     workers: list[WorkerProcess] = field(default_factory=list)
-    _subscribed: set[tuple[str, str]] = field(default_factory=set)
+    routers: dict[tuple[str, str], Router] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: threading.Event = field(default_factory=threading.Event)
 
     def ask_controller(self, message: Any) -> Any:
         """Ask the controller and wait (bounded by ``control_timeout_s``)."""
@@ -111,16 +112,33 @@ class Session:
     def status_info(self) -> ServeStatusInfo:
         return self.ask_controller(GetStatus())  # type: ignore[no-any-return]
 
-    def subscribe(self, key: tuple[str, str]) -> None:
-        """Subscribe this process to a deployment's replica set (once)."""
+    def router(self, app: str, deployment: str) -> Router:
+        """The router of a deployment in this process; the first use subscribes
+        the process (one subscription per process, however many handles)."""
+        key = (app, deployment)
+        router = self.routers.get(key)
+        if router is not None and router.known:
+            return router
         with self._lock:
-            if key in self._subscribed:
-                return
-        subscriber = f"{self.system.address}#{MEMBERSHIP_ACTOR}"
-        replica_set = self.ask_controller(SubscribeReplicas(key[0], key[1], subscriber))
-        self.routes.update(replica_set)
-        with self._lock:
-            self._subscribed.add(key)
+            router = self.routers.get(key)
+            if router is None:
+                router = self.routers[key] = Router(self, app, deployment)
+        if not router.known:
+            subscriber = f"{self.system.address}#{MEMBERSHIP_ACTOR}"
+            router.update(self.ask_controller(SubscribeReplicas(app, deployment, subscriber)))
+        return router
+
+    def on_replica_set(self, update: ReplicaSet) -> None:
+        router = self.routers.get((update.app, update.deployment))
+        if router is not None:
+            router.update(update)
+
+    def sweep(self) -> None:
+        """Fail requests that waited at a handle past their deadline, until closed."""
+        while not self._closed.wait(0.1):
+            now = time.monotonic()
+            for router in list(self.routers.values()):
+                router.expire(now)
 
     def make_handle(self, app: str, deployment: str) -> Any:
         from ._handle import DeploymentHandle
@@ -141,6 +159,7 @@ class Session:
         return node_id
 
     def close(self) -> None:
+        self._closed.set()
         if self.own_system and self.controller.address == self.system.address:
             # the controller goes first, so it does not replace replicas of workers that are leaving
             self.system.stop(self.controller)
@@ -221,9 +240,10 @@ def connect(address: str, config: Config, system: ActorSystem | None = None) -> 
 
 
 def _attach(system: ActorSystem, controller: ActorRef, config: Config, own_system: bool) -> Session:
-    routes = RouteTable()
-    system.spawn(Membership, routes, name=MEMBERSHIP_ACTOR)
-    return Session(system, config, controller, routes, own_system)
+    session = Session(system, config, controller, own_system)
+    system.spawn(Membership, session.on_replica_set, name=MEMBERSHIP_ACTOR)
+    threading.Thread(target=session.sweep, name="serve-handle-sweeper", daemon=True).start()
+    return session
 
 
 def close_session() -> None:

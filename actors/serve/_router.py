@@ -1,0 +1,284 @@
+"""The client-side router: one per (process, deployment), shared by every
+handle to that deployment in the process.
+
+It tracks the requests it has in flight on each replica itself (no extra
+round trip per request), picks replicas by power of two choices among those
+under ``max_ongoing_requests``, queues the rest, and refuses beyond
+``max_queued_requests``. Requests that certainly never ran (the replica was
+stopping, gone, or unknown) are sent again elsewhere; requests in flight on a
+replica that dies fail with :class:`ReplicaDiedError`.
+
+The fast path runs in the caller's thread under a lock: an actor hop per
+request would add a thread wake-up to every request's latency.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from protocol import HandleRequest, ReplicaInfo, ReplicaSet
+from transport import PeerUnavailable
+
+from .._errors import ActorNotFound, ActorStopped, MessageNotHandled, RemoteError
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+_MAX_ATTEMPTS = 4
+
+
+class BackPressureError(RuntimeError):
+    """More requests wait at the handle than ``max_queued_requests`` allows."""
+
+
+class ReplicaDiedError(RuntimeError):
+    """The replica died while it was handling the request (it may have run in part)."""
+
+
+class DeploymentNotFoundError(LookupError):
+    """The application or deployment does not exist (or was deleted)."""
+
+
+@dataclass(frozen=True)
+class RouterStatistics:
+    """What a router holds now, and its counters.
+
+    Attributes:
+        queued: requests waiting at the handle for a free replica.
+        in_flight: requests sent and not answered, by replica id.
+        sent: requests sent (re-sends included).
+        resent: requests sent again after a replica refused or vanished.
+        rejected: requests refused with BackPressureError.
+    """
+
+    queued: int
+    in_flight: dict[str, int]
+    sent: int
+    resent: int
+    rejected: int
+
+
+class Call:
+    """One request travelling through a router; the response holds it.
+
+    ``sink`` is completed exactly once: a Future-like (``set_result`` /
+    ``set_exception``) for a plain call, a Stream for a streaming call.
+    """
+
+    __slots__ = ("request", "stream", "deadline", "tried", "attempts", "sink", "on_sent")
+
+    def __init__(self, request: HandleRequest, stream: bool, deadline: float, sink: Any, on_sent: Callable[[Any], None] | None = None) -> None:
+        self.request = request
+        self.stream = stream
+        self.deadline = deadline
+        self.tried: set[str] = set()
+        self.attempts = 0
+        self.sink = sink
+        self.on_sent = on_sent
+
+
+class Router:
+    """Routes one deployment's requests from this process."""
+
+    def __init__(self, session: Session, app: str, deployment: str) -> None:
+        self._session = session
+        self.key = (app, deployment)
+        self._lock = threading.Lock()
+        self._replicas: list[ReplicaInfo] = []
+        self._by_id: dict[str, ReplicaInfo] = {}
+        self._version = -2
+        self._exists = True
+        self._known = False
+        self._max_queued = -1
+        self._in_flight: dict[str, int] = {}
+        self._queue: deque[Call] = deque()
+        self._sent = 0
+        self._resent = 0
+        self._rejected = 0
+
+    # ---- membership (from the process's Membership actor) -------------------------------
+
+    def update(self, replica_set: ReplicaSet) -> None:
+        """Adopt a pushed replica set (older versions are ignored) and send what waits."""
+        with self._lock:
+            if self._known and replica_set.exists and self._exists and replica_set.version <= self._version:
+                return
+            self._known = True
+            self._version = replica_set.version
+            self._exists = replica_set.exists
+            self._max_queued = replica_set.max_queued_requests
+            self._replicas = list(replica_set.replicas)
+            self._by_id = {r.replica_id: r for r in self._replicas}
+            for gone in set(self._in_flight) - set(self._by_id):
+                del self._in_flight[gone]
+            if not self._exists:
+                doomed, self._queue = list(self._queue), deque()
+            else:
+                doomed = []
+                for call in self._queue:
+                    call.tried.clear()  # a new replica set: every replica gets a fresh chance
+        for call in doomed:
+            call.sink.set_exception(self._not_found())
+        self._pump()
+
+    def _not_found(self) -> DeploymentNotFoundError:
+        return DeploymentNotFoundError(f"no deployment {self.key[1]!r} in application {self.key[0]!r}")
+
+    # ---- requests --------------------------------------------------------------------
+
+    def submit(self, call: Call) -> None:
+        """Send now, or queue at the handle.
+
+        Raises:
+            BackPressureError: the queue is at ``max_queued_requests``.
+            DeploymentNotFoundError: the deployment does not exist.
+        """
+        with self._lock:
+            if not self._exists:
+                raise self._not_found()
+            replica = self._pick(call.tried)
+            if replica is None:
+                if self._max_queued != -1 and len(self._queue) >= self._max_queued:
+                    self._rejected += 1
+                    raise BackPressureError(
+                        f"{len(self._queue)} requests already wait for deployment {self.key[1]!r} "
+                        f"(max_queued_requests={self._max_queued})"
+                    )
+                self._queue.append(call)
+                return
+            self._reserve(replica)
+        self._send(replica, call)
+
+    def _pick(self, exclude: set[str]) -> ReplicaInfo | None:
+        replicas = self._replicas
+        in_flight = self._in_flight
+        if len(replicas) >= 2:
+            a, b = random.sample(replicas, 2)
+            best = a if in_flight.get(a.replica_id, 0) <= in_flight.get(b.replica_id, 0) else b
+            if in_flight.get(best.replica_id, 0) < best.max_ongoing_requests and best.replica_id not in exclude:
+                return best
+        free = [
+            r for r in replicas
+            if in_flight.get(r.replica_id, 0) < r.max_ongoing_requests and r.replica_id not in exclude
+        ]
+        if not free:
+            return None
+        return min(free, key=lambda r: in_flight.get(r.replica_id, 0))
+
+    def _reserve(self, replica: ReplicaInfo) -> None:
+        self._in_flight[replica.replica_id] = self._in_flight.get(replica.replica_id, 0) + 1
+        self._sent += 1
+
+    def _release(self, replica_id: str) -> None:
+        left = self._in_flight.get(replica_id, 0) - 1
+        if left > 0:
+            self._in_flight[replica_id] = left
+        else:
+            self._in_flight.pop(replica_id, None)
+
+    def _send(self, replica: ReplicaInfo, call: Call) -> None:
+        call.attempts += 1
+        call.tried.add(replica.replica_id)
+        ref = self._session.system.ref(replica.address, replica.actor)
+        timeout = max(0.001, call.deadline - time.monotonic())
+        try:
+            if call.stream:
+                pending: Any = ref.ask_stream(call.request, timeout=timeout)
+            else:
+                pending = ref.ask(call.request, timeout=timeout)
+        except (PeerUnavailable, ActorNotFound) as exc:
+            self._finished(replica, call, None, exc)
+            return
+        except Exception as exc:
+            self._finished(replica, call, None, exc)
+            return
+        if call.stream and call.on_sent is not None:
+            call.on_sent(pending)
+        pending.add_done_callback(lambda done: self._on_done(replica, call, done))
+
+    def _on_done(self, replica: ReplicaInfo, call: Call, done: Any) -> None:
+        if call.stream:
+            self._finished(replica, call, done, done.error)
+            return
+        try:
+            value = done.get(0)
+        except Exception as exc:
+            self._finished(replica, call, None, exc)
+            return
+        self._finished(replica, call, value, None)
+
+    def _finished(self, replica: ReplicaInfo, call: Call, value: Any, error: BaseException | None) -> None:
+        with self._lock:
+            self._release(replica.replica_id)
+        if error is not None and not_handled(error) and call.attempts < _MAX_ATTEMPTS and time.monotonic() < call.deadline:
+            with self._lock:
+                self._resent += 1
+                self._queue.appendleft(call)
+        elif call.stream:
+            if error is not None and not call.sink.done():
+                call.sink.set_exception(_explain(error, replica))
+        elif error is not None:
+            call.sink.set_exception(_explain(error, replica))
+        else:
+            call.sink.set_result(value)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send queued requests while replicas have room."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return
+                call = self._queue[0]
+                replica = self._pick(call.tried)
+                if replica is None:
+                    return
+                self._queue.popleft()
+                self._reserve(replica)
+            self._send(replica, call)
+
+    def expire(self, now: float) -> None:
+        """Fail queued requests whose deadline passed."""
+        with self._lock:
+            if not self._queue:
+                return
+            expired = [c for c in self._queue if c.deadline <= now]
+            if not expired:
+                return
+            self._queue = deque(c for c in self._queue if c.deadline > now)
+        for call in expired:
+            call.sink.set_exception(
+                TimeoutError(f"request to deployment {self.key[1]!r} waited at the handle past its deadline")
+            )
+
+    def statistics(self) -> RouterStatistics:
+        """A snapshot of the queue, the in-flight counts and the counters."""
+        with self._lock:
+            return RouterStatistics(len(self._queue), dict(self._in_flight), self._sent, self._resent, self._rejected)
+
+    @property
+    def known(self) -> bool:
+        """Whether a replica set has arrived yet."""
+        return self._known
+
+
+def not_handled(error: BaseException) -> bool:
+    """Whether the request certainly did not run, so another replica may take it."""
+    if isinstance(error, (ActorNotFound, MessageNotHandled, PeerUnavailable)):
+        return True
+    return isinstance(error, RemoteError) and error.type_name.endswith("ReplicaStoppingError")
+
+
+def _explain(error: BaseException, replica: ReplicaInfo) -> BaseException:
+    if isinstance(error, ActorStopped) and not isinstance(error, MessageNotHandled):
+        died = ReplicaDiedError(
+            f"replica {replica.replica_id} of deployment {replica.deployment!r} died while handling the request: {error}"
+        )
+        died.__cause__ = error
+        return died
+    return error

@@ -1,0 +1,195 @@
+"""The data plane end to end: handles, routing, backpressure, composition, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from typing import Any
+
+import pytest
+
+from actors import serve
+from actors.serve import BackPressureError, DeploymentNotFoundError, DeploymentHandle, ReplicaDiedError
+from actors.serve._session import current_session
+from tests import serve_apps
+from tests.helpers import wait_for
+
+
+def test_a_bound_deployment_reaches_the_ingress_constructor_as_a_handle(serve_cluster: Any) -> None:
+    app = serve_apps.Ingress.bind(serve_apps.Model.bind(3.0), 1.0)
+    handle = serve.run(app, name="composed")
+    assert handle.remote(2.0).result(timeout_s=10) == 7.0
+    status = serve.status().applications["composed"]
+    assert status.ingress == "Ingress" and set(status.deployments) == {"Ingress", "Model"}
+
+
+def test_a_response_passed_to_another_call_is_resolved_first(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Ingress.bind(serve_apps.Model.bind(2.0), 0.0), name="chain")
+    assert handle.chained.remote(5.0).result(timeout_s=10) == 20.0
+    model = serve.get_deployment_handle("Model", "chain")
+    first = model.remote(1.5)
+    assert model.remote(first).result(timeout_s=10) == 6.0
+
+
+def test_a_response_that_failed_fails_the_call_it_was_passed_to(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.bind(), name="failchain")
+    broken = handle.fail.remote("upstream broke")
+    with pytest.raises(ValueError, match="upstream broke"):
+        handle.remote(broken).result(timeout_s=10)
+
+
+def test_app_and_deployment_handles_are_found_by_name(serve_cluster: Any) -> None:
+    serve.run(serve_apps.Ingress.bind(serve_apps.Model.bind(1.0), 0.5), name="named")
+    assert serve.get_app_handle("named").remote(1.0).result(timeout_s=10) == 1.5
+    assert serve.get_deployment_handle("Model", "named").remote(4.0).result(timeout_s=10) == 4.0
+    with pytest.raises(DeploymentNotFoundError, match="no application named 'nope'"):
+        serve.get_app_handle("nope")
+    with pytest.raises(DeploymentNotFoundError, match="no deployment 'Nope' in application 'named'"):
+        serve.get_deployment_handle("Nope", "named")
+
+
+def test_a_generator_method_streams_its_results_with_for(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Model.bind(1.0), name="stream")
+    assert list(handle.options(stream=True).tokens.remote(200)) == [f"tok{i}" for i in range(200)]
+
+
+def test_an_async_generator_streams_with_async_for(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Model.bind(1.0), name="astream")
+
+    async def main() -> list[Any]:
+        return [item async for item in handle.options(stream=True, method_name="atokens").remote(50)]
+
+    assert asyncio.run(main()) == [{"i": i} for i in range(50)]
+
+
+def test_a_replica_can_relay_a_stream_from_another_deployment(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Ingress.bind(serve_apps.Model.bind(1.0), 0.0), name="relay")
+    assert handle.relay.remote(5).result(timeout_s=10) == [f"tok{i}" for i in range(5)]
+
+
+def test_a_stream_that_raises_delivers_what_came_before_then_the_error(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Model.bind(1.0), name="brokenstream")
+    stream = handle.options(stream=True).broken_stream.remote()
+    assert next(stream) == "first"
+    with pytest.raises(KeyError, match="second is missing"):
+        next(stream)
+
+
+def test_stream_true_must_match_the_kind_of_method(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Model.bind(1.0), name="mismatch")
+    with pytest.raises(TypeError, match="is a generator; call it with handle.options"):
+        handle.tokens.remote(3).result(timeout_s=10)
+    with pytest.raises(TypeError, match="is not a generator"):
+        list(handle.options(stream=True).remote(3.0))
+
+
+def test_responses_can_be_awaited_concurrently_from_asyncio(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.bind("a:"), name="awaits")
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(handle.remote(i) for i in range(100))))
+
+    assert asyncio.run(main()) == [f"a:{i}" for i in range(100)]
+
+
+def test_sync_methods_run_concurrently_up_to_max_ongoing_requests(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Concurrent.bind(), name="sync-conc")
+    assert [r.result(timeout_s=15) for r in [handle.gather.remote(4) for _ in range(4)]] == [4] * 4
+
+
+def test_async_methods_run_concurrently_on_the_replica_event_loop(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Concurrent.bind(), name="async-conc")
+    assert [r.result(timeout_s=15) for r in [handle.agather.remote(4) for _ in range(4)]] == [4] * 4
+
+
+def test_a_replica_is_never_sent_more_than_max_ongoing_requests_and_the_rest_wait_at_the_handle(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Concurrent.options(max_ongoing_requests=2).bind(), name="limit")
+    responses = [handle.hold.remote(0.3) for _ in range(6)]
+    router = current_session().router("limit", "Concurrent")
+    stats = router.statistics()
+    assert sum(stats.in_flight.values()) == 2 and stats.queued == 4
+    assert max(r.result(timeout_s=15) for r in responses) == 2
+    assert handle.peak_seen.remote().result(timeout_s=10) == 2
+
+
+def test_beyond_max_queued_requests_remote_fails_fast_with_backpressure(serve_cluster: Any) -> None:
+    handle = serve.run(
+        serve_apps.Concurrent.options(max_ongoing_requests=1, max_queued_requests=2).bind(), name="bp"
+    )
+    accepted = [handle.hold.remote(0.5) for _ in range(3)]
+    with pytest.raises(BackPressureError, match="max_queued_requests=2"):
+        handle.hold.remote(0.5)
+    assert [r.result(timeout_s=15) for r in accepted] == [1, 1, 1]
+    assert current_session().router("bp", "Concurrent").statistics().rejected == 1
+
+
+def test_requests_in_flight_on_a_replica_that_dies_fail_naming_the_replica(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.options(num_replicas=2).bind(), name="dies")
+    slow = handle.slow.remote(30.0)
+    router = current_session().router("dies", "Echo")
+    wait_for(lambda: router.statistics().in_flight, 5, "the request to be in flight")
+    (replica_id,) = router.statistics().in_flight
+    pid = _pid_of(handle, replica_id)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ReplicaDiedError, match=f"replica {replica_id} of deployment 'Echo' died"):
+        slow.result(timeout_s=10)
+    assert handle.remote("after").result(timeout_s=20) == "after"
+
+
+def _pid_of(handle: DeploymentHandle, replica_id: str) -> int:
+    for _ in range(200):
+        info = handle.whoami.remote().result(timeout_s=10)
+        if info["replica_id"] == replica_id:
+            return int(info["pid"])
+    raise AssertionError(f"never reached replica {replica_id}")
+
+
+def test_scaling_down_and_up_under_traffic_fails_no_request(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind("s:"), name="churn")
+    failures: list[BaseException] = []
+    done = [0]
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            try:
+                assert handle.remote(1).result(timeout_s=10) == "s:1"
+                done[0] += 1
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                failures.append(exc)
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for n in (1, 4, 2, 4):
+            serve.run(serve_apps.Echo.options(num_replicas=n).bind("s:"), name="churn")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert failures == [] and done[0] > 0
+
+
+def test_a_thousand_handles_in_one_process_cost_the_controller_one_subscription(serve_cluster: Any) -> None:
+    serve.run(serve_apps.Echo.bind("h:"), name="handles")
+    before = serve.controller_stats()["subscriptions"]
+    handles = [DeploymentHandle("handles", "Echo") for _ in range(1000)]
+    responses = [h.remote(i) for i, h in enumerate(handles)]
+    assert [r.result(timeout_s=30) for r in responses] == [f"h:{i}" for i in range(1000)]
+    assert serve.controller_stats()["subscriptions"] == before + 1
+
+
+def test_an_argument_that_cannot_be_encoded_is_named(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.bind(), name="badarg")
+    with pytest.raises(TypeError, match=r"argument 'x' of Echo.__call__.remote\(\) cannot be sent"):
+        handle.remote(x=object())
+    with pytest.raises(TypeError, match=r"argument 1 of Echo.__call__.remote\(\) cannot be sent"):
+        handle.remote(1, {2})
+
+
+def test_a_handle_made_before_its_app_exists_says_so_without_hanging(serve_cluster: Any) -> None:
+    with pytest.raises(DeploymentNotFoundError, match="no deployment 'Echo' in application 'later'"):
+        DeploymentHandle("later", "Echo").remote(1)
