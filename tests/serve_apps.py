@@ -39,6 +39,13 @@ class Echo:
         threading.Event().wait(seconds)
         return f"slept {seconds}"
 
+    def slow_marked(self, path: str, seconds: float) -> str:
+        """Writes this process's pid to ``path``, then holds the request."""
+        with open(path, "w") as fh:
+            fh.write(str(os.getpid()))
+        threading.Event().wait(seconds)
+        return "done"
+
 
 @serve.deployment(num_replicas=1, health_check_period_s=0.2, health_check_timeout_s=2)
 class Configurable:

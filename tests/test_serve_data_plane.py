@@ -125,25 +125,17 @@ def test_beyond_max_queued_requests_remote_fails_fast_with_backpressure(serve_cl
     assert current_session().router("bp", "Concurrent").statistics().rejected == 1
 
 
-def test_requests_in_flight_on_a_replica_that_dies_fail_naming_the_replica(serve_cluster: Any) -> None:
+def test_requests_in_flight_on_a_replica_that_dies_fail_naming_the_replica(serve_cluster: Any, tmp_path: Any) -> None:
     handle = serve.run(serve_apps.Echo.options(num_replicas=2).bind(), name="dies")
-    slow = handle.slow.remote(30.0)
+    marker = tmp_path / "pid"
+    slow = handle.slow_marked.remote(str(marker), 30.0)
     router = current_session().router("dies", "Echo")
-    wait_for(lambda: router.statistics().in_flight, 5, "the request to be in flight")
+    wait_for(lambda: marker.exists() and marker.read_text(), 10, "the request to be running")
     (replica_id,) = router.statistics().in_flight
-    pid = _pid_of(handle, replica_id)
-    os.kill(pid, signal.SIGKILL)
+    os.kill(int(marker.read_text()), signal.SIGKILL)
     with pytest.raises(ReplicaDiedError, match=f"replica {replica_id} of deployment 'Echo' died"):
         slow.result(timeout_s=10)
     assert handle.remote("after").result(timeout_s=20) == "after"
-
-
-def _pid_of(handle: DeploymentHandle, replica_id: str) -> int:
-    for _ in range(200):
-        info = handle.whoami.remote().result(timeout_s=10)
-        if info["replica_id"] == replica_id:
-            return int(info["pid"])
-    raise AssertionError(f"never reached replica {replica_id}")
 
 
 def test_scaling_down_and_up_under_traffic_fails_no_request(serve_cluster: Any) -> None:
