@@ -1,4 +1,5 @@
-"""The floor: a bare pyzmq ROUTER that echoes msgpack frames. Ends when stdin closes."""
+"""The floor: a bare pyzmq ROUTER that echoes msgpack frames (run as a
+script; ends when stdin closes), and the DEALER client that measures it."""
 
 from __future__ import annotations
 
@@ -31,6 +32,36 @@ def main() -> None:
     router.close(linger=0)
     ctx.term()
     os.unlink(address[len("ipc://"):])
+
+
+class RawClient:
+    """A DEALER in this process talking to the echo server at ``address``."""
+
+    def __init__(self, address: str, payload: object) -> None:
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.connect(address)
+        self._frame = payload
+
+    def one(self) -> None:
+        """One sequential round trip."""
+        self._sock.send(msgpack.packb(self._frame))
+        msgpack.unpackb(self._sock.recv())
+
+    def pipelined(self, n: int, in_flight: int) -> None:
+        """n round trips with up to ``in_flight`` outstanding."""
+        sent = done = 0
+        sock = self._sock
+        while done < n:
+            while sent - done < in_flight and sent < n:
+                sock.send(msgpack.packb(self._frame))
+                sent += 1
+            msgpack.unpackb(sock.recv())
+            done += 1
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+        self._ctx.term()
 
 
 if __name__ == "__main__":

@@ -19,39 +19,12 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import msgpack  # noqa: E402
-import zmq  # noqa: E402
-
 from actors import ActorSystem  # noqa: E402
 from bench._common import Child, median, parse_args, percentile, print_table, write_json  # noqa: E402
+from bench._raw_echo import RawClient  # noqa: E402
 
 IN_FLIGHT = 64
 PAYLOAD = [1, "request", None]
-
-
-def raw_client(address: str) -> tuple[Callable[[], None], Callable[[int], None], Callable[[], None]]:
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.connect(address)
-
-    def one() -> None:
-        sock.send(msgpack.packb(PAYLOAD))
-        msgpack.unpackb(sock.recv())
-
-    def pipelined(n: int) -> None:
-        sent = done = 0
-        while done < n:
-            while sent - done < IN_FLIGHT and sent < n:
-                sock.send(msgpack.packb(PAYLOAD))
-                sent += 1
-            msgpack.unpackb(sock.recv())
-            done += 1
-
-    def close() -> None:
-        sock.close(linger=0)
-        ctx.term()
-
-    return one, pipelined, close
 
 
 def corral_client(system: ActorSystem, address: str) -> tuple[Callable[[], None], Callable[[int], None]]:
@@ -92,24 +65,25 @@ def main() -> int:
     rounds, seq_n, pipe_n = (5, 4000, 20_000) if args.quick else (9, 20_000, 100_000)
     figures: dict[str, list[float]] = {k: [] for k in ("raw_p50", "raw_p99", "ask_p50", "ask_p99", "raw_rate", "ask_rate")}
     with Child(["bench/_raw_echo.py"]) as raw_srv, Child(["-m", "actors.host", "--actor", "echo=bench._actors:Echo"]) as host:
-        raw_one, raw_pipe, raw_close = raw_client(raw_srv.address)
+        raw = RawClient(raw_srv.address, PAYLOAD)
+        raw_one, raw_pipe = raw.one, lambda n: raw.pipelined(n, IN_FLIGHT)
         system = ActorSystem()
         try:
             ask_one, ask_pipe = corral_client(system, host.address)
             for warm in (raw_one, ask_one):
                 sequential(warm, 300)
             for _ in range(rounds):
-                raw = sequential(raw_one, seq_n)
+                raw_seq = sequential(raw_one, seq_n)
                 ask = sequential(ask_one, seq_n)
-                figures["raw_p50"].append(percentile(raw, 50) * 1e6)
-                figures["raw_p99"].append(percentile(raw, 99) * 1e6)
+                figures["raw_p50"].append(percentile(raw_seq, 50) * 1e6)
+                figures["raw_p99"].append(percentile(raw_seq, 99) * 1e6)
                 figures["ask_p50"].append(percentile(ask, 50) * 1e6)
                 figures["ask_p99"].append(percentile(ask, 99) * 1e6)
                 figures["raw_rate"].append(rate(raw_pipe, pipe_n))
                 figures["ask_rate"].append(rate(ask_pipe, pipe_n))
         finally:
             system.shutdown()
-            raw_close()
+            raw.close()
     m = {k: median(v) for k, v in figures.items()}
     out = {
         "rounds": rounds,

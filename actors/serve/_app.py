@@ -185,6 +185,9 @@ def _derive_version(import_path: str, main_file: str | None, args: Any, kwargs: 
 
 def resolve_markers(value: Any, make_handle: Callable[[str, str], Any]) -> Any:
     """Replace handle markers (from :func:`build_application`) with handles."""
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return value
     if isinstance(value, dict):
         if len(value) == 1 and HANDLE_MARKER in value:
             app, name = value[HANDLE_MARKER]

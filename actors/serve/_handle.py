@@ -6,6 +6,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Generator, Iterator
 
+from msgpack import packb as _packb
+
 from protocol import HandleRequest
 
 from .._errors import AskTimeout
@@ -79,8 +81,12 @@ class DeploymentHandle:
         def build() -> Call:
             args_l = [_to_wire(a) for a in args]
             kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()}
-            check_encodable(args_l, kwargs_d, where)
             request = HandleRequest(self.method_name, args_l, kwargs_d)
+            try:
+                _packb((args_l, kwargs_d), use_bin_type=True)
+            except (TypeError, ValueError, OverflowError):
+                check_encodable(args_l, kwargs_d, where)
+                raise
             target = sink if self.stream else sink._future
             return Call(request, self.stream, deadline, target, sink._attach if self.stream else None)
 

@@ -62,6 +62,7 @@ class Replica(Actor):
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread: threading.Thread | None = None
+        self.methods: dict[str, tuple[Callable[..., Any], str]] = {}
         self.in_flight = 0
         self.async_limit: asyncio.Semaphore | None = None
         self.idle = threading.Condition()
@@ -114,18 +115,31 @@ class Replica(Actor):
             return None
         raise TypeError(f"replica {self.context.replica_id} got an unexpected message {type(message).__name__}")
 
+    def _method(self, name: str) -> tuple[Callable[..., Any], str]:
+        found = self.methods.get(name)
+        if found is None:
+            method = getattr(self.instance, name, None)
+            if method is None or not callable(method) or name.startswith("_") and name != "__call__":
+                raise AttributeError(f"deployment {self.context.deployment!r} has no method {name!r}")
+            if inspect.isasyncgenfunction(method):
+                kind = "agen"
+            elif inspect.isgeneratorfunction(method):
+                kind = "gen"
+            elif inspect.iscoroutinefunction(method):
+                kind = "async"
+            else:
+                kind = "sync"
+            found = self.methods[name] = (method, kind)
+        return found
+
     def _handle(self, request: HandleRequest) -> Any:
         if self.draining:
             raise ReplicaStoppingError(f"replica {self.context.replica_id} is stopping")
-        method = getattr(self.instance, request.method, None)
-        if method is None or request.method.startswith("_") and request.method != "__call__":
-            raise AttributeError(
-                f"deployment {self.context.deployment!r} has no method {request.method!r}"
-            )
-        args = self.resolve_args(request.args)
-        kwargs = self.resolve_args(request.kwargs)
+        method, kind = self._method(request.method)
+        args = self.resolve_args(request.args) if request.args else request.args
+        kwargs = self.resolve_args(request.kwargs) if request.kwargs else request.kwargs
         emit = self.current_emitter()
-        is_generator = inspect.isgeneratorfunction(method) or inspect.isasyncgenfunction(method)
+        is_generator = kind in ("gen", "agen")
         if emit is not None and not is_generator:
             raise TypeError(
                 f"method {request.method!r} of deployment {self.context.deployment!r} is not a generator; "
@@ -138,9 +152,9 @@ class Replica(Actor):
             )
         with self.idle:
             self.in_flight += 1
-        if inspect.isasyncgenfunction(method):
+        if kind == "agen":
             done = asyncio.run_coroutine_threadsafe(self._limited(_pump_async(method(*args, **kwargs), emit)), self._event_loop())
-        elif inspect.iscoroutinefunction(method):
+        elif kind == "async":
             done = asyncio.run_coroutine_threadsafe(self._limited(method(*args, **kwargs)), self._event_loop())
         else:
             assert self.pool is not None

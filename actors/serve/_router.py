@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ._session import Session
 
 _MAX_ATTEMPTS = 4
+_randbelow = random.Random()._randbelow
 
 
 class BackPressureError(RuntimeError):
@@ -91,6 +92,7 @@ class Router:
         self._lock = threading.Lock()
         self._replicas: list[ReplicaInfo] = []
         self._by_id: dict[str, ReplicaInfo] = {}
+        self._refs: dict[str, Any] = {}
         self._version = -2
         self._exists = True
         self._known = False
@@ -114,6 +116,10 @@ class Router:
             self._max_queued = replica_set.max_queued_requests
             self._replicas = list(replica_set.replicas)
             self._by_id = {r.replica_id: r for r in self._replicas}
+            system = self._session.system
+            self._refs = {
+                r.replica_id: self._refs.get(r.replica_id) or system.ref(r.address, r.actor) for r in self._replicas
+            }
             for gone in set(self._in_flight) - set(self._by_id):
                 del self._in_flight[gone]
             if not self._exists:
@@ -157,8 +163,11 @@ class Router:
     def _pick(self, exclude: set[str]) -> ReplicaInfo | None:
         replicas = self._replicas
         in_flight = self._in_flight
-        if len(replicas) >= 2:
-            a, b = random.sample(replicas, 2)
+        count = len(replicas)
+        if count >= 2:
+            i = _randbelow(count)
+            j = _randbelow(count - 1)
+            a, b = replicas[i], replicas[j + (j >= i)]
             best = a if in_flight.get(a.replica_id, 0) <= in_flight.get(b.replica_id, 0) else b
             if in_flight.get(best.replica_id, 0) < best.max_ongoing_requests and best.replica_id not in exclude:
                 return best
@@ -184,7 +193,7 @@ class Router:
     def _send(self, replica: ReplicaInfo, call: Call) -> None:
         call.attempts += 1
         call.tried.add(replica.replica_id)
-        ref = self._session.system.ref(replica.address, replica.actor)
+        ref = self._refs.get(replica.replica_id) or self._session.system.ref(replica.address, replica.actor)
         timeout = max(0.001, call.deadline - time.monotonic())
         try:
             if call.stream:
