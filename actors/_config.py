@@ -36,6 +36,11 @@ class ServeSettings:
         worker_start_timeout_s: the longest a worker may take to register.
         control_timeout_s: deadline of control-plane asks (status, deploy...).
         request_timeout_s: deadline of a request sent through a handle.
+        metrics_record_interval_s: how often handles' and replicas' load is sampled.
+        metrics_push_interval_s: how often each process pushes its samples to the controller.
+        metrics_staleness_s: reports older than this are ignored (None: 3 push intervals).
+        metrics_mode: ``"process"`` (one push per process) or ``"handle"``
+            (one per handle: the old way, kept for the benchmark's comparison).
     """
 
     reconcile_interval_s: float = 0.1
@@ -47,6 +52,10 @@ class ServeSettings:
     worker_start_timeout_s: float = 60.0
     control_timeout_s: float = 30.0
     request_timeout_s: float = 300.0
+    metrics_record_interval_s: float = 0.5
+    metrics_push_interval_s: float = 10.0
+    metrics_staleness_s: float | None = None
+    metrics_mode: str = "process"
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -59,6 +68,8 @@ class ServeSettings:
                 "worker_start_timeout_s",
                 "control_timeout_s",
                 "request_timeout_s",
+                "metrics_record_interval_s",
+                "metrics_push_interval_s",
             ),
         )
         _check_positive(
@@ -67,6 +78,15 @@ class ServeSettings:
             ("constructor_retries_per_replica", "max_constructor_retries", "health_check_failure_threshold"),
             integer=True,
         )
+        if self.metrics_staleness_s is not None:
+            _check_positive("ServeSettings", self, ("metrics_staleness_s",))
+        if self.metrics_mode not in ("process", "handle"):
+            raise ValueError(f"ServeSettings.metrics_mode: expected 'process' or 'handle', got {self.metrics_mode!r}")
+
+    @property
+    def staleness_s(self) -> float:
+        """Age after which a metrics report is ignored."""
+        return self.metrics_staleness_s if self.metrics_staleness_s is not None else 3 * self.metrics_push_interval_s
 
 
 @dataclass(frozen=True)

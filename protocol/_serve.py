@@ -141,6 +141,7 @@ class DeploymentStatusInfo:
     message: str
     replica_states: dict[str, int]
     target_replicas: int
+    autoscaling: dict[str, Any] | None = None
 
 
 @message("application_status")
@@ -219,3 +220,52 @@ class GetControllerStats:
     """
 
     reset: bool = False
+
+
+@message("handle_metrics")
+@dataclass(frozen=True, slots=True)
+class HandleMetrics:
+    """One handle's (router's) load on a deployment, averaged over a push window.
+
+    Attributes:
+        handle_id: unique id of the router in its process.
+        queued: requests waiting at the handle.
+        running: requests in flight, by replica id.
+        waiting_with_no_replica: requests wait and the handle knows no replica.
+        timestamp: UNIX time when the sender made the report.
+    """
+
+    app: str
+    deployment: str
+    handle_id: str
+    queued: float
+    running: dict[str, float]
+    waiting_with_no_replica: bool
+    timestamp: float
+
+
+@message("replica_metrics")
+@dataclass(frozen=True, slots=True)
+class ReplicaMetrics:
+    """One replica's own count of requests it runs, averaged over a push window."""
+
+    app: str
+    deployment: str
+    replica_id: str
+    running: float
+    timestamp: float
+
+
+@message("metrics_push")
+@dataclass(frozen=True, slots=True)
+class MetricsPush:
+    """Every report of one process (or of one handle, in per-handle mode) for one interval.
+
+    ``payload`` is msgpack ``[handle_reports, replica_reports]`` (each report a
+    field array), zlib-compressed when ``compressed`` is set.
+    """
+
+    sender: str
+    seq: int
+    compressed: bool
+    payload: bytes

@@ -16,6 +16,11 @@ from typing import Any
 
 from protocol import (
     ApplicationStatusInfo,
+    HandleMetrics,
+    MetricsPush,
+    ProtocolError,
+    ReplicaMetrics,
+    decode_fields,
     DeleteApp,
     DeployApp,
     DeploymentStatusInfo,
@@ -46,6 +51,9 @@ from ._deployment_state import (
     StopReplicaCmd,
     make_limits,
 )
+from ._autoscaling import AutoscalingConfigError, AutoscalingDecider, PolicyContext, load_policy
+from ._metrics import decode_push
+from ._metrics_store import MetricsStore
 from ._options import DeploymentConfig, DeploymentOptionError
 from ._placement import Cluster
 
@@ -113,6 +121,11 @@ class Controller(Actor):
         self.published: dict[tuple[str, str], int] = {}
         self.loop_ms: deque[float] = deque(maxlen=2000)
         self.ticks = 0
+        self.metrics = MetricsStore(settings.staleness_s)
+        self.metrics_messages = 0
+        self.metrics_bytes = 0
+        self.metrics_dropped = 0
+        self.metrics_reports = 0
         self._tick_queued = threading.Event()
         self._stop_ticker = threading.Event()
 
@@ -150,6 +163,8 @@ class Controller(Actor):
             return self._on_result(message)
         if kind is _Died:
             return self._on_died(message)
+        if kind is MetricsPush:
+            return self._on_metrics(message)
         if kind is DeployApp:
             return self._deploy(message)
         if kind is DeleteApp:
@@ -202,13 +217,30 @@ class Controller(Actor):
         if app is None:
             app = self.apps[message.name] = _App(message.name, message.ingress, {})
         app.ingress = message.ingress
+        policies = {}
         for spec in message.deployments:
+            autoscaling = configs[spec.name].autoscaling()
+            if autoscaling is not None and autoscaling.policy:
+                try:
+                    policies[spec.name] = load_policy(autoscaling.policy)
+                except AutoscalingConfigError as exc:
+                    raise DeploymentOptionError(f"deployment {spec.name!r}: {exc}") from None
+        for spec in message.deployments:
+            config = configs[spec.name]
+            autoscaling = config.autoscaling()
             state = app.deployments.get(spec.name)
+            keep = state is not None and state.autoscaler is not None and state.config.autoscaling_config == config.autoscaling_config
+            if autoscaling is not None:
+                config = config.replace(num_replicas=state.config.num_replicas if keep else autoscaling.start_replicas)  # type: ignore[union-attr]
             if state is None:
-                app.deployments[spec.name] = DeploymentState(spec, configs[spec.name], self.cluster, self.limits)
+                state = app.deployments[spec.name] = DeploymentState(spec, config, self.cluster, self.limits)
             else:
                 state.deleting = False
-                state.set_target(spec, configs[spec.name])
+                state.set_target(spec, config)
+            if autoscaling is None:
+                state.autoscaler = None
+            elif not keep:
+                state.autoscaler = AutoscalingDecider(autoscaling, policies.get(spec.name))
         for name, state in app.deployments.items():
             if name not in configs:
                 state.delete()
@@ -241,10 +273,13 @@ class Controller(Actor):
         now = time.monotonic()
         for app in list(self.apps.values()):
             for name, state in list(app.deployments.items()):
+                if state.autoscaler is not None and not state.deleting:
+                    self._autoscale(app.name, state, now)
                 for cmd in state.reconcile(now):
                     self._execute(state, cmd)
                 if state.finished_deleting:
                     del app.deployments[name]
+                    self.metrics.forget((app.name, name))
                     self._publish((app.name, name), force=True)
                 else:
                     self._publish((app.name, name))
@@ -252,6 +287,47 @@ class Controller(Actor):
                 del self.apps[app.name]
         self.ticks += 1
         self.loop_ms.append((time.perf_counter() - start) * 1000)
+
+    def _autoscale(self, app: str, state: DeploymentState, now: float) -> None:
+        decider = state.autoscaler
+        cfg = decider.config
+        load = self.metrics.load((app, state.name), now, cfg.look_back_period_s, cfg.aggregation_function)
+        current = state.config.num_replicas
+        ctx = PolicyContext(cfg, current, state.serving_count(), load.total_requests, load.waiting_with_no_replica)
+        wanted = decider.decide(ctx, now)
+        state.last_load = load.total_requests
+        if wanted != current:
+            log.info("autoscaling %s/%s: %s", app, state.name, decider.reason)
+            state.set_target(state.spec, state.config.replace(num_replicas=wanted))
+
+    def _on_metrics(self, push: MetricsPush) -> str:
+        self.metrics_messages += 1
+        self.metrics_bytes += len(push.payload)
+        try:
+            handle_reports, replica_reports = decode_push(push)
+        except ValueError as exc:
+            self.metrics_dropped += 1
+            log.debug("dropped a metrics push from %s: %s", push.sender, exc)
+            return "dropped"
+        now = time.monotonic()
+        for fields in handle_reports:
+            try:
+                report = decode_fields(HandleMetrics, fields, "handle_metrics")
+            except ProtocolError:
+                self.metrics_dropped += 1
+                continue
+            app = self.apps.get(report.app)
+            if app is None or report.deployment not in app.deployments:
+                self.metrics_dropped += 1
+                continue
+            self.metrics_reports += 1
+            self.metrics.ingest(report, now)
+        for fields in replica_reports:
+            try:
+                decode_fields(ReplicaMetrics, fields, "replica_metrics")
+            except ProtocolError:
+                self.metrics_dropped += 1
+        return "ok"
 
     def _execute(self, state: DeploymentState, cmd: Command) -> None:
         record = cmd.replica
@@ -394,7 +470,18 @@ class Controller(Actor):
             deployments = {}
             for name, state in app.deployments.items():
                 status, message = state.status()
-                deployments[name] = DeploymentStatusInfo(name, status, message, state.replica_states(), state.config.num_replicas)
+                autoscaling = None
+                if state.autoscaler is not None:
+                    autoscaling = {
+                        "target": state.config.num_replicas,
+                        "reason": state.autoscaler.reason,
+                        "total_requests": round(getattr(state, "last_load", 0.0), 3),
+                        "min_replicas": state.autoscaler.config.min_replicas,
+                        "max_replicas": state.autoscaler.config.max_replicas,
+                    }
+                deployments[name] = DeploymentStatusInfo(
+                    name, status, message, state.replica_states(), state.config.num_replicas, autoscaling
+                )
             apps[app.name] = ApplicationStatusInfo(app.name, *_app_status(app, deployments), app.ingress, deployments)
         nodes = [
             NodeInfo(n.node_id, n.address, dict(n.total), {k: round(v, 6) for k, v in n.available.items()}, n.replicas)
@@ -405,13 +492,20 @@ class Controller(Actor):
     def _stats(self) -> dict[str, Any]:
         times = sorted(self.loop_ms)
         replicas = sum(len(s.replicas) for app in self.apps.values() for s in app.deployments.values())
-        subscriptions = sum(len(s) for s in self.subscribers.values())
-        if not times:
-            return {"ticks": self.ticks, "replicas": replicas, "subscriptions": subscriptions}
-        return {
+        base = {
             "ticks": self.ticks,
             "replicas": replicas,
-            "subscriptions": subscriptions,
+            "subscriptions": sum(len(s) for s in self.subscribers.values()),
+            "metrics_messages": self.metrics_messages,
+            "metrics_bytes": self.metrics_bytes,
+            "metrics_reports": self.metrics_reports,
+            "metrics_dropped": self.metrics_dropped,
+            "process_cpu_s": time.process_time(),
+        }
+        if not times:
+            return base
+        return {
+            **base,
             "loop_samples": len(times),
             "loop_ms_p50": times[len(times) // 2],
             "loop_ms_p99": times[min(len(times) - 1, int(len(times) * 0.99))],

@@ -123,6 +123,8 @@ class DeploymentState:
         self._user_config_version = 0
         self.spec = spec
         self.config = config
+        self.autoscaler: Any = None  # an AutoscalingDecider, set by the controller
+        self.last_load = 0.0
 
     # ---- target ---------------------------------------------------------------------
 
@@ -396,6 +398,10 @@ class DeploymentState:
         )
 
     # ---- views ----------------------------------------------------------------------
+
+    def serving_count(self) -> int:
+        """How many replicas take requests now. O(1)."""
+        return self.replicas.count(SERVING)
 
     def serving(self) -> list[ReplicaRecord]:
         """Replicas that take requests."""

@@ -30,11 +30,14 @@ class DeploymentHandle:
     ``handle.options(stream=True)`` calls generator methods.
     """
 
-    def __init__(self, app: str, deployment: str, method: str = "__call__", stream: bool = False) -> None:
+    def __init__(
+        self, app: str, deployment: str, method: str = "__call__", stream: bool = False, _router: Any = None
+    ) -> None:
         self.app_name = app
         self.deployment_name = deployment
         self.method_name = method
         self.stream = stream
+        self._router = _router  # keeps the shared router (and its metrics) alive while handles exist
 
     def options(self, *, method_name: str | None = None, stream: bool | None = None) -> DeploymentHandle:
         """A handle calling another method, or streaming."""
@@ -43,12 +46,13 @@ class DeploymentHandle:
             self.deployment_name,
             method_name or self.method_name,
             self.stream if stream is None else stream,
+            self._router,
         )
 
     def __getattr__(self, name: str) -> DeploymentHandle:
         if name.startswith("_"):
             raise AttributeError(name)
-        return DeploymentHandle(self.app_name, self.deployment_name, name, self.stream)
+        return DeploymentHandle(self.app_name, self.deployment_name, name, self.stream, self._router)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Send one request; returns at once.
@@ -69,7 +73,9 @@ class DeploymentHandle:
         from ._session import current_session
 
         session = current_session()
-        router = session.router(self.app_name, self.deployment_name)
+        router = self._router
+        if router is None or router._session is not session:
+            router = self._router = session.router(self.app_name, self.deployment_name)
         deadline = time.monotonic() + session.config.serve.request_timeout_s
         waiting = [v for v in (*args, *kwargs.values()) if isinstance(v, DeploymentResponse)]
         where = f"{self.deployment_name}.{self.method_name}.remote()"

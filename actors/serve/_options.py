@@ -12,12 +12,13 @@ from typing import Any
 
 import msgpack
 
+from ._autoscaling import AutoscalingConfig, AutoscalingConfigError
+
 # Options accepted by @serve.deployment and .options(); "name" and "version" are
 # the deployment's identity, the rest its config.
 _ALIASES = {"ray_actor_options": "actor_options"}
 _ACTOR_OPTION_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
 _NOT_YET = {
-    "autoscaling_config": "autoscaling is not available yet in this version of corral",
     "gang_scheduling_config": "gang scheduling is not available yet in this version of corral",
 }
 
@@ -85,6 +86,8 @@ class DeploymentConfig:
         graceful_shutdown_timeout_s: in-flight requests get this long on stop.
         graceful_shutdown_wait_loop_s: accepted for Ray Serve compatibility.
         actor_options: ``num_cpus``, ``num_gpus``, ``memory``, ``resources``.
+        autoscaling_config: Ray Serve's autoscaling fields; when set, the
+            replica count follows load and ``num_replicas`` is not used.
     """
 
     num_replicas: int = 1
@@ -96,6 +99,7 @@ class DeploymentConfig:
     graceful_shutdown_timeout_s: float = 20.0
     graceful_shutdown_wait_loop_s: float = 2.0
     actor_options: dict[str, Any] = field(default_factory=dict)
+    autoscaling_config: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _number("num_replicas", self.num_replicas, integer=True)
@@ -107,6 +111,15 @@ class DeploymentConfig:
             _number(name, getattr(self, name), strict=True)
         _number("graceful_shutdown_timeout_s", self.graceful_shutdown_timeout_s)
         object.__setattr__(self, "actor_options", _actor_options(self.actor_options))
+        try:
+            autoscaling = AutoscalingConfig.from_value(self.autoscaling_config)
+        except AutoscalingConfigError as exc:
+            raise DeploymentOptionError(f"deployment option {exc}") from None
+        object.__setattr__(self, "autoscaling_config", None if autoscaling is None else autoscaling.to_dict())
+
+    def autoscaling(self) -> AutoscalingConfig | None:
+        """The autoscaling config, or None for a fixed replica count."""
+        return None if self.autoscaling_config is None else AutoscalingConfig(**self.autoscaling_config)
 
     def replace(self, **options: Any) -> DeploymentConfig:
         """A copy with some options changed (validated like the constructor)."""
@@ -168,4 +181,9 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
             raise DeploymentOptionError(
                 f"unknown deployment option {key!r}; known options: {', '.join(sorted(KNOWN_OPTIONS))}"
             )
+    if config.get("autoscaling_config") is not None and "num_replicas" in config:
+        raise DeploymentOptionError(
+            "deployment options 'num_replicas' and 'autoscaling_config' cannot be given together; "
+            "use autoscaling_config.initial_replicas"
+        )
     return identity, config

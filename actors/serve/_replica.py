@@ -82,6 +82,7 @@ class Replica(Actor):
             self.ready.set_exception(exc)
             self.stop()
             return
+        self._register_metrics()
         self.pool = concurrent.futures.ThreadPoolExecutor(
             self.config.max_ongoing_requests,
             thread_name_prefix=f"replica-{self.context.replica_id}",
@@ -89,6 +90,17 @@ class Replica(Actor):
             initargs=(self.context,),
         )
         self.ready.set_result(True)
+
+    def _register_metrics(self) -> None:
+        from ._session import current_session, has_session
+
+        if has_session():
+            self.metrics_token = current_session().register_metrics(self)
+
+    def metrics_sample(self) -> tuple[Any, ...]:
+        """What the metrics aggregator records: requests running here."""
+        c = self.context
+        return ("replica", c.app_name, c.deployment, c.replica_id, self.in_flight)
 
     def on_stop(self) -> None:
         self._shutdown_executors()
@@ -223,6 +235,12 @@ class Replica(Actor):
         threading.Thread(target=wait_then_stop, name=f"drain-{self.context.replica_id}", daemon=True).start()
 
     def _shutdown_executors(self) -> None:
+        token = getattr(self, "metrics_token", None)
+        if token is not None:
+            from ._session import current_session, has_session
+
+            if has_session():
+                current_session().metrics.unregister(token)
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         if self.loop is not None:

@@ -14,6 +14,7 @@ request would add a thread wake-up to every request's latency.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 _MAX_ATTEMPTS = 4
 _randbelow = random.Random()._randbelow
+_router_ids = itertools.count(1)
 
 
 class BackPressureError(RuntimeError):
@@ -102,6 +104,8 @@ class Router:
         self._sent = 0
         self._resent = 0
         self._rejected = 0
+        self.handle_id = f"{session.system.address}/{next(_router_ids)}"
+        session.register_metrics(self)
 
     # ---- membership (from the process's Membership actor) -------------------------------
 
@@ -156,9 +160,14 @@ class Router:
                         f"(max_queued_requests={self._max_queued})"
                     )
                 self._queue.append(call)
-                return
-            self._reserve(replica)
-        self._send(replica, call)
+                urgent = not self._replicas
+            else:
+                urgent = None
+                self._reserve(replica)
+        if urgent is None:
+            self._send(replica, call)  # type: ignore[arg-type]
+        elif urgent:
+            self._session.metrics.push_now.set()  # scale from zero: tell the controller now
 
     def _pick(self, exclude: set[str]) -> ReplicaInfo | None:
         replicas = self._replicas
@@ -264,6 +273,12 @@ class Router:
             call.sink.set_exception(
                 TimeoutError(f"request to deployment {self.key[1]!r} waited at the handle past its deadline")
             )
+
+    def metrics_sample(self) -> tuple[Any, ...]:
+        """What the metrics aggregator records: queued and in-flight requests."""
+        with self._lock:
+            waiting = bool(self._queue) and not self._replicas
+            return ("handle", self.key[0], self.key[1], self.handle_id, len(self._queue), dict(self._in_flight), waiting)
 
     def statistics(self) -> RouterStatistics:
         """A snapshot of the queue, the in-flight counts and the counters."""

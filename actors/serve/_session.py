@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from .._ref import ActorRef
 from .._system import ActorSystem
 from ._app import resolve_markers
 from ._controller import CONTROLLER_NAME, Controller
+from ._metrics import METRICS_ACTOR, MetricsAggregator, MetricsRegistry
 from ._router import Router
 from ._routes import MEMBERSHIP_ACTOR, Membership
 
@@ -100,9 +102,30 @@ class Session:
     controller: ActorRef
     own_system: bool
     workers: list[WorkerProcess] = field(default_factory=list)
-    routers: dict[tuple[str, str], Router] = field(default_factory=dict)
+    routers: weakref.WeakValueDictionary[tuple[str, str], Router] = field(default_factory=weakref.WeakValueDictionary)
+    metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
+    _aggregator: ActorRef | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _metrics_lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: threading.Event = field(default_factory=threading.Event)
+
+    def register_metrics(self, source: Any) -> int:
+        """Register a handle's router or a replica with this process's one
+        MetricsAggregator, starting the aggregator on first use."""
+        if self._aggregator is None:
+            with self._metrics_lock:
+                if self._aggregator is None:
+                    self._aggregator = self.system.spawn(
+                        MetricsAggregator, self.metrics, self.config.serve, self.controller, name=METRICS_ACTOR
+                    )
+        return self.metrics.register(source)
+
+    def aggregator_statistics(self) -> Any:
+        """The aggregator's counters (None before it started)."""
+        if self._aggregator is None:
+            return None
+        actor = self.system._actors.get(METRICS_ACTOR)
+        return None if actor is None else actor.proxy().stats.get(timeout=5)
 
     def ask_controller(self, message: Any) -> Any:
         """Ask the controller and wait (bounded by ``control_timeout_s``)."""
@@ -122,7 +145,8 @@ class Session:
         with self._lock:
             router = self.routers.get(key)
             if router is None:
-                router = self.routers[key] = Router(self, app, deployment)
+                router = Router(self, app, deployment)
+                self.routers[key] = router
         if not router.known:
             subscriber = f"{self.system.address}#{MEMBERSHIP_ACTOR}"
             router.update(self.ask_controller(SubscribeReplicas(app, deployment, subscriber)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from protocol import ServeStatusInfo
 
@@ -16,12 +17,16 @@ class DeploymentStatusOverview:
         message: why, in words ("" when HEALTHY).
         replica_states: replica counts by state, e.g. ``{"RUNNING": 2, "STARTING": 1}``.
         target_replicas: how many replicas it should have.
+        autoscaling: for an autoscaled deployment: ``target``, ``reason`` of
+            the last decision, ``total_requests`` seen, ``min_replicas``,
+            ``max_replicas``; None otherwise.
     """
 
     status: str
     message: str
     replica_states: dict[str, int]
     target_replicas: int
+    autoscaling: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,9 @@ def from_info(info: ServeStatusInfo) -> ServeStatus:
             app.message,
             app.ingress,
             {
-                dname: DeploymentStatusOverview(d.status, d.message, dict(d.replica_states), d.target_replicas)
+                dname: DeploymentStatusOverview(
+                    d.status, d.message, dict(d.replica_states), d.target_replicas, d.autoscaling
+                )
                 for dname, d in app.deployments.items()
             },
         )

@@ -1,0 +1,271 @@
+"""One MetricsAggregator per process: every handle's and replica's load,
+pushed to the controller in one message per interval (seed 002).
+
+Sources (routers and replicas) register with the process's
+:class:`MetricsRegistry` from any thread at any time; the registry holds them
+weakly, so a router that is garbage-collected drops out. The aggregator
+samples every source each record interval, averages the samples over the push
+window, and sends one :class:`MetricsPush` per push interval. A push whose
+predecessor is still unanswered is skipped, so nothing piles up.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import weakref
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgpack
+
+from protocol import HandleMetrics, MetricsPush, ReplicaMetrics, encode_fields
+
+from .._actor import Actor
+from .._config import ServeSettings
+from .._ref import ActorRef
+
+log = logging.getLogger("corral.serve")
+METRICS_ACTOR = "serve-metrics"
+
+
+class MetricsSource(Protocol):
+    def metrics_sample(self) -> tuple[Any, ...]:
+        """``("handle", app, deployment, id, queued, {replica: running}, waiting)``
+        or ``("replica", app, deployment, replica_id, running)``."""
+
+
+class MetricsRegistry:
+    """The process's registered metrics sources; safe from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sources: dict[int, weakref.ref[Any]] = {}
+        self._tokens = itertools.count(1)
+        self.push_now = threading.Event()
+
+    def register(self, source: MetricsSource) -> int:
+        """Add a source (held weakly); returns a token for :meth:`unregister`."""
+        token = next(self._tokens)
+        ref = weakref.ref(source, lambda _r, t=token: self.unregister(t))
+        with self._lock:
+            self._sources[token] = ref
+        return token
+
+    def unregister(self, token: int) -> None:
+        """Remove a source. Unknown tokens are ignored."""
+        with self._lock:
+            self._sources.pop(token, None)
+
+    def snapshot(self) -> list[tuple[int, MetricsSource]]:
+        """The live sources now (a copy: registering meanwhile is safe)."""
+        with self._lock:
+            refs = list(self._sources.items())
+        out = []
+        for token, ref in refs:
+            source = ref()
+            if source is not None:
+                out.append((token, source))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
+@dataclass
+class _Window:
+    kind: str
+    key: tuple[str, str, str]
+    samples: int = 0
+    queued: float = 0.0
+    running: dict[str, float] = field(default_factory=dict)
+    waiting: bool = False
+
+    def add(self, sample: tuple[Any, ...]) -> None:
+        self.samples += 1
+        if self.kind == "handle":
+            self.queued += sample[4]
+            for replica, count in sample[5].items():
+                self.running[replica] = self.running.get(replica, 0.0) + count
+            self.waiting = self.waiting or bool(sample[6])
+        else:
+            self.running[""] = self.running.get("", 0.0) + sample[4]
+
+    def report(self, now: float) -> Any:
+        n = max(1, self.samples)
+        app, deployment, ident = self.key
+        if self.kind == "handle":
+            running = {r: c / n for r, c in self.running.items()}
+            return HandleMetrics(app, deployment, ident, self.queued / n, running, self.waiting, now)
+        return ReplicaMetrics(app, deployment, ident, self.running.get("", 0.0) / n, now)
+
+
+class _Record:
+    pass
+
+
+class _PushNow:
+    pass
+
+
+@dataclass
+class AggregatorStatistics:
+    """Counters of one process's aggregator.
+
+    Attributes:
+        sources: registered handles and replicas.
+        pushes_sent: messages sent to the controller.
+        pushes_skipped: pushes skipped because the previous one was unanswered.
+        bytes_sent: payload bytes sent (after compression).
+        push_failures: pushes the controller did not acknowledge.
+    """
+
+    sources: int = 0
+    pushes_sent: int = 0
+    pushes_skipped: int = 0
+    bytes_sent: int = 0
+    push_failures: int = 0
+
+
+class MetricsAggregator(Actor):
+    """Samples every registered source and pushes to the controller.
+
+    Args:
+        registry: the process's sources.
+        settings: intervals and mode.
+        controller: where to push.
+    """
+
+    def __init__(self, registry: MetricsRegistry, settings: ServeSettings, controller: ActorRef) -> None:
+        super().__init__()
+        self.registry = registry
+        self.settings = settings
+        self.controller = controller
+        self.windows: dict[int, _Window] = {}
+        self.next_push = time.monotonic() + settings.metrics_push_interval_s
+        self.in_flight: dict[Any, Any] = {}
+        self.seq = itertools.count(1)
+        self.stats = AggregatorStatistics()
+        self._halt = threading.Event()
+        self._ticked = threading.Event()
+
+    def on_start(self) -> None:
+        me = self.actor_ref
+        interval = self.settings.metrics_record_interval_s
+        registry = self.registry
+        stop = self._halt
+        ticked = self._ticked
+
+        def ticker() -> None:
+            while not stop.is_set():
+                urgent = registry.push_now.wait(interval)
+                if stop.is_set():
+                    return
+                registry.push_now.clear()
+                if ticked.is_set() and not urgent:
+                    continue  # the last tick is still waiting: do not pile up
+                ticked.set()
+                try:
+                    me.tell(_PushNow() if urgent else _Record())
+                except Exception:
+                    return
+
+        threading.Thread(target=ticker, name="metrics-ticker", daemon=True).start()
+
+    def on_stop(self) -> None:
+        self._halt.set()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._halt.set()
+
+    def receive(self, message: Any) -> Any:
+        self._ticked.clear()
+        if type(message) is _Record:
+            self._sample()
+            if time.monotonic() >= self.next_push:
+                self._push()
+            return None
+        if type(message) is _PushNow:
+            self._sample()
+            self._push()
+            return None
+        raise TypeError(f"metrics aggregator got an unexpected {type(message).__name__}")
+
+    def _sample(self) -> None:
+        live = set()
+        for token, source in self.registry.snapshot():
+            live.add(token)
+            try:
+                sample = source.metrics_sample()
+            except Exception:
+                log.exception("metrics source %r failed to sample", source)
+                continue
+            window = self.windows.get(token)
+            if window is None:
+                window = self.windows[token] = _Window(sample[0], (sample[1], sample[2], sample[3]))
+            window.add(sample)
+        for token in set(self.windows) - live:
+            del self.windows[token]
+        self.stats.sources = len(live)
+
+    def _push(self) -> None:
+        self.next_push = time.monotonic() + self.settings.metrics_push_interval_s
+        now = time.time()
+        windows = self.windows
+        self.windows = {token: _Window(w.kind, w.key) for token, w in windows.items()}
+        if self.settings.metrics_mode == "handle":
+            for token, window in windows.items():
+                self._send(token, [window.report(now)])
+        else:
+            reports = [w.report(now) for w in windows.values()]
+            if reports:
+                self._send("process", reports)
+
+    def _send(self, slot: Any, reports: list[Any]) -> None:
+        pending = self.in_flight.get(slot)
+        if pending is not None and not pending.done():
+            self.stats.pushes_skipped += 1
+            return
+        handles = [encode_fields(r) for r in reports if isinstance(r, HandleMetrics)]
+        replicas = [encode_fields(r) for r in reports if isinstance(r, ReplicaMetrics)]
+        raw = msgpack.packb([handles, replicas], use_bin_type=True)
+        packed = zlib.compress(raw, 6)
+        compressed = len(packed) < len(raw)
+        payload = packed if compressed else raw
+        message = MetricsPush(self.system.address, next(self.seq), compressed, payload)
+        try:
+            future = self.controller.ask(message, timeout=self.settings.control_timeout_s)
+        except Exception as exc:
+            self.stats.push_failures += 1
+            log.debug("metrics push not sent: %s", exc)
+            return
+        self.stats.pushes_sent += 1
+        self.stats.bytes_sent += len(payload)
+        self.in_flight[slot] = future
+        future.add_done_callback(self._acknowledged)
+
+    def _acknowledged(self, future: Any) -> None:
+        try:
+            future.get(0)
+        except Exception as exc:
+            self.stats.push_failures += 1
+            log.debug("metrics push failed: %s", exc)
+
+
+def decode_push(push: MetricsPush, max_bytes: int = 64 * 1024 * 1024) -> tuple[list[Any], list[Any]]:
+    """Unpack a push's payload into its handle and replica report field lists.
+
+    Raises:
+        ValueError: the payload is not what a push carries.
+    """
+    try:
+        raw = zlib.decompressobj().decompress(push.payload, max_bytes) if push.compressed else push.payload
+        data = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise ValueError(f"unreadable metrics payload: {exc}") from None
+    if not (isinstance(data, list) and len(data) == 2 and all(isinstance(x, list) for x in data)):
+        raise ValueError("a metrics payload must be [handle_reports, replica_reports]")
+    return data[0], data[1]
