@@ -133,3 +133,29 @@ def serve_cluster() -> Iterator[object]:
         yield serve
     finally:
         serve.shutdown()
+
+
+def autoscaling_serve_config(**serve_overrides: object) -> Config:
+    from actors import ServeSettings
+
+    settings = dict(
+        reconcile_interval_s=0.05,
+        run_timeout_s=60.0,
+        request_timeout_s=30.0,
+        metrics_record_interval_s=0.05,
+        metrics_push_interval_s=0.2,
+    )
+    settings.update(serve_overrides)
+    return Config(transport=TransportConfig(**FAST), ask_timeout_s=10.0, serve=ServeSettings(**settings))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def autoscaling_cluster() -> Iterator[object]:
+    """An embedded head and two workers with short metrics intervals."""
+    from actors import serve
+
+    serve.start(workers=2, config=autoscaling_serve_config())
+    try:
+        yield serve
+    finally:
+        serve.shutdown()

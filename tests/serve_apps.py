@@ -187,3 +187,27 @@ class Concurrent:
 
     def peak_seen(self) -> int:
         return self.peak
+
+
+@serve.deployment(
+    max_ongoing_requests=4,
+    health_check_period_s=0.5,
+    graceful_shutdown_timeout_s=2,
+    autoscaling_config={
+        "target_ongoing_requests": 1,
+        "min_replicas": 1,
+        "max_replicas": 4,
+        "upscale_delay_s": 0.3,
+        "downscale_delay_s": 0.8,
+        "look_back_period_s": 1.0,
+    },
+)
+class Elastic:
+    def __call__(self, seconds: float) -> str:
+        threading.Event().wait(seconds)
+        return get_replica_context().replica_id
+
+
+def always_three(ctx: Any) -> int:
+    """A custom autoscaling policy: three replicas, whatever the load."""
+    return 3

@@ -211,12 +211,6 @@ class Controller(Actor):
                     "more than any worker has"
                 )
             configs[spec.name] = config
-        app = self.apps.get(message.name)
-        if app is not None and app.deleting:
-            raise RuntimeError(f"application {message.name!r} is being deleted; deploy it again once it is gone")
-        if app is None:
-            app = self.apps[message.name] = _App(message.name, message.ingress, {})
-        app.ingress = message.ingress
         policies = {}
         for spec in message.deployments:
             autoscaling = configs[spec.name].autoscaling()
@@ -225,6 +219,12 @@ class Controller(Actor):
                     policies[spec.name] = load_policy(autoscaling.policy)
                 except AutoscalingConfigError as exc:
                     raise DeploymentOptionError(f"deployment {spec.name!r}: {exc}") from None
+        app = self.apps.get(message.name)
+        if app is not None and app.deleting:
+            raise RuntimeError(f"application {message.name!r} is being deleted; deploy it again once it is gone")
+        if app is None:
+            app = self.apps[message.name] = _App(message.name, message.ingress, {})
+        app.ingress = message.ingress
         for spec in message.deployments:
             config = configs[spec.name]
             autoscaling = config.autoscaling()

@@ -136,7 +136,10 @@ class DeploymentConfig:
         Raises:
             DeploymentOptionError: an option is unknown or has a wrong value.
         """
-        return cls(**split_options(data)[1])
+        unknown = set(data) - set(_CONFIG_FIELDS)
+        if unknown:
+            raise DeploymentOptionError(f"unknown deployment options {sorted(unknown)}")
+        return cls(**data)
 
     def resource_request(self) -> dict[str, float]:
         """What one replica reserves on its node: CPU, GPU, memory and custom resources."""

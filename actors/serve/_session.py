@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -121,11 +122,13 @@ class Session:
         return self.metrics.register(source)
 
     def aggregator_statistics(self) -> Any:
-        """The aggregator's counters (None before it started)."""
+        """A snapshot of the aggregator's counters (None before it started)."""
         if self._aggregator is None:
             return None
         actor = self.system._actors.get(METRICS_ACTOR)
-        return None if actor is None else actor.proxy().stats.get(timeout=5)
+        if actor is None:
+            return None
+        return dataclasses.replace(actor.proxy().stats.get(timeout=5))
 
     def ask_controller(self, message: Any) -> Any:
         """Ask the controller and wait (bounded by ``control_timeout_s``)."""
