@@ -232,3 +232,28 @@ def test_a_replica_that_dies_while_stopping_is_not_reported_as_unhealthy() -> No
     state.on_died(stop.replica.replica_id, "gone")
     state.reconcile(0.0)
     assert state.status() == ("HEALTHY", "")
+
+
+def test_a_converged_deployment_needs_no_reconcile_until_something_changes_or_a_check_is_due() -> None:
+    state, _ = make(2, health_check_period_s=5.0)
+    assert state.needs_reconcile(0.0)
+    settle(state, now=0.0)
+    state.reconcile(0.0)
+    assert not state.needs_reconcile(1.0)
+    assert state.needs_reconcile(8.0), "a health check falls due within 1.5 periods"
+    state.set_target(spec(), state.config.replace(num_replicas=3))
+    assert state.needs_reconcile(1.0)
+    settle(state, now=1.0)
+    state.reconcile(1.0)
+    assert not state.needs_reconcile(1.0)
+    state.on_died(state.serving()[0].replica_id, "gone")
+    assert state.needs_reconcile(1.0)
+
+
+def test_a_deployment_waiting_for_a_start_retry_stays_due_until_the_retry() -> None:
+    state, _ = make(1)
+    (first,) = state.reconcile(0.0)
+    state.on_start_failed(first.replica.replica_id, "boom", 0.0)
+    assert state.reconcile(0.0) == []
+    assert state.needs_reconcile(0.01)
+    assert [type(c) for c in state.reconcile(10.0)] == [StartReplicaCmd]

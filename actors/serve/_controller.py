@@ -273,8 +273,10 @@ class Controller(Actor):
         now = time.monotonic()
         for app in list(self.apps.values()):
             for name, state in list(app.deployments.items()):
-                if state.autoscaler is not None and not state.deleting:
+                if state.autoscaler is not None and not state.deleting and now >= state.next_autoscale:
                     self._autoscale(app.name, state, now)
+                if not state.needs_reconcile(now):
+                    continue
                 for cmd in state.reconcile(now):
                     self._execute(state, cmd)
                 if state.finished_deleting:
@@ -289,6 +291,8 @@ class Controller(Actor):
         self.loop_ms.append((time.perf_counter() - start) * 1000)
 
     def _autoscale(self, app: str, state: DeploymentState, now: float) -> None:
+        # decisions only change when reports do: look twice per push interval (or at once, see _on_metrics)
+        state.next_autoscale = now + self.settings.metrics_push_interval_s / 2
         decider = state.autoscaler
         cfg = decider.config
         load = self.metrics.load((app, state.name), now, cfg.look_back_period_s, cfg.aggregation_function)
@@ -322,6 +326,7 @@ class Controller(Actor):
                 continue
             self.metrics_reports += 1
             self.metrics.ingest(report, now)
+            app.deployments[report.deployment].next_autoscale = 0.0  # new load: decide on the next tick
         for fields in replica_reports:
             try:
                 decode_fields(ReplicaMetrics, fields, "replica_metrics")

@@ -125,12 +125,20 @@ class DeploymentState:
         self.config = config
         self.autoscaler: Any = None  # an AutoscalingDecider, set by the controller
         self.last_load = 0.0
+        self.next_autoscale = 0.0
+        self._dirty = True
 
     # ---- target ---------------------------------------------------------------------
+
+    def needs_reconcile(self, now: float) -> bool:
+        """Whether :meth:`reconcile` has anything to do now (O(1)): something
+        changed since it last converged, or a health check is due."""
+        return self._dirty or (bool(self._health_heap) and self._health_heap[0][0] <= now)
 
     def set_target(self, spec: DeploymentSpec, config: DeploymentConfig) -> None:
         """Adopt a new target: a new version rolls, a user_config change reconfigures,
         a replica count change scales."""
+        self._dirty = True
         old_target = self.config.num_replicas
         code_changed = spec.version != self.spec.version
         if code_changed:
@@ -151,6 +159,7 @@ class DeploymentState:
     def delete(self) -> None:
         """Stop every replica; the deployment is gone once none is left."""
         self.deleting = True
+        self._dirty = True
 
     @property
     def finished_deleting(self) -> bool:
@@ -166,6 +175,7 @@ class DeploymentState:
 
     def on_started(self, replica_id: str, now: float) -> None:
         """The replica's constructor returned."""
+        self._dirty = True
         record = self.replicas.get(replica_id)
         if record is None or self.replicas.state_of(replica_id) is not S.STARTING:
             return
@@ -181,6 +191,7 @@ class DeploymentState:
 
     def on_start_failed(self, replica_id: str, error: str, now: float) -> None:
         """The replica's constructor raised (or it never answered)."""
+        self._dirty = True
         record = self._drop(replica_id)
         if record is None or record.version != self.spec.version:
             return
@@ -191,22 +202,26 @@ class DeploymentState:
 
     def on_stopped(self, replica_id: str) -> None:
         """The replica has stopped (or its node is gone)."""
+        self._dirty = True
         self._drop(replica_id)
 
     def on_died(self, replica_id: str, reason: str) -> None:
         """The replica's actor or process died without being asked to stop."""
+        self._dirty = True
         was_stopping = self.replicas.state_of(replica_id) is S.STOPPING
         if self._drop(replica_id) is not None and not was_stopping:
             self._note = f"replica {replica_id} died ({reason}); replacing it"
 
     def on_node_lost(self, node_id: str, reason: str) -> None:
         """Every replica on the node is gone."""
+        self._dirty = True
         lost = [rid for rid, _, rec in self.replicas.items() if rec.node_id == node_id]
         for rid in lost:
             self.on_died(rid, f"its worker {node_id} is gone: {reason}")
 
     def on_health(self, replica_id: str, ok: bool, ongoing: int, error: str, now: float) -> StopReplicaCmd | None:
         """A health check answered (or timed out). Returns a stop for a replica past the threshold."""
+        self._dirty = True
         record = self.replicas.get(replica_id)
         if record is None:
             return None
@@ -225,6 +240,7 @@ class DeploymentState:
 
     def on_reconfigured(self, replica_id: str, version: int, error: str | None) -> StopReplicaCmd | None:
         """A reconfigure call returned; a failed one replaces the replica."""
+        self._dirty = True
         record = self.replicas.get(replica_id)
         if record is None or self.replicas.state_of(replica_id) is not S.UPDATING:
             return None
@@ -245,6 +261,7 @@ class DeploymentState:
         if self.deleting:
             for _, _, record in self.replicas.items(LIVE_STATES):
                 cmds.append(self._stop(record, self.config.graceful_shutdown_timeout_s))
+            self._dirty = len(self.replicas) > 0 and bool(cmds)
             return cmds
         self._due_health_checks(now, cmds)
         if self._to_reconfigure:
@@ -264,6 +281,9 @@ class DeploymentState:
         if self._converged():
             self._transition = None
             self._note = ""
+            self._dirty = bool(cmds) or self.failed
+        elif not cmds and (self.failed or now < self._failures.retry_at):
+            self._dirty = not self.failed  # a retry is due later: keep looking until it is
         return cmds
 
     def _roll(self, target: int, cmds: list[Command], now: float) -> None:
