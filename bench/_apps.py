@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from actors import serve
@@ -13,3 +14,8 @@ class Noop:
 
     def __call__(self, x: Any = None) -> Any:
         return x
+
+    def hold(self, seconds: float) -> float:
+        """Keeps a request in flight for a while (load for autoscaling)."""
+        threading.Event().wait(seconds)
+        return seconds

@@ -60,18 +60,19 @@ def write_json(path: str | None, figures: dict[str, float | int | str]) -> None:
 class Child:
     """A helper process started with a pipe on stdin; it ends when the pipe closes."""
 
-    def __init__(self, args: Sequence[str]) -> None:
+    def __init__(self, args: Sequence[str], ready: str = "ADDRESS", timeout: float = 120.0) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
         )
         box: list[str] = []
         reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
         reader.start()
-        reader.join(30)
-        if not box or not box[0].startswith("ADDRESS "):
+        reader.join(timeout)
+        if not box or not box[0].startswith(ready):
             self.close()
             raise RuntimeError(f"helper {args} did not start: {box!r}")
-        self.address = box[0].split()[1]
+        parts = box[0].split()
+        self.address = parts[1] if len(parts) > 1 else ""
 
     def close(self) -> None:
         if self.proc.stdin and not self.proc.stdin.closed:

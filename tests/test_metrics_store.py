@@ -20,6 +20,7 @@ def test_the_load_sums_queued_and_running_over_handles() -> None:
 
 def test_samples_in_the_window_are_aggregated_per_handle() -> None:
     store = MetricsStore(staleness_s=30)
+    store.load(("app", "d"), 0, 30, "mean")  # asks for a 30 s window: history is kept that long
     for at, n in ((90, 2), (95, 4), (100, 9)):
         store.ingest(report("h1", 0, {"r": n}), received_at=at)
     assert store.load(("app", "d"), 100, 30, "mean").total_requests == 5
@@ -47,3 +48,11 @@ def test_unknown_and_forgotten_deployments_have_no_load() -> None:
     store.ingest(report("h", 1, {}), received_at=0)
     store.forget(("app", "d"))
     assert store.load(("app", "d"), 0, 30, "mean").handles == 0
+
+
+def test_history_is_kept_only_as_long_as_the_longest_window_asked_for() -> None:
+    store = MetricsStore(staleness_s=5)
+    for at in range(100):
+        store.ingest(report("h", 0, {"r": at}), received_at=float(at))
+    assert store.load(("app", "d"), 99, 5, "min").total_requests == 94
+    assert len(store._samples[("app", "d")]["h"]) <= 7

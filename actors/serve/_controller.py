@@ -126,6 +126,7 @@ class Controller(Actor):
         self.metrics_bytes = 0
         self.metrics_dropped = 0
         self.metrics_reports = 0
+        self.metrics_by_sender: dict[str, int] = {}
         self._tick_queued = threading.Event()
         self._stop_ticker = threading.Event()
 
@@ -306,6 +307,8 @@ class Controller(Actor):
 
     def _on_metrics(self, push: MetricsPush) -> str:
         self.metrics_messages += 1
+        if len(self.metrics_by_sender) < 10_000 or push.sender in self.metrics_by_sender:
+            self.metrics_by_sender[push.sender] = self.metrics_by_sender.get(push.sender, 0) + 1
         self.metrics_bytes += len(push.payload)
         try:
             handle_reports, replica_reports = decode_push(push)
@@ -326,7 +329,8 @@ class Controller(Actor):
                 continue
             self.metrics_reports += 1
             self.metrics.ingest(report, now)
-            app.deployments[report.deployment].next_autoscale = 0.0  # new load: decide on the next tick
+            if report.waiting_with_no_replica:
+                app.deployments[report.deployment].next_autoscale = 0.0  # scale from zero on the next tick
         for fields in replica_reports:
             try:
                 decode_fields(ReplicaMetrics, fields, "replica_metrics")
@@ -505,6 +509,7 @@ class Controller(Actor):
             "metrics_bytes": self.metrics_bytes,
             "metrics_reports": self.metrics_reports,
             "metrics_dropped": self.metrics_dropped,
+            "metrics_by_sender": dict(self.metrics_by_sender),
             "process_cpu_s": time.process_time(),
         }
         if not times:

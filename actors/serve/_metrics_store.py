@@ -32,14 +32,17 @@ class Load:
 class MetricsStore:
     """Recent handle reports for every deployment.
 
+    History is kept for the longest look-back window asked for so far (at
+    least the staleness bound), so memory stays proportional to what
+    decisions use.
+
     Args:
         staleness_s: a handle whose latest report is older than this is ignored.
-        max_window_s: the longest look-back window kept.
     """
 
-    def __init__(self, staleness_s: float, max_window_s: float = 600.0) -> None:
+    def __init__(self, staleness_s: float) -> None:
         self._staleness = staleness_s
-        self._keep = max_window_s
+        self._keep = staleness_s
         # (app, deployment) -> handle id -> deque of (received_at, total, waiting)
         self._samples: dict[tuple[str, str], dict[str, deque[tuple[float, float, bool]]]] = {}
 
@@ -58,6 +61,8 @@ class MetricsStore:
 
     def load(self, key: tuple[str, str], now: float, look_back_s: float, how: str) -> Load:
         """The deployment's load over the last ``look_back_s``, stale handles left out."""
+        if look_back_s > self._keep:
+            self._keep = look_back_s
         handles = self._samples.get(key)
         if not handles:
             return Load(0.0, False, 0)
@@ -71,8 +76,12 @@ class MetricsStore:
                     del handles[handle_id]
                 continue
             fresh += 1
-            in_window = [t for at, t, _ in window if at >= start] or [window[-1][1]]
-            total += aggregate(in_window, how)
+            in_window = []
+            for at, value, _ in reversed(window):
+                if at < start:
+                    break
+                in_window.append(value)
+            total += aggregate(in_window or [window[-1][1]], how)
             waiting = waiting or window[-1][2]
         return Load(total, waiting, fresh)
 
