@@ -84,6 +84,7 @@ class StartReplica:
     replica_id: str
     node_id: str
     spec: DeploymentSpec
+    gang: dict[str, Any] | None = None
 
 
 @message("stop_replica")
@@ -168,6 +169,19 @@ class NodeInfo:
     replicas: int
 
 
+@message("reservation_info")
+@dataclass(frozen=True, slots=True)
+class ReservationInfo:
+    """Resources held for one gang: a bundle on the node of each rank."""
+
+    name: str
+    app: str
+    deployment: str
+    gang_id: str
+    nodes: list[str]
+    bundle: dict[str, float]
+
+
 @message("serve_status")
 @dataclass(frozen=True, slots=True)
 class ServeStatusInfo:
@@ -175,6 +189,7 @@ class ServeStatusInfo:
 
     applications: dict[str, ApplicationStatusInfo]
     nodes: list[NodeInfo] = field(default_factory=list)
+    reservations: list[ReservationInfo] = field(default_factory=list)
 
 
 @message("subscribe_replicas")

@@ -30,12 +30,13 @@ from ._api import (
     status,
 )
 from ._app import Application, Deployment, deployment
-from ._context import ReplicaContext, get_replica_context
+from ._context import GangContext, ReplicaContext, get_replica_context
+from ._gangs import GangSchedulingConfig
 from ._handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 from ._router import BackPressureError, DeploymentNotFoundError, ReplicaDiedError, RouterStatistics
 from ._options import DeploymentConfig, DeploymentOptionError
 from ._replica import ReplicaStoppingError
-from ._status import ApplicationStatusOverview, DeploymentStatusOverview, NodeStatus, ServeStatus
+from ._status import ApplicationStatusOverview, DeploymentStatusOverview, NodeStatus, ReservationStatus, ServeStatus
 
 __all__ = [
     "Application",
@@ -52,9 +53,12 @@ __all__ = [
     "DeploymentOptionError",
     "DeploymentResponse",
     "DeploymentStatusOverview",
+    "GangContext",
+    "GangSchedulingConfig",
     "NodeStatus",
     "ReplicaContext",
     "ReplicaStoppingError",
+    "ReservationStatus",
     "ServeStatus",
     "add_worker",
     "controller_stats",

@@ -8,6 +8,25 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class GangContext:
+    """The gang a replica belongs to.
+
+    Attributes:
+        gang_id: the gang's id (shared by its members).
+        rank: this member's rank, 0 .. world_size - 1.
+        world_size: members in the gang.
+        member_replica_ids: every member's replica id, by rank.
+        reservation_name: the resource reservation the gang holds.
+    """
+
+    gang_id: str
+    rank: int
+    world_size: int
+    member_replica_ids: list[str]
+    reservation_name: str
+
+
+@dataclass(frozen=True)
 class ReplicaContext:
     """The identity of the replica running the current code.
 
@@ -23,7 +42,7 @@ class ReplicaContext:
     deployment: str
     app_name: str
     node_id: str
-    gang_context: Any = None
+    gang_context: GangContext | None = None
 
 
 _local = threading.local()

@@ -20,6 +20,7 @@ from protocol import (
     MetricsPush,
     ProtocolError,
     ReplicaMetrics,
+    ReservationInfo,
     decode_fields,
     DeleteApp,
     DeployApp,
@@ -52,6 +53,7 @@ from ._deployment_state import (
     make_limits,
 )
 from ._autoscaling import AutoscalingConfigError, AutoscalingDecider, PolicyContext, load_policy
+from ._gangs import could_ever_hold
 from ._metrics import decode_push
 from ._metrics_store import MetricsStore
 from ._options import DeploymentConfig, DeploymentOptionError
@@ -190,6 +192,9 @@ class Controller(Actor):
         ref = self.system.ref(message.address, "node")
         token = self.system.watch(ref, self._on_death("node", message.node_id))
         self.nodes[message.node_id] = _Node(message.node_id, ref, token)
+        for app in self.apps.values():
+            for state in app.deployments.values():
+                state.mark_dirty()  # replicas or gangs waiting for room may fit now
         log.info("worker %s joined from %s with %s", message.node_id, message.address, message.resources)
         return message.node_id
 
@@ -206,6 +211,14 @@ class Controller(Actor):
             except DeploymentOptionError as exc:
                 raise DeploymentOptionError(f"deployment {spec.name!r}: {exc}") from None
             request = config.resource_request()
+            gang = config.gang()
+            if gang is not None and self.cluster.nodes and not could_ever_hold(
+                self.cluster, request, gang.gang_size, gang.gang_placement_strategy
+            ):
+                raise DeploymentOptionError(
+                    f"deployment {spec.name!r}: a gang of {gang.gang_size} x {request or 'nothing'} "
+                    f"({gang.gang_placement_strategy}) does not fit on the workers even when they are empty"
+                )
             if request and self.cluster.nodes and not self.cluster.could_ever_fit(request):
                 raise DeploymentOptionError(
                     f"deployment {spec.name!r}: option 'actor_options' asks for {request} per replica, "
@@ -232,7 +245,8 @@ class Controller(Actor):
             state = app.deployments.get(spec.name)
             keep = state is not None and state.autoscaler is not None and state.config.autoscaling_config == config.autoscaling_config
             if autoscaling is not None:
-                config = config.replace(num_replicas=state.config.num_replicas if keep else autoscaling.start_replicas)  # type: ignore[union-attr]
+                start = state.config.num_replicas if keep else autoscaling.start_replicas  # type: ignore[union-attr]
+                config = config.replace(num_replicas=_whole_gangs(start, config))
             if state is None:
                 state = app.deployments[spec.name] = DeploymentState(spec, config, self.cluster, self.limits)
             else:
@@ -299,7 +313,7 @@ class Controller(Actor):
         load = self.metrics.load((app, state.name), now, cfg.look_back_period_s, cfg.aggregation_function)
         current = state.config.num_replicas
         ctx = PolicyContext(cfg, current, state.serving_count(), load.total_requests, load.waiting_with_no_replica)
-        wanted = decider.decide(ctx, now)
+        wanted = _whole_gangs(decider.decide(ctx, now), state.config)
         state.last_load = load.total_requests
         if wanted != current:
             log.info("autoscaling %s/%s: %s", app, state.name, decider.reason)
@@ -347,7 +361,9 @@ class Controller(Actor):
             if node is None:
                 self._tell_self(_Result("start", rid, None, f"worker {record.node_id} is gone"))
                 return
-            self._ask(node.ref, StartReplica(rid, record.node_id, cmd.spec), "start", rid, self.settings.replica_start_timeout_s)
+            self._ask(
+                node.ref, StartReplica(rid, record.node_id, cmd.spec, cmd.gang), "start", rid, self.settings.replica_start_timeout_s
+            )
         elif isinstance(cmd, StopReplicaCmd):
             node = self.nodes.get(record.node_id)
             if node is None:
@@ -496,7 +512,13 @@ class Controller(Actor):
             NodeInfo(n.node_id, n.address, dict(n.total), {k: round(v, 6) for k, v in n.available.items()}, n.replicas)
             for n in self.cluster.nodes
         ]
-        return ServeStatusInfo(apps, nodes)
+        reservations = [
+            ReservationInfo(g.reservation.name, app.name, name, g.gang_id, list(g.reservation.nodes), dict(g.reservation.bundle))
+            for app in self.apps.values()
+            for name, state in app.deployments.items()
+            for g in state.gangs.values()
+        ]
+        return ServeStatusInfo(apps, nodes, reservations)
 
     def _stats(self) -> dict[str, Any]:
         times = sorted(self.loop_ms)
@@ -521,6 +543,14 @@ class Controller(Actor):
             "loop_ms_p99": times[min(len(times) - 1, int(len(times) * 0.99))],
             "loop_ms_max": times[-1],
         }
+
+
+def _whole_gangs(replicas: int, config: DeploymentConfig) -> int:
+    """Round a replica count up to whole gangs."""
+    gang = config.gang()
+    if gang is None:
+        return replicas
+    return -(-replicas // gang.gang_size) * gang.gang_size
 
 
 def _settled(what: str, rid: str, done: Future[Any]) -> _Result:

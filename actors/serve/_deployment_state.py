@@ -18,6 +18,7 @@ from typing import Any
 
 from protocol import DeploymentSpec
 
+from ._gangs import GangSchedulingConfig, Reservation, release_gang, reserve_gang
 from ._options import DeploymentConfig
 from ._placement import Cluster
 from ._replica_states import LIVE_STATES, ReplicaState, ReplicaStateContainer
@@ -42,6 +43,8 @@ class ReplicaRecord:
     health_failures: int = 0
     health_in_flight: bool = False
     next_health_check: float = 0.0
+    gang_id: str | None = None
+    rank: int = 0
 
     @property
     def actor(self) -> str:
@@ -53,6 +56,28 @@ class ReplicaRecord:
 class StartReplicaCmd:
     replica: ReplicaRecord
     spec: DeploymentSpec
+    gang: dict[str, Any] | None = None
+
+
+@dataclass
+class Gang:
+    """Members that start, serve and stop together, and what they hold."""
+
+    gang_id: str
+    version: str
+    reservation: Reservation
+    members: list[str]
+    ready: set[str] = field(default_factory=set)
+    torn_down: bool = False
+
+    def context(self, rank: int) -> dict[str, Any]:
+        return {
+            "gang_id": self.gang_id,
+            "rank": rank,
+            "world_size": len(self.members),
+            "member_replica_ids": list(self.members),
+            "reservation_name": self.reservation.name,
+        }
 
 
 @dataclass(frozen=True)
@@ -125,10 +150,16 @@ class DeploymentState:
         self.config = config
         self.autoscaler: Any = None  # an AutoscalingDecider, set by the controller
         self.last_load = 0.0
+        self.gangs: dict[str, Gang] = {}
+        self._queued: list[Command] = []
         self.next_autoscale = 0.0
         self._dirty = True
 
     # ---- target ---------------------------------------------------------------------
+
+    def mark_dirty(self) -> None:
+        """Something outside changed (e.g. a worker joined): look again."""
+        self._dirty = True
 
     def needs_reconcile(self, now: float) -> bool:
         """Whether :meth:`reconcile` has anything to do now (O(1)): something
@@ -179,20 +210,37 @@ class DeploymentState:
         record = self.replicas.get(replica_id)
         if record is None or self.replicas.state_of(replica_id) is not S.STARTING:
             return
-        self._move(record, S.RUNNING)
+        members = [record]
+        if record.gang_id is not None:
+            gang = self.gangs[record.gang_id]
+            gang.ready.add(replica_id)
+            if len(gang.ready) < len(gang.members):
+                return  # a gang joins the serving set whole, never member by member
+            members = [m for m in (self.replicas.get(rid) for rid in gang.members) if m is not None]
         self._failures.ever_ran.add(record.version)
         if record.version == self.spec.version:
             self._failures.count = 0
-        # spread first checks over a period, so replicas started together are not checked together
-        spread = (zlib.crc32(replica_id.encode()) % 1000) / 1000
-        self._schedule_health(record, now + self.config.health_check_period_s * (0.5 + spread))
+        for member in members:
+            self._move(member, S.RUNNING)
+            # spread first checks over a period, so replicas started together are not checked together
+            spread = (zlib.crc32(member.replica_id.encode()) % 1000) / 1000
+            self._schedule_health(member, now + self.config.health_check_period_s * (0.5 + spread))
         if record.user_config_version != self._user_config_version:
             self._to_reconfigure.add(replica_id)
 
     def on_start_failed(self, replica_id: str, error: str, now: float) -> None:
         """The replica's constructor raised (or it never answered)."""
         self._dirty = True
-        record = self._drop(replica_id)
+        record = self.replicas.get(replica_id)
+        if record is not None and record.gang_id is not None:
+            gang = self.gangs.get(record.gang_id)
+            first = gang is not None and not gang.torn_down
+            self._tear_down_gang(record.gang_id, f"member {replica_id} failed to start", exclude=replica_id)
+            self._drop(replica_id)
+            if not first:
+                return  # the gang's failure is counted once
+        else:
+            record = self._drop(replica_id)
         if record is None or record.version != self.spec.version:
             return
         failures = self._failures
@@ -209,8 +257,13 @@ class DeploymentState:
         """The replica's actor or process died without being asked to stop."""
         self._dirty = True
         was_stopping = self.replicas.state_of(replica_id) is S.STOPPING
+        record = self.replicas.get(replica_id)
+        if record is not None and record.gang_id is not None and not was_stopping:
+            self._tear_down_gang(record.gang_id, f"member {replica_id} died ({reason})", exclude=replica_id)
         if self._drop(replica_id) is not None and not was_stopping:
             self._note = f"replica {replica_id} died ({reason}); replacing it"
+            if record is not None and record.gang_id is not None:
+                self._note = f"gang {record.gang_id}: member {replica_id} died ({reason}); restarting the gang"
 
     def on_node_lost(self, node_id: str, reason: str) -> None:
         """Every replica on the node is gone."""
@@ -233,6 +286,9 @@ class DeploymentState:
             record.health_failures += 1
             if record.health_failures >= self._limits.health_check_failure_threshold:
                 self._note = f"replica {replica_id} failed {record.health_failures} health checks ({error}); replacing it"
+                if record.gang_id is not None:
+                    self._note = f"gang {record.gang_id}: {self._note}, with its whole gang"
+                    self._tear_down_gang(record.gang_id, "a member failed its health checks", exclude=replica_id)
                 return self._stop(record, 0.0)
         if self.replicas.state_of(replica_id) in SERVING:
             self._schedule_health(record, now + self.config.health_check_period_s)
@@ -257,7 +313,8 @@ class DeploymentState:
 
     def reconcile(self, now: float) -> list[Command]:
         """Decide what to do now. Pure apart from updating this object."""
-        cmds: list[Command] = []
+        cmds: list[Command] = self._queued
+        self._queued = []
         if self.deleting:
             for _, _, record in self.replicas.items(LIVE_STATES):
                 cmds.append(self._stop(record, self.config.graceful_shutdown_timeout_s))
@@ -269,7 +326,10 @@ class DeploymentState:
         target = self.config.num_replicas
         live = self.replicas.count(LIVE_STATES)
         new_live = self._live_by_version[self.spec.version]
-        if live != new_live:
+        gang = self.config.gang()
+        if gang is not None:
+            self._reconcile_gangs(gang, target, cmds, now)
+        elif live != new_live:
             self._roll(target, cmds, now)
         elif new_live > target:
             for record in self._pick_to_stop(new_live - target, self.replicas.items(LIVE_STATES)):
@@ -285,6 +345,102 @@ class DeploymentState:
         elif not cmds and (self.failed or now < self._failures.retry_at):
             self._dirty = not self.failed  # a retry is due later: keep looking until it is
         return cmds
+
+    def _reconcile_gangs(self, gang: GangSchedulingConfig, target: int, cmds: list[Command], now: float) -> None:
+        size = gang.gang_size
+        version = self.spec.version
+        live = [g for g in self.gangs.values() if not g.torn_down]
+        new = [g for g in live if g.version == version]
+        old = [g for g in live if g.version != version]
+        target_gangs = target // size
+        for g in old:
+            if not self._gang_serving(g):
+                self._tear_down_gang(g.gang_id, "replaced by a new version", graceful=False)
+        old_serving = [g for g in old if self._gang_serving(g)]
+        new_serving = [g for g in new if self._gang_serving(g)]
+        excess = len(new_serving) + len(old_serving) - target_gangs if old else len(new) - target_gangs
+        pool = old_serving if old else sorted(new, key=lambda g: (self._gang_serving(g), self._gang_load(g)))
+        for g in pool[: max(0, excess)]:
+            self._tear_down_gang(g.gang_id, "scaled down" if not old else "replaced by a new version", graceful=True)
+        live_count = sum(1 for g in self.gangs.values() if not g.torn_down)
+        room = target_gangs + 1 - live_count if old else target_gangs - live_count
+        wanted = target_gangs - len([g for g in self.gangs.values() if not g.torn_down and g.version == version])
+        for _ in range(max(0, min(room, wanted))):
+            if not self._start_gang(gang, cmds, now):
+                break
+        else:
+            self._waiting = ""
+        cmds.extend(self._queued)
+        self._queued = []
+
+    def _start_gang(self, gang: GangSchedulingConfig, cmds: list[Command], now: float) -> bool:
+        if self.failed or now < self._failures.retry_at:
+            return False
+        request = self.config.resource_request()
+        gang_id = f"{self.app}.{self.name}.gang-{secrets.token_hex(3)}"
+        reservation = reserve_gang(self._cluster, f"reservation-{gang_id}", request, gang.gang_size, gang.gang_placement_strategy)
+        if reservation is None:
+            self._waiting = (
+                f"waiting for resources: a gang of {gang.gang_size} x {request or 'nothing'} "
+                f"({gang.gang_placement_strategy}) fits on no worker now"
+            )
+            return False
+        members = [f"{gang_id}.r{rank}" for rank in range(gang.gang_size)]
+        record_of = Gang(gang_id, self.spec.version, reservation, members)
+        self.gangs[gang_id] = record_of
+        for rank, replica_id in enumerate(members):
+            node = self._cluster.get(reservation.nodes[rank])
+            assert node is not None
+            record = ReplicaRecord(
+                replica_id=replica_id,
+                node_id=node.node_id,
+                address=node.address,
+                version=self.spec.version,
+                request={},
+                user_config_version=self._user_config_version,
+                gang_id=gang_id,
+                rank=rank,
+            )
+            self._add(record, S.STARTING)
+            cmds.append(StartReplicaCmd(record, self.spec, record_of.context(rank)))
+        return True
+
+    def _tear_down_gang(self, gang_id: str, why: str, graceful: bool = False, exclude: str | None = None) -> None:
+        """Stop every live member of a gang, in whatever state it is (PENDING_MIGRATION included)."""
+        gang = self.gangs.get(gang_id)
+        if gang is None:
+            return
+        gang.torn_down = True
+        timeout = self.config.graceful_shutdown_timeout_s if graceful else 0.0
+        for replica_id in gang.members:
+            if replica_id == exclude:
+                continue
+            state = self.replicas.state_of(replica_id)
+            if state is not None and state is not S.STOPPING:
+                record = self.replicas.get(replica_id)
+                assert record is not None
+                self._queued.append(self._stop(record, timeout))
+        self._dirty = True
+        self._release_if_empty(gang)
+
+    def _release_if_empty(self, gang: Gang) -> None:
+        if any(rid in self.replicas for rid in gang.members):
+            return
+        release_gang(self._cluster, gang.reservation)
+        del self.gangs[gang.gang_id]
+
+    def _gang_serving(self, gang: Gang) -> bool:
+        return all(self.replicas.state_of(rid) in SERVING for rid in gang.members)
+
+    def _gang_load(self, gang: Gang) -> int:
+        return sum(r.ongoing for r in (self.replicas.get(rid) for rid in gang.members) if r is not None)
+
+    def reservations(self) -> list[Reservation]:
+        """The gang reservations held now."""
+        return [g.reservation for g in self.gangs.values()]
+
+    def gang_of(self, gang_id: str) -> Gang | None:
+        return self.gangs.get(gang_id)
 
     def _roll(self, target: int, cmds: list[Command], now: float) -> None:
         version = self.spec.version
@@ -392,6 +548,14 @@ class DeploymentState:
             del self._per_node[record.node_id]
         self._cluster.release(record.node_id, record.request)
         self._to_reconfigure.discard(replica_id)
+        if self._queued:
+            self._queued = [c for c in self._queued if c.replica.replica_id != replica_id]
+        if record.gang_id is not None:
+            gang = self.gangs.get(record.gang_id)
+            if gang is not None:
+                gang.torn_down = True
+                gang.ready.discard(replica_id)
+                self._release_if_empty(gang)
         return record
 
     def _count(self, record: ReplicaRecord, old: ReplicaState | None, new: ReplicaState | None) -> None:
@@ -405,12 +569,15 @@ class DeploymentState:
 
     def _retry_limit(self) -> int:
         limits = self._limits
-        return min(limits.max_constructor_retries, max(1, self.config.num_replicas) * limits.constructor_retries_per_replica)
+        gang = self.config.gang()
+        units = self.config.num_replicas // gang.gang_size if gang is not None else self.config.num_replicas
+        return min(limits.max_constructor_retries, max(1, units) * limits.constructor_retries_per_replica)
 
     def _converged(self) -> bool:
         version = self.spec.version
         return (
-            self._serving_by_version[version] == self.config.num_replicas
+            not self._queued
+            and self._serving_by_version[version] == self.config.num_replicas
             and self.replicas.count(LIVE_STATES) == self.config.num_replicas
             and self.replicas.count([S.STOPPING]) == 0
             and not self._to_reconfigure
@@ -433,8 +600,9 @@ class DeploymentState:
         version = self.spec.version
         serving = self._serving_by_version[version]
         if self.failed:
+            unit = " (counting gangs)" if self.config.gang() is not None else ""
             return "DEPLOY_FAILED", (
-                f"the constructor of {self.name} failed {self._failures.count} times; "
+                f"the constructor of {self.name} failed {self._failures.count} times{unit}; "
                 f"last error: {self._failures.last_error}"
             )
         waiting = f"; {self._waiting}" if self._waiting else ""

@@ -9,7 +9,7 @@ from protocol import ListReplicas, StartReplica, StopReplica
 from .._actor import Actor
 from .._future import Future
 from .._ref import ActorRef
-from ._context import ReplicaContext
+from ._context import GangContext, ReplicaContext
 from ._replica import Replica, drain_message
 
 
@@ -41,7 +41,8 @@ class NodeAgent(Actor):
 
     def _start_replica(self, message: StartReplica) -> Future[bool]:
         spec = message.spec
-        context = ReplicaContext(message.replica_id, spec.name, spec.app, self.node_id)
+        gang = GangContext(**message.gang) if message.gang else None
+        context = ReplicaContext(message.replica_id, spec.name, spec.app, self.node_id, gang)
         ready: Future[bool] = Future(f"start of replica {message.replica_id}")
         ref = self.system.spawn(Replica, spec, context, ready, self.resolve_args, name=f"replica/{message.replica_id}")
         self.replicas[message.replica_id] = ref

@@ -13,14 +13,13 @@ from typing import Any
 import msgpack
 
 from ._autoscaling import AutoscalingConfig, AutoscalingConfigError
+from ._gangs import GangConfigError, GangSchedulingConfig
 
 # Options accepted by @serve.deployment and .options(); "name" and "version" are
 # the deployment's identity, the rest its config.
 _ALIASES = {"ray_actor_options": "actor_options"}
 _ACTOR_OPTION_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
-_NOT_YET = {
-    "gang_scheduling_config": "gang scheduling is not available yet in this version of corral",
-}
+_NOT_YET: dict[str, str] = {}
 
 
 class DeploymentOptionError(ValueError):
@@ -88,6 +87,7 @@ class DeploymentConfig:
         actor_options: ``num_cpus``, ``num_gpus``, ``memory``, ``resources``.
         autoscaling_config: Ray Serve's autoscaling fields; when set, the
             replica count follows load and ``num_replicas`` is not used.
+        gang_scheduling_config: replicas in gangs that start, fail and stop as one.
     """
 
     num_replicas: int = 1
@@ -100,6 +100,7 @@ class DeploymentConfig:
     graceful_shutdown_wait_loop_s: float = 2.0
     actor_options: dict[str, Any] = field(default_factory=dict)
     autoscaling_config: dict[str, Any] | None = None
+    gang_scheduling_config: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _number("num_replicas", self.num_replicas, integer=True)
@@ -116,6 +117,21 @@ class DeploymentConfig:
         except AutoscalingConfigError as exc:
             raise DeploymentOptionError(f"deployment option {exc}") from None
         object.__setattr__(self, "autoscaling_config", None if autoscaling is None else autoscaling.to_dict())
+        try:
+            gang = GangSchedulingConfig.from_value(self.gang_scheduling_config)
+        except GangConfigError as exc:
+            raise DeploymentOptionError(f"deployment option {exc}") from None
+        object.__setattr__(self, "gang_scheduling_config", None if gang is None else gang.to_dict())
+        if gang is not None and self.num_replicas % gang.gang_size:
+            raise DeploymentOptionError(
+                f"deployment option 'num_replicas' ({self.num_replicas}) must be a multiple of "
+                f"gang_scheduling_config.gang_size ({gang.gang_size})"
+            )
+
+    def gang(self) -> GangSchedulingConfig | None:
+        """The gang scheduling config, or None for independent replicas."""
+        g = self.gang_scheduling_config
+        return None if g is None else GangSchedulingConfig(**g)
 
     def autoscaling(self) -> AutoscalingConfig | None:
         """The autoscaling config, or None for a fixed replica count."""

@@ -58,11 +58,24 @@ class NodeStatus:
 
 
 @dataclass(frozen=True)
+class ReservationStatus:
+    """Resources one gang holds: a bundle on the node of each rank."""
+
+    name: str
+    app: str
+    deployment: str
+    gang_id: str
+    nodes: list[str]
+    bundle: dict[str, float]
+
+
+@dataclass(frozen=True)
 class ServeStatus:
-    """Every application, and the worker nodes."""
+    """Every application, the worker nodes, and the gang reservations."""
 
     applications: dict[str, ApplicationStatusOverview] = field(default_factory=dict)
     nodes: list[NodeStatus] = field(default_factory=list)
+    reservations: list[ReservationStatus] = field(default_factory=list)
 
 
 def from_info(info: ServeStatusInfo) -> ServeStatus:
@@ -82,4 +95,5 @@ def from_info(info: ServeStatusInfo) -> ServeStatus:
         for name, app in info.applications.items()
     }
     nodes = [NodeStatus(n.node_id, n.address, dict(n.total), dict(n.available), n.replicas) for n in info.nodes]
-    return ServeStatus(apps, nodes)
+    reservations = [ReservationStatus(r.name, r.app, r.deployment, r.gang_id, list(r.nodes), dict(r.bundle)) for r in info.reservations]
+    return ServeStatus(apps, nodes, reservations)
