@@ -159,3 +159,15 @@ def autoscaling_cluster() -> Iterator[object]:
         yield serve
     finally:
         serve.shutdown()
+
+
+@pytest.fixture
+def gang_cluster() -> Iterator[object]:
+    """An embedded head and two workers of 1 CPU each."""
+    from actors import serve
+
+    serve.start(workers=[{"CPU": 1}, {"CPU": 1}], config=fast_serve_config())
+    try:
+        yield serve
+    finally:
+        serve.shutdown()

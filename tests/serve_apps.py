@@ -211,3 +211,42 @@ class Elastic:
 def always_three(ctx: Any) -> int:
     """A custom autoscaling policy: three replicas, whatever the load."""
     return 3
+
+
+@serve.deployment(
+    num_replicas=8,
+    actor_options={"num_cpus": 0.25},
+    health_check_period_s=0.1,
+    health_check_timeout_s=2,
+    graceful_shutdown_timeout_s=2,
+    gang_scheduling_config=serve.GangSchedulingConfig(gang_size=4, gang_placement_strategy="PACK"),
+)
+class Shard:
+    """A gang member. Flag files in ``flag_dir`` make ranks fail once or
+    always, or make a given replica fail its health checks."""
+
+    def __init__(self, flag_dir: str = "") -> None:
+        self.flag_dir = flag_dir
+        context = get_replica_context()
+        gang = context.gang_context
+        assert gang is not None
+        if flag_dir:
+            once = os.path.join(flag_dir, f"fail-once-rank-{gang.rank}")
+            if os.path.exists(once):
+                os.remove(once)
+                raise RuntimeError(f"rank {gang.rank} fails once")
+            if os.path.exists(os.path.join(flag_dir, f"always-fail-rank-{gang.rank}")):
+                raise RuntimeError(f"rank {gang.rank} always fails")
+
+    def __call__(self) -> dict[str, Any]:
+        context = get_replica_context()
+        gang = context.gang_context
+        assert gang is not None
+        return {
+            "replica": context.replica_id, "gang": gang.gang_id, "rank": gang.rank, "world": gang.world_size,
+            "members": gang.member_replica_ids, "reservation": gang.reservation_name, "node": context.node_id,
+        }
+
+    def check_health(self) -> None:
+        if self.flag_dir and os.path.exists(os.path.join(self.flag_dir, f"sick-{get_replica_context().replica_id}")):
+            raise RuntimeError("told to be sick")
