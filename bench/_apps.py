@@ -19,3 +19,33 @@ class Noop:
         """Keeps a request in flight for a while (load for autoscaling)."""
         threading.Event().wait(seconds)
         return seconds
+
+
+@serve.deployment(
+    num_replicas=4,
+    actor_options={"num_cpus": 0.25},
+    health_check_period_s=0.1,
+    health_check_timeout_s=2,
+    graceful_shutdown_timeout_s=1,
+    gang_scheduling_config={"gang_size": 4},
+)
+class GangMember:
+    """A gang member that fails its health checks once its flag file exists."""
+
+    def __init__(self, flag_dir: str) -> None:
+        import os
+
+        from actors.serve import get_replica_context
+
+        self.flag = os.path.join(flag_dir, get_replica_context().replica_id)
+
+    def __call__(self) -> str:
+        from actors.serve import get_replica_context
+
+        return get_replica_context().replica_id
+
+    def check_health(self) -> None:
+        import os
+
+        if os.path.exists(self.flag):
+            raise RuntimeError("told to fail")
