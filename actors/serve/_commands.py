@@ -1,0 +1,64 @@
+"""What the controller knows of a replica, and the commands a deployment's
+state asks the controller to carry out. Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import DeploymentSpec
+
+
+@dataclass
+class ReplicaRecord:
+    """What the controller knows of one replica."""
+
+    replica_id: str
+    node_id: str
+    address: str
+    version: str
+    request: dict[str, float]
+    user_config_version: int
+    ongoing: int = 0
+    health_failures: int = 0
+    health_in_flight: bool = False
+    next_health_check: float = 0.0
+    gang_id: str | None = None
+    rank: int = 0
+
+    @property
+    def actor(self) -> str:
+        """The replica actor's name in its worker process."""
+        return f"replica/{self.replica_id}"
+
+
+@dataclass(frozen=True)
+class StartReplicaCmd:
+    replica: ReplicaRecord
+    spec: DeploymentSpec
+    gang: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StopReplicaCmd:
+    replica: ReplicaRecord
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class ReconfigureCmd:
+    replica: ReplicaRecord
+    user_config: Any
+    user_config_version: int
+
+
+@dataclass(frozen=True)
+class HealthCheckCmd:
+    replica: ReplicaRecord
+    timeout_s: float
+
+
+Command = StartReplicaCmd | StopReplicaCmd | ReconfigureCmd | HealthCheckCmd
+
+
+__all__ = ["Command", "HealthCheckCmd", "ReconfigureCmd", "ReplicaRecord", "StartReplicaCmd", "StopReplicaCmd"]
