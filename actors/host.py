@@ -11,7 +11,6 @@ JSON object of TransportConfig fields.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import signal
 import sys
@@ -21,23 +20,8 @@ from typing import Any
 from transport import TransportConfig
 
 from ._config import Config
+from ._imports import import_object
 from ._system import ActorSystem
-
-
-def load_class(path: str) -> Any:
-    """Import ``module:attribute``.
-
-    Raises:
-        ValueError: the path is not of the form ``module:attribute``.
-        ImportError, AttributeError: it does not exist.
-    """
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"expected 'module:attribute', got {path!r}")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             name, sep, path = spec.partition("=")
             if not sep:
                 raise ValueError(f"--actor expects NAME=module:Class, got {spec!r}")
-            specs.append((name, load_class(path)))
+            specs.append((name, import_object(path)))
     except (ValueError, TypeError, ImportError, AttributeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

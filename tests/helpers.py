@@ -24,6 +24,35 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str = "conditio
         event.wait(0.01)
 
 
+class Traffic:
+    """Threads calling ``call`` in a loop until the block ends; keeps every
+    failure and counts successes. Use as a context manager."""
+
+    def __init__(self, call: Callable[[], Any], threads: int = 3) -> None:
+        self.call = call
+        self.failures: list[BaseException] = []
+        self.answers: list[Any] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers.append(self.call())
+            except BaseException as exc:  # noqa: BLE001 - reported to the test
+                self.failures.append(exc)
+
+    def __enter__(self) -> "Traffic":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+
 def child_pids() -> set[int]:
     """PIDs of this process's live (not yet reaped) children, from /proc."""
     pids: set[int] = set()

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from actors import serve
 from actors.serve import DeployFailedError, DeploymentNotFoundError, DeploymentOptionError
 from tests import serve_apps
-from tests.helpers import child_pids, wait_for
+from tests.helpers import Traffic, child_pids, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,28 +91,10 @@ def test_a_user_config_change_calls_reconfigure_without_restarting(serve_cluster
 def test_a_code_change_rolls_the_replicas_while_serving_with_zero_failed_requests(serve_cluster: Any) -> None:
     handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind("v1:"), name="roll")
     old = replica_ids(handle)
-    failures: list[BaseException] = []
-    answers: list[str] = []
-    stop = threading.Event()
-
-    def traffic() -> None:
-        while not stop.is_set():
-            try:
-                answers.append(handle.remote("x").result(timeout_s=10))
-            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
-                failures.append(exc)
-
-    threads = [threading.Thread(target=traffic) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
+    with Traffic(lambda: handle.remote("x").result(timeout_s=10)) as traffic:
         serve.run(serve_apps.Echo.options(num_replicas=4).bind("v2:"), name="roll")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
-    assert failures == []
-    assert answers and answers[-1] == "v2:x"
+    assert traffic.failures == []
+    assert traffic.answers and traffic.answers[-1] == "v2:x"
     assert replica_ids(handle).isdisjoint(old)
     assert deployment_status("roll", "Echo").replica_states == {"RUNNING": 4}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from actors import serve
 from actors.serve import BackPressureError, DeploymentNotFoundError, DeploymentHandle, ReplicaDiedError
 from actors.serve._session import current_session
 from tests import serve_apps
-from tests.helpers import wait_for
+from tests.helpers import Traffic, wait_for
 
 
 def test_a_bound_deployment_reaches_the_ingress_constructor_as_a_handle(serve_cluster: Any) -> None:
@@ -140,29 +139,11 @@ def test_requests_in_flight_on_a_replica_that_dies_fail_naming_the_replica(serve
 
 def test_scaling_down_and_up_under_traffic_fails_no_request(serve_cluster: Any) -> None:
     handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind("s:"), name="churn")
-    failures: list[BaseException] = []
-    done = [0]
-    stop = threading.Event()
-
-    def traffic() -> None:
-        while not stop.is_set():
-            try:
-                assert handle.remote(1).result(timeout_s=10) == "s:1"
-                done[0] += 1
-            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
-                failures.append(exc)
-
-    threads = [threading.Thread(target=traffic) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
+    with Traffic(lambda: handle.remote(1).result(timeout_s=10), threads=4) as traffic:
         for n in (1, 4, 2, 4):
             serve.run(serve_apps.Echo.options(num_replicas=n).bind("s:"), name="churn")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
-    assert failures == [] and done[0] > 0
+    assert traffic.failures == [] and traffic.answers
+    assert set(traffic.answers) == {"s:1"}
 
 
 def test_a_thousand_handles_in_one_process_cost_the_controller_one_subscription(serve_cluster: Any) -> None:

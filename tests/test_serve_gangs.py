@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from actors.serve import DeploymentOptionError, GangSchedulingConfig
 from actors.serve._session import current_session
 from protocol import ReplicaSet
 from tests import serve_apps
-from tests.helpers import wait_for
+from tests.helpers import Traffic, wait_for
 
 
 def shard_status(app: str = "gangs") -> Any:
@@ -98,54 +97,21 @@ def test_a_member_failing_health_checks_replaces_its_gang_while_the_other_serves
     handle = serve.run(serve_apps.Shard.bind(str(tmp_path)), name="gangs")
     seen = members_seen(handle)
     victim = next(iter(seen.values()))
-    failures: list[BaseException] = []
-    stop = threading.Event()
-
-    def traffic() -> None:
-        while not stop.is_set():
-            try:
-                handle.remote().result(timeout_s=10)
-            except BaseException as exc:  # noqa: BLE001 - collected
-                failures.append(exc)
-
-    threads = [threading.Thread(target=traffic) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
+    with Traffic(lambda: handle.remote().result(timeout_s=10)) as traffic:
         (tmp_path / f"sick-{victim['replica']}").write_text("")
         wait_for(lambda: victim["gang"] not in {i["gang"] for i in members_seen(handle, 20).values()}, 20, "the sick gang to go")
         wait_for(lambda: shard_status().replica_states == {"RUNNING": 8}, 20, "a new gang")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
-    assert failures == []
+    assert traffic.failures == [] and traffic.answers
 
 
 def test_scaling_eight_to_four_to_eight_fails_no_request(gang_cluster: Any) -> None:
     handle = serve.run(serve_apps.Shard.bind(), name="gangs")
-    failures: list[BaseException] = []
-    stop = threading.Event()
-
-    def traffic() -> None:
-        while not stop.is_set():
-            try:
-                handle.remote().result(timeout_s=10)
-            except BaseException as exc:  # noqa: BLE001 - collected
-                failures.append(exc)
-
-    threads = [threading.Thread(target=traffic) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
+    with Traffic(lambda: handle.remote().result(timeout_s=10)) as traffic:
         serve.run(serve_apps.Shard.options(num_replicas=4).bind(), name="gangs")
         assert len(serve.status().reservations) == 1
         serve.run(serve_apps.Shard.options(num_replicas=8).bind(), name="gangs")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
-    assert failures == [] and shard_status().replica_states == {"RUNNING": 8}
+    assert traffic.failures == [] and traffic.answers
+    assert shard_status().replica_states == {"RUNNING": 8}
 
 
 def test_chaos_no_published_replica_set_ever_holds_an_incomplete_gang(gang_cluster: Any, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ application graph into deployment specs. Pure apart from importing modules."""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import sys
 from typing import Any, Callable
@@ -12,6 +11,8 @@ from typing import Any, Callable
 import msgpack
 
 from protocol import DeploymentSpec
+
+from .._imports import import_object
 
 from ._options import DeploymentConfig, DeploymentOptionError, split_options
 
@@ -107,10 +108,8 @@ def import_path_of(cls: type) -> tuple[str, str | None]:
             )
         return f"__main__:{qualname}", os.path.abspath(main_file)
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+        obj = import_object(f"{module_name}:{qualname}")
+    except (ImportError, ValueError) as exc:
         raise DeploymentOptionError(f"class {module_name}:{qualname} cannot be imported by path: {exc}") from None
     if getattr(obj, "func_or_class", obj) is not cls:
         raise DeploymentOptionError(f"{module_name}:{qualname} does not name the deployed class")

@@ -10,10 +10,11 @@ before it is applied; with no replica running, waiting requests scale up at once
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from .._imports import import_object
 
 _AGGREGATIONS = ("mean", "max", "min")
 
@@ -157,12 +158,9 @@ def load_policy(path: str) -> Callable[[PolicyContext], int]:
     Raises:
         AutoscalingConfigError: it cannot be imported or is not callable.
     """
-    module_name, _, attr = path.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+        obj = import_object(path)
+    except (ImportError, ValueError) as exc:
         raise AutoscalingConfigError(f"autoscaling_config.policy: cannot import {path!r}: {exc}") from None
     if not callable(obj):
         raise AutoscalingConfigError(f"autoscaling_config.policy: {path!r} is not callable")

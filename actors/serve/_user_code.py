@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import runpy
 import sys
 import threading
 import types
 from typing import Any
+
+from .._imports import import_object
 
 _main_lock = threading.Lock()
 
@@ -23,16 +24,14 @@ def load_import_path(import_path: str, main_file: str | None) -> Any:
         ImportError: the module or the attribute cannot be found.
     """
     module_name, _, qualname = import_path.partition(":")
-    if module_name == "__main__":
-        module = _user_main(main_file, import_path)
-    else:
-        module = importlib.import_module(module_name)
-    obj: Any = module
+    if module_name != "__main__":
+        return import_object(import_path)
+    obj: Any = _user_main(main_file, import_path)
     try:
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except AttributeError:
-        raise ImportError(f"cannot import {import_path!r}: {qualname!r} not found in module {module_name!r}") from None
+        raise ImportError(f"cannot import {import_path!r}: {qualname!r} not found in the user's script") from None
     return obj
 
 
