@@ -154,7 +154,10 @@ def _answer_from_future(respond: Respond, done: Future[Any]) -> None:
 
 def _answer_from_concurrent(respond: Respond, done: concurrent.futures.Future[Any]) -> None:
     if done.cancelled():
-        respond(None, concurrent.futures.CancelledError("the request was cancelled"), "")
+        # cancelled before it started: it never ran, so the asker may send it elsewhere
+        from ._errors import MessageNotHandled
+
+        respond(None, MessageNotHandled("the request was cancelled before it ran (the actor is stopping)"), "")
         return
     exc = done.exception()
     if exc is not None:

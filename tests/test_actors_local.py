@@ -218,3 +218,23 @@ def test_a_deferred_answer_reaches_another_process_with_its_traceback(system: Ac
     with pytest.raises(LookupError, match="deferred failure") as info:
         remote.ask("fail").get(timeout=5)
     assert "_raise_later" in info.value.remote_traceback
+
+
+class Cancelling(Actor):
+    """Answers with a future that is cancelled before it runs."""
+
+    def receive(self, message: object) -> object:
+        import concurrent.futures as cf
+
+        future: cf.Future[object] = cf.Future()
+        future.cancel()
+        return future
+
+
+def test_a_deferred_answer_cancelled_before_it_ran_is_reported_as_not_handled(system: ActorSystem, make_system: object) -> None:
+    from actors import MessageNotHandled
+
+    system.spawn(Cancelling, name="cancelling")
+    remote = make_system().ref(system.address, "cancelling")  # type: ignore[operator]
+    with pytest.raises(MessageNotHandled, match="cancelled before it ran"):
+        remote.ask(1).get(timeout=5)

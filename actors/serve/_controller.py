@@ -43,6 +43,7 @@ from .._actor import Actor
 from .._config import ServeSettings
 from .._future import Future
 from .._ref import ActorRef
+from ._replica_states import ReplicaState
 from ._deployment_state import (
     Command,
     DeploymentState,
@@ -53,11 +54,11 @@ from ._deployment_state import (
     make_limits,
 )
 from ._autoscaling import AutoscalingConfigError, AutoscalingDecider, PolicyContext, load_policy
-from ._gangs import could_ever_hold
+from ._gang_coordinator import COORDINATOR_NAME, GangCoordinator, StartGang, StopGang
 from ._metrics import decode_push
 from ._metrics_store import MetricsStore
 from ._options import DeploymentConfig, DeploymentOptionError
-from ._placement import Cluster
+from ._scheduler import SCHEDULER_NAME, Scheduler, SchedulerClient
 
 log = logging.getLogger("corral.serve")
 
@@ -115,7 +116,8 @@ class Controller(Actor):
             settings.max_constructor_retries,
             settings.health_check_failure_threshold,
         )
-        self.cluster = Cluster()
+        self.cluster: SchedulerClient = None  # type: ignore[assignment]  # set in on_start
+        self.coordinator: ActorRef = None  # type: ignore[assignment]
         self.apps: dict[str, _App] = {}
         self.nodes: dict[str, _Node] = {}
         self.owner: dict[str, tuple[str, str]] = {}
@@ -135,6 +137,10 @@ class Controller(Actor):
     # ---- life cycle -------------------------------------------------------------------
 
     def on_start(self) -> None:
+        scheduler = self.system.spawn(Scheduler, name=SCHEDULER_NAME)
+        self.cluster = SchedulerClient(scheduler, self.settings.control_timeout_s)
+        report = lambda what, key, value, error: self._tell_self(_Result(what, key, value, error))  # noqa: E731
+        self.coordinator = self.system.spawn(GangCoordinator, report, _describe, name=COORDINATOR_NAME)
         me = self.actor_ref
         interval = self.settings.reconcile_interval_s
 
@@ -152,6 +158,8 @@ class Controller(Actor):
 
     def on_stop(self) -> None:
         self._stop_ticker.set()
+        for name in (COORDINATOR_NAME, SCHEDULER_NAME):
+            self.system.stop(self.system.ref(self.system.address, name), wait=False)
 
     def on_failure(self, *exc_info: Any) -> None:
         self._stop_ticker.set()
@@ -212,8 +220,8 @@ class Controller(Actor):
                 raise DeploymentOptionError(f"deployment {spec.name!r}: {exc}") from None
             request = config.resource_request()
             gang = config.gang()
-            if gang is not None and self.cluster.nodes and not could_ever_hold(
-                self.cluster, request, gang.gang_size, gang.gang_placement_strategy
+            if gang is not None and self.cluster.nodes and not self.cluster.could_ever_hold(
+                request, gang.gang_size, gang.gang_placement_strategy
             ):
                 raise DeploymentOptionError(
                     f"deployment {spec.name!r}: a gang of {gang.gang_size} x {request or 'nothing'} "
@@ -292,8 +300,7 @@ class Controller(Actor):
                     self._autoscale(app.name, state, now)
                 if not state.needs_reconcile(now):
                     continue
-                for cmd in state.reconcile(now):
-                    self._execute(state, cmd)
+                self._execute_all(state, state.reconcile(now))
                 if state.finished_deleting:
                     del app.deployments[name]
                     self.metrics.forget((app.name, name))
@@ -352,6 +359,37 @@ class Controller(Actor):
                 self.metrics_dropped += 1
         return "ok"
 
+    def _execute_all(self, state: DeploymentState, cmds: list[Command]) -> None:
+        """Carry out commands; a gang's member starts and stops go to the coordinator together."""
+        starts: dict[str, list[Any]] = {}
+        stops: dict[str, list[Any]] = {}
+        for cmd in cmds:
+            gang_id = cmd.replica.gang_id
+            if gang_id is not None and isinstance(cmd, StartReplicaCmd):
+                starts.setdefault(gang_id, []).append(cmd)
+            elif gang_id is not None and isinstance(cmd, StopReplicaCmd):
+                stops.setdefault(gang_id, []).append(cmd)
+            else:
+                self._execute(state, cmd)
+        for gang_id, members in starts.items():
+            refs = []
+            for cmd in members:
+                self.owner[cmd.replica.replica_id] = (state.app, state.name)
+                node = self.nodes.get(cmd.replica.node_id)
+                if node is None:
+                    self._tell_self(_Result("start", cmd.replica.replica_id, None, f"worker {cmd.replica.node_id} is gone"))
+                    continue
+                refs.append((node.ref, StartReplica(cmd.replica.replica_id, cmd.replica.node_id, cmd.spec, cmd.gang)))
+            if refs:
+                self.coordinator.tell(StartGang(gang_id, refs, self.settings.replica_start_timeout_s))
+        for gang_id, members in stops.items():
+            timeout = max(cmd.timeout_s for cmd in members)
+            refs = [
+                (getattr(self.nodes.get(cmd.replica.node_id), "ref", None), StopReplica(cmd.replica.replica_id, cmd.timeout_s))
+                for cmd in members
+            ]
+            self.coordinator.tell(StopGang(gang_id, refs, timeout + self.settings.control_timeout_s))
+
     def _execute(self, state: DeploymentState, cmd: Command) -> None:
         record = cmd.replica
         rid = record.replica_id
@@ -408,11 +446,25 @@ class Controller(Actor):
         return None if app is None else app.deployments.get(owner[1])
 
     def _on_result(self, result: _Result) -> None:
+        now = time.monotonic()
+        if result.what == "gang_started":
+            members = result.value
+            state = self._state_of(members[0]) if members else None
+            if state is None:
+                return
+            for rid in members:
+                state.on_started(rid, now)
+            for rid in members:
+                record = state.replicas.get(rid)
+                if record is not None and state.replicas.state_of(rid) in (ReplicaState.RUNNING,):
+                    self.system.watch(self.system.ref(record.address, record.actor), self._on_death("replica", rid))
+            self._execute_all(state, state.take_queued())
+            self._publish((state.app, state.name))
+            return
         state = self._state_of(result.replica_id)
         rid = result.replica_id
         if state is None:
             return
-        now = time.monotonic()
         if result.what == "start":
             if result.error is None:
                 state.on_started(rid, now)
@@ -422,6 +474,7 @@ class Controller(Actor):
             else:
                 log.warning("replica %s failed to start: %s", rid, result.error)
                 state.on_start_failed(rid, result.error, now)
+                self._execute_all(state, state.take_queued())
         elif result.what == "stop":
             state.on_stopped(rid)
             self.owner.pop(rid, None)
@@ -429,7 +482,7 @@ class Controller(Actor):
             ongoing = result.value.get("ongoing", 0) if isinstance(result.value, dict) else 0
             stop = state.on_health(rid, result.error is None, ongoing, result.error or "", now)
             if stop is not None:
-                self._execute(state, stop)
+                self._execute_all(state, [stop, *state.take_queued()])
         elif result.what.startswith("reconfigure:"):
             stop = state.on_reconfigured(rid, int(result.what.split(":", 1)[1]), result.error)
             if stop is not None:
@@ -444,6 +497,7 @@ class Controller(Actor):
             if state is not None:
                 state.on_died(died.key, died.reason)
                 self.owner.pop(died.key, None)
+                self._execute_all(state, state.take_queued())
                 self._publish((state.app, state.name))
         else:
             for subscribers in self.subscribers.values():
@@ -543,6 +597,12 @@ class Controller(Actor):
             "loop_ms_p99": times[min(len(times) - 1, int(len(times) * 0.99))],
             "loop_ms_max": times[-1],
         }
+
+
+def _describe(exc: BaseException) -> str:
+    error = f"{getattr(exc, 'type_name', '') or type(exc).__name__}: {exc}"
+    remote_tb = getattr(exc, "remote_traceback", "")
+    return f"{error}\n{remote_tb.rstrip()}" if remote_tb else error
 
 
 def _whole_gangs(replicas: int, config: DeploymentConfig) -> int:

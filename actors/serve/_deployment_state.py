@@ -92,6 +92,11 @@ class DeploymentState(GangLifecycle):
 
     # ---- target ---------------------------------------------------------------------
 
+    def take_queued(self) -> list[Command]:
+        """Commands an event queued (a gang's siblings to stop), to carry out now."""
+        queued, self._queued = self._queued, []
+        return queued
+
     def mark_dirty(self) -> None:
         """Something outside changed (e.g. a worker joined): look again."""
         self._dirty = True
@@ -309,20 +314,18 @@ class DeploymentState(GangLifecycle):
             return
         request = self.config.resource_request()
         for _ in range(n):
-            node_id = self._cluster.place(request, self._per_node)
-            if node_id is None:
+            placed = self._cluster.place_replica(request, self._per_node)
+            if placed is None:
                 self._waiting = (
                     f"waiting for resources: {len(cmds)} of {n} new replicas placed, "
                     f"each needs {request or 'nothing'} and no worker has that free"
                 )
                 return
-            node = self._cluster.get(node_id)
-            assert node is not None
-            self._cluster.allocate(node_id, request)
+            node_id, address = placed
             record = ReplicaRecord(
                 replica_id=f"{self.app}.{self.name}.{secrets.token_hex(4)}",
                 node_id=node_id,
-                address=node.address,
+                address=address,
                 version=self.spec.version,
                 request=request,
                 user_config_version=self._user_config_version,

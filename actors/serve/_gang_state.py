@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._commands import Command, ReplicaRecord, StartReplicaCmd
-from ._gangs import GangSchedulingConfig, Reservation, release_gang, reserve_gang
+from ._gangs import GangSchedulingConfig, Reservation
 from ._replica_states import ReplicaState
 
 S = ReplicaState
@@ -77,7 +77,9 @@ class GangLifecycle:
             return False
         request = self.config.resource_request()
         gang_id = f"{self.app}.{self.name}.gang-{secrets.token_hex(3)}"
-        reservation = reserve_gang(self._cluster, f"reservation-{gang_id}", request, gang.gang_size, gang.gang_placement_strategy)
+        reservation = self._cluster.reserve_gang(
+            f"reservation-{gang_id}", request, gang.gang_size, gang.gang_placement_strategy
+        )
         if reservation is None:
             self._waiting = (
                 f"waiting for resources: a gang of {gang.gang_size} x {request or 'nothing'} "
@@ -88,12 +90,10 @@ class GangLifecycle:
         record_of = Gang(gang_id, self.spec.version, reservation, members)
         self.gangs[gang_id] = record_of
         for rank, replica_id in enumerate(members):
-            node = self._cluster.get(reservation.nodes[rank])
-            assert node is not None
             record = ReplicaRecord(
                 replica_id=replica_id,
-                node_id=node.node_id,
-                address=node.address,
+                node_id=reservation.nodes[rank],
+                address=reservation.addresses[rank],
                 version=self.spec.version,
                 request={},
                 user_config_version=self._user_config_version,
@@ -125,7 +125,7 @@ class GangLifecycle:
     def _release_if_empty(self, gang: Gang) -> None:
         if any(rid in self.replicas for rid in gang.members):
             return
-        release_gang(self._cluster, gang.reservation)
+        self._cluster.release_gang(gang.reservation)
         del self.gangs[gang.gang_id]
 
     def _gang_serving(self, gang: Gang) -> bool:

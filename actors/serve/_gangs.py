@@ -78,11 +78,13 @@ class Reservation:
         name: unique name of the reservation.
         nodes: the node of each member, by rank.
         bundle: what each member holds.
+        addresses: the address of each member's node, by rank.
     """
 
     name: str
     nodes: tuple[str, ...]
     bundle: dict[str, float]
+    addresses: tuple[str, ...] = ()
 
 
 def _fits(free: Mapping[str, float], bundle: Mapping[str, float]) -> bool:
@@ -134,9 +136,11 @@ def reserve_gang(cluster: Cluster, name: str, bundle: Mapping[str, float], size:
     nodes = plan_gang(cluster.nodes, bundle, size, strategy)
     if nodes is None:
         return None
+    addresses = []
     for node_id in nodes:
         cluster.allocate(node_id, bundle)
-    return Reservation(name, tuple(nodes), dict(bundle))
+        addresses.append(cluster.get(node_id).address)  # type: ignore[union-attr]
+    return Reservation(name, tuple(nodes), dict(bundle), tuple(addresses))
 
 
 def release_gang(cluster: Cluster, reservation: Reservation) -> None:

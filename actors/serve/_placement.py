@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from ._gangs import Reservation
 
 _EPSILON = 1e-9
 
@@ -38,10 +41,16 @@ class Node:
 
 
 class Cluster:
-    """The set of live nodes and their free resources."""
+    """The set of live nodes, their free resources, and the gang reservations.
+
+    The methods a deployment's state uses (:meth:`place_replica`,
+    :meth:`release`, :meth:`reserve_gang`, :meth:`release_gang`) are also
+    offered by the Scheduler actor's client, with the same meaning.
+    """
 
     def __init__(self) -> None:
         self._nodes: dict[str, Node] = {}
+        self._reservations: dict[str, Reservation] = {}
 
     def add_node(self, node_id: str, address: str, total: Mapping[str, float]) -> Node:
         """Add a node with all of its resources free.
@@ -85,6 +94,45 @@ class Cluster:
     def could_ever_fit(self, request: Mapping[str, float]) -> bool:
         """Whether some live node could hold ``request`` once empty."""
         return any(node.could_ever_fit(request) for node in self._nodes.values())
+
+    def place_replica(self, request: Mapping[str, float], spread: Mapping[str, int]) -> tuple[str, str] | None:
+        """Choose a node (see :meth:`place`) and reserve ``request`` on it in one step.
+
+        Returns:
+            ``(node_id, address)``, or None when it fits nowhere now.
+        """
+        node_id = self.place(request, spread)
+        if node_id is None:
+            return None
+        self.allocate(node_id, request)
+        return node_id, self._nodes[node_id].address
+
+    def reserve_gang(self, name: str, bundle: Mapping[str, float], size: int, strategy: str) -> Reservation | None:
+        """Atomically reserve a bundle for every member of a gang, or nothing."""
+        from ._gangs import reserve_gang
+
+        reservation = reserve_gang(self, name, bundle, size, strategy)
+        if reservation is not None:
+            self._reservations[name] = reservation
+        return reservation
+
+    def release_gang(self, reservation: Reservation) -> None:
+        """Give back every bundle of a reservation."""
+        from ._gangs import release_gang
+
+        if self._reservations.pop(reservation.name, None) is not None:
+            release_gang(self, reservation)
+
+    def could_ever_hold(self, bundle: Mapping[str, float], size: int, strategy: str) -> bool:
+        """Whether the live nodes, once empty, could hold such a gang."""
+        from ._gangs import could_ever_hold
+
+        return could_ever_hold(self, bundle, size, strategy)
+
+    @property
+    def reservations(self) -> list[Reservation]:
+        """The gang reservations held now."""
+        return list(self._reservations.values())
 
     def allocate(self, node_id: str, request: Mapping[str, float]) -> None:
         """Reserve ``request`` on a node (it must fit)."""
