@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import importlib
 import threading
 
 from protocol import ErrorReply
@@ -54,6 +55,18 @@ class RemoteProtocolError(RemoteError):
 
 
 _classes: dict[str, type[RemoteError]] = {}
+# corral's own error types keep their class across processes; nothing else a
+# peer names is ever imported
+_OWN_PACKAGES = ("actors.", "transport.", "protocol.")
+
+
+def _own_exception(type_name: str) -> type | None:
+    module_name, _, name = type_name.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name, None)
+    except ImportError:
+        return None
+    return cls if isinstance(cls, type) and issubclass(cls, Exception) else None
 _classes_lock = threading.Lock()
 
 
@@ -64,6 +77,8 @@ def _remote_class(type_name: str) -> type[RemoteError]:
             return cls
         short = type_name.rsplit(".", 1)[-1]
         base = getattr(builtins, type_name, None)
+        if base is None and type_name.startswith(_OWN_PACKAGES):
+            base = _own_exception(type_name)
         cls = RemoteError
         if isinstance(base, type) and issubclass(base, Exception):
             try:

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Create the project's virtualenv when needed, then run a job in it.
 
-    python3 scripts/dev.py demo      # the main job: the demo
-    python3 scripts/dev.py test      # the whole test suite
-    python3 scripts/dev.py bench     # every benchmark in --quick mode
+    python3 scripts/dev.py demo          # the main job: the serving demo
+    python3 scripts/dev.py test          # the whole test suite
+    python3 scripts/dev.py bench         # every benchmark in --quick mode
+    python3 scripts/dev.py actors-demo   # the actor runtime on its own
 
 Needs only Python 3.10+. The virtualenv lives in .venv at the repository's
 top; it is (re)installed whenever setup.cfg changes.
@@ -46,14 +47,16 @@ def ensure_venv() -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "bench"):
+    if not argv or argv[0] not in ("demo", "test", "bench", "actors-demo"):
         print(__doc__)
         return 2
     job, rest = argv[0], argv[1:]
     python = str(ensure_venv())
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if job == "demo":
-        cmd = [python, str(ROOT / "scripts" / "demo.py"), *rest]
+        cmd = [python, str(ROOT / "scripts" / "serving_demo.py"), *rest]
+    elif job == "actors-demo":
+        cmd = [python, str(ROOT / "scripts" / "actors_demo.py"), *rest]
     elif job == "test":
         cmd = [python, "-m", "pytest", *rest]
     else:

@@ -198,3 +198,17 @@ def _try_ask(ref: object) -> int | None:
         return ref.ask(2, timeout=1).get()  # type: ignore[attr-defined, no-any-return]
     except (ActorStopped, PeerUnavailable, AskTimeout):
         return None
+
+
+def test_corral_error_types_keep_their_class_across_processes_and_others_are_not_imported() -> None:
+    import sys
+
+    from actors._errors import rebuild_error
+    from actors.serve import ReplicaDiedError
+    from protocol import ErrorReply
+
+    err = rebuild_error(ErrorReply("user", "actors.serve._router.ReplicaDiedError", "replica r died", "tb"), "x#y")
+    assert isinstance(err, ReplicaDiedError) and isinstance(err, RemoteError) and str(err) == "replica r died"
+    sys.modules.pop("this_module_must_not_be_imported", None)
+    other = rebuild_error(ErrorReply("user", "this_module_must_not_be_imported.Boom", "b", ""), "x#y")
+    assert type(other) is RemoteError and "this_module_must_not_be_imported" not in sys.modules

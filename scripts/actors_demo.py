@@ -62,9 +62,9 @@ def start_host() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "actors.host",
-            "--actor", "echo=scripts.demo:Echo",
-            "--actor", "recorder=scripts.demo:Recorder",
-            "--actor", "sleeper=scripts.demo:Sleeper",
+            "--actor", "echo=scripts.actors_demo:Echo",
+            "--actor", "recorder=scripts.actors_demo:Recorder",
+            "--actor", "sleeper=scripts.actors_demo:Sleeper",
             "--config", '{"heartbeat_interval_s": 0.2, "heartbeat_liveness": 5}',
         ],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
