@@ -68,6 +68,10 @@ class Shard:
         return {"gang": gang.gang_id.rsplit("-", 1)[1], "rank": gang.rank, "of": gang.world_size, "node": context.node_id}
 
 
+# for `corral run scripts.serving_demo:app` and config files
+app = Ingress.bind(Model.bind(0.5))
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -89,14 +93,14 @@ def main() -> int:
     try:
         say(f"1. started a local cluster: a head and 3 worker processes in {time.perf_counter() - started:.2f}s")
         started = time.perf_counter()
-        app = serve.run(Ingress.bind(Model.bind(0.5)), name="scoring")
+        scoring = serve.run(app, name="scoring")
         shards = serve.run(Shard.bind(), name="shards")
         say(f"2. deployed 'scoring' (Ingress -> Model) and 'shards' (2 gangs of 2) in {time.perf_counter() - started:.2f}s")
-        say(f"3. a request: {app.remote('hello corral').result(timeout_s=10)}")
+        say(f"3. a request: {scoring.remote('hello corral').result(timeout_s=10)}")
         samples = []
         for i in range(500):
             t = time.perf_counter()
-            app.remote(f"request {i}").result(timeout_s=10)
+            scoring.remote(f"request {i}").result(timeout_s=10)
             samples.append(time.perf_counter() - t)
         samples.sort()
         say(f"   500 more through two deployments: p50 {samples[250] * 1e3:.2f} ms, p99 {samples[495] * 1e3:.2f} ms")
@@ -115,7 +119,7 @@ def main() -> int:
         answered = died = 0
         for _ in range(20):
             try:
-                app.remote("after the kill").result(timeout_s=20)
+                scoring.remote("after the kill").result(timeout_s=20)
                 answered += 1
             except ReplicaDiedError:
                 died += 1

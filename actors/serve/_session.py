@@ -42,7 +42,7 @@ class WorkerProcess:
                 "--controller", controller,
                 "--node-id", node_id,
                 "--resources", json.dumps(resources),
-                "--config", config_to_json(config),
+                "--config", config_to_json(_worker_config(config)),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -92,6 +92,13 @@ class WorkerProcess:
                     stream.close()
                 except BrokenPipeError:
                     pass
+
+
+def _worker_config(config: Config) -> Config:
+    """A worker binds its own endpoint: never the head's fixed TCP port."""
+    if config.transport.port == 0:
+        return config
+    return dataclasses.replace(config, transport=dataclasses.replace(config.transport, port=0))
 
 
 @dataclass

@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-id", default=f"worker-{os.getpid()}")
     parser.add_argument("--resources", default="{}")
     parser.add_argument("--config", default="{}")
+    parser.add_argument("--detached", action="store_true", help="run until SIGTERM; do not watch standard input")
+    parser.add_argument("--ready-file", help="write the worker's address to this file once registered")
     args = parser.parse_args(argv)
     try:
         resources = parse_resources(args.resources)
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    if not args.detached:
+        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     system = ActorSystem(config)
     try:
         session = connect(args.controller, config, system=system)
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 stop.wait(0.2)
         print(f"ADDRESS {system.address}", flush=True)
+        if args.ready_file:
+            with open(args.ready_file, "w") as fh:
+                fh.write(system.address)
         stop.wait()
         return 0
     except ConnectionError as exc:

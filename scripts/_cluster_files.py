@@ -1,0 +1,55 @@
+"""Where a cluster started by ``corral start`` keeps its address and processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 6390
+
+
+def cluster_dir(port: int) -> Path:
+    """The directory of the cluster on ``port`` (mode 0700, created on demand)."""
+    base = Path(tempfile.gettempdir()) / f"corral-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    path = base / f"cluster-{port}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def read_head(port: int) -> dict[str, Any] | None:
+    """The head record of the cluster on ``port``, if one was started here."""
+    path = cluster_dir(port) / "head.json"
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid runs (and is not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def joined_workers(port: int) -> list[dict[str, Any]]:
+    """Workers started here with ``corral start --join`` for this cluster."""
+    out = []
+    for path in sorted(cluster_dir(port).glob("joined-*.json")):
+        try:
+            out.append(json.loads(path.read_text()) | {"file": str(path)})
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out

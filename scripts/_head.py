@@ -1,0 +1,48 @@
+"""A cluster head run in the background by ``corral start``.
+
+    python -m scripts._head --port P --workers N [--resources JSON] [--host H] --ready-file F
+
+Binds the controller on ``tcp://HOST:PORT``, starts the workers, writes its
+address to the ready file, and runs until SIGTERM or SIGINT; then it stops
+its workers and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from actors import Config, serve
+from actors.serve._session import current_session
+from transport import TransportConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts._head")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--resources", default="{}")
+    parser.add_argument("--ready-file", required=True)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    resources = json.loads(args.resources)
+    config = Config(transport=TransportConfig(host=args.host, port=args.port))
+    serve.start(workers=[dict(resources) for _ in range(args.workers)], config=config)
+    try:
+        session = current_session()
+        with open(args.ready_file, "w") as fh:
+            json.dump({"address": session.system.address, "workers": [w.proc.pid for w in session.workers]}, fh)
+        stop.wait()
+    finally:
+        serve.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,418 @@
+"""The ``corral`` command: launch, deploy, inspect and stop a local cluster.
+
+    corral start [--workers N] [--port P] [--resources JSON] [--host H]
+    corral start --join ADDRESS [--resources JSON]
+    corral stop [--port P]
+    corral run module:app [--workers N] [--name NAME]
+    corral deploy config.yaml [--prune]
+    corral status [--json]
+    corral call APP [--method M] [JSON_ARGS]
+    corral delete APP
+
+Commands that talk to a cluster take ``--address ADDRESS`` or ``--port P``
+(default: the cluster started here on port 6390). Errors are one line on
+standard error, with exit code 2 for bad input or no cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ._cluster_files import DEFAULT_PORT, alive, cluster_dir, joined_workers, read_head, write_json
+
+EXIT_BAD_INPUT = 2
+
+
+class CliError(Exception):
+    """A one-line error for the user; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _child_env() -> dict[str, str]:
+    paths = [p for p in [os.getcwd(), *sys.path] if p and os.path.isdir(p)]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
+
+
+def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> str:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise CliError(f"it did not start (exit code {proc.poll()}); its log {log} ends with:\n{tail}", 1)
+        pause.wait(0.05)
+    return path.read_text()
+
+
+# ---- start / stop -----------------------------------------------------------------------
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    if args.join:
+        return _join(args)
+    port = args.port or DEFAULT_PORT
+    head = read_head(port)
+    if head is not None and alive(head["pid"]):
+        raise CliError(f"a corral cluster already runs on port {port} (pid {head['pid']}, {head['address']}); "
+                       f"stop it with: corral stop --port {port}", 1)
+    with socket.socket() as probe:
+        try:
+            probe.bind((args.host, port))
+        except OSError:
+            raise CliError(f"port {port} on {args.host} is in use by another program; choose one with --port") from None
+    _resources(args.resources)
+    folder = cluster_dir(port)
+    ready, log = folder / "ready.json", folder / "head.log"
+    ready.unlink(missing_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scripts._head", "--port", str(port), "--host", args.host,
+             "--workers", str(args.workers), "--resources", args.resources, "--ready-file", str(ready)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
+        )
+    info = json.loads(_wait_for_file(ready, proc, 60, log))
+    write_json(folder / "head.json", {"pid": proc.pid, "port": port, "address": info["address"], "workers": info["workers"], "log": str(log)})
+    print(f"corral cluster started at {info['address']} with {args.workers} workers (head pid {proc.pid})")
+    print(f"  status:  corral status --port {port}")
+    print(f"  deploy:  corral deploy config.yaml --port {port}")
+    print(f"  join:    corral start --join {info['address']}")
+    print(f"  stop:    corral stop --port {port}")
+    return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    address = args.join
+    _connect(address).close()  # fail fast with a clear message if nobody answers
+    port = int(address.rsplit(":", 1)[1]) if address.startswith("tcp://") else DEFAULT_PORT
+    folder = cluster_dir(port)
+    ready = folder / f"join-{os.getpid()}.ready"
+    log = folder / f"join-{os.getpid()}.log"
+    resources = json.dumps(_resources(args.resources))
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "actors.serve.worker", "--controller", f"{address}#controller",
+             "--node-id", f"{socket.gethostname()}-{os.getpid()}", "--resources", resources,
+             "--detached", "--ready-file", str(ready), "--config", json.dumps({"transport": _client_transport(address)})],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
+        )
+    worker_address = _wait_for_file(ready, proc, 60, log)
+    ready.unlink(missing_ok=True)
+    write_json(folder / f"joined-{proc.pid}.json", {"pid": proc.pid, "address": worker_address, "log": str(log)})
+    print(f"worker (pid {proc.pid}) at {worker_address} joined the cluster at {address}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    port = args.port or DEFAULT_PORT
+    head = read_head(port)
+    joined = joined_workers(port)
+    if head is None and not joined:
+        raise CliError(f"no corral cluster was started here on port {port}", 1)
+    stopped = []
+    for record in joined:
+        _terminate(record["pid"])
+        Path(record["file"]).unlink(missing_ok=True)
+        stopped.append(record["pid"])
+    if head is not None:
+        _terminate(head["pid"])
+        for pid in head.get("workers", []):
+            _terminate(pid)
+        stopped.append(head["pid"])
+        (cluster_dir(port) / "head.json").unlink(missing_ok=True)
+    print(f"stopped the corral cluster on port {port} ({len(stopped)} processes)")
+    return 0
+
+
+def _terminate(pid: int, timeout: float = 30.0) -> None:
+    if not alive(pid):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while alive(pid) and time.monotonic() < deadline:
+        pause.wait(0.05)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+# ---- talking to a cluster ---------------------------------------------------------------
+
+
+def _resources(text: str) -> dict[str, float]:
+    from actors.serve.worker import parse_resources
+
+    try:
+        return parse_resources(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _client_transport(address: str) -> dict[str, Any]:
+    host = address[len("tcp://"):].rsplit(":", 1)[0] if address.startswith("tcp://") else ""
+    if not host or host.startswith("127.") or host == "localhost":
+        return {}
+    return {"host": "0.0.0.0"}
+
+
+def _address(args: argparse.Namespace) -> str:
+    if getattr(args, "address", None):
+        return str(args.address)
+    port = getattr(args, "port", None) or DEFAULT_PORT
+    head = read_head(port)
+    if head is None or not alive(head["pid"]):
+        raise CliError(f"no corral cluster runs on port {port}; start one with: corral start --port {port}")
+    return str(head["address"])
+
+
+class _Connection:
+    def __init__(self, address: str) -> None:
+        from actors import Config, serve
+        from transport import TransportConfig
+
+        self.serve = serve
+        try:
+            serve.start(address=address, config=Config(transport=TransportConfig(**_client_transport(address))))
+        except (ConnectionError, ValueError) as exc:
+            raise CliError(f"no corral cluster answers at {address}") from exc
+
+    def close(self) -> None:
+        self.serve.shutdown()
+
+
+def _connect(address: str) -> _Connection:
+    return _Connection(address)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    conn = _connect(_address(args))
+    try:
+        status = conn.serve.status()
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(status), indent=2, sort_keys=True))
+        return 0
+    rows = [("APP", "DEPLOYMENT", "APP STATUS", "STATUS", "REPLICAS", "MESSAGE")]
+    for name, app in sorted(status.applications.items()):
+        for dname, d in sorted(app.deployments.items()):
+            replicas = " ".join(f"{k}={v}" for k, v in sorted(d.replica_states.items())) or "-"
+            rows.append((name, dname, app.status, d.status, f"{replicas} (target {d.target_replicas})", d.message.split("\n")[0][:80]))
+    _table(rows)
+    print()
+    _table([("NODE", "ADDRESS", "REPLICAS", "RESOURCES (free / total)")] + [
+        (n.node_id, n.address, str(n.replicas),
+         ", ".join(f"{k} {n.available.get(k, 0):g}/{v:g}" for k, v in sorted(n.total.items())))
+        for n in status.nodes
+    ])
+    if status.reservations:
+        print()
+        _table([("GANG", "DEPLOYMENT", "NODES", "BUNDLE")] + [
+            (r.gang_id, f"{r.app}/{r.deployment}", ",".join(r.nodes), json.dumps(r.bundle)) for r in status.reservations
+        ])
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.json_args) if args.json_args is not None else None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"JSON_ARGS is not valid JSON: {exc}") from None
+    conn = _connect(_address(args))
+    try:
+        from actors.serve import DeploymentNotFoundError
+
+        try:
+            handle = conn.serve.get_app_handle(args.app).options(method_name=args.method)
+        except DeploymentNotFoundError as exc:
+            raise CliError(str(exc)) from None
+        if payload is None:
+            response = handle.remote()
+        elif isinstance(payload, list):
+            response = handle.remote(*payload)
+        elif isinstance(payload, dict):
+            response = handle.remote(**payload)
+        else:
+            response = handle.remote(payload)
+        try:
+            result = response.result(timeout_s=args.timeout)
+        except Exception as exc:
+            raise CliError(f"{type(exc).__name__}: {exc}", 1) from None
+    finally:
+        conn.close()
+    print(json.dumps(result, default=repr))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    conn = _connect(_address(args))
+    try:
+        if args.app not in conn.serve.status().applications:
+            raise CliError(f"no application named {args.app!r}", 1)
+        conn.serve.delete(args.app)
+    finally:
+        conn.close()
+    print(f"deleted application {args.app!r}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from ._config_file import ConfigFileError, load_config
+
+    try:
+        apps = load_config(args.config)
+    except ConfigFileError as exc:
+        raise CliError(str(exc)) from None
+    conn = _connect(_address(args))
+    interrupted = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        serve = conn.serve
+        names = {a.name for a in apps}
+        for app in apps:
+            try:
+                serve.run(app.app, name=app.name, wait_for_ready=False)
+            except (ValueError, TypeError) as exc:
+                raise CliError(f"{args.config}: applications[{app.name}]: {exc}") from None
+        if args.prune:
+            for name in set(serve.status().applications) - names:
+                serve.delete(name)
+                print(f"pruned application {name!r}")
+        return _follow(serve, names, args.timeout, interrupted)
+    finally:
+        conn.close()
+
+
+def _follow(serve: Any, names: set[str], timeout: float, interrupted: threading.Event) -> int:
+    deadline = time.monotonic() + timeout
+    shown: dict[str, str] = {}
+    while not interrupted.is_set():
+        status = serve.status()
+        done = True
+        for name in sorted(names):
+            app = status.applications.get(name)
+            if app is None:
+                continue
+            for dname, d in sorted(app.deployments.items()):
+                line = f"{name}/{dname}: {d.status} {d.replica_states} (target {d.target_replicas})"
+                if shown.get(f"{name}/{dname}") != line:
+                    print(line, flush=True)
+                    shown[f"{name}/{dname}"] = line
+                if d.status == "DEPLOY_FAILED":
+                    print(f"error: {name}/{dname} failed to deploy: {d.message}", file=sys.stderr)
+                    return 1
+            done = done and app.status == "RUNNING" and all(d.status == "HEALTHY" for d in app.deployments.values())
+        if done:
+            print(f"deployed: {', '.join(sorted(names))}")
+            return 0
+        if time.monotonic() > deadline:
+            print(f"error: not ready after {timeout}s", file=sys.stderr)
+            return 1
+        interrupted.wait(0.1)
+    print("interrupted; the cluster goes on deploying what was sent", file=sys.stderr)
+    return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ._config_file import ConfigFileError, _build
+
+    from actors import serve
+
+    try:
+        app = _build({"import_path": args.import_path}, "import_path", lambda where, what: ConfigFileError(f"{args.import_path}: {what}"))
+    except ConfigFileError as exc:
+        raise CliError(str(exc)) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    serve.start(workers=args.workers)
+    try:
+        serve.run(app, name=args.name)
+        print(f"serving {args.import_path} as {args.name!r} on {args.workers} workers; Ctrl-C to stop", flush=True)
+        stop.wait()
+    finally:
+        serve.shutdown()
+    print("stopped", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corral", description="Serve Python code across a cluster of processes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def target(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--address", help="the cluster's address (default: the one started here)")
+        p.add_argument("--port", type=int, help=f"the port of a cluster started here (default {DEFAULT_PORT})")
+
+    p = sub.add_parser("start", help="start a cluster (head and workers) in the background, or join one")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--port", type=int)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--resources", default="{}", help='JSON, e.g. \'{"CPU": 2, "GPU": 1}\'')
+    p.add_argument("--join", metavar="ADDRESS", help="start one worker that joins the cluster at ADDRESS")
+    p.set_defaults(func=cmd_start)
+    p = sub.add_parser("stop", help="stop everything a cluster started here")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_stop)
+    p = sub.add_parser("run", help="run an app in the foreground on a local cluster until Ctrl-C")
+    p.add_argument("import_path", help="module:app")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--name", default="default")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("deploy", help="create or update the applications of a config file")
+    p.add_argument("config")
+    p.add_argument("--prune", action="store_true", help="delete applications the file does not name")
+    p.add_argument("--timeout", type=float, default=600.0)
+    target(p)
+    p.set_defaults(func=cmd_deploy)
+    p = sub.add_parser("status", help="applications, deployments, nodes and gangs")
+    p.add_argument("--json", action="store_true")
+    target(p)
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("call", help="send one request to an application")
+    p.add_argument("app")
+    p.add_argument("json_args", nargs="?", help="a JSON list (positional), object (keywords) or value")
+    p.add_argument("--method", default="__call__")
+    p.add_argument("--timeout", type=float, default=60.0)
+    target(p)
+    p.set_defaults(func=cmd_call)
+    p = sub.add_parser("delete", help="delete an application")
+    p.add_argument("app")
+    target(p)
+    p.set_defaults(func=cmd_delete)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The corral command, run as a subprocess the way a person runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from scripts._cluster_files import alive, read_head
+from tests.helpers import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(sys.executable).parent / "corral"
+CORRAL = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "scripts.cli"]
+ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def corral(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CORRAL, *args], capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def cluster() -> Iterator[Callable[..., str]]:
+    """Starts clusters with ``corral start``; always ``corral stop``s them."""
+    ports: list[int] = []
+
+    def start(*extra: str) -> str:
+        port = free_port()
+        ports.append(port)
+        out = corral("start", "--port", str(port), *extra)
+        assert out.returncode == 0, out.stderr
+        return str(port)
+
+    yield start
+    for port in ports:
+        head = read_head(port)
+        corral("stop", "--port", str(port))
+        if head is not None:
+            for pid in [head["pid"], *head["workers"]]:
+                assert not alive(pid), f"process {pid} outlived corral stop"
+
+
+CONFIG = """
+applications:
+  - name: echo
+    import_path: tests.serve_apps:Echo
+    args: {prefix: "cfg:"}
+    deployments:
+      - name: Echo
+        num_replicas: 3
+"""
+
+
+def test_start_deploy_status_call_delete_stop(cluster: Callable[..., str], tmp_path: Path) -> None:
+    port = cluster("--workers", "2")
+    (tmp_path / "app.yaml").write_text(CONFIG)
+    out = corral("deploy", str(tmp_path / "app.yaml"), "--port", port)
+    assert out.returncode == 0, out.stderr
+    assert "echo/Echo: HEALTHY {'RUNNING': 3}" in out.stdout and "deployed: echo" in out.stdout
+    status = corral("status", "--port", port)
+    assert re.search(r"echo\s+Echo\s+RUNNING\s+HEALTHY\s+RUNNING=3", status.stdout), status.stdout
+    assert "worker-0" in status.stdout and "worker-1" in status.stdout
+    data = json.loads(corral("status", "--json", "--port", port).stdout)
+    assert data["applications"]["echo"]["deployments"]["Echo"]["replica_states"] == {"RUNNING": 3}
+    assert corral("call", "echo", '["x"]', "--port", port).stdout.strip() == '"cfg:x"'
+    assert corral("call", "echo", '{"x": 5}', "--port", port).stdout.strip() == '"cfg:5"'
+    assert json.loads(corral("call", "echo", "--method", "whoami", "--port", port).stdout)["app"] == "echo"
+    assert corral("delete", "echo", "--port", port).returncode == 0
+    assert "echo" not in corral("status", "--port", port).stdout
+
+
+def test_starting_twice_on_a_port_says_so(cluster: Callable[..., str]) -> None:
+    port = cluster("--workers", "1")
+    out = corral("start", "--port", port)
+    assert out.returncode == 1 and f"a corral cluster already runs on port {port}" in out.stderr
+
+
+def test_a_worker_joins_from_another_shell_and_stop_stops_it_too(cluster: Callable[..., str]) -> None:
+    port = cluster("--workers", "1")
+    address = read_head(int(port))["address"]  # type: ignore[index]
+    out = corral("start", "--join", address, "--resources", '{"CPU": 1, "GPU": 2}')
+    assert out.returncode == 0, out.stderr
+    pid = int(re.search(r"pid (\d+)", out.stdout).group(1))  # type: ignore[union-attr]
+    data = json.loads(corral("status", "--json", "--port", port).stdout)
+    assert len(data["nodes"]) == 2 and any(n["total"].get("GPU") == 2 for n in data["nodes"])
+    assert corral("stop", "--port", port).returncode == 0
+    wait_for(lambda: not alive(pid), 30, "the joined worker to stop")
+
+
+@pytest.mark.parametrize(
+    ("config", "text"),
+    [
+        ("applications: []\n", "applications: expected a non-empty list"),
+        ("applications:\n  - name: a\n    import_path: tests.serve_apps:Echo\n    deployments:\n      - name: Echo\n        num_replicas: -2\n",
+         r"applications\[0\]\.deployments\[0\]\.num_replicas: deployment option 'num_replicas': expected an int >= 0, got -2"),
+        ("applications:\n  - name: a\n    import_path: nowhere:App\n", r"applications\[0\]\.import_path: cannot import 'nowhere:App'"),
+        ("applications:\n  - name: a\n    import_path: tests.serve_apps:Echo\n    replicas: 2\n", r"applications\[0\]\.replicas: unknown field"),
+        ("applications:\n  - name: a\n    import_path: tests.serve_apps:Echo\n    deployments:\n      - name: Nope\n",
+         r"applications\[0\]\.deployments\[0\]\.name: no deployment 'Nope'"),
+        ("applications: [\n", "not valid YAML"),
+    ],
+)
+def test_a_bad_config_names_the_file_and_field_exits_2_and_deploys_nothing(
+    cluster: Callable[..., str], tmp_path: Path, config: str, text: str
+) -> None:
+    port = cluster("--workers", "1")
+    path = tmp_path / "bad.yaml"
+    path.write_text(config)
+    out = corral("deploy", str(path), "--port", port)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert re.search(text, out.stderr) and str(path) in out.stderr, out.stderr
+    assert json.loads(corral("status", "--json", "--port", port).stdout)["applications"] == {}
+
+
+def test_deploy_leaves_other_apps_alone_unless_told_to_prune(cluster: Callable[..., str], tmp_path: Path) -> None:
+    port = cluster("--workers", "1")
+    (tmp_path / "a.yaml").write_text(CONFIG)
+    (tmp_path / "b.yaml").write_text(CONFIG.replace("name: echo", "name: other"))
+    assert corral("deploy", str(tmp_path / "a.yaml"), "--port", port).returncode == 0
+    assert corral("deploy", str(tmp_path / "b.yaml"), "--port", port).returncode == 0
+    apps = json.loads(corral("status", "--json", "--port", port).stdout)["applications"]
+    assert set(apps) == {"echo", "other"}
+    out = corral("deploy", str(tmp_path / "b.yaml"), "--prune", "--port", port)
+    assert "pruned application 'echo'" in out.stdout
+    wait_for(lambda: set(json.loads(corral("status", "--json", "--port", port).stdout)["applications"]) == {"other"}, 20, "the prune")
+
+
+def test_deploy_exits_non_zero_with_the_reason_on_deploy_failed(cluster: Callable[..., str], tmp_path: Path) -> None:
+    port = cluster("--workers", "1")
+    (tmp_path / "f.yaml").write_text("applications:\n  - name: broken\n    import_path: tests.serve_apps:FailsToStart\n")
+    out = corral("deploy", str(tmp_path / "f.yaml"), "--port", port)
+    assert out.returncode == 1 and "broken/FailsToStart failed to deploy" in out.stderr and "cannot load the model file" in out.stderr
+
+
+def test_no_cluster_at_the_address_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    out = corral("status", "--address", f"ipc://{tmp_path}/none.sock")
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
+    assert out.stderr.startswith("error: no corral cluster answers at ipc://")
+    port = str(free_port())
+    out = corral("call", "x", "--port", port)
+    assert out.returncode == 2 and f"no corral cluster runs on port {port}" in out.stderr
+
+
+def test_run_serves_in_the_foreground_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*CORRAL, "run", "scripts.serving_demo:app", "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=ENV, cwd=ROOT,
+    )
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert "serving scripts.serving_demo:app as 'default' on 2 workers" in line, line
+        children = _children_of(proc.pid)
+        assert len(children) == 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        assert "stopped" in proc.stdout.read()  # type: ignore[union-attr]
+        wait_for(lambda: not any(alive(pid) for pid in children), 30, "the workers to exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def _children_of(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as fh:
+            out += [int(p) for p in fh.read().split()]
+    return out
+
+
+def test_the_readme_config_example_deploys(cluster: Callable[..., str], tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```yaml\n(applications:.*?)```", readme, re.S)
+    assert block, "the README has a config example"
+    (tmp_path / "readme.yaml").write_text(block.group(1))
+    port = cluster("--workers", "2")
+    out = corral("deploy", str(tmp_path / "readme.yaml"), "--port", port)
+    assert out.returncode == 0, out.stderr
+    assert corral("call", "scoring", '["hello"]', "--port", port).returncode == 0
