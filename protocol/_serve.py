@@ -262,13 +262,22 @@ class HandleMetrics:
 @message("replica_metrics")
 @dataclass(frozen=True, slots=True)
 class ReplicaMetrics:
-    """One replica's own count of requests it runs, averaged over a push window."""
+    """One replica's own count of requests it runs, averaged over a push window,
+    and its request counters since it started (cumulative; the latency
+    histogram's counts follow ``LATENCY_BUCKETS_S``)."""
 
     app: str
     deployment: str
     replica_id: str
     running: float
     timestamp: float
+    requests_total: int = 0
+    errors_total: int = 0
+    latency_buckets: list[int] = field(default_factory=list)
+    latency_sum_s: float = 0.0
+
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 @message("metrics_push")

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from actors import Config, serve
+from actors import Config, ServeSettings, serve
 from actors.serve._session import current_session
 from transport import TransportConfig
 
@@ -27,19 +27,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--resources", default="{}")
     parser.add_argument("--ready-file", required=True)
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--settings", default="{}", help="JSON of ServeSettings fields")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     resources = json.loads(args.resources)
-    config = Config(transport=TransportConfig(host=args.host, port=args.port))
+    config = Config(transport=TransportConfig(host=args.host, port=args.port), serve=ServeSettings(**json.loads(args.settings)))
     serve.start(workers=[dict(resources) for _ in range(args.workers)], config=config)
+    metrics = None
     try:
         session = current_session()
+        if args.metrics_port:
+            from ._prometheus import serve_metrics
+
+            metrics = serve_metrics(session, args.metrics_port, args.host)
         with open(args.ready_file, "w") as fh:
             json.dump({"address": session.system.address, "workers": [w.proc.pid for w in session.workers]}, fh)
         stop.wait()
     finally:
+        if metrics is not None:
+            metrics.shutdown()
         serve.shutdown()
     return 0
 

@@ -75,13 +75,15 @@ def cmd_start(args: argparse.Namespace) -> int:
         except OSError:
             raise CliError(f"port {port} on {args.host} is in use by another program; choose one with --port") from None
     _resources(args.resources)
+    _settings(args.settings)
     folder = cluster_dir(port)
     ready, log = folder / "ready.json", folder / "head.log"
     ready.unlink(missing_ok=True)
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scripts._head", "--port", str(port), "--host", args.host,
-             "--workers", str(args.workers), "--resources", args.resources, "--ready-file", str(ready)],
+             "--workers", str(args.workers), "--resources", args.resources, "--ready-file", str(ready),
+             "--settings", args.settings, *(["--metrics-port", str(args.metrics_port)] if args.metrics_port else [])],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
         )
     info = json.loads(_wait_for_file(ready, proc, 60, log))
@@ -91,6 +93,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     print(f"  deploy:  corral deploy config.yaml --port {port}")
     print(f"  join:    corral start --join {info['address']}")
     print(f"  stop:    corral stop --port {port}")
+    if args.metrics_port:
+        print(f"  metrics: http://{args.host}:{args.metrics_port}/metrics")
     return 0
 
 
@@ -162,6 +166,15 @@ def _resources(text: str) -> dict[str, float]:
         return parse_resources(text)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+
+
+def _settings(text: str) -> None:
+    from actors import ServeSettings
+
+    try:
+        ServeSettings(**json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"--settings: {exc}") from None
 
 
 def _client_transport(address: str) -> dict[str, Any]:
@@ -372,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--resources", default="{}", help='JSON, e.g. \'{"CPU": 2, "GPU": 1}\'')
     p.add_argument("--join", metavar="ADDRESS", help="start one worker that joins the cluster at ADDRESS")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics over HTTP on this port")
+    p.add_argument("--settings", default="{}", help="JSON of ServeSettings fields, e.g. intervals")
     p.set_defaults(func=cmd_start)
     p = sub.add_parser("stop", help="stop everything a cluster started here")
     p.add_argument("--port", type=int)

@@ -108,8 +108,8 @@ def main() -> int:
         say(f"4. streamed: {list(model.options(stream=True).tokens.remote('one two three'))}")
         members = {tuple(sorted(m.items())) for m in (shards.remote().result(timeout_s=10) for _ in range(60))}
         say(f"5. gang members answering: {sorted(dict(m)['gang'] + '/rank' + str(dict(m)['rank']) for m in members)}")
-        say("6. status:")
-        show_status()
+        say("6. `corral status` against this cluster:")
+        _corral_status()
         serve.run(Model.options(num_replicas=4).bind(0.5), name="scoring")
         serve.run(Ingress.bind(Model.options(num_replicas=4).bind(0.5)), name="scoring")
         say(f"7. scaled Model to 4: {serve.status().applications['scoring'].deployments['Model'].replica_states}")
@@ -145,6 +145,19 @@ def main() -> int:
         return 1
     say("9. stopped the cluster: checked that no worker process is left behind")
     return 0
+
+
+def _corral_status() -> None:
+    import subprocess
+
+    from actors.serve._session import current_session
+
+    out = subprocess.run(
+        [sys.executable, "-m", "scripts.cli", "status", "--address", str(current_session().controller)],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent,
+    )
+    for line in (out.stdout + out.stderr).rstrip().splitlines():
+        say(f"     {line}")
 
 
 def _worker_of(model: Any) -> tuple[str, int]:

@@ -178,6 +178,19 @@ def test_run_serves_in_the_foreground_until_ctrl_c_and_leaves_no_process(tmp_pat
                 stream.close()
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if text.encode() in fh.read() and alive(int(entry)):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
 def _children_of(pid: int) -> list[int]:
     out: list[int] = []
     for task in os.listdir(f"/proc/{pid}/task"):
@@ -195,3 +208,55 @@ def test_the_readme_config_example_deploys(cluster: Callable[..., str], tmp_path
     out = corral("deploy", str(tmp_path / "readme.yaml"), "--port", port)
     assert out.returncode == 0, out.stderr
     assert corral("call", "scoring", '["hello"]', "--port", port).returncode == 0
+
+
+def test_the_controller_serves_prometheus_metrics_when_asked(cluster: Callable[..., str], tmp_path: Path) -> None:
+    import urllib.request
+
+    metrics_port = free_port()
+    settings = '{"metrics_push_interval_s": 0.2, "metrics_record_interval_s": 0.05}'
+    port = cluster("--workers", "1", "--metrics-port", str(metrics_port), "--settings", settings)
+    (tmp_path / "app.yaml").write_text(CONFIG)
+    assert corral("deploy", str(tmp_path / "app.yaml"), "--port", port).returncode == 0
+    for i in range(5):
+        assert corral("call", "echo", f"[{i}]", "--port", port).returncode == 0
+    failed = corral("call", "echo", '["boom"]', "--method", "fail", "--port", port)
+    assert failed.returncode == 1 and "ValueError: boom" in failed.stderr
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    labels = 'app="echo",deployment="Echo"'
+    wait_for(lambda: f"corral_requests_total{{{labels}}} 6.0" in scrape(), 20, "the six requests to be counted")
+    text = scrape()
+    assert f"corral_request_errors_total{{{labels}}} 1.0" in text
+    assert f'corral_request_latency_seconds_count{{{labels}}} 6.0' in text
+    assert f'corral_replicas{{{labels},state="RUNNING"}} 3.0' in text
+    assert f"corral_target_replicas{{{labels}}} 3.0" in text
+    assert 'corral_reconcile_loop_seconds{quantile="0.5"}' in text
+    assert "corral_metrics_pushes_received_total" in text
+
+
+def test_ctrl_c_during_deploy_exits_promptly_and_leaves_no_process(cluster: Callable[..., str], tmp_path: Path) -> None:
+    port = cluster("--workers", "1", "--resources", '{"CPU": 2}')
+    (tmp_path / "wait.yaml").write_text(
+        "applications:\n  - name: waits\n    import_path: tests.serve_apps:Echo\n    deployments:\n"
+        "      - name: Echo\n        num_replicas: 2\n        actor_options: {num_cpus: 2}\n"
+    )
+    proc = subprocess.Popen([*CORRAL, "deploy", str(tmp_path / "wait.yaml"), "--port", port],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    try:
+        first = proc.stdout.readline()  # type: ignore[union-attr]
+        assert first.startswith("waits/Echo:"), first
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+        assert "interrupted" in proc.stderr.read()  # type: ignore[union-attr]
+        assert _processes_mentioning(str(tmp_path / "wait.yaml")) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()

@@ -131,6 +131,11 @@ class Controller(Actor):
         self.metrics_dropped = 0
         self.metrics_reports = 0
         self.metrics_by_sender: dict[str, int] = {}
+        # request counters: the latest cumulative report of each live replica, plus
+        # what replicas that are gone had counted (their late reports are ignored)
+        self.replica_counters: dict[tuple[str, str], dict[str, tuple[int, int, list[int], float]]] = {}
+        self.retired_counters: dict[tuple[str, str], list[Any]] = {}
+        self.retired_replicas: set[str] = set()
         self._tick_queued = threading.Event()
         self._stop_ticker = threading.Event()
 
@@ -354,9 +359,14 @@ class Controller(Actor):
                 app.deployments[report.deployment].next_autoscale = 0.0  # scale from zero on the next tick
         for fields in replica_reports:
             try:
-                decode_fields(ReplicaMetrics, fields, "replica_metrics")
+                replica = decode_fields(ReplicaMetrics, fields, "replica_metrics")
             except ProtocolError:
                 self.metrics_dropped += 1
+                continue
+            if replica.replica_id in self.retired_replicas:
+                continue
+            counters = (replica.requests_total, replica.errors_total, list(replica.latency_buckets), replica.latency_sum_s)
+            self.replica_counters.setdefault((replica.app, replica.deployment), {})[replica.replica_id] = counters
         return "ok"
 
     def _execute_all(self, state: DeploymentState, cmds: list[Command]) -> None:
@@ -574,6 +584,24 @@ class Controller(Actor):
         ]
         return ServeStatusInfo(apps, nodes, reservations)
 
+    def _request_totals(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for key, live in self.replica_counters.items():
+            app = self.apps.get(key[0])
+            state = None if app is None else app.deployments.get(key[1])
+            retired = self.retired_counters.setdefault(key, [0, 0, [], 0.0])
+            for rid in [r for r in live if state is None or r not in state.replicas]:
+                _add_counters(retired, live.pop(rid))
+                self.retired_replicas.add(rid)
+            total = list(retired)
+            total[2] = list(total[2])
+            for counters in live.values():
+                _add_counters(total, counters)
+            out[f"{key[0]}/{key[1]}"] = {
+                "requests": total[0], "errors": total[1], "latency_buckets": total[2], "latency_sum_s": total[3],
+            }
+        return out
+
     def _stats(self) -> dict[str, Any]:
         times = sorted(self.loop_ms)
         replicas = sum(len(s.replicas) for app in self.apps.values() for s in app.deployments.values())
@@ -587,6 +615,7 @@ class Controller(Actor):
             "metrics_dropped": self.metrics_dropped,
             "metrics_by_sender": dict(self.metrics_by_sender),
             "process_cpu_s": time.process_time(),
+            "requests": self._request_totals(),
         }
         if not times:
             return base
@@ -597,6 +626,17 @@ class Controller(Actor):
             "loop_ms_p99": times[min(len(times) - 1, int(len(times) * 0.99))],
             "loop_ms_max": times[-1],
         }
+
+
+def _add_counters(into: list[Any], counters: tuple[int, int, list[int], float]) -> None:
+    into[0] += counters[0]
+    into[1] += counters[1]
+    buckets = counters[2]
+    if len(into[2]) < len(buckets):
+        into[2].extend([0] * (len(buckets) - len(into[2])))
+    for i, count in enumerate(buckets):
+        into[2][i] += count
+    into[3] += counters[3]
 
 
 def _describe(exc: BaseException) -> str:

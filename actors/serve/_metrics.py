@@ -83,6 +83,7 @@ class _Window:
     queued: float = 0.0
     running: dict[str, float] = field(default_factory=dict)
     waiting: bool = False
+    counters: tuple[Any, ...] = (0, 0, [], 0.0)
 
     def add(self, sample: tuple[Any, ...]) -> None:
         self.samples += 1
@@ -93,6 +94,8 @@ class _Window:
             self.waiting = self.waiting or bool(sample[6])
         else:
             self.running[""] = self.running.get("", 0.0) + sample[4]
+            if len(sample) > 5:
+                self.counters = sample[5]
 
     def report(self, now: float) -> Any:
         n = max(1, self.samples)
@@ -100,7 +103,8 @@ class _Window:
         if self.kind == "handle":
             running = {r: c / n for r, c in self.running.items()}
             return HandleMetrics(app, deployment, ident, self.queued / n, running, self.waiting, now)
-        return ReplicaMetrics(app, deployment, ident, self.running.get("", 0.0) / n, now)
+        requests, errors, buckets, latency_sum = self.counters
+        return ReplicaMetrics(app, deployment, ident, self.running.get("", 0.0) / n, now, requests, errors, list(buckets), latency_sum)
 
 
 class _Record:
@@ -215,7 +219,7 @@ class MetricsAggregator(Actor):
         self.next_push = time.monotonic() + self.settings.metrics_push_interval_s
         now = time.time()
         windows = self.windows
-        self.windows = {token: _Window(w.kind, w.key) for token, w in windows.items()}
+        self.windows = {token: _Window(w.kind, w.key, counters=w.counters) for token, w in windows.items()}
         if self.settings.metrics_mode == "handle":
             for token, window in windows.items():
                 self._send(token, [window.report(now)])

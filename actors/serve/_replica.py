@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import concurrent.futures
 import inspect
+import itertools
 import threading
 import time
 from typing import Any, Callable
 
-from protocol import DeploymentSpec, HandleRequest, HealthCheck, Reconfigure
+from protocol import LATENCY_BUCKETS_S, DeploymentSpec, HandleRequest, HealthCheck, Reconfigure
 
 from .._actor import Actor
 from .._future import Future
@@ -63,6 +65,10 @@ class Replica(Actor):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread: threading.Thread | None = None
         self.methods: dict[str, tuple[Callable[..., Any], str]] = {}
+        self.requests_total = 0
+        self.errors_total = 0
+        self.latency_sum_s = 0.0
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.in_flight = 0
         self.async_limit: asyncio.Semaphore | None = None
         self.idle = threading.Condition()
@@ -100,7 +106,10 @@ class Replica(Actor):
     def metrics_sample(self) -> tuple[Any, ...]:
         """What the metrics aggregator records: requests running here."""
         c = self.context
-        return ("replica", c.app_name, c.deployment, c.replica_id, self.in_flight)
+        with self.idle:
+            cumulative = list(itertools.accumulate(self.latency_counts))
+            counters = (self.requests_total, self.errors_total, cumulative, self.latency_sum_s)
+        return ("replica", c.app_name, c.deployment, c.replica_id, self.in_flight, counters)
 
     def on_stop(self) -> None:
         self._shutdown_executors()
@@ -164,6 +173,7 @@ class Replica(Actor):
             )
         with self.idle:
             self.in_flight += 1
+        started = time.perf_counter()
         if kind == "agen":
             done = asyncio.run_coroutine_threadsafe(self._limited(_pump_async(method(*args, **kwargs), emit)), self._event_loop())
         elif kind == "async":
@@ -174,7 +184,7 @@ class Replica(Actor):
                 done = self.pool.submit(_pump_sync, method, args, kwargs, emit)
             else:
                 done = self.pool.submit(method, *args, **kwargs)
-        done.add_done_callback(self._finished)
+        done.add_done_callback(lambda fut: self._finished(fut, started))
         return done
 
     async def _limited(self, coro: Any) -> Any:
@@ -186,9 +196,15 @@ class Replica(Actor):
     async def _guarded(self, coro: Any) -> Any:
         return await coro
 
-    def _finished(self, _: Any) -> None:
+    def _finished(self, done: Any, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        failed = done.cancelled() or done.exception() is not None
         with self.idle:
             self.in_flight -= 1
+            self.requests_total += 1
+            self.errors_total += failed
+            self.latency_sum_s += elapsed
+            self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, elapsed)] += 1
             if self.in_flight == 0:
                 self.idle.notify_all()
 

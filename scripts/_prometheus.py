@@ -1,0 +1,66 @@
+"""Prometheus metrics of a cluster, served over HTTP from the head process.
+
+Everything is read from the controller at scrape time: requests, errors and
+request latency per deployment (reported by replicas through the metrics
+aggregators), replicas by state, autoscaling targets, the reconcile loop's
+iteration time, and metrics pushes received.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from prometheus_client import start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from actors.serve._session import Session
+from protocol import LATENCY_BUCKETS_S, GetControllerStats, GetStatus
+
+
+class ClusterCollector(Collector):
+    """Asks the controller on every scrape (bounded by the control timeout)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def collect(self) -> Iterator[Any]:
+        stats = self.session.ask_controller(GetControllerStats())
+        status = self.session.ask_controller(GetStatus())
+        requests = CounterMetricFamily("corral_requests", "Requests handled by replicas", labels=["app", "deployment"])
+        errors = CounterMetricFamily("corral_request_errors", "Requests that raised", labels=["app", "deployment"])
+        latency = HistogramMetricFamily("corral_request_latency_seconds", "Request latency in the replica", labels=["app", "deployment"])
+        for key, totals in sorted(stats.get("requests", {}).items()):
+            labels = key.split("/", 1)
+            requests.add_metric(labels, totals["requests"])
+            errors.add_metric(labels, totals["errors"])
+            counts = totals["latency_buckets"] or [0] * (len(LATENCY_BUCKETS_S) + 1)
+            bounds = [str(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
+            latency.add_metric(labels, list(zip(bounds, counts)), totals["latency_sum_s"])
+        yield from (requests, errors, latency)
+        replicas = GaugeMetricFamily("corral_replicas", "Replicas by state", labels=["app", "deployment", "state"])
+        targets = GaugeMetricFamily("corral_target_replicas", "Target replicas (the autoscaling target when autoscaled)", labels=["app", "deployment"])
+        for app_name, app in sorted(status.applications.items()):
+            for name, d in sorted(app.deployments.items()):
+                for state, count in sorted(d.replica_states.items()):
+                    replicas.add_metric([app_name, name, state], count)
+                targets.add_metric([app_name, name], (d.autoscaling or {}).get("target", d.target_replicas))
+        yield from (replicas, targets)
+        loop = GaugeMetricFamily("corral_reconcile_loop_seconds", "Reconcile loop iteration time", labels=["quantile"])
+        for quantile, key in (("0.5", "loop_ms_p50"), ("0.99", "loop_ms_p99")):
+            if key in stats:
+                loop.add_metric([quantile], stats[key] / 1000)
+        yield loop
+        pushes = CounterMetricFamily("corral_metrics_pushes_received", "Metrics push messages received by the controller")
+        pushes.add_metric([], stats.get("metrics_messages", 0))
+        yield pushes
+
+
+def serve_metrics(session: Session, port: int, host: str = "127.0.0.1") -> Any:
+    """Start the HTTP endpoint; returns the server (``.shutdown()`` stops it)."""
+    registry = CollectorRegistry()
+    registry.register(ClusterCollector(session))
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
+
+
