@@ -209,3 +209,12 @@ def test_an_ipc_directory_open_to_other_users_is_refused(tmp_path: object) -> No
     os.chmod(loose, 0o777)
     with pytest.raises(TransportError, match="mode 0700"):
         _transport(ipc_dir=loose)
+
+
+def test_a_transport_message_sent_as_a_request_is_refused_with_an_answer_and_not_acted_on(target: ActorSystem, raw: RawClient) -> None:
+    for msg_id, kind in ((91, "bye"), (92, "ping"), (93, "pong")):
+        raw.send(msgpack.packb([1, kind, msg_id, None, raw.address, "", None, 1, []]))
+    answers = {env.corr_id: env.body for env in raw.answers(2000)}
+    assert set(answers) == {91, 92, 93}
+    assert all(a.type_name == "MalformedEnvelope" and "takes no answer" in a.message for a in answers.values())
+    assert target.statistics().transport.peers_lost == 0, "a bye that asks for an answer does not end the peer"

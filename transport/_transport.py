@@ -24,6 +24,7 @@ from protocol import (
     Bye,
     Envelope,
     ErrorReply,
+    MalformedEnvelope,
     MalformedFrame,
     Ping,
     Pong,
@@ -47,6 +48,7 @@ OnError = Callable[[Exception], None]
 OnTick = Callable[[float], None]
 
 _SEND, _WATCH, _STOP = 0, 1, 2
+_TRANSPORT_KINDS = frozenset({"ping", "pong", "bye"})
 _RECV_BATCH = 512
 
 
@@ -389,7 +391,10 @@ class Transport:
                 self._reject(err, peer, frame)
                 continue
             kind = env.kind
-            if kind == "ping":
+            if kind in _TRANSPORT_KINDS and (env.wants_reply or env.target):
+                # transport messages take no answer and name no actor: someone is confused
+                self._reject(MalformedEnvelope(f"a {kind!r} message takes no answer and has no target actor"), peer, frame)
+            elif kind == "ping":
                 self._send_now(peer, self._frames["pong"], None)
             elif kind == "bye":
                 self._declare_down(peer, "it shut down")

@@ -39,6 +39,8 @@ from protocol import (
     SubscribeReplicas,
 )
 
+from transport import check_endpoint
+
 from .._actor import Actor
 from .._config import ServeSettings
 from .._future import Future
@@ -199,6 +201,12 @@ class Controller(Actor):
         raise TypeError(f"the controller does not handle {kind.__name__} messages")
 
     def _register(self, message: RegisterNode) -> str:
+        check_endpoint(message.address)
+        if not message.node_id or "#" in message.node_id:
+            raise ValueError(f"node id must be non-empty without '#', got {message.node_id!r}")
+        for name, amount in message.resources.items():
+            if not name or not amount >= 0:
+                raise ValueError(f"resource {name!r} of node {message.node_id!r} must be a number >= 0, got {amount!r}")
         if message.node_id in self.nodes:
             self._lose_node(message.node_id, "it registered again (restarted)")
         self.cluster.add_node(message.node_id, message.address, message.resources)
