@@ -17,7 +17,7 @@ import threading
 
 from actors import Config, ServeSettings, serve
 from actors.serve._session import current_session
-from transport import TransportConfig
+from transport import TransportConfig, load_keys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,12 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     parser.add_argument("--settings", default="{}", help="JSON of ServeSettings fields")
+    parser.add_argument("--keys", help="directory of the cluster's CurveZMQ keys")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     resources = json.loads(args.resources)
-    config = Config(transport=TransportConfig(host=args.host, port=args.port), serve=ServeSettings(**json.loads(args.settings)))
+    curve = load_keys(args.keys) if args.keys else None
+    config = Config(
+        transport=TransportConfig(host=args.host, port=args.port, curve=curve),
+        serve=ServeSettings(**json.loads(args.settings)),
+    )
     serve.start(workers=[dict(resources) for _ in range(args.workers)], config=config)
     metrics = None
     try:

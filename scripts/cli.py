@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transport import generate_keys
+
 from ._cluster_files import DEFAULT_PORT, alive, cluster_dir, joined_workers, read_head, write_json
 
 EXIT_BAD_INPUT = 2
@@ -79,11 +81,13 @@ def cmd_start(args: argparse.Namespace) -> int:
     folder = cluster_dir(port)
     ready, log = folder / "ready.json", folder / "head.log"
     ready.unlink(missing_ok=True)
+    generate_keys(folder / "keys")
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scripts._head", "--port", str(port), "--host", args.host,
              "--workers", str(args.workers), "--resources", args.resources, "--ready-file", str(ready),
-             "--settings", args.settings, *(["--metrics-port", str(args.metrics_port)] if args.metrics_port else [])],
+             "--settings", args.settings, "--keys", str(folder / "keys"),
+             *(["--metrics-port", str(args.metrics_port)] if args.metrics_port else [])],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
         )
     info = json.loads(_wait_for_file(ready, proc, 60, log))
@@ -91,7 +95,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     print(f"corral cluster started at {info['address']} with {args.workers} workers (head pid {proc.pid})")
     print(f"  status:  corral status --port {port}")
     print(f"  deploy:  corral deploy config.yaml --port {port}")
-    print(f"  join:    corral start --join {info['address']}")
+    print(f"  join:    corral start --join {info['address']} --keys {folder / 'keys'}")
     print(f"  stop:    corral stop --port {port}")
     if args.metrics_port:
         print(f"  metrics: http://{args.host}:{args.metrics_port}/metrics")
@@ -100,17 +104,19 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def _join(args: argparse.Namespace) -> int:
     address = args.join
-    _connect(address).close()  # fail fast with a clear message if nobody answers
+    _connect(address, args.keys).close()  # fail fast with a clear message if nobody answers
     port = int(address.rsplit(":", 1)[1]) if address.startswith("tcp://") else DEFAULT_PORT
     folder = cluster_dir(port)
     ready = folder / f"join-{os.getpid()}.ready"
     log = folder / f"join-{os.getpid()}.log"
     resources = json.dumps(_resources(args.resources))
+    keys = _keys_for(address, args.keys)
+    transport = {**_client_transport(address), **({"curve": dataclasses.asdict(keys)} if keys else {})}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "actors.serve.worker", "--controller", f"{address}#controller",
              "--node-id", f"{socket.gethostname()}-{os.getpid()}", "--resources", resources,
-             "--detached", "--ready-file", str(ready), "--config", json.dumps({"transport": _client_transport(address)})],
+             "--detached", "--ready-file", str(ready), "--config", json.dumps({"transport": transport})],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
         )
     worker_address = _wait_for_file(ready, proc, 60, log)
@@ -177,6 +183,23 @@ def _settings(text: str) -> None:
         raise CliError(f"--settings: {exc}") from None
 
 
+def _keys_for(address: str, keys_dir: str | None) -> Any:
+    """The cluster's keys: from --keys, else from the cluster started here on that port."""
+    from transport import load_keys
+
+    if keys_dir is None:
+        if not address.startswith("tcp://"):
+            return None
+        candidate = cluster_dir(int(address.rsplit(":", 1)[1].split("#")[0])) / "keys"
+        if not candidate.exists():
+            return None
+        keys_dir = str(candidate)
+    try:
+        return load_keys(keys_dir)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the cluster's keys from {keys_dir}: {exc}") from None
+
+
 def _client_transport(address: str) -> dict[str, Any]:
     host = address[len("tcp://"):].rsplit(":", 1)[0] if address.startswith("tcp://") else ""
     if not host or host.startswith("127.") or host == "localhost":
@@ -195,13 +218,14 @@ def _address(args: argparse.Namespace) -> str:
 
 
 class _Connection:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, keys_dir: str | None = None) -> None:
         from actors import Config, serve
         from transport import TransportConfig
 
         self.serve = serve
+        transport = TransportConfig(**_client_transport(address), curve=_keys_for(address, keys_dir))
         try:
-            serve.start(address=address, config=Config(transport=TransportConfig(**_client_transport(address))))
+            serve.start(address=address, config=Config(transport=transport))
         except (ConnectionError, ValueError) as exc:
             raise CliError(f"no corral cluster answers at {address}") from exc
 
@@ -209,12 +233,12 @@ class _Connection:
         self.serve.shutdown()
 
 
-def _connect(address: str) -> _Connection:
-    return _Connection(address)
+def _connect(address: str, keys_dir: str | None = None) -> _Connection:
+    return _Connection(address, keys_dir)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    conn = _connect(_address(args))
+    conn = _connect(_address(args), args.keys)
     try:
         status = conn.serve.status()
     finally:
@@ -253,7 +277,7 @@ def cmd_call(args: argparse.Namespace) -> int:
         payload = json.loads(args.json_args) if args.json_args is not None else None
     except json.JSONDecodeError as exc:
         raise CliError(f"JSON_ARGS is not valid JSON: {exc}") from None
-    conn = _connect(_address(args))
+    conn = _connect(_address(args), args.keys)
     try:
         from actors.serve import DeploymentNotFoundError
 
@@ -280,7 +304,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    conn = _connect(_address(args))
+    conn = _connect(_address(args), args.keys)
     try:
         if args.app not in conn.serve.status().applications:
             raise CliError(f"no application named {args.app!r}", 1)
@@ -298,7 +322,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         apps = load_config(args.config)
     except ConfigFileError as exc:
         raise CliError(str(exc)) from None
-    conn = _connect(_address(args))
+    conn = _connect(_address(args), args.keys)
     interrupted = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     try:
@@ -377,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def target(p: argparse.ArgumentParser) -> None:
         p.add_argument("--address", help="the cluster's address (default: the one started here)")
+        p.add_argument("--keys", help="the cluster's key directory (default: the one of the cluster started here)")
         p.add_argument("--port", type=int, help=f"the port of a cluster started here (default {DEFAULT_PORT})")
 
     p = sub.add_parser("start", help="start a cluster (head and workers) in the background, or join one")
@@ -386,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resources", default="{}", help='JSON, e.g. \'{"CPU": 2, "GPU": 1}\'')
     p.add_argument("--join", metavar="ADDRESS", help="start one worker that joins the cluster at ADDRESS")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics over HTTP on this port")
+    p.add_argument("--keys", help="with --join: the cluster's key directory")
     p.add_argument("--settings", default="{}", help="JSON of ServeSettings fields, e.g. intervals")
     p.set_defaults(func=cmd_start)
     p = sub.add_parser("stop", help="stop everything a cluster started here")

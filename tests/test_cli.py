@@ -260,3 +260,17 @@ def test_ctrl_c_during_deploy_exits_promptly_and_leaves_no_process(cluster: Call
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+
+
+def test_the_cluster_is_encrypted_and_a_client_without_its_keys_gets_nothing(cluster: Callable[..., str], tmp_path: Path) -> None:
+    from transport import generate_keys
+
+    port = cluster("--workers", "1")
+    keys = Path(read_head(int(port))["log"]).parent / "keys"  # type: ignore[index]
+    for name in ("server.key", "client.key"):
+        assert oct(os.stat(keys / name).st_mode & 0o777) == "0o600"
+    assert corral("status", "--port", port).returncode == 0
+    generate_keys(tmp_path / "wrong")
+    out = corral("status", "--port", port, "--keys", str(tmp_path / "wrong"))
+    assert out.returncode == 2 and "no corral cluster answers" in out.stderr
+    assert corral("status", "--port", port).returncode == 0, "the head is still serving its members"

@@ -4,12 +4,16 @@ Knows frames and envelopes, peers and heartbeats; nothing about actors.
 """
 
 from ._config import TransportConfig
+from ._curve import CurveKeys, generate_keys, load_keys
 from ._endpoint import check_endpoint, ipc_path, private_ipc_dir
 from ._errors import PeerUnavailable, SendQueueFull, TransportClosed, TransportError
 from ._liveness import LivenessTracker, LogLimiter
 from ._transport import Transport, TransportStatistics
 
 __all__ = [
+    "CurveKeys",
+    "generate_keys",
+    "load_keys",
     "LivenessTracker",
     "LogLimiter",
     "PeerUnavailable",

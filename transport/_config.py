@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from ._curve import CurveKeys
 
 
 def _require(ok: bool, field: str, expected: str, value: object) -> None:
@@ -36,6 +39,8 @@ class TransportConfig:
         tick_s: period of the owner's tick callback (deadline sweeps).
         dead_peer_quarantine_s: how long sends to a peer found dead fail at
             once before a reconnect is tried; None means one liveness window.
+        curve: the cluster's CurveZMQ keys: every connection is encrypted and
+            only holders of the keys get in. None: no encryption (one host, or tests).
     """
 
     host: str | None = None
@@ -52,8 +57,13 @@ class TransportConfig:
     bad_frame_log_interval_s: float = 10.0
     tick_s: float = 0.05
     dead_peer_quarantine_s: float | None = None
+    curve: CurveKeys | None = None
 
     def __post_init__(self) -> None:
+        curve: Any = self.curve
+        if isinstance(curve, dict):
+            object.__setattr__(self, "curve", CurveKeys(**curve))
+        _require(self.curve is None or isinstance(self.curve, CurveKeys), "curve", "None or CurveKeys", curve)
         _require(self.host is None or isinstance(self.host, str), "host", "None or a host string", self.host)
         _require(type(self.port) is int and 0 <= self.port <= 65535, "port", "an int in 0..65535", self.port)
         for name in ("heartbeat_interval_s", "linger_s", "bad_frame_log_interval_s", "tick_s"):

@@ -67,6 +67,7 @@ class TransportStatistics:
         peers_lost: peers declared dead or gone so far.
         handoff_queued: frames waiting for the I/O thread.
         handoff_capacity: the hand-off queue's bound.
+        auth_failures: connections refused for not holding the cluster's keys.
     """
 
     address: str
@@ -79,6 +80,7 @@ class TransportStatistics:
     peers_lost: int = 0
     handoff_queued: int = 0
     handoff_capacity: int = 0
+    auth_failures: int = 0
 
 
 class Transport:
@@ -117,6 +119,8 @@ class Transport:
         self._send_failures = 0
         self._peers_lost = 0
         self._bad_frames: Counter[str] = Counter()
+        self._auth_failures = 0
+        self._zap: zmq.Socket | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._io_ident: int | None = None
@@ -211,6 +215,7 @@ class Transport:
             peers_lost=self._peers_lost,
             handoff_queued=len(self._handoff),
             handoff_capacity=self._config.handoff_capacity,
+            auth_failures=self._auth_failures,
         )
 
     def _enqueue(self, item: tuple[int, str, bytes, OnError | None]) -> None:
@@ -232,11 +237,21 @@ class Transport:
     def _bind(self) -> None:
         cfg = self._config
         self._ctx = zmq.Context()
+        if cfg.curve is not None:
+            # the ZAP handler answers libzmq's authentication requests; it is polled by this thread
+            self._zap = self._ctx.socket(zmq.ROUTER)
+            self._zap.setsockopt(zmq.LINGER, 0)
+            self._zap.bind("inproc://zeromq.zap.01")
+            self._allowed_client = cfg.curve.client_key_bytes()
         router = self._ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.RCVHWM, cfg.recv_hwm)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         router.setsockopt(zmq.MAXMSGSIZE, cfg.max_frame_bytes * 2 + 65536)
+        if cfg.curve is not None:
+            router.setsockopt(zmq.CURVE_SERVER, 1)
+            router.setsockopt(zmq.CURVE_SECRETKEY, cfg.curve.server_secret.encode())
+            router.setsockopt(zmq.ZAP_DOMAIN, b"corral")
         self._router = router
         if cfg.host is None:
             address = new_ipc_endpoint(private_ipc_dir(cfg.ipc_dir))
@@ -291,6 +306,9 @@ class Transport:
         poller.register(router, zmq.POLLIN)
         waker_fd = waker.fileno()
         poller.register(waker_fd, zmq.POLLIN)
+        zap = self._zap
+        if zap is not None:
+            poller.register(zap, zmq.POLLIN)
         tick = self._config.tick_s
         next_tick = time.monotonic() + tick
         while True:
@@ -299,6 +317,8 @@ class Transport:
             for sock, _ in events:
                 if sock is router:
                     self._drain_router()
+                elif sock is zap:
+                    self._answer_zap()
                 elif self._drain_handoff():
                     return
             now = time.monotonic()
@@ -341,6 +361,11 @@ class Transport:
         sock.setsockopt(zmq.ROUTING_ID, self.address.encode())
         sock.setsockopt(zmq.SNDHWM, self._config.send_hwm)
         sock.setsockopt(zmq.LINGER, 0)
+        curve = self._config.curve
+        if curve is not None:
+            sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public.encode())
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.client_public.encode())
+            sock.setsockopt(zmq.CURVE_SECRETKEY, curve.client_secret.encode())
         sock.connect(peer)
         self._dealers[peer] = sock
         self._dead_until.pop(peer, None)
@@ -401,6 +426,28 @@ class Transport:
             elif kind != "pong":
                 self._call(self._on_envelope, env)
 
+    def _answer_zap(self) -> None:
+        zap = self._zap
+        assert zap is not None
+        while True:
+            try:
+                parts = zap.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            # [routing id, b"", version, request id, domain, address, identity, mechanism, credentials...]
+            if len(parts) < 8:
+                continue
+            ident, _, version, request_id, _domain, address, _identity, mechanism = parts[:8]
+            credentials = parts[8:]
+            ok = mechanism == b"CURVE" and credentials[:1] == [self._allowed_client]
+            if not ok:
+                self._auth_failures += 1
+                where = address.decode("utf-8", "replace")
+                if self._log_limiter.allow(f"zap:{where}", time.monotonic()):
+                    log.warning("refused a connection from %s: it does not hold the cluster's keys", where)
+            code, text = (b"200", b"OK") if ok else (b"400", b"not a member of this cluster")
+            zap.send_multipart([ident, b"", version, request_id, code, text, b"corral" if ok else b"", b""])
+
     def _reject(self, err: ProtocolError, peer: str, frame: bytes) -> None:
         self._bad_frames[err.reason] += 1
         if self._log_limiter.allow(f"bad:{peer}", time.monotonic()):
@@ -456,6 +503,9 @@ class Transport:
         self._teardown_sockets()
 
     def _teardown_sockets(self) -> None:
+        if self._zap is not None:
+            self._zap.close(linger=0)
+            self._zap = None
         if self._router is not None:
             self._router.close(linger=0)
             self._router = None
