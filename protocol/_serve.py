@@ -62,6 +62,17 @@ class RegisterNode:
     resources: dict[str, float]
 
 
+@message("node_hello")
+@dataclass(frozen=True, slots=True)
+class NodeHello:
+    """A node agent's periodic hello, listing the replicas it runs. The
+    controller answers ``{"known": bool, "stop": [replica ids it does not know]}``."""
+
+    node_id: str
+    address: str
+    replicas: list[str]
+
+
 @message("replica_info")
 @dataclass(frozen=True, slots=True)
 class ReplicaInfo:

@@ -322,3 +322,26 @@ def test_connecting_where_no_cluster_runs_is_a_clear_error(tmp_path: Path) -> No
         serve.start(address=f"ipc://{tmp_path}/nothing.sock", config=fast_serve_config())
     with pytest.raises(RuntimeError, match="serve.start"):
         serve.status()
+
+
+def test_a_worker_cut_off_and_back_rejoins_cleanly_with_its_stale_replicas_stopped(serve_cluster: Any) -> None:
+    from actors.serve._session import current_session
+    from protocol import ListReplicas
+
+    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind(), name="cut")
+    session = current_session()
+    victim = session.workers[0]
+    node_ref = session.system.ref(victim.address, "node")
+    assert len(node_ref.ask(ListReplicas(), timeout=5).get()) == 2
+    os.kill(victim.proc.pid, signal.SIGSTOP)  # cut off: alive but silent
+    try:
+        wait_for(lambda: [n.node_id for n in serve.status().nodes] == ["worker-1"]
+                 and deployment_status("cut", "Echo").replica_states == {"RUNNING": 4}, 20, "the replacement on worker-1")
+    finally:
+        os.kill(victim.proc.pid, signal.SIGCONT)
+    wait_for(lambda: sorted(n.node_id for n in serve.status().nodes) == ["worker-0", "worker-1"], 20, "worker-0 to rejoin")
+    wait_for(lambda: node_ref.ask(ListReplicas(), timeout=5).get() == [], 20, "its stale replicas to stop")
+    status = serve.status()
+    assert deployment_status("cut", "Echo").replica_states == {"RUNNING": 4}
+    assert sum(n.replicas for n in status.nodes) == 4, "nothing counted twice"
+    assert len(replica_ids(handle, 40)) == 4

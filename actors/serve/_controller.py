@@ -18,6 +18,7 @@ from protocol import (
     ApplicationStatusInfo,
     HandleMetrics,
     MetricsPush,
+    NodeHello,
     ProtocolError,
     ReplicaMetrics,
     ReservationInfo,
@@ -191,6 +192,8 @@ class Controller(Actor):
             return self._status()
         if kind is RegisterNode:
             return self._register(message)
+        if kind is NodeHello:
+            return self._hello(message)
         if kind is SubscribeReplicas:
             return self._subscribe(message)
         if kind is GetControllerStats:
@@ -218,6 +221,19 @@ class Controller(Actor):
                 state.mark_dirty()  # replicas or gangs waiting for room may fit now
         log.info("worker %s joined from %s with %s", message.node_id, message.address, message.resources)
         return message.node_id
+
+    def _hello(self, message: NodeHello) -> dict[str, Any]:
+        node = self.nodes.get(message.node_id)
+        if node is None or node.ref.address != message.address:
+            return {"known": False, "stop": []}
+        mine = {
+            rid
+            for app in self.apps.values()
+            for state in app.deployments.values()
+            for rid, _, record in state.replicas.items()
+            if record.node_id == message.node_id
+        }
+        return {"known": True, "stop": [rid for rid in message.replicas if rid not in mine]}
 
     def _deploy(self, message: DeployApp) -> str:
         if not message.name or "#" in message.name:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from protocol import ListReplicas, StartReplica, StopReplica
+import logging
+import threading
+
+from protocol import ListReplicas, NodeHello, RegisterNode, StartReplica, StopReplica
 
 from .._actor import Actor
 from .._future import Future
@@ -13,21 +16,70 @@ from ._context import GangContext, ReplicaContext
 from ._replica import Replica, drain_message
 
 
+log = logging.getLogger("corral.serve")
+
+
+class _Hello:
+    pass
+
+
 class NodeAgent(Actor):
     """One per worker process, named ``"node"``.
+
+    Once per ``hello_interval_s`` it tells the controller which replicas it
+    runs. Replicas the controller does not know (replaced while this worker
+    was cut off) are stopped; if the controller does not know this worker any
+    more, every replica is stopped and the worker registers again, so nothing
+    is counted twice.
 
     Args:
         node_id: this worker's id.
         resolve_args: turns handle markers in replica arguments into handles.
+        controller: the controller (None: no hellos).
+        resources: what this worker declared, for registering again.
+        hello_interval_s: time between hellos.
     """
 
-    def __init__(self, node_id: str, resolve_args: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        resolve_args: Callable[[Any], Any],
+        controller: ActorRef | None = None,
+        resources: dict[str, float] | None = None,
+        hello_interval_s: float = 5.0,
+    ) -> None:
         super().__init__()
         self.node_id = node_id
         self.resolve_args = resolve_args
+        self.controller = controller
+        self.resources = dict(resources or {})
+        self.hello_interval_s = hello_interval_s
         self.replicas: dict[str, ActorRef] = {}
+        self._halt = threading.Event()
+        self._hello_pending = False
+
+    def on_start(self) -> None:
+        if self.controller is None:
+            return
+        me, halt, interval = self.actor_ref, self._halt, self.hello_interval_s
+
+        def ticker() -> None:
+            while not halt.wait(interval):
+                _tell_quietly(me, _Hello())
+
+        threading.Thread(target=ticker, name="node-hello", daemon=True).start()
+
+    def on_stop(self) -> None:
+        self._halt.set()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._halt.set()
 
     def receive(self, message: Any) -> Any:
+        if type(message) is _Hello:
+            return self._say_hello()
+        if isinstance(message, tuple) and message[0] == "hello_answer":
+            return self._on_hello_answer(message[1])
         if type(message) is StartReplica:
             return self._start_replica(message)
         if type(message) is StopReplica:
@@ -38,6 +90,44 @@ class NodeAgent(Actor):
             self.replicas.pop(message[1], None)
             return None
         raise TypeError(f"node agent got an unexpected message {type(message).__name__}")
+
+    def _say_hello(self) -> None:
+        if self._hello_pending or self.controller is None:
+            return
+        me = self.actor_ref
+        try:
+            future = self.controller.ask(NodeHello(self.node_id, self.system.address, sorted(self.replicas)), timeout=self.hello_interval_s)
+        except Exception as exc:  # the controller is unreachable now: try again next time
+            log.debug("hello to the controller not sent: %s", exc)
+            return
+        self._hello_pending = True
+
+        def answered(done: Future[Any]) -> None:
+            try:
+                answer = done.get(0)
+            except Exception:
+                answer = None
+            _tell_quietly(me, ("hello_answer", answer))
+
+        future.add_done_callback(answered)
+
+    def _on_hello_answer(self, answer: Any) -> None:
+        self._hello_pending = False
+        if not isinstance(answer, dict):
+            return
+        if answer.get("known"):
+            stale = [rid for rid in answer.get("stop", []) if rid in self.replicas]
+        else:
+            stale = list(self.replicas)
+        for rid in stale:
+            log.warning("stopping replica %s: the controller replaced it while this worker was cut off", rid)
+            self.system.stop(self.replicas.pop(rid), wait=False)
+        if not answer.get("known") and self.controller is not None:
+            log.warning("worker %s was given up by the controller: registering again", self.node_id)
+            try:
+                self.controller.ask(RegisterNode(self.node_id, self.system.address, self.resources), timeout=self.hello_interval_s)
+            except Exception as exc:
+                log.debug("registering again failed, the next hello retries: %s", exc)
 
     def _start_replica(self, message: StartReplica) -> Future[bool]:
         spec = message.spec

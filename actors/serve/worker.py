@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     system = ActorSystem(config)
     try:
         session = connect(args.controller, config, system=system)
-        system.spawn(NodeAgent, args.node_id, session.resolve, name="node")
+        system.spawn(
+            NodeAgent, args.node_id, session.resolve, session.controller, resources,
+            config.transport.liveness_window_s, name="node",
+        )
         deadline = time.monotonic() + config.serve.worker_start_timeout_s
         while True:
             try:
