@@ -15,7 +15,6 @@ import json
 import signal
 import sys
 import threading
-from typing import Any
 
 from transport import TransportConfig
 

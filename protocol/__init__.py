@@ -102,5 +102,6 @@ __all__ = [
     "encode_envelope",
     "encode_fields",
     "message",
+    "peek_error_route",
     "registered_kinds",
 ]

@@ -213,7 +213,7 @@ def test_a_receive_that_returns_a_future_answers_when_it_completes_and_keeps_tak
 
 def test_a_deferred_answer_reaches_another_process_with_its_traceback(system: ActorSystem, make_system: object) -> None:
     other = make_system()  # type: ignore[operator]
-    ref = system.spawn(Deferring, name="deferring")
+    system.spawn(Deferring, name="deferring")
     remote = other.ref(system.address, "deferring")
     with pytest.raises(LookupError, match="deferred failure") as info:
         remote.ask("fail").get(timeout=5)

@@ -15,26 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol import (
-    ApplicationStatusInfo,
-    HandleMetrics,
     MetricsPush,
     NodeHello,
-    ProtocolError,
-    ReplicaMetrics,
-    ReservationInfo,
-    decode_fields,
     DeleteApp,
     DeployApp,
-    DeploymentStatusInfo,
     GetControllerStats,
     GetStatus,
     HealthCheck,
-    NodeInfo,
     Reconfigure,
     RegisterNode,
-    ReplicaInfo,
     ReplicaSet,
-    ServeStatusInfo,
     StartReplica,
     StopReplica,
     SubscribeReplicas,
@@ -56,9 +46,10 @@ from ._deployment_state import (
     StopReplicaCmd,
     make_limits,
 )
-from ._autoscaling import AutoscalingConfigError, AutoscalingDecider, PolicyContext, load_policy
+from ._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_policy
+from ._controller_metrics import ControllerMetrics, whole_gangs
+from ._controller_views import ControllerViews
 from ._gang_coordinator import COORDINATOR_NAME, GangCoordinator, StartGang, StopGang
-from ._metrics import decode_push
 from ._metrics_store import MetricsStore
 from ._options import DeploymentConfig, DeploymentOptionError
 from ._scheduler import SCHEDULER_NAME, Scheduler, SchedulerClient
@@ -104,7 +95,7 @@ class _Died:
     reason: str
 
 
-class Controller(Actor):
+class Controller(ControllerMetrics, ControllerViews, Actor):
     """The head's controller, named ``"controller"``.
 
     Args:
@@ -283,7 +274,7 @@ class Controller(Actor):
             keep = state is not None and state.autoscaler is not None and state.config.autoscaling_config == config.autoscaling_config
             if autoscaling is not None:
                 start = state.config.num_replicas if keep else autoscaling.start_replicas  # type: ignore[union-attr]
-                config = config.replace(num_replicas=_whole_gangs(start, config))
+                config = config.replace(num_replicas=whole_gangs(start, config))
             if state is None:
                 state = app.deployments[spec.name] = DeploymentState(spec, config, self.cluster, self.limits)
             else:
@@ -340,58 +331,6 @@ class Controller(Actor):
                 del self.apps[app.name]
         self.ticks += 1
         self.loop_ms.append((time.perf_counter() - start) * 1000)
-
-    def _autoscale(self, app: str, state: DeploymentState, now: float) -> None:
-        # decisions only change when reports do: look twice per push interval (or at once, see _on_metrics)
-        state.next_autoscale = now + self.settings.metrics_push_interval_s / 2
-        decider = state.autoscaler
-        cfg = decider.config
-        load = self.metrics.load((app, state.name), now, cfg.look_back_period_s, cfg.aggregation_function)
-        current = state.config.num_replicas
-        ctx = PolicyContext(cfg, current, state.serving_count(), load.total_requests, load.waiting_with_no_replica)
-        wanted = _whole_gangs(decider.decide(ctx, now), state.config)
-        state.last_load = load.total_requests
-        if wanted != current:
-            log.info("autoscaling %s/%s: %s", app, state.name, decider.reason)
-            state.set_target(state.spec, state.config.replace(num_replicas=wanted))
-
-    def _on_metrics(self, push: MetricsPush) -> str:
-        self.metrics_messages += 1
-        if len(self.metrics_by_sender) < 10_000 or push.sender in self.metrics_by_sender:
-            self.metrics_by_sender[push.sender] = self.metrics_by_sender.get(push.sender, 0) + 1
-        self.metrics_bytes += len(push.payload)
-        try:
-            handle_reports, replica_reports = decode_push(push)
-        except ValueError as exc:
-            self.metrics_dropped += 1
-            log.debug("dropped a metrics push from %s: %s", push.sender, exc)
-            return "dropped"
-        now = time.monotonic()
-        for fields in handle_reports:
-            try:
-                report = decode_fields(HandleMetrics, fields, "handle_metrics")
-            except ProtocolError:
-                self.metrics_dropped += 1
-                continue
-            app = self.apps.get(report.app)
-            if app is None or report.deployment not in app.deployments:
-                self.metrics_dropped += 1
-                continue
-            self.metrics_reports += 1
-            self.metrics.ingest(report, now)
-            if report.waiting_with_no_replica:
-                app.deployments[report.deployment].next_autoscale = 0.0  # scale from zero on the next tick
-        for fields in replica_reports:
-            try:
-                replica = decode_fields(ReplicaMetrics, fields, "replica_metrics")
-            except ProtocolError:
-                self.metrics_dropped += 1
-                continue
-            if replica.replica_id in self.retired_replicas:
-                continue
-            counters = (replica.requests_total, replica.errors_total, list(replica.latency_buckets), replica.latency_sum_s)
-            self.replica_counters.setdefault((replica.app, replica.deployment), {})[replica.replica_id] = counters
-        return "ok"
 
     def _execute_all(self, state: DeploymentState, cmds: list[Command]) -> None:
         """Carry out commands; a gang's member starts and stops go to the coordinator together."""
@@ -552,17 +491,6 @@ class Controller(Actor):
 
     # ---- views ------------------------------------------------------------------------
 
-    def _replica_set(self, key: tuple[str, str]) -> ReplicaSet:
-        app = self.apps.get(key[0])
-        state = None if app is None else app.deployments.get(key[1])
-        if state is None:
-            return ReplicaSet(key[0], key[1], -1, [], exists=False)
-        replicas = [
-            ReplicaInfo(r.replica_id, state.app, state.name, r.node_id, r.address, r.actor, state.config.max_ongoing_requests)
-            for r in state.serving()
-        ]
-        return ReplicaSet(key[0], key[1], state.membership_version, replicas, True, state.config.max_queued_requests)
-
     def _publish(self, key: tuple[str, str], force: bool = False) -> None:
         subscribers = self.subscribers.get(key)
         if not subscribers:
@@ -577,104 +505,10 @@ class Controller(Actor):
             except Exception as exc:
                 log.debug("replica set for %s not sent to %s: %s", key, subscriber, exc)
 
-    def _status(self) -> ServeStatusInfo:
-        apps = {}
-        for app in self.apps.values():
-            deployments = {}
-            for name, state in app.deployments.items():
-                status, message = state.status()
-                autoscaling = None
-                if state.autoscaler is not None:
-                    autoscaling = {
-                        "target": state.config.num_replicas,
-                        "reason": state.autoscaler.reason,
-                        "total_requests": round(getattr(state, "last_load", 0.0), 3),
-                        "min_replicas": state.autoscaler.config.min_replicas,
-                        "max_replicas": state.autoscaler.config.max_replicas,
-                    }
-                deployments[name] = DeploymentStatusInfo(
-                    name, status, message, state.replica_states(), state.config.num_replicas, autoscaling
-                )
-            apps[app.name] = ApplicationStatusInfo(app.name, *_app_status(app, deployments), app.ingress, deployments)
-        nodes = [
-            NodeInfo(n.node_id, n.address, dict(n.total), {k: round(v, 6) for k, v in n.available.items()}, n.replicas)
-            for n in self.cluster.nodes
-        ]
-        reservations = [
-            ReservationInfo(g.reservation.name, app.name, name, g.gang_id, list(g.reservation.nodes), dict(g.reservation.bundle))
-            for app in self.apps.values()
-            for name, state in app.deployments.items()
-            for g in state.gangs.values()
-        ]
-        return ServeStatusInfo(apps, nodes, reservations)
-
-    def _request_totals(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for key, live in self.replica_counters.items():
-            app = self.apps.get(key[0])
-            state = None if app is None else app.deployments.get(key[1])
-            retired = self.retired_counters.setdefault(key, [0, 0, [], 0.0])
-            for rid in [r for r in live if state is None or r not in state.replicas]:
-                _add_counters(retired, live.pop(rid))
-                self.retired_replicas.add(rid)
-            total = list(retired)
-            total[2] = list(total[2])
-            for counters in live.values():
-                _add_counters(total, counters)
-            out[f"{key[0]}/{key[1]}"] = {
-                "requests": total[0], "errors": total[1], "latency_buckets": total[2], "latency_sum_s": total[3],
-            }
-        return out
-
-    def _stats(self) -> dict[str, Any]:
-        times = sorted(self.loop_ms)
-        replicas = sum(len(s.replicas) for app in self.apps.values() for s in app.deployments.values())
-        base = {
-            "ticks": self.ticks,
-            "replicas": replicas,
-            "subscriptions": sum(len(s) for s in self.subscribers.values()),
-            "metrics_messages": self.metrics_messages,
-            "metrics_bytes": self.metrics_bytes,
-            "metrics_reports": self.metrics_reports,
-            "metrics_dropped": self.metrics_dropped,
-            "metrics_by_sender": dict(self.metrics_by_sender),
-            "process_cpu_s": time.process_time(),
-            "requests": self._request_totals(),
-        }
-        if not times:
-            return base
-        return {
-            **base,
-            "loop_samples": len(times),
-            "loop_ms_p50": times[len(times) // 2],
-            "loop_ms_p99": times[min(len(times) - 1, int(len(times) * 0.99))],
-            "loop_ms_max": times[-1],
-        }
-
-
-def _add_counters(into: list[Any], counters: tuple[int, int, list[int], float]) -> None:
-    into[0] += counters[0]
-    into[1] += counters[1]
-    buckets = counters[2]
-    if len(into[2]) < len(buckets):
-        into[2].extend([0] * (len(buckets) - len(into[2])))
-    for i, count in enumerate(buckets):
-        into[2][i] += count
-    into[3] += counters[3]
-
-
 def _describe(exc: BaseException) -> str:
     error = f"{getattr(exc, 'type_name', '') or type(exc).__name__}: {exc}"
     remote_tb = getattr(exc, "remote_traceback", "")
     return f"{error}\n{remote_tb.rstrip()}" if remote_tb else error
-
-
-def _whole_gangs(replicas: int, config: DeploymentConfig) -> int:
-    """Round a replica count up to whole gangs."""
-    gang = config.gang()
-    if gang is None:
-        return replicas
-    return -(-replicas // gang.gang_size) * gang.gang_size
 
 
 def _settled(what: str, rid: str, done: Future[Any]) -> _Result:
@@ -686,14 +520,3 @@ def _settled(what: str, rid: str, done: Future[Any]) -> _Result:
         if what == "start" and remote_tb:
             error += f"\n{remote_tb.rstrip()}"
         return _Result(what, rid, None, error)
-
-
-def _app_status(app: _App, deployments: dict[str, DeploymentStatusInfo]) -> tuple[str, str]:
-    if app.deleting:
-        return "DELETING", "deleting the application"
-    statuses = {d.status for d in deployments.values()}
-    for status, app_status in (("DEPLOY_FAILED", "DEPLOY_FAILED"), ("UNHEALTHY", "UNHEALTHY"), ("UPDATING", "DEPLOYING")):
-        if status in statuses:
-            failing = [f"{d.name}: {d.message}" for d in deployments.values() if d.status == status]
-            return app_status, "; ".join(failing)
-    return "RUNNING", ""

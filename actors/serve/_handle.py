@@ -17,7 +17,7 @@ from ._app import HANDLE_MARKER, check_encodable
 from ._router import Call, DeploymentNotFoundError, not_handled
 
 if TYPE_CHECKING:
-    from ._session import Session
+    pass
 
 __all__ = ["DeploymentHandle", "DeploymentNotFoundError", "DeploymentResponse", "DeploymentResponseGenerator"]
 
