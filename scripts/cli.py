@@ -67,6 +67,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.join:
         return _join(args)
     port = args.port or DEFAULT_PORT
+    args.host = args.host or "127.0.0.1"
     head = read_head(port)
     if head is not None and alive(head["pid"]):
         raise CliError(f"a corral cluster already runs on port {port} (pid {head['pid']}, {head['address']}); "
@@ -104,14 +105,15 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def _join(args: argparse.Namespace) -> int:
     address = args.join
-    _connect(address, args.keys).close()  # fail fast with a clear message if nobody answers
+    _connect(address, args.keys, args.host).close()  # fail fast with a clear message if nobody answers
     port = int(address.rsplit(":", 1)[1]) if address.startswith("tcp://") else DEFAULT_PORT
     folder = cluster_dir(port)
     ready = folder / f"join-{os.getpid()}.ready"
     log = folder / f"join-{os.getpid()}.log"
     resources = json.dumps(_resources(args.resources))
     keys = _keys_for(address, args.keys)
-    transport = {**_client_transport(address), **({"curve": dataclasses.asdict(keys)} if keys else {})}
+    bind = {"host": args.host} if args.host else _client_transport(address)
+    transport = {**bind, **({"curve": dataclasses.asdict(keys)} if keys else {})}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "actors.serve.worker", "--controller", f"{address}#controller",
@@ -201,10 +203,17 @@ def _keys_for(address: str, keys_dir: str | None) -> Any:
 
 
 def _client_transport(address: str) -> dict[str, Any]:
+    """Where a client binds so the cluster can answer it: ipc for a local cluster,
+    the cluster's own interface when it is one of this machine's, else all interfaces."""
     host = address[len("tcp://"):].rsplit(":", 1)[0] if address.startswith("tcp://") else ""
     if not host or host.startswith("127.") or host == "localhost":
         return {}
-    return {"host": "0.0.0.0"}
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, 0))
+            return {"host": host}
+        except OSError:
+            return {"host": "0.0.0.0"}
 
 
 def _address(args: argparse.Namespace) -> str:
@@ -218,12 +227,13 @@ def _address(args: argparse.Namespace) -> str:
 
 
 class _Connection:
-    def __init__(self, address: str, keys_dir: str | None = None) -> None:
+    def __init__(self, address: str, keys_dir: str | None = None, host: str | None = None) -> None:
         from actors import Config, serve
         from transport import TransportConfig
 
         self.serve = serve
-        transport = TransportConfig(**_client_transport(address), curve=_keys_for(address, keys_dir))
+        bind = {"host": host} if host else _client_transport(address)
+        transport = TransportConfig(**bind, curve=_keys_for(address, keys_dir))
         try:
             serve.start(address=address, config=Config(transport=transport))
         except (ConnectionError, ValueError) as exc:
@@ -233,8 +243,8 @@ class _Connection:
         self.serve.shutdown()
 
 
-def _connect(address: str, keys_dir: str | None = None) -> _Connection:
-    return _Connection(address, keys_dir)
+def _connect(address: str, keys_dir: str | None = None, host: str | None = None) -> _Connection:
+    return _Connection(address, keys_dir, host)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -407,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("start", help="start a cluster (head and workers) in the background, or join one")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--port", type=int)
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", help="the interface to bind, peers reach this process there (default 127.0.0.1)")
     p.add_argument("--resources", default="{}", help='JSON, e.g. \'{"CPU": 2, "GPU": 1}\'')
     p.add_argument("--join", metavar="ADDRESS", help="start one worker that joins the cluster at ADDRESS")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics over HTTP on this port")

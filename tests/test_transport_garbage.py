@@ -218,3 +218,13 @@ def test_a_transport_message_sent_as_a_request_is_refused_with_an_answer_and_not
     assert set(answers) == {91, 92, 93}
     assert all(a.type_name == "MalformedEnvelope" and "takes no answer" in a.message for a in answers.values())
     assert target.statistics().transport.peers_lost == 0, "a bye that asks for an answer does not end the peer"
+
+
+def test_a_frame_from_an_address_found_dead_lifts_its_quarantine(target: ActorSystem, raw: RawClient) -> None:
+    transport = target._transport
+    transport._dead_until[raw.address] = 1e18  # as if a process at this address had said goodbye
+    with pytest.raises(PeerUnavailable, match="found dead recently"):
+        transport.send_frame(raw.address, b"x")
+    raw.send(msgpack.packb([1, "data", 5, None, raw.address, "echo", None, 1, [["again"]]]))
+    (answer,) = raw.answers(2000)
+    assert answer.body.value == ["again"], "a new process at the same address (a reused port) is answered"

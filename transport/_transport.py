@@ -398,6 +398,7 @@ class Transport:
         now = time.monotonic()
         limit = self._config.max_frame_bytes
         heard = self._liveness.heard
+        dead_until = self._dead_until
         for _ in range(_RECV_BATCH):
             try:
                 parts = router.recv_multipart(zmq.NOBLOCK)
@@ -406,6 +407,8 @@ class Transport:
             self._received += 1
             peer = parts[0].decode("utf-8", "replace")
             heard(peer, now)
+            if dead_until and peer in dead_until:
+                del dead_until[peer]  # a frame from it: a live process is there again (e.g. a reused port)
             if len(parts) != 2:
                 self._reject(MalformedFrame(f"expected one frame per message, got {len(parts) - 1}"), peer, b"")
                 continue
