@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 
 from transport import TransportConfig
 
 from ._config import Config
 from ._imports import import_object
+from ._process import stop_event
 from ._system import ActorSystem
 
 
@@ -39,10 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, ImportError, AttributeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    stop = stop_event(watch_stdin=True)
     with ActorSystem(config) as system:
         for name, cls in specs:
             system.spawn(cls, name=name)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 
 from actors import Config, ServeSettings, serve
+from actors._process import stop_event
 from actors.serve._session import current_session
 from transport import TransportConfig, load_keys
 
@@ -31,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="{}", help="JSON of ServeSettings fields")
     parser.add_argument("--keys", help="directory of the cluster's CurveZMQ keys")
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_event(watch_stdin=False)
     resources = json.loads(args.resources)
     curve = load_keys(args.keys) if args.keys else None
     config = Config(

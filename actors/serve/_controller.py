@@ -8,7 +8,6 @@ controller an internal message, handled like any other.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from protocol import (
 from transport import check_endpoint
 
 from .._actor import Actor
+from .._ticker import Ticker
 from .._config import ServeSettings
 from .._future import Future
 from .._ref import ActorRef
@@ -130,8 +130,7 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
         self.replica_counters: dict[tuple[str, str], dict[str, tuple[int, int, list[int], float]]] = {}
         self.retired_counters: dict[tuple[str, str], list[Any]] = {}
         self.retired_replicas: set[str] = set()
-        self._tick_queued = threading.Event()
-        self._stop_ticker = threading.Event()
+        self._ticker: Ticker | None = None
 
     # ---- life cycle -------------------------------------------------------------------
 
@@ -140,28 +139,15 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
         self.cluster = SchedulerClient(scheduler, self.settings.control_timeout_s)
         report = lambda what, key, value, error: self._tell_self(_Result(what, key, value, error))  # noqa: E731
         self.coordinator = self.system.spawn(GangCoordinator, report, _describe, name=COORDINATOR_NAME)
-        me = self.actor_ref
-        interval = self.settings.reconcile_interval_s
-
-        def ticker() -> None:
-            while not self._stop_ticker.wait(interval):
-                if self._tick_queued.is_set():
-                    continue  # the last tick is still waiting: do not pile up
-                self._tick_queued.set()
-                try:
-                    me.tell(_Tick())
-                except Exception:
-                    return
-
-        threading.Thread(target=ticker, name="controller-ticker", daemon=True).start()
+        self._ticker = Ticker(self.actor_ref, _Tick, self.settings.reconcile_interval_s, "controller-ticker").start()
 
     def on_stop(self) -> None:
-        self._stop_ticker.set()
+        self._ticker.stop()
         for name in (COORDINATOR_NAME, SCHEDULER_NAME):
             self.system.stop(self.system.ref(self.system.address, name), wait=False)
 
     def on_failure(self, *exc_info: Any) -> None:
-        self._stop_ticker.set()
+        self._ticker.stop()
 
     # ---- messages ---------------------------------------------------------------------
 
@@ -311,7 +297,8 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
     # ---- the loop ---------------------------------------------------------------------
 
     def _tick(self) -> None:
-        self._tick_queued.clear()
+        if self._ticker is not None:
+            self._ticker.handled()
         start = time.perf_counter()
         now = time.monotonic()
         for app in list(self.apps.values()):
@@ -515,8 +502,6 @@ def _settled(what: str, rid: str, done: Future[Any]) -> _Result:
     try:
         return _Result(what, rid, done.get(0), None)
     except Exception as exc:
-        error = f"{getattr(exc, 'type_name', '') or type(exc).__name__}: {exc}"
-        remote_tb = getattr(exc, "remote_traceback", "")
-        if what == "start" and remote_tb:
-            error += f"\n{remote_tb.rstrip()}"
+        # a failed start shows the constructor's traceback; other failures one line
+        error = _describe(exc) if what == "start" else f"{getattr(exc, 'type_name', '') or type(exc).__name__}: {exc}"
         return _Result(what, rid, None, error)

@@ -11,6 +11,7 @@ predecessor is still unanswered is skipped, so nothing piles up.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -25,6 +26,7 @@ import msgpack
 from protocol import HandleMetrics, MetricsPush, ReplicaMetrics, encode_fields
 
 from .._actor import Actor
+from .._ticker import Ticker
 from .._config import ServeSettings
 from .._ref import ActorRef
 
@@ -115,6 +117,10 @@ class _PushNow:
     pass
 
 
+class GetAggregatorStatistics:
+    """Ask the aggregator for a snapshot of its counters."""
+
+
 @dataclass
 class AggregatorStatistics:
     """Counters of one process's aggregator.
@@ -153,40 +159,23 @@ class MetricsAggregator(Actor):
         self.in_flight: dict[Any, Any] = {}
         self.seq = itertools.count(1)
         self.stats = AggregatorStatistics()
-        self._halt = threading.Event()
-        self._ticked = threading.Event()
+        self._ticker: Ticker | None = None
 
     def on_start(self) -> None:
-        me = self.actor_ref
-        interval = self.settings.metrics_record_interval_s
-        registry = self.registry
-        stop = self._halt
-        ticked = self._ticked
-
-        def ticker() -> None:
-            while not stop.is_set():
-                urgent = registry.push_now.wait(interval)
-                if stop.is_set():
-                    return
-                registry.push_now.clear()
-                if ticked.is_set() and not urgent:
-                    continue  # the last tick is still waiting: do not pile up
-                ticked.set()
-                try:
-                    me.tell(_PushNow() if urgent else _Record())
-                except Exception:
-                    return
-
-        threading.Thread(target=ticker, name="metrics-ticker", daemon=True).start()
+        self._ticker = Ticker(
+            self.actor_ref, _Record, self.settings.metrics_record_interval_s, "metrics-ticker",
+            urgent=self.registry.push_now, make_urgent=_PushNow,
+        ).start()
 
     def on_stop(self) -> None:
-        self._halt.set()
+        self._ticker.stop()
 
     def on_failure(self, *exc_info: Any) -> None:
-        self._halt.set()
+        self._ticker.stop()
 
     def receive(self, message: Any) -> Any:
-        self._ticked.clear()
+        if self._ticker is not None:
+            self._ticker.handled()
         if type(message) is _Record:
             self._sample()
             if time.monotonic() >= self.next_push:
@@ -196,6 +185,8 @@ class MetricsAggregator(Actor):
             self._sample()
             self._push()
             return None
+        if type(message) is GetAggregatorStatistics:
+            return dataclasses.replace(self.stats)
         raise TypeError(f"metrics aggregator got an unexpected {type(message).__name__}")
 
     def _sample(self) -> None:

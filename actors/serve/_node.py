@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import logging
-import threading
 
 from protocol import ListReplicas, NodeHello, RegisterNode, StartReplica, StopReplica
 
 from .._actor import Actor
+from .._ticker import Ticker
 from .._future import Future
 from .._ref import ActorRef
 from ._context import GangContext, ReplicaContext
@@ -55,28 +55,24 @@ class NodeAgent(Actor):
         self.resources = dict(resources or {})
         self.hello_interval_s = hello_interval_s
         self.replicas: dict[str, ActorRef] = {}
-        self._halt = threading.Event()
+        self._ticker: Ticker | None = None
         self._hello_pending = False
 
     def on_start(self) -> None:
-        if self.controller is None:
-            return
-        me, halt, interval = self.actor_ref, self._halt, self.hello_interval_s
-
-        def ticker() -> None:
-            while not halt.wait(interval):
-                _tell_quietly(me, _Hello())
-
-        threading.Thread(target=ticker, name="node-hello", daemon=True).start()
+        if self.controller is not None:
+            self._ticker = Ticker(self.actor_ref, _Hello, self.hello_interval_s, "node-hello").start()
 
     def on_stop(self) -> None:
-        self._halt.set()
+        if self._ticker is not None:
+            self._ticker.stop()
 
     def on_failure(self, *exc_info: Any) -> None:
-        self._halt.set()
+        self.on_stop()
 
     def receive(self, message: Any) -> Any:
         if type(message) is _Hello:
+            if self._ticker is not None:
+                self._ticker.handled()
             return self._say_hello()
         if isinstance(message, tuple) and message[0] == "hello_answer":
             return self._on_hello_answer(message[1])

@@ -21,7 +21,7 @@ from .._ref import ActorRef
 from .._system import ActorSystem
 from ._app import resolve_markers
 from ._controller import CONTROLLER_NAME, Controller
-from ._metrics import METRICS_ACTOR, MetricsAggregator, MetricsRegistry
+from ._metrics import METRICS_ACTOR, GetAggregatorStatistics, MetricsAggregator, MetricsRegistry
 from ._router import Router
 from ._routes import MEMBERSHIP_ACTOR, Membership
 
@@ -132,10 +132,7 @@ class Session:
         """A snapshot of the aggregator's counters (None before it started)."""
         if self._aggregator is None:
             return None
-        actor = self.system._actors.get(METRICS_ACTOR)
-        if actor is None:
-            return None
-        return dataclasses.replace(actor.proxy().stats.get(timeout=5))
+        return self._aggregator.ask(GetAggregatorStatistics(), timeout=self.config.serve.control_timeout_s).get()
 
     def ask_controller(self, message: Any) -> Any:
         """Ask the controller and wait (bounded by ``control_timeout_s``)."""

@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import time
 
 from protocol import RegisterNode
 
 from .._config import Config, config_from_json
+from .._process import stop_event
 from .._system import ActorSystem
 from ._node import NodeAgent
 from ._session import connect
@@ -62,11 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if not args.detached:
-        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    stop = stop_event(watch_stdin=not args.detached)
     system = ActorSystem(config)
     try:
         session = connect(args.controller, config, system=system)
