@@ -26,6 +26,10 @@ class MessageNotHandled(ActorStopped):
     (so sending it elsewhere is safe)."""
 
 
+class ActorSystemShutDown(ActorStopped):
+    """This process's own actor system shut down before the answer came."""
+
+
 class AskTimeout(ActorError, TimeoutError):
     """No answer arrived before the deadline."""
 

@@ -19,7 +19,7 @@ from transport import LogLimiter
 
 from ._actor import Actor, Request, done_spawning, spawning
 from ._config import Config
-from ._errors import ActorNotFound, ActorStopped, AskTimeout, MessageNotHandled, rebuild_error
+from ._errors import ActorNotFound, ActorStopped, ActorSystemShutDown, AskTimeout, MessageNotHandled, rebuild_error
 from ._future import Future
 from ._ref import ActorRef
 from ._stream import Stream
@@ -265,7 +265,7 @@ class ActorSystem:
         for msg_id in list(self._pending):
             pending = self._pending.pop(msg_id, None)
             if pending is not None:
-                pending.future.set_exception(ActorStopped("the actor system shut down before an answer came"))
+                pending.future.set_exception(ActorSystemShutDown("the actor system shut down before an answer came"))
 
     def __enter__(self) -> ActorSystem:
         return self

@@ -37,7 +37,12 @@ def main() -> None:
 
         def hot_load(handle: Any) -> None:
             while not stop.is_set():
-                handle.hold.remote(0.2).result(timeout_s=60)
+                try:
+                    handle.hold.remote(0.2).result(timeout_s=60)
+                except Exception:
+                    if not stop.is_set():
+                        raise
+                    return  # this client is shutting down
 
         workers = [threading.Thread(target=hot_load, args=(handles[i],), daemon=True) for i in range(args.hot) for _ in range(2)]
         for t in workers:
@@ -45,8 +50,13 @@ def main() -> None:
 
         def light_load() -> None:
             while not stop.wait(settings.metrics_push_interval_s):
-                for response in [h.remote(0) for h in handles[args.hot:]]:
-                    response.result(timeout_s=60)
+                try:
+                    for response in [h.remote(0) for h in handles[args.hot:]]:
+                        response.result(timeout_s=60)
+                except Exception:
+                    if not stop.is_set():
+                        raise
+                    return  # this client is shutting down
 
         threading.Thread(target=light_load, daemon=True).start()
         print("READY", flush=True)

@@ -212,3 +212,14 @@ def test_corral_error_types_keep_their_class_across_processes_and_others_are_not
     sys.modules.pop("this_module_must_not_be_imported", None)
     other = rebuild_error(ErrorReply("user", "this_module_must_not_be_imported.Boom", "b", ""), "x#y")
     assert type(other) is RemoteError and "this_module_must_not_be_imported" not in sys.modules
+
+
+def test_asks_pending_when_the_callers_own_system_shuts_down_say_so(peer: PeerFactory) -> None:
+    from actors import ActorSystemShutDown
+    from tests.conftest import fast_config
+
+    caller = ActorSystem(fast_config())
+    pending = caller.ref(peer({"sleepy": "tests.helpers:Sleeper"}).address, "sleepy").ask(5.0)
+    caller.shutdown()
+    with pytest.raises(ActorSystemShutDown, match="shut down before an answer came"):
+        pending.get(timeout=5)

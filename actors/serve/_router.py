@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from protocol import HandleRequest, ReplicaInfo, ReplicaSet
 from transport import PeerUnavailable
 
-from .._errors import ActorNotFound, ActorStopped, MessageNotHandled, RemoteError
+from .._errors import ActorNotFound, ActorStopped, ActorSystemShutDown, MessageNotHandled, RemoteError
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -299,7 +299,7 @@ def not_handled(error: BaseException) -> bool:
 
 
 def _explain(error: BaseException, replica: ReplicaInfo) -> BaseException:
-    if isinstance(error, ActorStopped) and not isinstance(error, MessageNotHandled):
+    if isinstance(error, ActorStopped) and not isinstance(error, (MessageNotHandled, ActorSystemShutDown)):
         died = ReplicaDiedError(
             f"replica {replica.replica_id} of deployment {replica.deployment!r} died while handling the request: {error}"
         )
