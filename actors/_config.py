@@ -41,6 +41,15 @@ class ServeSettings:
         metrics_staleness_s: reports older than this are ignored (None: 3 push intervals).
         metrics_mode: ``"process"`` (one push per process) or ``"handle"``
             (one per handle: the old way, kept for the benchmark's comparison).
+        checkpoint_store: where the controller keeps its checkpoint
+            (``sqlite:///path`` or ``redis://host:port/db``); empty: nowhere,
+            a restarted controller starts empty.
+        checkpoint_recovery: ``"auto"`` (recover from a checkpoint if there
+            is one), ``"required"`` (a checkpoint must be there: the controller
+            is being restarted) or ``"fresh"`` (discard any checkpoint).
+        recovery_timeout_s: after a restart, workers that have not said which
+            replicas they run by then are given up (their replicas replaced).
+        recovery_retry_s: how often a worker that did not answer is asked again.
     """
 
     reconcile_interval_s: float = 0.1
@@ -56,6 +65,10 @@ class ServeSettings:
     metrics_push_interval_s: float = 10.0
     metrics_staleness_s: float | None = None
     metrics_mode: str = "process"
+    checkpoint_store: str = ""
+    checkpoint_recovery: str = "auto"
+    recovery_timeout_s: float = 30.0
+    recovery_retry_s: float = 1.0
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -70,6 +83,8 @@ class ServeSettings:
                 "request_timeout_s",
                 "metrics_record_interval_s",
                 "metrics_push_interval_s",
+                "recovery_timeout_s",
+                "recovery_retry_s",
             ),
         )
         _check_positive(
@@ -82,6 +97,11 @@ class ServeSettings:
             _check_positive("ServeSettings", self, ("metrics_staleness_s",))
         if self.metrics_mode not in ("process", "handle"):
             raise ValueError(f"ServeSettings.metrics_mode: expected 'process' or 'handle', got {self.metrics_mode!r}")
+        if self.checkpoint_recovery not in ("auto", "required", "fresh"):
+            raise ValueError(
+                "ServeSettings.checkpoint_recovery: expected 'auto', 'required' or 'fresh', "
+                f"got {self.checkpoint_recovery!r}"
+            )
 
     @property
     def staleness_s(self) -> float:

@@ -3,6 +3,20 @@
 Pure: no I/O. Imports nothing else of corral.
 """
 
+from ._checkpoint import (
+    CHECKPOINT_FORMAT,
+    Checkpoint,
+    CheckpointApp,
+    CheckpointDeployment,
+    CheckpointGang,
+    CheckpointNode,
+    CheckpointReplica,
+    CheckpointReservation,
+    CheckpointSubscriber,
+    CorruptCheckpoint,
+    decode_checkpoint,
+    encode_checkpoint,
+)
 from ._envelope import (
     FLAG_STREAM,
     FLAG_WANTS_REPLY,
@@ -52,6 +66,18 @@ from ._serve import (
 )
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
+    "Checkpoint",
+    "CheckpointApp",
+    "CheckpointDeployment",
+    "CheckpointGang",
+    "CheckpointNode",
+    "CheckpointReplica",
+    "CheckpointReservation",
+    "CheckpointSubscriber",
+    "CorruptCheckpoint",
+    "decode_checkpoint",
+    "encode_checkpoint",
     "FLAG_STREAM",
     "StreamItem",
     "ApplicationStatusInfo",

@@ -110,7 +110,14 @@ class StopReplica:
 @message("list_replicas")
 @dataclass(frozen=True, slots=True)
 class ListReplicas:
-    """Ask a node agent which replicas it runs."""
+    """Ask a node agent which replicas it runs.
+
+    Attributes:
+        states: answer ``{replica_id: "running" | "starting"}`` (whether the
+            constructor has returned) instead of a sorted list of ids.
+    """
+
+    states: bool = False
 
 
 @message("health_check")

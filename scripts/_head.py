@@ -1,10 +1,14 @@
 """A cluster head run in the background by ``corral start``.
 
-    python -m scripts._head --port P --workers N [--resources JSON] [--host H] --ready-file F
+    python -m scripts._head --port P --ready-file F [--host H] [--store URL]
+                            [--recovery auto|required|fresh] [--keys DIR]
 
-Binds the controller on ``tcp://HOST:PORT``, starts the workers, writes its
-address to the ready file, and runs until SIGTERM or SIGINT; then it stops
-its workers and exits.
+Binds the controller on ``tcp://HOST:PORT``, recovers from its checkpoint
+store when there is a checkpoint, writes its address to the ready file, and
+runs until SIGTERM or SIGINT. Workers are separate processes (``corral start``
+starts them), so they and their replicas outlive a head that dies; a head
+started again recovers them. A checkpoint that cannot be used is reported on
+standard error with exit code 2.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import sys
 
 from actors import Config, ServeSettings, serve
 from actors._process import stop_event
+from actors.serve import CheckpointError, StoreError
 from actors.serve._session import current_session
 from transport import TransportConfig, load_keys
 
@@ -23,21 +28,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts._head")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--resources", default="{}")
+    parser.add_argument("--store", default="", help="checkpoint store URL (sqlite:///path or redis://...)")
+    parser.add_argument("--recovery", default="auto", choices=("auto", "required", "fresh"))
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     parser.add_argument("--settings", default="{}", help="JSON of ServeSettings fields")
     parser.add_argument("--keys", help="directory of the cluster's CurveZMQ keys")
+    parser.add_argument("--transport", default="{}", help="JSON of further TransportConfig fields (heartbeats...)")
     args = parser.parse_args(argv)
     stop = stop_event(watch_stdin=False)
-    resources = json.loads(args.resources)
     curve = load_keys(args.keys) if args.keys else None
+    settings = {**json.loads(args.settings), "checkpoint_store": args.store, "checkpoint_recovery": args.recovery}
     config = Config(
-        transport=TransportConfig(host=args.host, port=args.port, curve=curve),
-        serve=ServeSettings(**json.loads(args.settings)),
+        transport=TransportConfig(**{**json.loads(args.transport), "host": args.host, "port": args.port, "curve": curve}),
+        serve=ServeSettings(**settings),
     )
-    serve.start(workers=[dict(resources) for _ in range(args.workers)], config=config)
+    try:
+        serve.start(workers=[], config=config)
+    except (CheckpointError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     metrics = None
     try:
         session = current_session()
@@ -46,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
             metrics = serve_metrics(session, args.metrics_port, args.host)
         with open(args.ready_file, "w") as fh:
-            json.dump({"address": session.system.address, "workers": [w.proc.pid for w in session.workers]}, fh)
+            stats = serve.controller_stats()
+            json.dump({"address": session.system.address, "recovery": stats["recovery"], "apps": len(serve.status().applications)}, fh)
         stop.wait()
     finally:
         if metrics is not None:

@@ -1,6 +1,6 @@
 """The ``corral`` command: launch, deploy, inspect and stop a local cluster.
 
-    corral start [--workers N] [--port P] [--resources JSON] [--host H]
+    corral start [--workers N] [--port P] [--resources JSON] [--host H] [--store URL] [--fresh]
     corral start --join ADDRESS [--resources JSON]
     corral stop [--port P]
     corral run module:app [--workers N] [--name NAME]
@@ -73,34 +73,95 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise CliError(f"a corral cluster already runs on port {port} (pid {head['pid']}, {head['address']}); "
                        f"stop it with: corral stop --port {port}", 1)
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ binds: TIME_WAIT is no obstacle
         try:
             probe.bind((args.host, port))
         except OSError:
             raise CliError(f"port {port} on {args.host} is in use by another program; choose one with --port") from None
-    _resources(args.resources)
+    resources = json.dumps(_resources(args.resources))
     _settings(args.settings)
     folder = cluster_dir(port)
+    # the head died and its workers live on: start the head again, recovering them
+    orphans = [pid for pid in (head or {}).get("workers", []) if alive(pid)]
+    store = args.store or (head or {}).get("store") or f"sqlite:///{folder / 'checkpoint.sqlite'}"
+    recovery = "fresh" if args.fresh else "required" if orphans else "auto"
     ready, log = folder / "ready.json", folder / "head.log"
     ready.unlink(missing_ok=True)
-    generate_keys(folder / "keys")
-    with open(log, "w") as out:
+    if not orphans:
+        generate_keys(folder / "keys")
+    with open(log, "a") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scripts._head", "--port", str(port), "--host", args.host,
-             "--workers", str(args.workers), "--resources", args.resources, "--ready-file", str(ready),
-             "--settings", args.settings, "--keys", str(folder / "keys"),
+             "--ready-file", str(ready), "--settings", args.settings, "--keys", str(folder / "keys"),
+             "--store", store, "--recovery", recovery,
              *(["--metrics-port", str(args.metrics_port)] if args.metrics_port else [])],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
         )
-    info = json.loads(_wait_for_file(ready, proc, 60, log))
-    write_json(folder / "head.json", {"pid": proc.pid, "port": port, "address": info["address"], "workers": info["workers"], "log": str(log)})
-    print(f"corral cluster started at {info['address']} with {args.workers} workers (head pid {proc.pid})")
+    try:
+        info = json.loads(_wait_for_file(ready, proc, 60, log))
+    except CliError as exc:
+        if proc.poll() == EXIT_BAD_INPUT:  # the checkpoint cannot be used: the head said why
+            raise CliError(_last_error_line(log)) from None
+        raise exc
+    address = info["address"]
+    keys = _keys_for(address, str(folder / "keys"))
+    transport = {"host": args.host, **({"curve": dataclasses.asdict(keys)} if keys else {})}
+    config = json.dumps({"transport": transport, "serve": json.loads(args.settings)})
+    workers = orphans or [
+        pid for pid, _ in _spawn_workers(folder, address, [f"worker-{i}" for i in range(args.workers)], resources, config)
+    ]
+    write_json(folder / "head.json", {"pid": proc.pid, "port": port, "address": address, "workers": workers,
+                                      "store": store, "log": str(log)})
+    recovered = info.get("recovery", {})
+    if orphans:
+        print(f"corral head restarted at {address} (pid {proc.pid}); recovering {len(orphans)} workers "
+              f"and {info.get('apps', 0)} applications from {store}")
+    elif recovered.get("epoch"):
+        print(f"corral cluster started at {address} with {args.workers} workers (head pid {proc.pid}); "
+              f"recovered {info.get('apps', 0)} applications from {store}")
+    else:
+        print(f"corral cluster started at {address} with {args.workers} workers (head pid {proc.pid})")
     print(f"  status:  corral status --port {port}")
     print(f"  deploy:  corral deploy config.yaml --port {port}")
-    print(f"  join:    corral start --join {info['address']} --keys {folder / 'keys'}")
+    print(f"  join:    corral start --join {address} --keys {folder / 'keys'}")
     print(f"  stop:    corral stop --port {port}")
     if args.metrics_port:
         print(f"  metrics: http://{args.host}:{args.metrics_port}/metrics")
     return 0
+
+
+def _last_error_line(log: Path) -> str:
+    lines = [line for line in log.read_text().splitlines() if line.startswith("error: ")]
+    return lines[-1][len("error: "):] if lines else f"the head could not start; see {log}"
+
+
+def _spawn_workers(
+    folder: Path, address: str, node_ids: list[str], resources: str, config: str
+) -> list[tuple[int, str]]:
+    """Start detached workers (they outlive the head) and wait until each has registered."""
+    started = []
+    for node_id in node_ids:
+        ready = folder / f"{node_id}-{os.getpid()}.ready"
+        log = folder / f"{node_id}.log"
+        ready.unlink(missing_ok=True)
+        with open(log, "a") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "actors.serve.worker", "--controller", f"{address}#controller",
+                 "--node-id", node_id, "--resources", resources, "--detached", "--ready-file", str(ready),
+                 "--config", config],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
+            )
+        started.append((proc, ready, log))
+    out_list = []
+    try:
+        for proc, ready, log in started:
+            out_list.append((proc.pid, _wait_for_file(ready, proc, 60, log)))
+            ready.unlink(missing_ok=True)
+    except CliError:
+        for proc, _, _ in started:
+            _terminate(proc.pid)
+        raise
+    return out_list
 
 
 def _join(args: argparse.Namespace) -> int:
@@ -108,23 +169,14 @@ def _join(args: argparse.Namespace) -> int:
     _connect(address, args.keys, args.host).close()  # fail fast with a clear message if nobody answers
     port = int(address.rsplit(":", 1)[1]) if address.startswith("tcp://") else DEFAULT_PORT
     folder = cluster_dir(port)
-    ready = folder / f"join-{os.getpid()}.ready"
-    log = folder / f"join-{os.getpid()}.log"
     resources = json.dumps(_resources(args.resources))
     keys = _keys_for(address, args.keys)
     bind = {"host": args.host} if args.host else _client_transport(address)
     transport = {**bind, **({"curve": dataclasses.asdict(keys)} if keys else {})}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "actors.serve.worker", "--controller", f"{address}#controller",
-             "--node-id", f"{socket.gethostname()}-{os.getpid()}", "--resources", resources,
-             "--detached", "--ready-file", str(ready), "--config", json.dumps({"transport": transport})],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
-        )
-    worker_address = _wait_for_file(ready, proc, 60, log)
-    ready.unlink(missing_ok=True)
-    write_json(folder / f"joined-{proc.pid}.json", {"pid": proc.pid, "address": worker_address, "log": str(log)})
-    print(f"worker (pid {proc.pid}) at {worker_address} joined the cluster at {address}")
+    node_id = f"{socket.gethostname()}-{os.getpid()}"
+    [(pid, worker_address)] = _spawn_workers(folder, address, [node_id], resources, json.dumps({"transport": transport}))
+    write_json(folder / f"joined-{pid}.json", {"pid": pid, "address": worker_address, "log": str(folder / f"{node_id}.log")})
+    print(f"worker (pid {pid}) at {worker_address} joined the cluster at {address}")
     return 0
 
 
@@ -134,19 +186,43 @@ def cmd_stop(args: argparse.Namespace) -> int:
     joined = joined_workers(port)
     if head is None and not joined:
         raise CliError(f"no corral cluster was started here on port {port}", 1)
-    stopped = []
+    pids = [record["pid"] for record in joined] + list((head or {}).get("workers", []))
+    _terminate_all(pids)
     for record in joined:
-        _terminate(record["pid"])
         Path(record["file"]).unlink(missing_ok=True)
-        stopped.append(record["pid"])
     if head is not None:
         _terminate(head["pid"])
-        for pid in head.get("workers", []):
-            _terminate(pid)
-        stopped.append(head["pid"])
+        pids.append(head["pid"])
+        if head.get("store"):
+            _clear_store(head["store"])
         (cluster_dir(port) / "head.json").unlink(missing_ok=True)
-    print(f"stopped the corral cluster on port {port} ({len(stopped)} processes)")
+    print(f"stopped the corral cluster on port {port} ({len(pids)} processes)")
     return 0
+
+
+def _clear_store(url: str) -> None:
+    """The whole cluster stopped in order: its checkpoint has nothing left to recover."""
+    from actors.serve._store import StoreError, open_store
+
+    try:
+        store = open_store(url)
+        try:
+            store.clear()
+        finally:
+            store.close()
+    except StoreError as exc:
+        print(f"warning: the checkpoint was not removed: {exc}", file=sys.stderr)
+
+
+def _terminate_all(pids: list[int], timeout: float = 30.0) -> None:
+    for pid in pids:
+        if alive(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for pid in pids:
+        _terminate(pid, timeout)
 
 
 def _terminate(pid: int, timeout: float = 30.0) -> None:
@@ -423,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics over HTTP on this port")
     p.add_argument("--keys", help="with --join: the cluster's key directory")
     p.add_argument("--settings", default="{}", help="JSON of ServeSettings fields, e.g. intervals")
+    p.add_argument("--store", help="where the controller keeps its checkpoint: sqlite:///path or redis://host:port/db "
+                   "(default: an SQLite file in the cluster's directory)")
+    p.add_argument("--fresh", action="store_true", help="discard the checkpoint and start empty")
     p.set_defaults(func=cmd_start)
     p = sub.add_parser("stop", help="stop everything a cluster started here")
     p.add_argument("--port", type=int)

@@ -35,10 +35,14 @@ from ._gangs import GangSchedulingConfig
 from ._handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 from ._router import BackPressureError, DeploymentNotFoundError, ReplicaDiedError, RouterStatistics
 from ._options import DeploymentConfig, DeploymentOptionError
+from ._recovery import CheckpointError
 from ._replica import ReplicaStoppingError
+from ._store import StoreError
 from ._status import ApplicationStatusOverview, DeploymentStatusOverview, NodeStatus, ReservationStatus, ServeStatus
 
 __all__ = [
+    "CheckpointError",
+    "StoreError",
     "Application",
     "BackPressureError",
     "DeploymentResponseGenerator",

@@ -25,6 +25,7 @@ class ReplicaRecord:
     next_health_check: float = 0.0
     gang_id: str | None = None
     rank: int = 0
+    recovered_from: str = ""  # while RECOVERING: the state the checkpoint had
 
     @property
     def actor(self) -> str:

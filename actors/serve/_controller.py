@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol import (
+    Checkpoint,
     MetricsPush,
     NodeHello,
     DeleteApp,
@@ -52,7 +53,9 @@ from ._controller_views import ControllerViews
 from ._gang_coordinator import COORDINATOR_NAME, GangCoordinator, StartGang, StopGang
 from ._metrics_store import MetricsStore
 from ._options import DeploymentConfig, DeploymentOptionError
+from ._recovery import ControllerRecovery, RecoveryStats
 from ._scheduler import SCHEDULER_NAME, Scheduler, SchedulerClient
+from ._store import CheckpointStore
 
 log = logging.getLogger("corral.serve")
 
@@ -72,10 +75,16 @@ class _Node:
     node_id: str
     ref: ActorRef
     watch_token: int
+    resources: dict[str, float]
 
 
 class _Tick:
     pass
+
+
+class ClearCheckpoint:
+    """Sent (in-process) before an orderly shutdown that stops every worker:
+    the checkpoint is removed, nothing is left to recover."""
 
 
 @dataclass
@@ -95,16 +104,23 @@ class _Died:
     reason: str
 
 
-class Controller(ControllerMetrics, ControllerViews, Actor):
+class Controller(ControllerMetrics, ControllerViews, ControllerRecovery, Actor):
     """The head's controller, named ``"controller"``.
 
     Args:
         settings: the serving layer's settings.
+        store: where to keep the checkpoint (None: nowhere).
+        restored: a checkpoint to recover from (see :func:`load_checkpoint`).
     """
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, store: CheckpointStore | None = None, restored: Checkpoint | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self.store = store
+        self.recovery = RecoveryStats()
+        self.revision = 0
+        self._written = (-1, -1)
+        self._restored = restored
         self.limits = make_limits(
             settings.constructor_retries_per_replica,
             settings.max_constructor_retries,
@@ -139,15 +155,22 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
         self.cluster = SchedulerClient(scheduler, self.settings.control_timeout_s)
         report = lambda what, key, value, error: self._tell_self(_Result(what, key, value, error))  # noqa: E731
         self.coordinator = self.system.spawn(GangCoordinator, report, _describe, name=COORDINATOR_NAME)
+        if self._restored is not None:
+            self._restore(self._restored)
+            self._restored = None
         self._ticker = Ticker(self.actor_ref, _Tick, self.settings.reconcile_interval_s, "controller-ticker").start()
 
     def on_stop(self) -> None:
         self._ticker.stop()
         for name in (COORDINATOR_NAME, SCHEDULER_NAME):
             self.system.stop(self.system.ref(self.system.address, name), wait=False)
+        if self.store is not None:
+            self.store.close()
 
     def on_failure(self, *exc_info: Any) -> None:
         self._ticker.stop()
+        if self.store is not None:
+            self.store.close()
 
     # ---- messages ---------------------------------------------------------------------
 
@@ -173,6 +196,13 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
             return self._hello(message)
         if kind is SubscribeReplicas:
             return self._subscribe(message)
+        if kind is ClearCheckpoint:
+            if self.store is not None:
+                self.store.clear()
+                self._written = self._fingerprint()  # and nothing more is written
+                self.store.close()
+                self.store = None
+            return "cleared"
         if kind is GetControllerStats:
             stats = self._stats()
             if message.reset:
@@ -189,20 +219,27 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
                 raise ValueError(f"resource {name!r} of node {message.node_id!r} must be a number >= 0, got {amount!r}")
         if message.node_id in self.nodes:
             self._lose_node(message.node_id, "it registered again (restarted)")
-        self.cluster.add_node(message.node_id, message.address, message.resources)
-        ref = self.system.ref(message.address, "node")
-        token = self.system.watch(ref, self._on_death("node", message.node_id))
-        self.nodes[message.node_id] = _Node(message.node_id, ref, token)
+        self._add_node(message.node_id, message.address, message.resources)
         for app in self.apps.values():
             for state in app.deployments.values():
                 state.mark_dirty()  # replicas or gangs waiting for room may fit now
         log.info("worker %s joined from %s with %s", message.node_id, message.address, message.resources)
         return message.node_id
 
+    def _add_node(self, node_id: str, address: str, resources: dict[str, float]) -> None:
+        self.cluster.add_node(node_id, address, resources)
+        ref = self.system.ref(address, "node")
+        token = self.system.watch(ref, self._on_death("node", node_id))
+        self.nodes[node_id] = _Node(node_id, ref, token, dict(resources))
+        self.revision += 1
+
     def _hello(self, message: NodeHello) -> dict[str, Any]:
         node = self.nodes.get(message.node_id)
         if node is None or node.ref.address != message.address:
             return {"known": False, "stop": []}
+        waiting = self.recovery.waiting.get(message.node_id)
+        if waiting is not None:
+            waiting.next_ask = 0.0  # it is reachable: ask it what it runs now
         mine = {
             rid
             for app in self.apps.values()
@@ -253,6 +290,7 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
         if app is None:
             app = self.apps[message.name] = _App(message.name, message.ingress, {})
         app.ingress = message.ingress
+        self.revision += 1
         for spec in message.deployments:
             config = configs[spec.name]
             autoscaling = config.autoscaling()
@@ -281,6 +319,7 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
         if app is None:
             return "not found"
         app.deleting = True
+        self.revision += 1
         for state in app.deployments.values():
             state.delete()
         self._tick()
@@ -288,11 +327,15 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
 
     def _subscribe(self, message: SubscribeReplicas) -> ReplicaSet:
         key = (message.app, message.deployment)
-        subscribers = self.subscribers.setdefault(key, set())
-        if message.subscriber not in subscribers:
-            subscribers.add(message.subscriber)
-            self.system.watch(self.system.ref(message.subscriber), self._on_death("subscriber", message.subscriber))
+        self._add_subscriber(key, message.subscriber)
         return self._replica_set(key)
+
+    def _add_subscriber(self, key: tuple[str, str], subscriber: str) -> None:
+        subscribers = self.subscribers.setdefault(key, set())
+        if subscriber not in subscribers:
+            subscribers.add(subscriber)
+            self.revision += 1
+            self.system.watch(self.system.ref(subscriber), self._on_death("subscriber", subscriber))
 
     # ---- the loop ---------------------------------------------------------------------
 
@@ -301,6 +344,8 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
             self._ticker.handled()
         start = time.perf_counter()
         now = time.monotonic()
+        if self.recovery.started_at and self.recovery.finished_after_s is None:
+            self._recovery_tick(now)
         for app in list(self.apps.values()):
             for name, state in list(app.deployments.items()):
                 if state.autoscaler is not None and not state.deleting and now >= state.next_autoscale:
@@ -310,12 +355,15 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
                 self._execute_all(state, state.reconcile(now))
                 if state.finished_deleting:
                     del app.deployments[name]
+                    self.revision += 1
                     self.metrics.forget((app.name, name))
                     self._publish((app.name, name), force=True)
                 else:
                     self._publish((app.name, name))
             if app.deleting and not app.deployments:
                 del self.apps[app.name]
+                self.revision += 1
+        self._maybe_checkpoint()
         self.ticks += 1
         self.loop_ms.append((time.perf_counter() - start) * 1000)
 
@@ -405,8 +453,14 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
         app = self.apps.get(owner[0])
         return None if app is None else app.deployments.get(owner[1])
 
+    def _watch_replica(self, rid: str, record: Any) -> None:
+        self.system.watch(self.system.ref(record.address, record.actor), self._on_death("replica", rid))
+
     def _on_result(self, result: _Result) -> None:
         now = time.monotonic()
+        if result.what == "inventory":
+            self._on_inventory(result.replica_id, result.value, result.error)
+            return
         if result.what == "gang_started":
             members = result.value
             state = self._state_of(members[0]) if members else None
@@ -417,7 +471,7 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
             for rid in members:
                 record = state.replicas.get(rid)
                 if record is not None and state.replicas.state_of(rid) in (ReplicaState.RUNNING,):
-                    self.system.watch(self.system.ref(record.address, record.actor), self._on_death("replica", rid))
+                    self._watch_replica(rid, record)
             self._execute_all(state, state.take_queued())
             self._publish((state.app, state.name))
             return
@@ -430,7 +484,7 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
                 state.on_started(rid, now)
                 record = state.replicas.get(rid)
                 if record is not None:
-                    self.system.watch(self.system.ref(record.address, record.actor), self._on_death("replica", rid))
+                    self._watch_replica(rid, record)
             else:
                 log.warning("replica %s failed to start: %s", rid, result.error)
                 state.on_start_failed(rid, result.error, now)
@@ -462,11 +516,14 @@ class Controller(ControllerMetrics, ControllerViews, Actor):
         else:
             for subscribers in self.subscribers.values():
                 subscribers.discard(died.key)
+            self.revision += 1
 
     def _lose_node(self, node_id: str, reason: str) -> None:
         node = self.nodes.pop(node_id, None)
         if node is None:
             return
+        self.revision += 1
+        self.recovery.waiting.pop(node_id, None)
         self.system.unwatch(node.watch_token)
         level = logging.INFO if reason == "stopped" else logging.WARNING
         log.log(level, "worker %s is gone: %s", node_id, reason)

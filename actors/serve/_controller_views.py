@@ -27,6 +27,7 @@ class ControllerViews:
     loop_ms: Any
     ticks: int
     subscribers: dict[tuple[str, str], set[str]]
+    recovery: Any
 
     def _replica_set(self, key: tuple[str, str]) -> ReplicaSet:
         app = self.apps.get(key[0])
@@ -37,7 +38,9 @@ class ControllerViews:
             ReplicaInfo(r.replica_id, state.app, state.name, r.node_id, r.address, r.actor, state.config.max_ongoing_requests)
             for r in state.serving()
         ]
-        return ReplicaSet(key[0], key[1], state.membership_version, replicas, True, state.config.max_queued_requests)
+        # a restarted controller's versions are above any its predecessor published
+        version = (self.recovery.epoch << 40) + state.membership_version
+        return ReplicaSet(key[0], key[1], version, replicas, True, state.config.max_queued_requests)
 
     def _status(self) -> ServeStatusInfo:
         apps = {}
@@ -84,6 +87,8 @@ class ControllerViews:
             "metrics_by_sender": dict(self.metrics_by_sender),
             "process_cpu_s": time.process_time(),
             "requests": self._request_totals(),
+            "leaked_reservations": self.leaked_reservations(),
+            "recovery": self.recovery_stats(),
         }
         if not times:
             return base

@@ -26,6 +26,7 @@ from ._commands import (
     StartReplicaCmd,
     StopReplicaCmd,
 )
+from ._deployment_recovery import DeploymentRecovery
 from ._gang_state import Gang, GangLifecycle
 from ._options import DeploymentConfig
 from ._placement import Cluster
@@ -35,6 +36,7 @@ S = ReplicaState
 SERVING = (S.RUNNING, S.UPDATING)
 # Downscaling stops replicas that do not serve yet first, then the least loaded.
 _STOP_ORDER = (S.STARTING, S.PENDING_MIGRATION, S.RECOVERING, S.UPDATING)
+_RECOVERING = (S.RECOVERING,)
 
 
 @dataclass
@@ -52,7 +54,7 @@ class _Failures:
     ever_ran: set[str] = field(default_factory=set)
 
 
-class DeploymentState(GangLifecycle):
+class DeploymentState(GangLifecycle, DeploymentRecovery):
     """Target and actual replicas of one deployment.
 
     Args:
@@ -67,6 +69,7 @@ class DeploymentState(GangLifecycle):
         self.name = spec.name
         self.replicas: ReplicaStateContainer[ReplicaRecord] = ReplicaStateContainer()
         self.membership_version = 0
+        self.revision = 0  # grows with every change a checkpoint must record
         self.deleting = False
         self._cluster = cluster
         self._limits = limits
@@ -103,13 +106,17 @@ class DeploymentState(GangLifecycle):
 
     def needs_reconcile(self, now: float) -> bool:
         """Whether :meth:`reconcile` has anything to do now (O(1)): something
-        changed since it last converged, or a health check is due."""
+        changed since it last converged, or a health check is due. Nothing is
+        decided while replicas wait to be recovered."""
+        if self.replicas.count(_RECOVERING):
+            return False
         return self._dirty or (bool(self._health_heap) and self._health_heap[0][0] <= now)
 
     def set_target(self, spec: DeploymentSpec, config: DeploymentConfig) -> None:
         """Adopt a new target: a new version rolls, a user_config change reconfigures,
         a replica count change scales."""
         self._dirty = True
+        self.revision += 1
         old_target = self.config.num_replicas
         code_changed = spec.version != self.spec.version
         if code_changed:
@@ -131,6 +138,7 @@ class DeploymentState(GangLifecycle):
         """Stop every replica; the deployment is gone once none is left."""
         self.deleting = True
         self._dirty = True
+        self.revision += 1
 
     @property
     def finished_deleting(self) -> bool:
@@ -184,6 +192,7 @@ class DeploymentState(GangLifecycle):
         if record is None or record.version != self.spec.version:
             return
         failures = self._failures
+        self.revision += 1
         failures.count += 1
         failures.last_error = error
         failures.retry_at = now + min(0.05 * 2 ** min(failures.count, 10), 5.0)
@@ -401,6 +410,7 @@ class DeploymentState(GangLifecycle):
         return record
 
     def _count(self, record: ReplicaRecord, old: ReplicaState | None, new: ReplicaState | None) -> None:
+        self.revision += 1
         was_live, is_live = old is not None and old is not S.STOPPING, new is not None and new is not S.STOPPING
         was_serving, is_serving = old in SERVING, new in SERVING
         if was_live != is_live:
@@ -433,8 +443,12 @@ class DeploymentState(GangLifecycle):
         return self.replicas.count(SERVING)
 
     def serving(self) -> list[ReplicaRecord]:
-        """Replicas that take requests."""
-        return [record for _, _, record in self.replicas.items(SERVING)]
+        """Replicas that take requests (after a controller restart, also those
+        that served before it and wait to be recovered)."""
+        serving = [record for _, _, record in self.replicas.items(SERVING)]
+        if self.replicas.count(_RECOVERING):
+            serving.extend(self.routable_while_recovering())
+        return serving
 
     def status(self) -> tuple[str, str]:
         """``(status, message)`` in Ray Serve's vocabulary."""

@@ -55,6 +55,7 @@ class NodeAgent(Actor):
         self.resources = dict(resources or {})
         self.hello_interval_s = hello_interval_s
         self.replicas: dict[str, ActorRef] = {}
+        self.ready: dict[str, Future[bool]] = {}
         self._ticker: Ticker | None = None
         self._hello_pending = False
 
@@ -81,9 +82,12 @@ class NodeAgent(Actor):
         if type(message) is StopReplica:
             return self._stop_replica(message)
         if type(message) is ListReplicas:
+            if message.states:
+                return {rid: "running" if self._is_ready(rid) else "starting" for rid in self.replicas}
             return sorted(self.replicas)
         if isinstance(message, tuple) and message[0] == "forget":
             self.replicas.pop(message[1], None)
+            self.ready.pop(message[1], None)
             return None
         raise TypeError(f"node agent got an unexpected message {type(message).__name__}")
 
@@ -117,6 +121,7 @@ class NodeAgent(Actor):
             stale = list(self.replicas)
         for rid in stale:
             log.warning("stopping replica %s: the controller replaced it while this worker was cut off", rid)
+            self.ready.pop(rid, None)
             self.system.stop(self.replicas.pop(rid), wait=False)
         if not answer.get("known") and self.controller is not None:
             log.warning("worker %s was given up by the controller: registering again", self.node_id)
@@ -125,13 +130,26 @@ class NodeAgent(Actor):
             except Exception as exc:
                 log.debug("registering again failed, the next hello retries: %s", exc)
 
+    def _is_ready(self, replica_id: str) -> bool:
+        ready = self.ready.get(replica_id)
+        if ready is None or not ready.done():
+            return False
+        try:
+            return bool(ready.get(0))
+        except Exception:
+            return False
+
     def _start_replica(self, message: StartReplica) -> Future[bool]:
+        if message.replica_id in self.replicas:
+            # asked again (by a controller that restarted): answer from the replica we have
+            return self.ready[message.replica_id]
         spec = message.spec
         gang = GangContext(**message.gang) if message.gang else None
         context = ReplicaContext(message.replica_id, spec.name, spec.app, self.node_id, gang)
         ready: Future[bool] = Future(f"start of replica {message.replica_id}")
         ref = self.system.spawn(Replica, spec, context, ready, self.resolve_args, name=f"replica/{message.replica_id}")
         self.replicas[message.replica_id] = ref
+        self.ready[message.replica_id] = ready
         me = self.actor_ref
         self.system.watch(ref, lambda _ref, _why: _tell_quietly(me, ("forget", message.replica_id)))
         return ready

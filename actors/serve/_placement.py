@@ -134,6 +134,30 @@ class Cluster:
         """The gang reservations held now."""
         return list(self._reservations.values())
 
+    def restore(self, allocations: list[tuple[str, dict[str, float]]], reservations: list[Reservation]) -> int:
+        """Re-enter what a checkpoint says is held: each replica's request on
+        its node, and the gang reservations with their bundles.
+
+        Returns:
+            how many entries were skipped because their node is unknown.
+        """
+        skipped = 0
+        for node_id, request in allocations:
+            if node_id in self._nodes:
+                self.allocate(node_id, request)
+            else:
+                skipped += 1
+        for reservation in reservations:
+            if reservation.name in self._reservations:
+                continue
+            self._reservations[reservation.name] = reservation
+            for node_id in reservation.nodes:
+                if node_id in self._nodes:
+                    self.allocate(node_id, reservation.bundle)
+                else:
+                    skipped += 1
+        return skipped
+
     def allocate(self, node_id: str, request: Mapping[str, float]) -> None:
         """Reserve ``request`` on a node (it must fit)."""
         node = self._nodes[node_id]

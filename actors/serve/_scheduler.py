@@ -29,6 +29,7 @@ _ALLOWED = frozenset(
         "could_ever_hold",
         "nodes_snapshot",
         "reservations_snapshot",
+        "restore",
     }
 )
 
@@ -103,6 +104,9 @@ class SchedulerClient:
 
     def could_ever_hold(self, bundle: Mapping[str, float], size: int, strategy: str) -> bool:
         return bool(self._call("could_ever_hold", dict(bundle), size, strategy))
+
+    def restore(self, allocations: list[tuple[str, dict[str, float]]], reservations: list[Reservation]) -> int:
+        return int(self._call("restore", allocations, reservations))
 
     @property
     def nodes(self) -> list[Node]:

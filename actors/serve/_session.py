@@ -20,7 +20,9 @@ from .._config import Config, config_to_json
 from .._ref import ActorRef
 from .._system import ActorSystem
 from ._app import resolve_markers
-from ._controller import CONTROLLER_NAME, Controller
+from ._controller import CONTROLLER_NAME, ClearCheckpoint, Controller
+from ._recovery import load_checkpoint
+from ._store import open_store
 from ._metrics import METRICS_ACTOR, GetAggregatorStatistics, MetricsAggregator, MetricsRegistry
 from ._router import Router
 from ._routes import MEMBERSHIP_ACTOR, Membership
@@ -191,6 +193,12 @@ class Session:
 
     def close(self) -> None:
         self._closed.set()
+        if self.own_system and self.controller.address == self.system.address and self.workers:
+            # this shutdown stops every worker: there is nothing left to recover
+            try:
+                self.controller.ask(ClearCheckpoint(), timeout=self.config.serve.control_timeout_s).get()
+            except Exception as exc:
+                log.warning("the controller's checkpoint was not cleared: %s", exc)
         if self.own_system and self.controller.address == self.system.address:
             # the controller goes first, so it does not replace replicas of workers that are leaving
             self.system.stop(self.controller)
@@ -226,10 +234,18 @@ def start_embedded(workers: list[dict[str, float]], config: Config) -> Session:
     with _session_lock:
         if _session is not None:
             raise RuntimeError("serve is already started in this process; call serve.shutdown() first")
+        settings = config.serve
+        store = open_store(settings.checkpoint_store) if settings.checkpoint_store else None
+        try:
+            restored = load_checkpoint(store, settings.checkpoint_recovery)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
         system = ActorSystem(config)
         session: Session | None = None
         try:
-            controller = system.spawn(Controller, config.serve, name=CONTROLLER_NAME)
+            controller = system.spawn(Controller, settings, store, restored, name=CONTROLLER_NAME)
             session = _attach(system, controller, config, own_system=True)
             deadline = time.monotonic() + config.serve.worker_start_timeout_s
             for i, resources in enumerate(workers):
