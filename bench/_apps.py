@@ -49,3 +49,25 @@ class GangMember:
 
         if os.path.exists(self.flag):
             raise RuntimeError("told to fail")
+
+
+@serve.deployment(num_replicas=4, health_check_period_s=0.2, health_check_timeout_s=1, graceful_shutdown_timeout_s=1)
+class Sturdy:
+    """Answers with its replica id; fails its health checks once its flag file exists."""
+
+    def __init__(self, flag_dir: str) -> None:
+        import os
+
+        from actors.serve import get_replica_context
+
+        self.replica_id = get_replica_context().replica_id
+        self.flag = os.path.join(flag_dir, self.replica_id)
+
+    def __call__(self) -> str:
+        return self.replica_id
+
+    def check_health(self) -> None:
+        import os
+
+        if os.path.exists(self.flag):
+            raise RuntimeError("told to fail")

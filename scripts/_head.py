@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from actors import Config, ServeSettings, serve
@@ -55,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
             from ._prometheus import serve_metrics
 
             metrics = serve_metrics(session, args.metrics_port, args.host)
-        with open(args.ready_file, "w") as fh:
-            stats = serve.controller_stats()
-            json.dump({"address": session.system.address, "recovery": stats["recovery"], "apps": len(serve.status().applications)}, fh)
+        stats = serve.controller_stats()
+        ready = {"address": session.system.address, "recovery": stats["recovery"], "apps": len(serve.status().applications)}
+        partial = f"{args.ready_file}.partial"
+        with open(partial, "w") as fh:
+            json.dump(ready, fh)
+        os.replace(partial, args.ready_file)  # readers never see half a file
         stop.wait()
     finally:
         if metrics is not None:

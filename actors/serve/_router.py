@@ -285,6 +285,11 @@ class Router:
         with self._lock:
             return RouterStatistics(len(self._queue), dict(self._in_flight), self._sent, self._resent, self._rejected)
 
+    def replicas(self) -> list[ReplicaInfo]:
+        """The replicas requests go to now (the latest replica set pushed)."""
+        with self._lock:
+            return list(self._replicas)
+
     @property
     def known(self) -> bool:
         """Whether a replica set has arrived yet."""

@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                 stop.wait(0.2)
         print(f"ADDRESS {system.address}", flush=True)
         if args.ready_file:
-            with open(args.ready_file, "w") as fh:
+            with open(f"{args.ready_file}.partial", "w") as fh:
                 fh.write(system.address)
+            os.replace(f"{args.ready_file}.partial", args.ready_file)  # readers never see half a file
         stop.wait()
         return 0
     except ConnectionError as exc:

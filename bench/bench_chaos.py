@@ -1,0 +1,288 @@
+"""Chaos bench: requests at a fixed concurrency while faults are injected on a schedule.
+
+A head and three workers run as separate processes (workers outlive the head).
+Two apps: ``svc`` (4 replicas) and ``gang`` (2 gangs of 2). A baseline phase
+runs the load with no fault; then, round after round, the chaos phase injects:
+
+- ``kill-worker``: SIGKILL a worker with replicas (a fresh worker joins after
+  the cluster is back at its target);
+- ``kill-controller``: SIGKILL the head and start it again at once (it
+  recovers from its SQLite checkpoint); every replica that served before must
+  still serve after, with the same id (else it is a needless restart);
+- ``fail-health``: one replica of ``svc`` starts failing its health checks;
+- ``freeze-worker``: SIGSTOP a worker until it is given up, then SIGCONT it
+  (a partition as one machine can make one; the Docker tests cut a real
+  network).
+
+Each request is sent with a 5 s timeout. It either succeeds, fails with a
+clear error (the replica it was on died), or is lost (no answer by its
+timeout: must be 0). After each fault: the time until every deployment is
+back at its target replica count, HEALTHY. At the end: gang reservations that
+no gang uses (must be 0).
+
+    python bench/bench_chaos.py [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from actors import Config, ServeSettings, serve  # noqa: E402
+from actors._errors import AskTimeout  # noqa: E402
+from bench._apps import GangMember, Sturdy  # noqa: E402
+from bench._common import median, parse_args, percentile, print_table, write_json  # noqa: E402
+from scripts._local_cluster import LocalCluster  # noqa: E402
+from transport import TransportConfig  # noqa: E402
+
+CONCURRENCY = 16
+REQUEST_TIMEOUT_S = 5.0
+TRANSPORT = {"heartbeat_interval_s": 0.1, "heartbeat_liveness": 5}
+SETTINGS = {"reconcile_interval_s": 0.05, "recovery_retry_s": 0.2, "recovery_timeout_s": 10.0, "control_timeout_s": 5.0}
+TARGETS = {("svc", "Sturdy"): 4, ("gang", "GangMember"): 4}
+FAULTS = ("kill-worker", "kill-controller", "fail-health", "freeze-worker")
+
+
+class Load:
+    """``CONCURRENCY`` threads sending requests back to back; counts every outcome."""
+
+    def __init__(self, calls: list[Callable[[], Any]]) -> None:
+        self.calls = calls
+        self.sent = 0
+        self.succeeded = 0
+        self.lost = 0
+        self.failed: Counter[str] = Counter()
+        self.latencies: list[float] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(CONCURRENCY)]
+
+    def _run(self, i: int) -> None:
+        call = self.calls[i % len(self.calls)]
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            try:
+                call()
+                outcome = None
+            except (AskTimeout, TimeoutError) as exc:
+                outcome = f"lost: {exc}"
+            except Exception as exc:  # a clear error: counted by its type
+                outcome = type(exc).__name__
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self.sent += 1
+                if outcome is None:
+                    self.succeeded += 1
+                    self.latencies.append(elapsed)
+                elif outcome.startswith("lost"):
+                    self.lost += 1
+                else:
+                    self.failed[outcome] += 1
+
+    def start(self) -> "Load":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(REQUEST_TIMEOUT_S + 5)
+
+
+def at_target() -> bool:
+    try:
+        apps = serve.status().applications
+    except Exception:
+        return False
+    for (app, name), target in TARGETS.items():
+        d = apps.get(app) and apps[app].deployments.get(name)
+        if not d or d.status != "HEALTHY" or d.replica_states != {"RUNNING": target}:
+            return False
+    return True
+
+
+def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout}s")
+        pause.wait(0.01)
+
+
+def serving_replicas() -> dict[str, str]:
+    """Replica id -> worker of every RUNNING replica."""
+    from actors.serve._session import current_session
+
+    session = current_session()
+    return {r.replica_id: r.node_id for app, name in TARGETS for r in session.routers[(app, name)].replicas()}
+
+
+def live_nodes() -> set[str]:
+    try:
+        return {n.node_id for n in serve.status().nodes}
+    except Exception:  # the controller is restarting
+        return set()
+
+
+def controller_stats() -> dict[str, Any] | None:
+    try:
+        return serve.controller_stats()
+    except Exception:
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Chaos:
+    def __init__(self, cluster: LocalCluster, flag_dir: str) -> None:
+        self.cluster = cluster
+        self.flag_dir = flag_dir
+        self.recover_s: dict[str, list[float]] = {f: [] for f in FAULTS}
+        self.needless_restarts = 0
+        self.spare = 0
+
+    def _busy_worker(self) -> str:
+        placed = Counter(node for node in serving_replicas().values())
+        return max((n for n, p in self.cluster.workers.items() if p.poll() is None), key=lambda n: placed.get(n, 0))
+
+    def _back(self, fault: str, since: float) -> None:
+        wait(at_target, 60, f"the target replica count after {fault}")
+        self.recover_s[fault].append(time.monotonic() - since)
+
+    def inject(self, fault: str) -> None:
+        if fault == "kill-worker":
+            victim = self._busy_worker()
+            since = time.monotonic()
+            self.cluster.kill_worker(victim)
+            del self.cluster.workers[victim]
+            wait(lambda: victim not in live_nodes(), 30, "the dead worker to be noticed")
+            self._back(fault, since)
+            self.spare += 1
+            self.cluster.start_worker(f"spare-{self.spare}")
+        elif fault == "kill-controller":
+            before = set(serving_replicas())
+            since = time.monotonic()
+            self.cluster.kill_head()
+            self.cluster.start_head(recovery="required")
+            wait(lambda: (s := controller_stats()) is not None and s["recovery"]["recovery_s"] is not None, 60, "the recovery")
+            self._back(fault, since)
+            self.needless_restarts += len(before - set(serving_replicas()))
+        elif fault == "fail-health":
+            victim = next(rid for rid in serving_replicas() if rid.startswith("svc."))
+            since = time.monotonic()
+            Path(self.flag_dir, victim).touch()
+            wait(lambda: victim not in serving_replicas(), 30, "the sick replica to be replaced")
+            self._back(fault, since)
+        elif fault == "freeze-worker":
+            victim = self._busy_worker()
+            proc = self.cluster.workers[victim]
+            since = time.monotonic()
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                wait(lambda: victim not in live_nodes(), 30, "the frozen worker to be given up")
+                self._back(fault, since)
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+            # it comes back: stops its stale replicas and registers again, counted once
+            wait(lambda: victim in live_nodes(), 30, "the worker to rejoin")
+            wait(at_target, 30, "the target after the worker rejoined")
+
+
+def run(seconds_baseline: float, rounds: int) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="corral-chaos-"))
+    flag_dir = str(folder / "flags")
+    os.mkdir(flag_dir)
+    cluster = LocalCluster(folder, free_port(), settings=SETTINGS, transport=TRANSPORT)
+    try:
+        cluster.start_head()
+        for i in range(3):
+            cluster.start_worker(f"w{i}", {"CPU": 4})
+        serve.start(address=cluster.address, config=Config(transport=TransportConfig(**TRANSPORT), serve=ServeSettings(**SETTINGS)))
+        svc = serve.run(Sturdy.bind(flag_dir), name="svc")
+        gang = serve.run(GangMember.options(num_replicas=4, gang_scheduling_config={"gang_size": 2}).bind(flag_dir), name="gang")
+        calls = [lambda: svc.remote().result(timeout_s=REQUEST_TIMEOUT_S), lambda: gang.remote().result(timeout_s=REQUEST_TIMEOUT_S)]
+
+        baseline = Load(calls).start()
+        threading.Event().wait(seconds_baseline)
+        baseline.stop()
+
+        chaos = Chaos(cluster, flag_dir)
+        load = Load(calls).start()
+        started = time.monotonic()
+        try:
+            for _ in range(rounds):
+                for fault in FAULTS:
+                    chaos.inject(fault)
+                    print(f"  {fault}: back at target in {chaos.recover_s[fault][-1]:.2f}s", flush=True)
+        finally:
+            load.stop()
+        chaos_s = time.monotonic() - started
+        stats = wait(controller_stats, 30, "the controller's statistics")
+        return {"baseline": baseline, "load": load, "chaos": chaos, "chaos_s": chaos_s, "base_s": seconds_baseline, "stats": stats}
+    finally:
+        serve.shutdown()
+        cluster.close()
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    out = run(seconds_baseline=4.0 if args.quick else 10.0, rounds=1 if args.quick else 3)
+    base, load, chaos, stats = out["baseline"], out["load"], out["chaos"], out["stats"]
+    every = [s for f in FAULTS for s in chaos.recover_s[f]]
+    base_rate, chaos_rate = base.succeeded / out["base_s"], load.succeeded / out["chaos_s"]
+    print_table(
+        f"requests at concurrency {CONCURRENCY}, {REQUEST_TIMEOUT_S:.0f} s timeout",
+        ["phase", "sent", "succeeded", "failed (clear error)", "lost", "req/s", "p50 ms", "p99 ms"],
+        [
+            ["baseline, no faults", base.sent, base.succeeded, sum(base.failed.values()), base.lost, base_rate,
+             median(base.latencies) * 1000, percentile(base.latencies, 99) * 1000],
+            [f"chaos, {len(every)} faults", load.sent, load.succeeded, sum(load.failed.values()), load.lost, chaos_rate,
+             median(load.latencies) * 1000, percentile(load.latencies, 99) * 1000],
+        ],
+    )
+    if load.failed:
+        print("  failed by error: " + ", ".join(f"{k} {v}" for k, v in load.failed.most_common()))
+    print_table(
+        "back at the target replica count after each fault (s)",
+        ["fault", "times", "p50", "max"],
+        [[f, len(chaos.recover_s[f]), median(chaos.recover_s[f]), max(chaos.recover_s[f])] for f in FAULTS],
+    )
+    figures = {
+        "sent": load.sent,
+        "succeeded": load.succeeded,
+        "failed": sum(load.failed.values()),
+        "lost": load.lost,
+        "baseline_lost": base.lost,
+        "throughput_ratio_chaos_vs_baseline": round(chaos_rate / base_rate, 3),
+        "recover_p50_s": round(median(every), 3),
+        "recover_max_s": round(max(every), 3),
+        **{f"recover_{f.replace('-', '_')}_p50_s": round(median(chaos.recover_s[f]), 3) for f in FAULTS},
+        "needless_restarts": chaos.needless_restarts,
+        "leaked_reservations": stats["leaked_reservations"],
+        "controller_epoch": stats["recovery"]["epoch"],
+    }
+    print_table("summary", ["figure", "value"], [[k, v] for k, v in figures.items() if not k.startswith("recover_") or k in ("recover_p50_s", "recover_max_s")])
+    write_json(args.json, figures)
+
+
+if __name__ == "__main__":
+    main()
