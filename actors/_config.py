@@ -67,7 +67,7 @@ class ServeSettings:
     metrics_mode: str = "process"
     checkpoint_store: str = ""
     checkpoint_recovery: str = "auto"
-    recovery_timeout_s: float = 30.0
+    recovery_timeout_s: float = 15.0
     recovery_retry_s: float = 1.0
 
     def __post_init__(self) -> None:

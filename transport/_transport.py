@@ -361,6 +361,10 @@ class Transport:
         sock.setsockopt(zmq.ROUTING_ID, self.address.encode())
         sock.setsockopt(zmq.SNDHWM, self._config.send_hwm)
         sock.setsockopt(zmq.LINGER, 0)
+        # ZMTP heartbeats drop a connection whose other end vanished without a FIN
+        # (a host that died or was cut off), so the next send dials afresh
+        sock.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(self._config.heartbeat_interval_s * 1000)))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(self._config.liveness_window_s * 1000)))
         curve = self._config.curve
         if curve is not None:
             sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public.encode())

@@ -121,6 +121,7 @@ def run(
         raise RuntimeError(f"deploying {name!r} failed: {exc}") from exc
     if wait_for_ready:
         _wait_for_app(name, timeout_s if timeout_s is not None else session.config.serve.run_timeout_s)
+        return _attached(name, ingress)
     return DeploymentHandle(name, ingress)
 
 
@@ -179,7 +180,7 @@ def get_app_handle(name: str) -> DeploymentHandle:
     app = status().applications.get(name)
     if app is None:
         raise DeploymentNotFoundError(f"no application named {name!r}")
-    return DeploymentHandle(name, app.ingress)
+    return _attached(name, app.ingress)
 
 
 def get_deployment_handle(deployment_name: str, app_name: str = "default") -> DeploymentHandle:
@@ -191,7 +192,14 @@ def get_deployment_handle(deployment_name: str, app_name: str = "default") -> De
     app = status().applications.get(app_name)
     if app is None or deployment_name not in app.deployments:
         raise DeploymentNotFoundError(f"no deployment {deployment_name!r} in application {app_name!r}")
-    return DeploymentHandle(app_name, deployment_name)
+    return _attached(app_name, deployment_name)
+
+
+def _attached(app_name: str, deployment_name: str) -> DeploymentHandle:
+    """A handle that knows its replicas from the start, so it serves even if the
+    controller goes down before its first request."""
+    router = current_session().router(app_name, deployment_name)
+    return DeploymentHandle(app_name, deployment_name, _router=router)
 
 
 def controller_stats(reset: bool = False) -> dict[str, Any]:

@@ -74,7 +74,7 @@ class _App:
 class _Node:
     node_id: str
     ref: ActorRef
-    watch_token: int
+    watch_token: int | None
     resources: dict[str, float]
 
 
@@ -226,12 +226,17 @@ class Controller(ControllerMetrics, ControllerViews, ControllerRecovery, Actor):
         log.info("worker %s joined from %s with %s", message.node_id, message.address, message.resources)
         return message.node_id
 
-    def _add_node(self, node_id: str, address: str, resources: dict[str, float]) -> None:
+    def _add_node(self, node_id: str, address: str, resources: dict[str, float], watch: bool = True) -> None:
         self.cluster.add_node(node_id, address, resources)
         ref = self.system.ref(address, "node")
-        token = self.system.watch(ref, self._on_death("node", node_id))
-        self.nodes[node_id] = _Node(node_id, ref, token, dict(resources))
+        self.nodes[node_id] = _Node(node_id, ref, None, dict(resources))
+        if watch:
+            self._watch_node(node_id)
         self.revision += 1
+
+    def _watch_node(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        node.watch_token = self.system.watch(node.ref, self._on_death("node", node_id))
 
     def _hello(self, message: NodeHello) -> dict[str, Any]:
         node = self.nodes.get(message.node_id)
@@ -524,7 +529,8 @@ class Controller(ControllerMetrics, ControllerViews, ControllerRecovery, Actor):
             return
         self.revision += 1
         self.recovery.waiting.pop(node_id, None)
-        self.system.unwatch(node.watch_token)
+        if node.watch_token is not None:
+            self.system.unwatch(node.watch_token)
         level = logging.INFO if reason == "stopped" else logging.WARNING
         log.log(level, "worker %s is gone: %s", node_id, reason)
         for app in self.apps.values():

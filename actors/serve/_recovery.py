@@ -188,7 +188,9 @@ class ControllerRecovery:
         self.recovery.epoch = checkpoint.epoch + 1
         self.recovery.started_at = now
         for node in checkpoint.nodes:
-            self._add_node(node.node_id, node.address, node.resources)
+            # not watched until it answers: a connection to the old head may take a
+            # moment to be replaced, and only recovery_timeout_s gives a worker up
+            self._add_node(node.node_id, node.address, node.resources, watch=False)
             self.recovery.waiting[node.node_id] = _Waiting(deadline=now + self.settings.recovery_timeout_s)
         allocations: list[tuple[str, dict[str, float]]] = []
         for entry in checkpoint.apps:
@@ -237,7 +239,8 @@ class ControllerRecovery:
             if waiting.asking or now < waiting.next_ask:
                 continue
             waiting.asking = True
-            self._ask(node.ref, ListReplicas(states=True), "inventory", node_id, min(5.0, self.settings.control_timeout_s))
+            timeout = min(max(2 * self.settings.recovery_retry_s, 1.0), self.settings.control_timeout_s)
+            self._ask(node.ref, ListReplicas(states=True), "inventory", node_id, timeout)
 
     def _on_inventory(self, node_id: str, answer: Any, error: str | None) -> None:
         waiting = self.recovery.waiting.get(node_id)
@@ -253,6 +256,7 @@ class ControllerRecovery:
                             node_id, self.settings.recovery_retry_s, error or f"answer {answer!r}")
             return
         del self.recovery.waiting[node_id]
+        self._watch_node(node_id)
         running = {rid for rid, st in answer.items() if st == "running"}
         starting = {rid for rid, st in answer.items() if st != "running"}
         now = time.monotonic()
