@@ -274,3 +274,44 @@ def test_the_cluster_is_encrypted_and_a_client_without_its_keys_gets_nothing(clu
     out = corral("status", "--port", port, "--keys", str(tmp_path / "wrong"))
     assert out.returncode == 2 and "no corral cluster answers" in out.stderr
     assert corral("status", "--port", port).returncode == 0, "the head is still serving its members"
+
+
+def test_a_head_killed_and_started_again_recovers_its_apps_and_keeps_their_replicas(cluster: Callable[..., str], tmp_path: Path) -> None:
+    port = cluster("--workers", "2")
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    assert corral("deploy", str(tmp_path / "c.yaml"), "--port", port).returncode == 0
+    before = json.loads(corral("status", "--json", "--port", port).stdout)
+    head = read_head(int(port))
+    assert head is not None
+    os.kill(head["pid"], signal.SIGKILL)
+    wait_for(lambda: not alive(head["pid"]), 10, "the head to die")
+    out = corral("start", "--port", port)
+    assert out.returncode == 0, out.stderr
+    assert "head restarted" in out.stdout and "recovering 2 workers and 1 applications" in out.stdout
+    restarted = read_head(int(port))
+    assert restarted is not None and restarted["workers"] == head["workers"], "the same workers, not new ones"
+    after = wait_for(lambda: (s := json.loads(corral("status", "--json", "--port", port).stdout))["applications"]["echo"]["status"] == "RUNNING" and s, 30, "the app to be RUNNING")
+    assert after["applications"]["echo"] == before["applications"]["echo"]
+    assert corral("call", "echo", '["x"]', "--port", port).stdout.strip() == '"cfg:x"'
+
+
+def test_a_corrupt_checkpoint_stops_start_with_one_line_and_fresh_starts_empty(cluster: Callable[..., str], tmp_path: Path) -> None:
+    import sqlite3
+
+    port = cluster("--workers", "1")
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    assert corral("deploy", str(tmp_path / "c.yaml"), "--port", port).returncode == 0
+    head = read_head(int(port))
+    assert head is not None
+    os.kill(head["pid"], signal.SIGKILL)
+    wait_for(lambda: not alive(head["pid"]), 10, "the head to die")
+    with sqlite3.connect(Path(head["store"][len("sqlite://"):])) as db:
+        db.execute("UPDATE checkpoint SET blob = ?", (b"\x01\x02",))
+    out = corral("start", "--port", port)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: the checkpoint in sqlite://") and "is corrupt" in out.stderr and "--fresh" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    out = corral("start", "--port", port, "--fresh")
+    assert out.returncode == 0, out.stderr
+    status = json.loads(corral("status", "--json", "--port", port).stdout)
+    assert status["applications"] == {}

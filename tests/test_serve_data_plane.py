@@ -147,8 +147,8 @@ def test_scaling_down_and_up_under_traffic_fails_no_request(serve_cluster: Any) 
 
 
 def test_a_thousand_handles_in_one_process_cost_the_controller_one_subscription(serve_cluster: Any) -> None:
-    serve.run(serve_apps.Echo.bind("h:"), name="handles")
     before = serve.controller_stats()["subscriptions"]
+    serve.run(serve_apps.Echo.bind("h:"), name="handles")  # its handle subscribes this process
     handles = [DeploymentHandle("handles", "Echo") for _ in range(1000)]
     responses = [h.remote(i) for i, h in enumerate(handles)]
     assert [r.result(timeout_s=30) for r in responses] == [f"h:{i}" for i in range(1000)]

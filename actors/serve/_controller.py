@@ -293,7 +293,7 @@ class Controller(ControllerMetrics, ControllerViews, ControllerRecovery, Actor):
         if app is not None and app.deleting:
             raise RuntimeError(f"application {message.name!r} is being deleted; deploy it again once it is gone")
         if app is None:
-            app = self.apps[message.name] = _App(message.name, message.ingress, {})
+            app = self.apps[message.name] = self._new_app(message.name, message.ingress)
         app.ingress = message.ingress
         self.revision += 1
         for spec in message.deployments:
@@ -318,6 +318,9 @@ class Controller(ControllerMetrics, ControllerViews, ControllerRecovery, Actor):
                 state.delete()
         self._tick()
         return "ok"
+
+    def _new_app(self, name: str, ingress: str, deleting: bool = False) -> _App:
+        return _App(name, ingress, {}, deleting)
 
     def _delete(self, name: str) -> str:
         app = self.apps.get(name)

@@ -182,8 +182,6 @@ class ControllerRecovery:
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         """Take back a checkpoint's state and ask every worker what it runs."""
-        from ._controller import _App  # the controller's own record type
-
         now = time.monotonic()
         self.recovery.epoch = checkpoint.epoch + 1
         self.recovery.started_at = now
@@ -194,7 +192,7 @@ class ControllerRecovery:
             self.recovery.waiting[node.node_id] = _Waiting(deadline=now + self.settings.recovery_timeout_s)
         allocations: list[tuple[str, dict[str, float]]] = []
         for entry in checkpoint.apps:
-            app = self.apps[entry.name] = _App(entry.name, entry.ingress, {}, entry.deleting)
+            app = self.apps[entry.name] = self._new_app(entry.name, entry.ingress, entry.deleting)
             for d in entry.deployments:
                 spec = decode_fields(DeploymentSpec, d.spec, "spec")
                 try:
