@@ -14,11 +14,16 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The flags every bench takes: ``--quick`` (under 60 s) and ``--json FILE``."""
+def parse_args(
+    description: str, argv: Sequence[str] | None = None, extra: Sequence[tuple[str, str]] = ()
+) -> argparse.Namespace:
+    """The flags every bench takes: ``--quick`` (under 60 s) and ``--json FILE``,
+    plus the bench's own on/off flags (``extra``: ``(flag, help)`` pairs)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a short run, under 60 seconds")
     parser.add_argument("--json", metavar="FILE", help="write the figures as one flat JSON object")
+    for flag, help_text in extra:
+        parser.add_argument(flag, action="store_true", help=help_text)
     return parser.parse_args(argv)
 
 

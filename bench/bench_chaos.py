@@ -10,9 +10,11 @@ runs the load with no fault; then, round after round, the chaos phase injects:
   recovers from its SQLite checkpoint); every replica that served before must
   still serve after, with the same id (else it is a needless restart);
 - ``fail-health``: one replica of ``svc`` starts failing its health checks;
-- ``freeze-worker``: SIGSTOP a worker until it is given up, then SIGCONT it
-  (a partition as one machine can make one; the Docker tests cut a real
-  network).
+- ``freeze-worker``: SIGSTOP a worker (``docker pause`` with ``--docker``)
+  until it is given up, then let it go on: it rejoins;
+- ``partition-worker`` (only with ``--docker``, where every process has its
+  own address): cut a worker's container off the network until it is given
+  up, then heal it: it rejoins.
 
 Each request is sent with a 5 s timeout. It either succeeds, fails with a
 clear error (the replica it was on died), or is lost (no answer by its
@@ -20,7 +22,7 @@ timeout: must be 0). After each fault: the time until every deployment is
 back at its target replica count, HEALTHY. At the end: gang reservations that
 no gang uses (must be 0).
 
-    python bench/bench_chaos.py [--quick] [--json FILE]
+    python bench/bench_chaos.py [--quick] [--json FILE] [--docker]
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ REQUEST_TIMEOUT_S = 5.0
 TRANSPORT = {"heartbeat_interval_s": 0.1, "heartbeat_liveness": 5}
 SETTINGS = {"reconcile_interval_s": 0.05, "recovery_retry_s": 0.2, "recovery_timeout_s": 10.0, "control_timeout_s": 5.0}
 TARGETS = {("svc", "Sturdy"): 4, ("gang", "GangMember"): 4}
-FAULTS = ("kill-worker", "kill-controller", "fail-health", "freeze-worker")
 
 
 class Load:
@@ -152,17 +153,109 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class LocalControl:
+    """Head and workers as local processes."""
+
+    faults = ("kill-worker", "kill-controller", "fail-health", "freeze-worker")
+
+    def __init__(self, folder: Path) -> None:
+        self.cluster = LocalCluster(folder, free_port(), settings=SETTINGS, transport=TRANSPORT)
+        self.address = self.cluster.address
+        self.client_transport = TransportConfig(**TRANSPORT)
+
+    def start(self, workers: int) -> None:
+        self.cluster.start_head()
+        for i in range(workers):
+            self.cluster.start_worker(f"w{i}", {"CPU": 4})
+
+    def live_workers(self) -> list[str]:
+        return [n for n, p in self.cluster.workers.items() if p.poll() is None]
+
+    def kill_worker(self, name: str) -> None:
+        self.cluster.kill_worker(name)
+        del self.cluster.workers[name]
+
+    def add_worker(self, name: str) -> None:
+        self.cluster.start_worker(name, {"CPU": 4})
+
+    def kill_and_restart_head(self) -> None:
+        self.cluster.kill_head()
+        self.cluster.start_head(recovery="required")
+
+    def freeze(self, name: str) -> None:
+        os.kill(self.cluster.workers[name].pid, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        os.kill(self.cluster.workers[name].pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        self.cluster.close()
+
+
+class DockerControl:
+    """Head and workers in Docker containers with their own addresses (``--docker``)."""
+
+    faults = ("kill-worker", "kill-controller", "fail-health", "freeze-worker", "partition-worker")
+
+    def __init__(self, folder: Path) -> None:
+        from scripts._docker_cluster import DockerCluster, docker_client
+
+        client, self._dockerd = docker_client()
+        self.cluster = DockerCluster(client, folder)
+        self.address = ""
+        self.client_transport = TransportConfig(**TRANSPORT, host=self.cluster.gateway, curve=self.cluster.keys)
+        self.killed: set[str] = set()
+
+    def start(self, workers: int) -> None:
+        self.cluster.start_head(SETTINGS, TRANSPORT)
+        self.address = self.cluster.head_address
+        for i in range(workers):
+            self.add_worker(f"w{i}")
+
+    def live_workers(self) -> list[str]:
+        return [n for n in self.cluster.containers if n != "head" and n not in self.killed]
+
+    def kill_worker(self, name: str) -> None:
+        self.cluster.kill(name)
+        self.killed.add(name)
+
+    def add_worker(self, name: str) -> None:
+        self.cluster.start_worker(name, SETTINGS, TRANSPORT)
+
+    def kill_and_restart_head(self) -> None:
+        self.cluster.kill("head")
+        self.cluster.restart_killed("head", "head.ready")
+
+    def freeze(self, name: str) -> None:
+        self.cluster.pause(name)
+
+    def thaw(self, name: str) -> None:
+        self.cluster.unpause(name)
+
+    def partition(self, name: str) -> None:
+        self.cluster.disconnect(name)
+
+    def heal(self, name: str) -> None:
+        self.cluster.reconnect(name)
+
+    def close(self) -> None:
+        from scripts._docker_cluster import stop_dockerd
+
+        self.cluster.close()
+        stop_dockerd(self._dockerd)
+
+
 class Chaos:
-    def __init__(self, cluster: LocalCluster, flag_dir: str) -> None:
-        self.cluster = cluster
+    def __init__(self, control: Any, flag_dir: str) -> None:
+        self.control = control
         self.flag_dir = flag_dir
-        self.recover_s: dict[str, list[float]] = {f: [] for f in FAULTS}
+        self.recover_s: dict[str, list[float]] = {f: [] for f in control.faults}
         self.needless_restarts = 0
         self.spare = 0
 
     def _busy_worker(self) -> str:
         placed = Counter(node for node in serving_replicas().values())
-        return max((n for n, p in self.cluster.workers.items() if p.poll() is None), key=lambda n: placed.get(n, 0))
+        return max(self.control.live_workers(), key=lambda n: placed.get(n, 0))
 
     def _back(self, fault: str, since: float) -> None:
         wait(at_target, 60, f"the target replica count after {fault}")
@@ -172,17 +265,15 @@ class Chaos:
         if fault == "kill-worker":
             victim = self._busy_worker()
             since = time.monotonic()
-            self.cluster.kill_worker(victim)
-            del self.cluster.workers[victim]
+            self.control.kill_worker(victim)
             wait(lambda: victim not in live_nodes(), 30, "the dead worker to be noticed")
             self._back(fault, since)
             self.spare += 1
-            self.cluster.start_worker(f"spare-{self.spare}")
+            self.control.add_worker(f"spare-{self.spare}")
         elif fault == "kill-controller":
             before = set(serving_replicas())
             since = time.monotonic()
-            self.cluster.kill_head()
-            self.cluster.start_head(recovery="required")
+            self.control.kill_and_restart_head()
             wait(lambda: (s := controller_stats()) is not None and s["recovery"]["recovery_s"] is not None, 60, "the recovery")
             self._back(fault, since)
             self.needless_restarts += len(before - set(serving_replicas()))
@@ -192,31 +283,29 @@ class Chaos:
             Path(self.flag_dir, victim).touch()
             wait(lambda: victim not in serving_replicas(), 30, "the sick replica to be replaced")
             self._back(fault, since)
-        elif fault == "freeze-worker":
+        elif fault in ("freeze-worker", "partition-worker"):
+            cut, mend = (self.control.freeze, self.control.thaw) if fault == "freeze-worker" else (self.control.partition, self.control.heal)
             victim = self._busy_worker()
-            proc = self.cluster.workers[victim]
             since = time.monotonic()
-            os.kill(proc.pid, signal.SIGSTOP)
+            cut(victim)
             try:
-                wait(lambda: victim not in live_nodes(), 30, "the frozen worker to be given up")
+                wait(lambda: victim not in live_nodes(), 30, f"the {fault} victim to be given up")
                 self._back(fault, since)
             finally:
-                os.kill(proc.pid, signal.SIGCONT)
+                mend(victim)
             # it comes back: stops its stale replicas and registers again, counted once
             wait(lambda: victim in live_nodes(), 30, "the worker to rejoin")
             wait(at_target, 30, "the target after the worker rejoined")
 
 
-def run(seconds_baseline: float, rounds: int) -> dict[str, Any]:
+def run(seconds_baseline: float, rounds: int, docker: bool) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="corral-chaos-"))
     flag_dir = str(folder / "flags")
     os.mkdir(flag_dir)
-    cluster = LocalCluster(folder, free_port(), settings=SETTINGS, transport=TRANSPORT)
+    control = DockerControl(folder) if docker else LocalControl(folder)
     try:
-        cluster.start_head()
-        for i in range(3):
-            cluster.start_worker(f"w{i}", {"CPU": 4})
-        serve.start(address=cluster.address, config=Config(transport=TransportConfig(**TRANSPORT), serve=ServeSettings(**SETTINGS)))
+        control.start(workers=3)
+        serve.start(address=control.address, config=Config(transport=control.client_transport, serve=ServeSettings(**SETTINGS)))
         svc = serve.run(Sturdy.bind(flag_dir), name="svc")
         gang = serve.run(GangMember.options(num_replicas=4, gang_scheduling_config={"gang_size": 2}).bind(flag_dir), name="gang")
         calls = [lambda: svc.remote().result(timeout_s=REQUEST_TIMEOUT_S), lambda: gang.remote().result(timeout_s=REQUEST_TIMEOUT_S)]
@@ -225,12 +314,12 @@ def run(seconds_baseline: float, rounds: int) -> dict[str, Any]:
         threading.Event().wait(seconds_baseline)
         baseline.stop()
 
-        chaos = Chaos(cluster, flag_dir)
+        chaos = Chaos(control, flag_dir)
         load = Load(calls).start()
         started = time.monotonic()
         try:
             for _ in range(rounds):
-                for fault in FAULTS:
+                for fault in control.faults:
                     chaos.inject(fault)
                     print(f"  {fault}: back at target in {chaos.recover_s[fault][-1]:.2f}s", flush=True)
         finally:
@@ -240,14 +329,15 @@ def run(seconds_baseline: float, rounds: int) -> dict[str, Any]:
         return {"baseline": baseline, "load": load, "chaos": chaos, "chaos_s": chaos_s, "base_s": seconds_baseline, "stats": stats}
     finally:
         serve.shutdown()
-        cluster.close()
+        control.close()
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    out = run(seconds_baseline=4.0 if args.quick else 10.0, rounds=1 if args.quick else 3)
+    args = parse_args(__doc__.splitlines()[0], extra=[("--docker", "run the cluster in Docker containers and also partition a worker")])
+    out = run(seconds_baseline=4.0 if args.quick else 10.0, rounds=1 if args.quick else 3, docker=args.docker)
     base, load, chaos, stats = out["baseline"], out["load"], out["chaos"], out["stats"]
-    every = [s for f in FAULTS for s in chaos.recover_s[f]]
+    faults = list(chaos.recover_s)
+    every = [s for f in faults for s in chaos.recover_s[f]]
     base_rate, chaos_rate = base.succeeded / out["base_s"], load.succeeded / out["chaos_s"]
     print_table(
         f"requests at concurrency {CONCURRENCY}, {REQUEST_TIMEOUT_S:.0f} s timeout",
@@ -264,7 +354,7 @@ def main() -> None:
     print_table(
         "back at the target replica count after each fault (s)",
         ["fault", "times", "p50", "max"],
-        [[f, len(chaos.recover_s[f]), median(chaos.recover_s[f]), max(chaos.recover_s[f])] for f in FAULTS],
+        [[f, len(chaos.recover_s[f]), median(chaos.recover_s[f]), max(chaos.recover_s[f])] for f in faults],
     )
     figures = {
         "sent": load.sent,
@@ -275,7 +365,7 @@ def main() -> None:
         "throughput_ratio_chaos_vs_baseline": round(chaos_rate / base_rate, 3),
         "recover_p50_s": round(median(every), 3),
         "recover_max_s": round(max(every), 3),
-        **{f"recover_{f.replace('-', '_')}_p50_s": round(median(chaos.recover_s[f]), 3) for f in FAULTS},
+        **{f"recover_{f.replace('-', '_')}_p50_s": round(median(chaos.recover_s[f]), 3) for f in faults},
         "needless_restarts": chaos.needless_restarts,
         "leaked_reservations": stats["leaked_reservations"],
         "controller_epoch": stats["recovery"]["epoch"],

@@ -15,7 +15,7 @@ import pytest
 from actors import Config, ServeSettings, serve
 from transport import TransportConfig
 
-from .docker_cluster import DockerCluster, NoDocker, docker_client, stop_dockerd
+from scripts._docker_cluster import DockerCluster, NoDocker, docker_client, stop_dockerd
 from .helpers import Traffic, wait_for
 from .serve_apps import Echo
 from .test_recovery import distinct_answers, recovered

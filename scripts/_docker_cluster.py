@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-MOUNTED = [Path(sys.base_prefix).resolve(), ROOT]  # read-only, at their own paths
+# read-only, at their own paths: the Python installation, the virtualenv, the project
+MOUNTED = list(dict.fromkeys([Path(sys.base_prefix).resolve(), Path(sys.prefix), ROOT]))
 PORT = 6390
 
 
@@ -72,6 +73,11 @@ def docker_client() -> tuple[Any, subprocess.Popen[bytes] | None]:
     raise NoDocker("dockerd was started but did not answer within 60 s (see /tmp/corral-tests-dockerd.log)")
 
 
+def _outermost(paths: list[Path]) -> list[Path]:
+    """The paths that are not inside another one of them."""
+    return [p for p in paths if not any(p != q and p.is_relative_to(q) for q in paths)]
+
+
 def stop_dockerd(proc: subprocess.Popen[bytes] | None) -> None:
     """Stop a dockerd that :func:`docker_client` started (SIGTERM, then SIGKILL after 30 s)."""
     if proc is None or proc.poll() is not None:
@@ -87,7 +93,7 @@ def stop_dockerd(proc: subprocess.Popen[bytes] | None) -> None:
 def _libraries() -> set[Path]:
     """Every shared library Python and the compiled modules it may load need, outside the mounts."""
     binaries = [Path(sys.executable).resolve()]
-    for base in MOUNTED:
+    for base in _outermost(MOUNTED):
         binaries += [p for p in base.rglob("*.so*") if p.is_file() and ".so" in p.name]
     found: set[Path] = set()
     for chunk in range(0, len(binaries), 200):
@@ -133,7 +139,8 @@ class DockerCluster:
 
     Args:
         client: the Docker client.
-        folder: a host directory mounted at ``/cluster`` (ready files, keys, the checkpoint).
+        folder: a host directory mounted at its own path (ready files, keys,
+            the checkpoint, whatever the test shares with the containers).
     """
 
     def __init__(self, client: Any, folder: Path) -> None:
@@ -174,15 +181,15 @@ class DockerCluster:
         (self.folder / ready).unlink(missing_ok=True)
         container = DockerContainer(
             self.image,
-            command=[str(ROOT / ".venv" / "bin" / "python"), "-m", *args],
+            command=[sys.executable, "-m", *args],
             env={"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
             network=self.network,
             networking_config={self.network.name: EndpointConfig(self.client.api._version, ipv4_address=ip)},
             working_dir=str(ROOT),
         )
-        for path in MOUNTED:
+        for path in _outermost(MOUNTED):
             container.with_volume_mapping(str(path), str(path), "ro")
-        container.with_volume_mapping(str(self.folder), "/cluster", "rw")
+        container.with_volume_mapping(str(self.folder), str(self.folder), "rw")
         self.containers[name] = container.start()
         self.wait_ready(name, ready, timeout)
         return container
@@ -202,8 +209,8 @@ class DockerCluster:
 
     def start_head(self, settings: dict[str, Any], transport: dict[str, Any]) -> None:
         self._run("head", [
-            "scripts._head", "--host", self._ip_for("head"), "--port", str(PORT), "--ready-file", "/cluster/head.ready",
-            "--keys", "/cluster/keys", "--store", "sqlite:////cluster/checkpoint.sqlite",
+            "scripts._head", "--host", self._ip_for("head"), "--port", str(PORT), "--ready-file", f"{self.folder}/head.ready",
+            "--keys", f"{self.folder}/keys", "--store", f"sqlite:///{self.folder}/checkpoint.sqlite",
             "--settings", json.dumps(settings), "--transport", json.dumps(transport),
         ], "head.ready")
 
@@ -211,7 +218,7 @@ class DockerCluster:
         config = {"transport": {**transport, "host": self._ip_for(name), "curve": asdict(self.keys)}, "serve": settings}
         self._run(name, [
             "actors.serve.worker", "--controller", f"{self.head_address}#controller", "--node-id", name,
-            "--resources", json.dumps({"CPU": 4}), "--detached", "--ready-file", f"/cluster/{name}.ready",
+            "--resources", json.dumps({"CPU": 4}), "--detached", "--ready-file", f"{self.folder}/{name}.ready",
             "--config", json.dumps(config),
         ], f"{name}.ready")
 
@@ -230,6 +237,13 @@ class DockerCluster:
         (self.folder / ready).unlink(missing_ok=True)
         self.containers[name].get_wrapped_container().start()
         self.wait_ready(name, ready)
+
+    def pause(self, name: str) -> None:
+        """Freeze every process of the container (the cgroup freezer)."""
+        self.containers[name].get_wrapped_container().pause()
+
+    def unpause(self, name: str) -> None:
+        self.containers[name].get_wrapped_container().unpause()
 
     def disconnect(self, name: str) -> None:
         """Cut the container off the network."""
