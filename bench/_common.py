@@ -8,8 +8,9 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,23 @@ def parse_args(
     for flag, help_text in extra:
         parser.add_argument(flag, action="store_true", help=help_text)
     return parser.parse_args(argv)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str = "the condition", poll_s: float = 0.005) -> Any:
+    """Poll ``condition`` until it returns something truthy (returned), for at most ``timeout`` seconds.
+
+    Raises:
+        TimeoutError: naming ``what``, when the deadline passes first.
+    """
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout}s")
+        pause.wait(poll_s)
 
 
 def percentile(samples: Sequence[float], q: float) -> float:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from actors import Config, ServeSettings, serve  # noqa: E402
 from actors._errors import AskTimeout  # noqa: E402
 from bench._apps import GangMember, Sturdy  # noqa: E402
-from bench._common import median, parse_args, percentile, print_table, write_json  # noqa: E402
+from bench._common import median, parse_args, percentile, print_table, wait_until, write_json  # noqa: E402
 from scripts._local_cluster import LocalCluster  # noqa: E402
 from transport import TransportConfig  # noqa: E402
 
@@ -111,18 +111,6 @@ def at_target() -> bool:
         if not d or d.status != "HEALTHY" or d.replica_states != {"RUNNING": target}:
             return False
     return True
-
-
-def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout}s")
-        pause.wait(0.01)
 
 
 def serving_replicas() -> dict[str, str]:
@@ -258,7 +246,7 @@ class Chaos:
         return max(self.control.live_workers(), key=lambda n: placed.get(n, 0))
 
     def _back(self, fault: str, since: float) -> None:
-        wait(at_target, 60, f"the target replica count after {fault}")
+        wait_until(at_target, 60, f"the target replica count after {fault}")
         self.recover_s[fault].append(time.monotonic() - since)
 
     def inject(self, fault: str) -> None:
@@ -266,7 +254,7 @@ class Chaos:
             victim = self._busy_worker()
             since = time.monotonic()
             self.control.kill_worker(victim)
-            wait(lambda: victim not in live_nodes(), 30, "the dead worker to be noticed")
+            wait_until(lambda: victim not in live_nodes(), 30, "the dead worker to be noticed")
             self._back(fault, since)
             self.spare += 1
             self.control.add_worker(f"spare-{self.spare}")
@@ -274,14 +262,14 @@ class Chaos:
             before = set(serving_replicas())
             since = time.monotonic()
             self.control.kill_and_restart_head()
-            wait(lambda: (s := controller_stats()) is not None and s["recovery"]["recovery_s"] is not None, 60, "the recovery")
+            wait_until(lambda: (s := controller_stats()) is not None and s["recovery"]["recovery_s"] is not None, 60, "the recovery")
             self._back(fault, since)
             self.needless_restarts += len(before - set(serving_replicas()))
         elif fault == "fail-health":
             victim = next(rid for rid in serving_replicas() if rid.startswith("svc."))
             since = time.monotonic()
             Path(self.flag_dir, victim).touch()
-            wait(lambda: victim not in serving_replicas(), 30, "the sick replica to be replaced")
+            wait_until(lambda: victim not in serving_replicas(), 30, "the sick replica to be replaced")
             self._back(fault, since)
         elif fault in ("freeze-worker", "partition-worker"):
             cut, mend = (self.control.freeze, self.control.thaw) if fault == "freeze-worker" else (self.control.partition, self.control.heal)
@@ -289,13 +277,13 @@ class Chaos:
             since = time.monotonic()
             cut(victim)
             try:
-                wait(lambda: victim not in live_nodes(), 30, f"the {fault} victim to be given up")
+                wait_until(lambda: victim not in live_nodes(), 30, f"the {fault} victim to be given up")
                 self._back(fault, since)
             finally:
                 mend(victim)
             # it comes back: stops its stale replicas and registers again, counted once
-            wait(lambda: victim in live_nodes(), 30, "the worker to rejoin")
-            wait(at_target, 30, "the target after the worker rejoined")
+            wait_until(lambda: victim in live_nodes(), 30, "the worker to rejoin")
+            wait_until(at_target, 30, "the target after the worker rejoined")
 
 
 def run(seconds_baseline: float, rounds: int, docker: bool) -> dict[str, Any]:
@@ -311,7 +299,7 @@ def run(seconds_baseline: float, rounds: int, docker: bool) -> dict[str, Any]:
         calls = [lambda: svc.remote().result(timeout_s=REQUEST_TIMEOUT_S), lambda: gang.remote().result(timeout_s=REQUEST_TIMEOUT_S)]
 
         baseline = Load(calls).start()
-        threading.Event().wait(seconds_baseline)
+        threading.Event().wait_until(seconds_baseline)
         baseline.stop()
 
         chaos = Chaos(control, flag_dir)
@@ -325,7 +313,7 @@ def run(seconds_baseline: float, rounds: int, docker: bool) -> dict[str, Any]:
         finally:
             load.stop()
         chaos_s = time.monotonic() - started
-        stats = wait(controller_stats, 30, "the controller's statistics")
+        stats = wait_until(controller_stats, 30, "the controller's statistics")
         return {"baseline": baseline, "load": load, "chaos": chaos, "chaos_s": chaos_s, "base_s": seconds_baseline, "stats": stats}
     finally:
         serve.shutdown()

@@ -14,28 +14,17 @@ about 0.9 s per loop iteration at 8192 replicas.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors import Config, ServeSettings  # noqa: E402
 from actors import serve  # noqa: E402
 from bench._apps import Noop  # noqa: E402
-from bench._common import median, parse_args, print_table, write_json  # noqa: E402
+from bench._common import median, parse_args, print_table, wait_until, write_json  # noqa: E402
 
 RAY = {"run8_s": 6.3, "scale_8_to_2_s": 6.1, "run2_s": 2.1}
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the cluster did not get there in time")
-        pause.wait(0.005)
 
 
 def replica_states(app: str) -> dict[str, int]:
@@ -83,7 +72,11 @@ def main() -> int:
         # steady state only: a fresh window that spans more than one health-check period
         window = 12.0 if args.quick else 40.0
         before = serve.controller_stats(reset=True)["ticks"]
-        wait_until(lambda: serve.controller_stats()["ticks"] >= before + window / settings.reconcile_interval_s * 0.9, window * 3)
+        # polled slowly: every statistics ask is work for the loop being measured
+        wait_until(
+            lambda: serve.controller_stats()["ticks"] >= before + window / settings.reconcile_interval_s * 0.9,
+            window * 3, "the measurement window", poll_s=0.5,
+        )
         stats = serve.controller_stats()
         figures["loop_ms_p50_4096"] = round(stats["loop_ms_p50"], 3)
         figures["loop_ms_p99_4096"] = round(stats["loop_ms_p99"], 3)

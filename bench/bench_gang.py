@@ -25,22 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from actors import Config, ServeSettings, serve  # noqa: E402
 from actors.serve._session import current_session  # noqa: E402
 from bench._apps import GangMember  # noqa: E402
-from bench._common import median, parse_args, print_table, write_json  # noqa: E402
+from bench._common import median, parse_args, print_table, wait_until, write_json  # noqa: E402
 
 K = 4
 
 
 def deployment(app: str) -> Any:
     return serve.status().applications[app].deployments["GangMember"]
-
-
-def wait_until(condition: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("not reached in time")
-        pause.wait(0.005)
 
 
 def start_and_teardown(size: int, flag_dir: str) -> tuple[float, float]:

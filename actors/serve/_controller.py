@@ -548,9 +548,9 @@ class Controller(ControllerMetrics, ControllerViews, ControllerRecovery, Actor):
         subscribers = self.subscribers.get(key)
         if not subscribers:
             return
+        if not force and self.published.get(key) == self._replica_set_version(key):
+            return  # unchanged: checked before building a set of every replica
         update = self._replica_set(key)
-        if not force and self.published.get(key) == update.version:
-            return
         self.published[key] = update.version
         for subscriber in list(subscribers):
             try:

@@ -29,6 +29,13 @@ class ControllerViews:
     subscribers: dict[tuple[str, str], set[str]]
     recovery: Any
 
+    def _replica_set_version(self, key: tuple[str, str]) -> int | None:
+        """The version :meth:`_replica_set` would carry now (None: no such deployment). O(1)."""
+        app = self.apps.get(key[0])
+        state = None if app is None else app.deployments.get(key[1])
+        # a restarted controller's versions are above any its predecessor published
+        return None if state is None else (self.recovery.epoch << 40) + state.membership_version
+
     def _replica_set(self, key: tuple[str, str]) -> ReplicaSet:
         app = self.apps.get(key[0])
         state = None if app is None else app.deployments.get(key[1])
@@ -38,8 +45,7 @@ class ControllerViews:
             ReplicaInfo(r.replica_id, state.app, state.name, r.node_id, r.address, r.actor, state.config.max_ongoing_requests)
             for r in state.serving()
         ]
-        # a restarted controller's versions are above any its predecessor published
-        version = (self.recovery.epoch << 40) + state.membership_version
+        version = self._replica_set_version(key)
         return ReplicaSet(key[0], key[1], version, replicas, True, state.config.max_queued_requests)
 
     def _status(self) -> ServeStatusInfo:
