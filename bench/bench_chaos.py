@@ -28,6 +28,7 @@ no gang uses (must be 0).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -318,6 +319,7 @@ def run(seconds_baseline: float, rounds: int, docker: bool) -> dict[str, Any]:
     finally:
         serve.shutdown()
         control.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:

@@ -13,7 +13,10 @@ about 0.9 s per loop iteration at 8192 replicas.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,8 +67,9 @@ def main() -> int:
     for key in ("run2_s", "run8_s", "scale_8_to_2_s", "delete_s"):
         figures[key] = round(median([s[key] for s in samples]), 3)
     n = 4096
+    store = Path(tempfile.mkdtemp(prefix="corral-bench-")) / "checkpoint.sqlite"
     start = time.perf_counter()
-    serve.start(workers=4, config=Config(serve=settings))
+    serve.start(workers=4, config=Config(serve=dataclasses.replace(settings, checkpoint_store=f"sqlite:///{store}")))
     try:
         serve.run(Noop.options(num_replicas=n, max_ongoing_requests=1).bind(), name="big", timeout_s=600)
         figures["run4096_s"] = round(time.perf_counter() - start, 2)
@@ -82,11 +86,14 @@ def main() -> int:
         figures["loop_ms_p99_4096"] = round(stats["loop_ms_p99"], 3)
         figures["loop_ms_max_4096"] = round(stats["loop_ms_max"], 3)
         figures["loop_ticks_measured"] = stats["loop_samples"]
+        figures["checkpoint_write_ms_max_4096"] = stats["recovery"]["checkpoint_ms_max"]
+        figures["checkpoint_kib_4096"] = round(stats["recovery"]["checkpoint_bytes"] / 1024, 1)
         assert stats["replicas"] == n, stats
         d = serve.status().applications["big"].deployments["Noop"]
         assert d.replica_states == {"RUNNING": n}, d
     finally:
         serve.shutdown()
+        shutil.rmtree(store.parent, ignore_errors=True)
     figures["rounds"] = rounds
     for key, ray in RAY.items():
         figures[f"{key}_speedup_vs_ray"] = round(ray / figures[key], 1)  # type: ignore[operator]
@@ -108,6 +115,8 @@ def main() -> int:
             ["loop iteration p99", figures["loop_ms_p99_4096"], ""],
             ["loop iteration max", figures["loop_ms_max_4096"], ""],
             ["time to run all 4096 (s)", figures["run4096_s"], ""],
+            ["checkpoint write, slowest (SQLite)", figures["checkpoint_write_ms_max_4096"], ""],
+            ["checkpoint size (KiB)", figures["checkpoint_kib_4096"], ""],
         ],
     )
     write_json(args.json, figures)

@@ -121,6 +121,7 @@ class RecoveryStats:
     checkpoint_writes: int = 0
     checkpoint_failures: int = 0
     checkpoint_bytes: int = 0
+    checkpoint_ms_max: float = 0.0
     checkpoint_location: str = ""
     last_error: str = ""
     waiting: dict[str, _Waiting] = field(default_factory=dict)
@@ -154,6 +155,7 @@ class ControllerRecovery:
         fingerprint = self._fingerprint()
         if fingerprint == self._written:
             return
+        start = time.perf_counter()
         try:
             blob = encode_checkpoint(self._snapshot())
             self.store.save(blob)
@@ -167,6 +169,7 @@ class ControllerRecovery:
         self.recovery.last_error = ""
         self.recovery.checkpoint_writes += 1
         self.recovery.checkpoint_bytes = len(blob)
+        self.recovery.checkpoint_ms_max = max(self.recovery.checkpoint_ms_max, (time.perf_counter() - start) * 1000)
 
     def _snapshot(self) -> Checkpoint:
         apps = [
@@ -324,6 +327,7 @@ class ControllerRecovery:
             "checkpoint_writes": stats.checkpoint_writes,
             "checkpoint_failures": stats.checkpoint_failures,
             "checkpoint_bytes": stats.checkpoint_bytes,
+            "checkpoint_ms_max": round(stats.checkpoint_ms_max, 3),
         }
 
 
