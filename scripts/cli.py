@@ -327,11 +327,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     conn = _connect(_address(args), args.keys)
     try:
         status = conn.serve.status()
+        recovery = conn.serve.controller_stats()["recovery"]
     finally:
         conn.close()
     if args.json:
-        print(json.dumps(dataclasses.asdict(status), indent=2, sort_keys=True))
+        print(json.dumps({**dataclasses.asdict(status), "controller": recovery}, indent=2, sort_keys=True))
         return 0
+    if recovery["recovering_workers"]:
+        print(f"the controller is recovering: waiting for {', '.join(recovery['recovering_workers'])} to say what they run\n")
+    elif recovery["epoch"]:
+        print(f"the controller was restarted {recovery['epoch']} time(s); it recovered in {recovery['recovery_s']:.2f}s: "
+              f"{recovery['adopted']} replicas re-adopted, {recovery['dropped']} replaced, "
+              f"{recovery['unknown_stopped']} unknown stopped\n")
     rows = [("APP", "DEPLOYMENT", "APP STATUS", "STATUS", "REPLICAS", "MESSAGE")]
     for name, app in sorted(status.applications.items()):
         for dname, d in sorted(app.deployments.items()):

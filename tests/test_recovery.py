@@ -17,7 +17,7 @@ from transport import TransportConfig
 
 from .conftest import FAST
 from .helpers import Traffic, wait_for
-from .serve_apps import Echo, Shard
+from .serve_apps import Echo, Ingress, Model, Shard
 
 SETTINGS = {"reconcile_interval_s": 0.05, "recovery_timeout_s": 10.0, "recovery_retry_s": 0.2, "control_timeout_s": 10.0}
 
@@ -106,6 +106,14 @@ def test_handles_keep_serving_while_the_controller_is_down(cluster: LocalCluster
     assert handle.remote(3).result(10) == "3"
 
 
+def test_composed_deployments_keep_calling_each_other_while_the_controller_is_down(cluster: LocalCluster) -> None:
+    handle = serve.run(Ingress.bind(Model.bind(2.0), 1.0), name="composed")
+    cluster.kill_head()
+    with Traffic(lambda: handle.remote(3.0).result(10), threads=2) as traffic:
+        wait_for(lambda: len(traffic.answers) >= 100, 30, "100 answers through both deployments with the controller down")
+    assert traffic.failures == [] and set(traffic.answers) == {7.0}
+
+
 def test_a_replica_whose_worker_died_while_the_controller_was_down_is_replaced_on_the_other(cluster: LocalCluster) -> None:
     serve.run(Echo.bind(), name="default")
     before = replicas_by_id()
@@ -181,5 +189,33 @@ def test_leaked_reservations_are_released_only_once_every_worker_has_answered(tm
         after = wait_for(recovered, 10, "the worker to be given up")
         assert after["recovery"]["workers_given_up"] == 1
         assert after["recovery"]["leaked_reservations_released"] == 1 and after["leaked_reservations"] == 0
+    finally:
+        serve.shutdown()
+
+
+def test_replicas_on_a_worker_the_checkpoint_does_not_list_are_replaced_not_waited_for(tmp_path: Path) -> None:
+    from actors.serve._deployment_state import DeploymentState, make_limits
+    from actors.serve._options import DeploymentConfig
+    from actors.serve._placement import Cluster
+    from protocol import CheckpointApp, DeploymentSpec
+
+    spec = DeploymentSpec("default", "Echo", "tests.serve_apps:Echo", None, [], {}, {}, "v1")
+    cluster = Cluster()
+    cluster.add_node("vanished", "tcp://127.0.0.1:1", {"CPU": 4})
+    state = DeploymentState(spec, DeploymentConfig(num_replicas=1), cluster, make_limits(3, 20, 3))
+    state.reconcile(0.0)  # one STARTING replica on "vanished"
+    path = tmp_path / "cp.sqlite"
+    store = SqliteStore(path)
+    store.save(encode_checkpoint(Checkpoint(
+        CHECKPOINT_FORMAT, 0, 0.0, [CheckpointApp("default", "Echo", False, [state.checkpoint()])], [], [], [],
+    )))
+    store.close()
+    settings = ServeSettings(checkpoint_store=f"sqlite:///{path}", checkpoint_recovery="required", reconcile_interval_s=0.05)
+    serve.start(workers=[], config=Config(transport=TransportConfig(**FAST), serve=settings))
+    try:
+        after = wait_for(recovered, 10, "the recovery to finish")
+        assert after["recovery"]["dropped"] == 1
+        deployment = serve.status().applications["default"].deployments["Echo"]
+        assert deployment.replica_states == {} and "waiting for resources" in deployment.message
     finally:
         serve.shutdown()

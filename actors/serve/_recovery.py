@@ -46,6 +46,7 @@ from ._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_polic
 from ._deployment_recovery import reservation_from, reservation_record
 from ._deployment_state import DeploymentState
 from ._options import DeploymentConfig, DeploymentOptionError
+from ._replica_states import ReplicaState
 from ._store import CheckpointStore, StoreError
 
 log = logging.getLogger("corral.serve")
@@ -215,6 +216,12 @@ class ControllerRecovery:
                 for gang in state.gangs.values():
                     reservations.setdefault(gang.reservation.name, gang.reservation)
         self.cluster.restore(allocations, list(reservations.values()))
+        for app in self.apps.values():
+            for state in app.deployments.values():
+                orphans = {r.node_id for _, r in state.replicas.in_state(ReplicaState.RECOVERING)} - set(self.nodes)
+                for node_id in orphans:  # on no worker the checkpoint knows: nobody will answer for them
+                    self.recovery.dropped += len(state.recovering_on(node_id))
+                    state.recover_node(node_id, set(), set(), now)
         for sub in checkpoint.subscribers:
             self._add_subscriber((sub.app, sub.deployment), sub.subscriber)
         replicas = sum(len(s.replicas) for a in self.apps.values() for s in a.deployments.values())

@@ -304,7 +304,8 @@ def not_handled(error: BaseException) -> bool:
 
 
 def _explain(error: BaseException, replica: ReplicaInfo) -> BaseException:
-    if isinstance(error, ActorStopped) and not isinstance(error, (MessageNotHandled, ActorSystemShutDown)):
+    # a RemoteError is what the replica's own code raised (say, a call it made failed), not its death
+    if isinstance(error, ActorStopped) and not isinstance(error, (MessageNotHandled, ActorSystemShutDown, RemoteError)):
         died = ReplicaDiedError(
             f"replica {replica.replica_id} of deployment {replica.deployment!r} died while handling the request: {error}"
         )

@@ -174,9 +174,16 @@ class Session:
                 router.expire(now)
 
     def make_handle(self, app: str, deployment: str) -> Any:
+        """A handle passed in a replica's arguments. It subscribes at once (the
+        controller is up while replicas start), so it keeps serving through a
+        controller restart like any handle that knows its replicas."""
         from ._handle import DeploymentHandle
 
-        return DeploymentHandle(app, deployment)
+        try:
+            return DeploymentHandle(app, deployment, _router=self.router(app, deployment))
+        except Exception as exc:  # the controller is away: subscribe on the first request instead
+            log.debug("handle to %s/%s not subscribed yet: %s", app, deployment, exc)
+            return DeploymentHandle(app, deployment)
 
     def resolve(self, value: Any) -> Any:
         return resolve_markers(value, self.make_handle)
