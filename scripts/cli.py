@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from actors._process import stop_event
 from transport import generate_keys
 
 from ._cluster_files import DEFAULT_PORT, alive, cluster_dir, joined_workers, read_head, write_json
@@ -237,6 +238,7 @@ def _terminate(pid: int, timeout: float = 30.0) -> None:
     while alive(pid) and time.monotonic() < deadline:
         pause.wait(0.05)
     if alive(pid):
+        print(f"warning: process {pid} did not stop within {timeout:.0f}s of SIGTERM; killing it", file=sys.stderr)
         os.kill(pid, signal.SIGKILL)
 
 
@@ -416,8 +418,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     except ConfigFileError as exc:
         raise CliError(str(exc)) from None
     conn = _connect(_address(args), args.keys)
-    interrupted = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    interrupted = stop_event(watch_stdin=False)
     try:
         serve = conn.serve
         names = {a.name for a in apps}
@@ -474,9 +475,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         app = _build({"import_path": args.import_path}, "import_path", lambda where, what: ConfigFileError(f"{args.import_path}: {what}"))
     except ConfigFileError as exc:
         raise CliError(str(exc)) from None
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_event(watch_stdin=False)
     serve.start(workers=args.workers)
     try:
         serve.run(app, name=args.name)
