@@ -3,7 +3,8 @@
 Everything is read from the controller at scrape time: requests, errors and
 request latency per deployment (reported by replicas through the metrics
 aggregators), replicas by state, autoscaling targets, the reconcile loop's
-iteration time, and metrics pushes received.
+iteration time, metrics pushes received, controller restarts, checkpoint
+writes and failures, and leaked gang reservations.
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ class ClusterCollector(Collector):
         pushes = CounterMetricFamily("corral_metrics_pushes_received", "Metrics push messages received by the controller")
         pushes.add_metric([], stats.get("metrics_messages", 0))
         yield pushes
+        recovery = stats["recovery"]
+        epoch = GaugeMetricFamily("corral_controller_restarts", "Times the controller was restarted from its checkpoint")
+        epoch.add_metric([], recovery["epoch"])
+        writes = CounterMetricFamily("corral_checkpoint_writes", "Checkpoints written")
+        writes.add_metric([], recovery["checkpoint_writes"])
+        failures = CounterMetricFamily("corral_checkpoint_failures", "Checkpoint writes that failed (retried next tick)")
+        failures.add_metric([], recovery["checkpoint_failures"])
+        leaked = GaugeMetricFamily("corral_leaked_reservations", "Gang reservations no gang uses")
+        leaked.add_metric([], stats["leaked_reservations"])
+        yield from (epoch, writes, failures, leaked)
 
 
 def serve_metrics(session: Session, port: int, host: str = "127.0.0.1") -> Any:

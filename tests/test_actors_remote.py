@@ -219,7 +219,7 @@ def test_asks_pending_when_the_callers_own_system_shuts_down_say_so(peer: PeerFa
     from tests.conftest import fast_config
 
     caller = ActorSystem(fast_config())
-    pending = caller.ref(peer({"sleepy": "tests.helpers:Sleeper"}).address, "sleepy").ask(5.0)
+    pending = caller.ref(peer({"sleepy": "tests.helpers:Sleeper"}).address, "sleepy").ask(2.0)
     caller.shutdown()
     with pytest.raises(ActorSystemShutDown, match="shut down before an answer came"):
         pending.get(timeout=5)

@@ -236,6 +236,8 @@ def test_the_controller_serves_prometheus_metrics_when_asked(cluster: Callable[.
     assert f"corral_target_replicas{{{labels}}} 3.0" in text
     assert 'corral_reconcile_loop_seconds{quantile="0.5"}' in text
     assert "corral_metrics_pushes_received_total" in text
+    assert "corral_controller_restarts 0.0" in text and "corral_leaked_reservations 0.0" in text
+    assert "corral_checkpoint_writes_total" in text and "corral_checkpoint_failures_total 0.0" in text
 
 
 def test_ctrl_c_during_deploy_exits_promptly_and_leaves_no_process(cluster: Callable[..., str], tmp_path: Path) -> None:

@@ -20,32 +20,53 @@ from .serve_apps import Echo
 from .test_recovery import SETTINGS, free_port, recovered, replicas_by_id
 
 
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of its own on a free loopback port (skipped where none is installed)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"redis://127.0.0.1:{port}/0"
+class RedisServer:
+    """A redis-server of its own on a loopback port; can be stopped and started again."""
+
+    def __init__(self, binary: str, folder: Path) -> None:
+        self.binary, self.folder, self.port = binary, folder, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
 
         def up() -> bool:
             try:
-                open_store(url).close()
+                open_store(self.url).close()
                 return True
             except StoreError:
                 return False
 
         wait_for(up, 10, "redis-server to accept connections")
-        yield url
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """Skipped where redis-server is not installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(binary, tmp_path)
+    try:
+        server.start()
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 def test_the_redis_store_saves_loads_and_clears_under_its_key(redis_url: str) -> None:
@@ -86,3 +107,26 @@ def test_a_head_recovers_from_redis(redis_url: str, tmp_path: Path) -> None:
     finally:
         serve.shutdown()
         local.close()
+
+
+def test_a_store_that_goes_away_is_retried_every_tick_while_serving_goes_on(redis_server: RedisServer) -> None:
+    settings = ServeSettings(checkpoint_store=redis_server.url, reconcile_interval_s=0.05)
+    serve.start(workers=1, config=Config(transport=TransportConfig(**FAST), serve=settings))
+    try:
+        handle = serve.run(Echo.options(num_replicas=1).bind(), name="default")
+        assert serve.controller_stats()["recovery"]["checkpoint_writes"] >= 1
+        redis_server.stop()
+        serve.run(Echo.options(num_replicas=1).bind(), name="second")  # a change to write, with the store away
+        assert handle.remote("still").result(10) == "still"
+        failing = wait_for(lambda: (r := serve.controller_stats()["recovery"])["checkpoint_failures"] >= 2 and r, 20, "failed writes, retried")
+        redis_server.start()  # empty: the key comes back only with a new write
+        wait_for(lambda: serve.controller_stats()["recovery"]["checkpoint_writes"] > failing["checkpoint_writes"], 20,
+                 "the write to succeed once the store is back")
+        store = open_store(redis_server.url)
+        try:
+            blob = store.load()
+        finally:
+            store.close()
+        assert blob is not None and b"second" in blob
+    finally:
+        serve.shutdown()
