@@ -68,8 +68,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.join:
         return _join(args)
     port = args.port or DEFAULT_PORT
-    args.host = args.host or "127.0.0.1"
     head = read_head(port)
+    if args.host is None and head is not None and str(head.get("address", "")).startswith("tcp://"):
+        args.host = head["address"][len("tcp://"):].rsplit(":", 1)[0]  # a restarted head keeps its address
+    args.host = args.host or "127.0.0.1"
     if head is not None and alive(head["pid"]):
         raise CliError(f"a corral cluster already runs on port {port} (pid {head['pid']}, {head['address']}); "
                        f"stop it with: corral stop --port {port}", 1)
@@ -84,12 +86,14 @@ def cmd_start(args: argparse.Namespace) -> int:
     folder = cluster_dir(port)
     # the head died and its workers live on: start the head again, recovering them
     orphans = [pid for pid in (head or {}).get("workers", []) if alive(pid)]
+    joined_alive = [w for w in joined_workers(port) if alive(w["pid"])]
+    restart = bool(orphans or joined_alive)
     store = args.store or (head or {}).get("store") or f"sqlite:///{folder / 'checkpoint.sqlite'}"
-    recovery = "fresh" if args.fresh else "required" if orphans else "auto"
+    recovery = "fresh" if args.fresh else "required" if restart else "auto"
     ready, log = folder / "ready.json", folder / "head.log"
     ready.unlink(missing_ok=True)
-    if not orphans:
-        generate_keys(folder / "keys")
+    if not restart:
+        generate_keys(folder / "keys")  # a new cluster gets new keys; survivors of the old one keep theirs
     with open(log, "a") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scripts._head", "--port", str(port), "--host", args.host,
@@ -108,14 +112,14 @@ def cmd_start(args: argparse.Namespace) -> int:
     keys = _keys_for(address, str(folder / "keys"))
     transport = {"host": args.host, **({"curve": dataclasses.asdict(keys)} if keys else {})}
     config = json.dumps({"transport": transport, "serve": json.loads(args.settings)})
-    workers = orphans or [
+    workers = orphans if restart else [
         pid for pid, _ in _spawn_workers(folder, address, [f"worker-{i}" for i in range(args.workers)], resources, config)
     ]
     write_json(folder / "head.json", {"pid": proc.pid, "port": port, "address": address, "workers": workers,
                                       "store": store, "log": str(log)})
     recovered = info.get("recovery", {})
-    if orphans:
-        print(f"corral head restarted at {address} (pid {proc.pid}); recovering {len(orphans)} workers "
+    if restart:
+        print(f"corral head restarted at {address} (pid {proc.pid}); recovering {len(orphans) + len(joined_alive)} workers "
               f"and {info.get('apps', 0)} applications from {store}")
     elif recovered.get("epoch"):
         print(f"corral cluster started at {address} with {args.workers} workers (head pid {proc.pid}); "

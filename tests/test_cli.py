@@ -317,3 +317,23 @@ def test_a_corrupt_checkpoint_stops_start_with_one_line_and_fresh_starts_empty(c
     assert out.returncode == 0, out.stderr
     status = json.loads(corral("status", "--json", "--port", port).stdout)
     assert status["applications"] == {}
+
+
+def test_a_restarted_head_keeps_the_keys_and_address_its_joined_workers_know(cluster: Callable[..., str], tmp_path: Path) -> None:
+    port = cluster("--workers", "1")
+    head = read_head(int(port))
+    assert head is not None
+    keys = (Path(head["log"]).parent / "keys" / "server.key").read_bytes()
+    assert corral("start", "--join", head["address"]).returncode == 0
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    assert corral("deploy", str(tmp_path / "c.yaml"), "--port", port).returncode == 0
+    for pid in [head["pid"], *head["workers"]]:  # the head and its own worker die; the joined worker lives
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda pid=pid: not alive(pid), 10, "the process to die")
+    out = corral("start", "--port", port, "--settings", '{"recovery_timeout_s": 2}')  # the dead worker is given up sooner
+    assert out.returncode == 0 and "head restarted" in out.stdout, out.stdout + out.stderr
+    assert (Path(head["log"]).parent / "keys" / "server.key").read_bytes() == keys, "the survivors' keys are kept"
+    assert read_head(int(port))["address"] == head["address"]  # type: ignore[index]
+    status = wait_for(lambda: (s := json.loads(corral("status", "--json", "--port", port).stdout))["applications"]["echo"]["status"] == "RUNNING" and s, 60, "the app to be RUNNING on the joined worker")
+    assert [n["node_id"] for n in status["nodes"]] != ["worker-0"] and len(status["nodes"]) == 1
+    assert status["controller"]["epoch"] == 1
