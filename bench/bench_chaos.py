@@ -300,7 +300,7 @@ def run(seconds_baseline: float, rounds: int, docker: bool) -> dict[str, Any]:
         calls = [lambda: svc.remote().result(timeout_s=REQUEST_TIMEOUT_S), lambda: gang.remote().result(timeout_s=REQUEST_TIMEOUT_S)]
 
         baseline = Load(calls).start()
-        threading.Event().wait_until(seconds_baseline)
+        threading.Event().wait(seconds_baseline)
         baseline.stop()
 
         chaos = Chaos(control, flag_dir)
