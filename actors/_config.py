@@ -50,6 +50,10 @@ class ServeSettings:
         recovery_timeout_s: after a restart, workers that have not said which
             replicas they run by then are given up (their replicas replaced).
         recovery_retry_s: how often a worker that did not answer is asked again.
+        subscription_refresh_s: how often a process renews its replica-set
+            subscriptions (idempotent), so one the controller lost (a restart,
+            a cut network) comes back; after the controller is seen to die,
+            every ``recovery_retry_s`` until it answers.
     """
 
     reconcile_interval_s: float = 0.1
@@ -69,6 +73,7 @@ class ServeSettings:
     checkpoint_recovery: str = "auto"
     recovery_timeout_s: float = 15.0
     recovery_retry_s: float = 1.0
+    subscription_refresh_s: float = 10.0
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -85,6 +90,7 @@ class ServeSettings:
                 "metrics_push_interval_s",
                 "recovery_timeout_s",
                 "recovery_retry_s",
+                "subscription_refresh_s",
             ),
         )
         _check_positive(

@@ -361,10 +361,13 @@ class Transport:
         sock.setsockopt(zmq.ROUTING_ID, self.address.encode())
         sock.setsockopt(zmq.SNDHWM, self._config.send_hwm)
         sock.setsockopt(zmq.LINGER, 0)
-        # ZMTP heartbeats drop a connection whose other end vanished without a FIN
-        # (a host that died or was cut off), so the next send dials afresh
-        sock.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(self._config.heartbeat_interval_s * 1000)))
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(self._config.liveness_window_s * 1000)))
+        # ZMTP heartbeats drop a connection whose other end vanished without a FIN (a
+        # host that died or was cut off) and dial again. The timeout is well inside the
+        # liveness window: a peer restarted at the same address must get our answers
+        # through a fresh connection before it would take our silence for death.
+        interval_ms = max(1, int(self._config.heartbeat_interval_s * 1000))
+        sock.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 2 * interval_ms)
         curve = self._config.curve
         if curve is not None:
             sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public.encode())

@@ -118,6 +118,9 @@ class Session:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _metrics_lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: threading.Event = field(default_factory=threading.Event)
+    _controller_lost: threading.Event = field(default_factory=threading.Event)
+    _next_refresh: float = 0.0
+    _refreshing: int = 0
 
     def register_metrics(self, source: Any) -> int:
         """Register a handle's router or a replica with this process's one
@@ -167,11 +170,65 @@ class Session:
             router.update(update)
 
     def sweep(self) -> None:
-        """Fail requests that waited at a handle past their deadline, until closed."""
+        """Until closed: fail requests that waited at a handle past their
+        deadline, and renew the replica-set subscriptions when due."""
+        self._next_refresh = time.monotonic() + self.config.serve.subscription_refresh_s
         while not self._closed.wait(0.1):
             now = time.monotonic()
             for router in list(self.routers.values()):
                 router.expire(now)
+            if now >= self._next_refresh and not self._refreshing:
+                self._refresh_subscriptions(now)
+
+    def on_controller_lost(self) -> None:
+        """The controller's process went silent: renew subscriptions soon and
+        often until it answers (a restarted controller may not know them)."""
+        self._controller_lost.set()
+        self._next_refresh = time.monotonic() + self.config.serve.recovery_retry_s
+
+    def _refresh_subscriptions(self, now: float) -> None:
+        settings = self.config.serve
+        routers = [r for r in list(self.routers.values()) if r.known]
+        lost = self._controller_lost.is_set()
+        self._next_refresh = now + (settings.recovery_retry_s if lost else settings.subscription_refresh_s)
+        if not routers:
+            return
+        subscriber = f"{self.system.address}#{MEMBERSHIP_ACTOR}"
+        round_ = _RefreshRound(len(routers))
+        self._refreshing = 1
+        for router in routers:
+            try:
+                future = self.controller.ask(
+                    SubscribeReplicas(router.key[0], router.key[1], subscriber), timeout=settings.control_timeout_s
+                )
+            except Exception:
+                self._refreshed(round_, router, None)
+                continue
+            future.add_done_callback(lambda done, router=router: self._refreshed(round_, router, done))
+
+    def _refreshed(self, round_: _RefreshRound, router: Router, done: Any) -> None:
+        try:
+            update = done.get(0) if done is not None else None
+        except Exception:
+            update = None
+        if update is not None:
+            router.update(update)
+        if not round_.settle(update is not None):
+            return
+        self._refreshing = 0
+        if round_.failed:
+            if self._controller_lost.is_set():
+                self._next_refresh = time.monotonic() + self.config.serve.recovery_retry_s
+        elif self._controller_lost.is_set():
+            self._controller_lost.clear()  # it answers again: back to the slow refresh, watched again
+            self._watch_controller()
+            self._next_refresh = time.monotonic() + self.config.serve.subscription_refresh_s
+
+    def _watch_controller(self) -> None:
+        try:
+            self.system.watch(self.controller, lambda _ref, _why: self.on_controller_lost())
+        except Exception as exc:  # the system is shutting down
+            log.debug("not watching the controller: %s", exc)
 
     def make_handle(self, app: str, deployment: str) -> Any:
         """A handle passed in a replica's arguments. It subscribes at once (the
@@ -213,6 +270,22 @@ class Session:
             worker.stop(self.config.stop_timeout_s)
         if self.own_system:
             self.system.shutdown()
+
+
+class _RefreshRound:
+    """One renewal of every subscription: counts answers from any thread."""
+
+    def __init__(self, expected: int) -> None:
+        self.left = expected
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    def settle(self, ok: bool) -> bool:
+        """Count one answer; True for the last one."""
+        with self._lock:
+            self.left -= 1
+            self.failed += 0 if ok else 1
+            return self.left == 0
 
 
 _session: Session | None = None
@@ -296,6 +369,7 @@ def connect(address: str, config: Config, system: ActorSystem | None = None) -> 
 def _attach(system: ActorSystem, controller: ActorRef, config: Config, own_system: bool) -> Session:
     session = Session(system, config, controller, own_system)
     system.spawn(Membership, session.on_replica_set, name=MEMBERSHIP_ACTOR)
+    session._watch_controller()
     threading.Thread(target=session.sweep, name="serve-handle-sweeper", daemon=True).start()
     return session
 
