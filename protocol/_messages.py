@@ -47,13 +47,22 @@ class ErrorReply:
 @message("ping")
 @dataclass(frozen=True, slots=True)
 class Ping:
-    """Heartbeat: asks the receiver to answer with :class:`Pong`."""
+    """Heartbeat: asks the receiver to answer with :class:`Pong`.
+
+    Attributes:
+        incarnation: random per process start, so a peer can tell a process
+            restarted at the same address from the one it knew.
+    """
+
+    incarnation: str = ""
 
 
 @message("pong")
 @dataclass(frozen=True, slots=True)
 class Pong:
-    """Heartbeat answer."""
+    """Heartbeat answer; ``incarnation`` as in :class:`Ping`."""
+
+    incarnation: str = ""
 
 
 @message("bye")

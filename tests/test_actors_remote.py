@@ -6,13 +6,13 @@ import os
 import signal
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
-from actors import ActorNotFound, ActorStopped, ActorSystem, AskTimeout, RemoteError
+from actors import ActorNotFound, ActorStopped, ActorSystem, AskTimeout, Config, RemoteError
 from tests.conftest import Peer
-from transport import PeerUnavailable
+from transport import PeerUnavailable, TransportConfig
 from tests.helpers import child_pids, wait_for
 
 PeerFactory = Callable[..., Peer]
@@ -223,3 +223,35 @@ def test_asks_pending_when_the_callers_own_system_shuts_down_say_so(peer: PeerFa
     caller.shutdown()
     with pytest.raises(ActorSystemShutDown, match="shut down before an answer came"):
         pending.get(timeout=5)
+
+
+def test_a_peer_restarted_at_its_address_faster_than_the_liveness_window_is_seen_as_a_new_process(peer: PeerFactory) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    slow = {"heartbeat_interval_s": 0.05, "heartbeat_liveness": 200}  # silence alone would take 10 s to notice
+    first = peer({"echo": "tests.helpers:Echo"}, host="127.0.0.1", port=port, **slow)
+    caller = ActorSystem(Config(transport=TransportConfig(**slow), ask_timeout_s=10.0))
+    try:
+        ref = caller.ref(first.address, "echo")
+        assert ref.ask("hi").get(5) == "hi"
+        died = threading.Event()
+        reasons: list[str] = []
+        caller.watch(ref, lambda _ref, why: (reasons.append(why), died.set()))
+        first.kill()
+        second = peer({"echo": "tests.helpers:Echo"}, host="127.0.0.1", port=port, **slow)
+        assert second.address == first.address
+        assert died.wait(5), "the watcher was not told"
+        assert "restarted" in reasons[0]
+        assert wait_for(lambda: _ask_quietly(ref) == "again", 5, "the new process to answer")
+    finally:
+        caller.shutdown()
+
+
+def _ask_quietly(ref: Any) -> Any:
+    try:
+        return ref.ask("again").get(1)
+    except Exception:
+        return None

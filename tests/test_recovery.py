@@ -19,7 +19,7 @@ from .conftest import FAST
 from .helpers import Traffic, wait_for
 from .serve_apps import Echo, Ingress, Model, Shard
 
-SETTINGS = {"reconcile_interval_s": 0.05, "recovery_timeout_s": 10.0, "recovery_retry_s": 0.2, "control_timeout_s": 10.0}
+SETTINGS = {"reconcile_interval_s": 0.05, "recovery_timeout_s": 3.0, "recovery_retry_s": 0.2, "control_timeout_s": 10.0}
 
 
 def free_port() -> int:
@@ -219,3 +219,23 @@ def test_replicas_on_a_worker_the_checkpoint_does_not_list_are_replaced_not_wait
         assert deployment.replica_states == {} and "waiting for resources" in deployment.message
     finally:
         serve.shutdown()
+
+
+def test_a_process_whose_subscription_the_restarted_controller_lost_subscribes_again(cluster: LocalCluster) -> None:
+    import dataclasses
+
+    from protocol import decode_checkpoint
+
+    serve.run(Echo.bind(), name="default")
+    handle = serve.get_app_handle("default")
+    cluster.kill_head()
+    store = SqliteStore(cluster.folder / "checkpoint.sqlite")
+    try:  # a checkpoint written before this process subscribed, say
+        checkpoint = decode_checkpoint(store.load() or b"")
+        store.save(encode_checkpoint(dataclasses.replace(checkpoint, subscribers=[])))
+    finally:
+        store.close()
+    cluster.start_head(recovery="required")
+    wait_for(recovered, 30, "the recovery to finish")
+    serve.run(Echo.options(num_replicas=3).bind(), name="default")
+    distinct_answers(lambda: handle.whoami.remote().result(10), "replica_id", 3)  # only if replica sets reach us again

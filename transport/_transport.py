@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -111,6 +112,7 @@ class Transport:
         self._handoff: list[tuple[int, str, bytes, OnError | None]] = []
         self._closed = False
         self._dead_until: dict[str, float] = {}
+        self._incarnations: dict[str, str] = {}
         self._dealers: dict[str, zmq.Socket] = {}
         self._liveness = LivenessTracker(config.heartbeat_interval_s, config.heartbeat_liveness)
         self._log_limiter = LogLimiter(config.bad_frame_log_interval_s)
@@ -273,9 +275,10 @@ class Transport:
         self.address = address
         self._waker = Waker()
         me = address
+        self.incarnation = secrets.token_hex(8)
         self._frames = {
             kind: encode_envelope(Envelope(kind, body, sender=me))
-            for kind, body in (("ping", Ping()), ("pong", Pong()), ("bye", Bye()))
+            for kind, body in (("ping", Ping(self.incarnation)), ("pong", Pong(self.incarnation)), ("bye", Bye()))
         }
 
     def _run(self) -> None:
@@ -377,6 +380,10 @@ class Transport:
         self._dealers[peer] = sock
         self._dead_until.pop(peer, None)
         self._liveness.watch(peer, time.monotonic())
+        try:  # at once, not at the next heartbeat: its pong tells us which process is there
+            sock.send(self._frames["ping"], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the heartbeat tries again
         return sock
 
     def _send_now(self, peer: str, frame: bytes, on_error: OnError | None) -> None:
@@ -431,9 +438,12 @@ class Transport:
                 self._reject(MalformedEnvelope(f"a {kind!r} message takes no answer and has no target actor"), peer, frame)
             elif kind == "ping":
                 self._send_now(peer, self._frames["pong"], None)
+                self._note_incarnation(peer, env.body.incarnation)
+            elif kind == "pong":
+                self._note_incarnation(peer, env.body.incarnation)
             elif kind == "bye":
                 self._declare_down(peer, "it shut down")
-            elif kind != "pong":
+            else:
                 self._call(self._on_envelope, env)
 
     def _answer_zap(self) -> None:
@@ -481,7 +491,21 @@ class Transport:
         for peer in self._liveness.watched:
             self._send_now(peer, ping, None)
 
+    def _note_incarnation(self, peer: str, incarnation: str) -> None:
+        """A process restarted at the same address (quicker than the liveness window
+        can tell) is a new peer: whoever watched or asked the old one hears it died."""
+        if not incarnation:
+            return
+        known = self._incarnations.get(peer)
+        self._incarnations[peer] = incarnation
+        if known is not None and known != incarnation:
+            self._peers_lost += 1
+            self._call(self._on_peer_down, peer, "it restarted (a new process at its address)")
+        elif known is None and len(self._incarnations) > 4096:
+            self._incarnations = {p: i for p, i in self._incarnations.items() if p in self._dealers or p == peer}
+
     def _declare_down(self, peer: str, reason: str) -> None:
+        self._incarnations.pop(peer, None)  # whoever answers there next is simply new
         sock = self._dealers.pop(peer, None)
         if sock is not None:
             sock.close(linger=0)

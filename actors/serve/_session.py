@@ -362,6 +362,7 @@ def connect(address: str, config: Config, system: ActorSystem | None = None) -> 
             if own:
                 system.shutdown()
             raise ConnectionError(f"no corral cluster answers at {address}: {exc}") from None
+        session._watch_controller()  # once it answered: a death seen later makes us renew subscriptions
         _session = session
         return session
 
@@ -369,7 +370,6 @@ def connect(address: str, config: Config, system: ActorSystem | None = None) -> 
 def _attach(system: ActorSystem, controller: ActorRef, config: Config, own_system: bool) -> Session:
     session = Session(system, config, controller, own_system)
     system.spawn(Membership, session.on_replica_set, name=MEMBERSHIP_ACTOR)
-    session._watch_controller()
     threading.Thread(target=session.sweep, name="serve-handle-sweeper", daemon=True).start()
     return session
 
