@@ -34,5 +34,10 @@ def stop_event(watch_stdin: bool = True) -> threading.Event:
 
     threading.Thread(target=watch_signals, name="signal-watch", daemon=True).start()
     if watch_stdin:
-        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), name="stdin-watch", daemon=True).start()
+
+        def watch_stdin_closed() -> None:
+            sys.stdin.read()
+            stop.set()
+
+        threading.Thread(target=watch_stdin_closed, name="stdin-watch", daemon=True).start()
     return stop

@@ -181,7 +181,7 @@ class DockerCluster:
         (self.folder / ready).unlink(missing_ok=True)
         container = DockerContainer(
             self.image,
-            command=[sys.executable, "-m", *args],
+            command=[sys.executable, "-m", *args],  # type: ignore[arg-type]  # docker accepts a list
             env={"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
             network=self.network,
             networking_config={self.network.name: EndpointConfig(self.client.api._version, ipv4_address=ip)},

@@ -31,11 +31,16 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> str
     pause = threading.Event()
     while not path.exists():
         if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args[2]} exited with code {proc.returncode}")  # type: ignore[index]
+            raise RuntimeError(f"process {_name(proc)} exited with code {proc.returncode}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"process {proc.args[2]} was not ready within {timeout}s")  # type: ignore[index]
+            raise RuntimeError(f"process {_name(proc)} was not ready within {timeout}s")
         pause.wait(0.02)
     return path.read_text()
+
+
+def _name(proc: subprocess.Popen[bytes]) -> str:
+    args = proc.args if isinstance(proc.args, list) else [proc.args]
+    return str(args[2]) if len(args) > 2 else str(args[0])
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:

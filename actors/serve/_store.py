@@ -140,7 +140,9 @@ class RedisStore:
             value = self._client.get(self.key)
         except self._redis_error as exc:
             raise StoreError(f"cannot read the checkpoint store {self.location}: {exc}") from None
-        return None if value is None else bytes(value)
+        if value is None:
+            return None
+        return value.encode() if isinstance(value, str) else bytes(value)
 
     def save(self, blob: bytes) -> None:
         try:
