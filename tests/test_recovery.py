@@ -239,3 +239,18 @@ def test_a_process_whose_subscription_the_restarted_controller_lost_subscribes_a
     wait_for(recovered, 30, "the recovery to finish")
     serve.run(Echo.options(num_replicas=3).bind(), name="default")
     distinct_answers(lambda: handle.whoami.remote().result(10), "replica_id", 3)  # only if replica sets reach us again
+
+
+def test_a_worker_restarted_while_the_controller_was_down_registers_and_its_old_replicas_are_replaced(cluster: LocalCluster) -> None:
+    serve.run(Echo.bind(), name="default")
+    before = replicas_by_id()
+    cluster.kill_head()
+    cluster.kill_worker("w0")
+    cluster.start_head()
+    cluster.start_worker("w0")  # the same node id from a new process (a supervisor restarted it)
+    wait_for(recovered, 30, "the recovery to finish")
+    wait_for(lambda: serve.status().applications["default"].status == "RUNNING", 30, "the app to be RUNNING")
+    after = replicas_by_id()
+    assert {rid for rid, w in before.items() if w["node"] == "w1"} <= set(after)
+    assert not {rid for rid, w in before.items() if w["node"] == "w0"} & set(after)
+    assert {n.node_id for n in serve.status().nodes} == {"w0", "w1"}

@@ -176,3 +176,15 @@ def test_a_store_url_that_names_nothing_usable_is_refused(tmp_path: Path) -> Non
     store.save(b"x")
     assert store.load() == b"x"
     store.close()
+
+
+def test_a_new_version_deployed_during_recovery_waits_for_it_and_then_rolls() -> None:
+    state, _ = running_state()
+    again, _ = restored_copy(state)
+    again.set_target(spec("v2"), again.config)
+    assert not again.needs_reconcile(1.0), "no decision while replicas wait to be recovered"
+    for node in ("n0", "n1"):
+        again.recover_node(node, on_node(again, node), set(), 1.0)
+    cmds = again.reconcile(1.0)
+    assert any(isinstance(c, StartReplicaCmd) and c.spec.version == "v2" for c in cmds)
+    assert again.status()[0] == "UPDATING"
