@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -136,19 +135,13 @@ def controller_stats() -> dict[str, Any] | None:
         return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class LocalControl:
     """Head and workers as local processes."""
 
     faults = ("kill-worker", "kill-controller", "fail-health", "freeze-worker")
 
     def __init__(self, folder: Path) -> None:
-        self.cluster = LocalCluster(folder, free_port(), settings=SETTINGS, transport=TRANSPORT)
+        self.cluster = LocalCluster(folder, settings=SETTINGS, transport=TRANSPORT)
         self.address = self.cluster.address
         self.client_transport = TransportConfig(**TRANSPORT)
 

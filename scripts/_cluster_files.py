@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +58,33 @@ def joined_workers(port: int) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError):
             continue
     return out
+
+
+def child_env(*first: str) -> dict[str, str]:
+    """The environment for a corral child process: our import path (``first`` ahead of it) as its PYTHONPATH."""
+    paths = [*first, *(p for p in sys.path if p and os.path.isdir(p))]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """The contents of a ready file, once the process has written it.
+
+    Raises:
+        RuntimeError: the process exited first, or ``timeout`` passed.
+    """
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not path.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"it exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"it was not ready within {timeout}s")
+        pause.wait(0.02)
+    return path.read_text()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (for tests, benches and demos)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])

@@ -25,6 +25,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from actors.serve.worker import worker_args
+
+from ._head import head_args
+
 ROOT = Path(__file__).resolve().parent.parent
 # read-only, at their own paths: the Python installation, the virtualenv, the project
 MOUNTED = list(dict.fromkeys([Path(sys.base_prefix).resolve(), Path(sys.prefix), ROOT]))
@@ -181,7 +185,7 @@ class DockerCluster:
         (self.folder / ready).unlink(missing_ok=True)
         container = DockerContainer(
             self.image,
-            command=[sys.executable, "-m", *args],  # type: ignore[arg-type]  # docker accepts a list
+            command=[sys.executable, *args],  # type: ignore[arg-type]  # docker accepts a list
             env={"PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"},
             network=self.network,
             networking_config={self.network.name: EndpointConfig(self.client.api._version, ipv4_address=ip)},
@@ -208,19 +212,17 @@ class DockerCluster:
         return path.read_text()
 
     def start_head(self, settings: dict[str, Any], transport: dict[str, Any]) -> None:
-        self._run("head", [
-            "scripts._head", "--host", self._ip_for("head"), "--port", str(PORT), "--ready-file", f"{self.folder}/head.ready",
-            "--keys", f"{self.folder}/keys", "--store", f"sqlite:///{self.folder}/checkpoint.sqlite",
-            "--settings", json.dumps(settings), "--transport", json.dumps(transport),
-        ], "head.ready")
+        self._run("head", head_args(
+            PORT, f"{self.folder}/head.ready", self._ip_for("head"), f"sqlite:///{self.folder}/checkpoint.sqlite",
+            settings=json.dumps(settings), transport=json.dumps(transport), keys=f"{self.folder}/keys",
+        ), "head.ready")
 
     def start_worker(self, name: str, settings: dict[str, Any], transport: dict[str, Any]) -> None:
         config = {"transport": {**transport, "host": self._ip_for(name), "curve": asdict(self.keys)}, "serve": settings}
-        self._run(name, [
-            "actors.serve.worker", "--controller", f"{self.head_address}#controller", "--node-id", name,
-            "--resources", json.dumps({"CPU": 4}), "--detached", "--ready-file", f"{self.folder}/{name}.ready",
-            "--config", json.dumps(config),
-        ], f"{name}.ready")
+        self._run(name, worker_args(
+            f"{self.head_address}#controller", name, json.dumps({"CPU": 4}), json.dumps(config),
+            f"{self.folder}/{name}.ready", detached=True,
+        ), f"{name}.ready")
 
     def _ip_for(self, name: str) -> str:
         if name not in self.ips:

@@ -25,6 +25,27 @@ from actors.serve._session import current_session
 from transport import TransportConfig, load_keys
 
 
+def head_args(
+    port: int,
+    ready_file: str,
+    host: str = "127.0.0.1",
+    store: str = "",
+    recovery: str = "auto",
+    settings: str = "{}",
+    transport: str = "{}",
+    keys: str | None = None,
+    metrics_port: int | None = None,
+) -> list[str]:
+    """The arguments (after the interpreter) that start a head process; see the module docstring."""
+    args = ["-m", "scripts._head", "--port", str(port), "--host", host, "--ready-file", ready_file,
+            "--store", store, "--recovery", recovery, "--settings", settings, "--transport", transport]
+    if keys:
+        args += ["--keys", keys]
+    if metrics_port:
+        args += ["--metrics-port", str(metrics_port)]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts._head")
     parser.add_argument("--port", type=int, required=True)

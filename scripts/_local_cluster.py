@@ -8,39 +8,26 @@ store), and a worker can be killed on its own.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.serve.worker import worker_args
+
+from ._cluster_files import child_env, free_port, wait_for_file
+from ._head import head_args
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _env() -> dict[str, str]:
-    paths = [str(ROOT), *(p for p in sys.path if p and os.path.isdir(p))]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
-
-
-def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not path.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"process {_name(proc)} exited with code {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"process {_name(proc)} was not ready within {timeout}s")
-        pause.wait(0.02)
-    return path.read_text()
-
-
-def _name(proc: subprocess.Popen[bytes]) -> str:
-    args = proc.args if isinstance(proc.args, list) else [proc.args]
-    return str(args[2]) if len(args) > 2 else str(args[0])
+def _wait_ready(path: Path, proc: subprocess.Popen[bytes], what: str, timeout: float) -> str:
+    try:
+        return wait_for_file(path, proc, timeout)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{what}: {exc}") from None
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
@@ -66,7 +53,7 @@ class LocalCluster:
     """
 
     folder: Path
-    port: int
+    port: int = 0  # 0: a free one
     settings: dict[str, Any] = field(default_factory=dict)
     transport: dict[str, Any] = field(default_factory=dict)
     store: str = ""
@@ -74,6 +61,9 @@ class LocalCluster:
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     worker_addresses: dict[str, str] = field(default_factory=dict)
     _starts: int = 0
+
+    def __post_init__(self) -> None:
+        self.port = self.port or free_port()
 
     @property
     def address(self) -> str:
@@ -91,13 +81,12 @@ class LocalCluster:
         store = self.store or f"sqlite:///{self.folder / 'checkpoint.sqlite'}"
         with open(log, "ab") as out:
             self.head = subprocess.Popen(
-                [sys.executable, "-m", "scripts._head", "--port", str(self.port), "--ready-file", str(ready),
-                 "--store", store, "--recovery", recovery, "--settings", json.dumps(self.settings),
-                 "--transport", json.dumps(self.transport)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=_env(), cwd=ROOT,
+                [sys.executable, *head_args(self.port, str(ready), store=store, recovery=recovery,
+                                            settings=json.dumps(self.settings), transport=json.dumps(self.transport))],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=child_env(str(ROOT)), cwd=ROOT,
             )
         try:
-            return json.loads(_wait_file(ready, self.head, timeout))  # type: ignore[no-any-return]
+            return json.loads(_wait_ready(ready, self.head, "the head", timeout))  # type: ignore[no-any-return]
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}; the head's log ends with:\n{log.read_text()[-1500:]}") from None
 
@@ -108,13 +97,12 @@ class LocalCluster:
         config = {"transport": self.transport, "serve": self.settings}
         with open(self.folder / f"{node_id}.log", "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "actors.serve.worker", "--controller", f"{self.address}#controller",
-                 "--node-id", node_id, "--resources", json.dumps(resources or {"CPU": 4}), "--detached",
-                 "--ready-file", str(ready), "--config", json.dumps(config)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=_env(), cwd=ROOT,
+                [sys.executable, *worker_args(f"{self.address}#controller", node_id, json.dumps(resources or {"CPU": 4}),
+                                              json.dumps(config), str(ready), detached=True)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=child_env(str(ROOT)), cwd=ROOT,
             )
         self.workers[node_id] = proc
-        self.worker_addresses[node_id] = _wait_file(ready, proc, timeout)
+        self.worker_addresses[node_id] = _wait_ready(ready, proc, f"worker {node_id}", timeout)
         return self.worker_addresses[node_id]
 
     def kill_head(self) -> None:

@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from actors._process import stop_event
+from actors.serve.worker import worker_args
 from transport import generate_keys
 
-from ._cluster_files import DEFAULT_PORT, alive, cluster_dir, joined_workers, read_head, write_json
+from ._cluster_files import DEFAULT_PORT, alive, child_env, cluster_dir, joined_workers, read_head, wait_for_file, write_json
+from ._head import head_args
 
 EXIT_BAD_INPUT = 2
 
@@ -46,19 +48,15 @@ class CliError(Exception):
 
 
 def _child_env() -> dict[str, str]:
-    paths = [p for p in [os.getcwd(), *sys.path] if p and os.path.isdir(p)]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
+    return child_env(os.getcwd())
 
 
 def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> str:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            tail = log.read_text()[-2000:] if log.exists() else ""
-            raise CliError(f"it did not start (exit code {proc.poll()}); its log {log} ends with:\n{tail}", 1)
-        pause.wait(0.05)
-    return path.read_text()
+    try:
+        return wait_for_file(path, proc, timeout)
+    except RuntimeError as exc:
+        tail = log.read_text()[-2000:] if log.exists() else ""
+        raise CliError(f"it did not start ({exc}); its log {log} ends with:\n{tail}", 1) from None
 
 
 # ---- start / stop -----------------------------------------------------------------------
@@ -96,10 +94,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         generate_keys(folder / "keys")  # a new cluster gets new keys; survivors of the old one keep theirs
     with open(log, "a") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "scripts._head", "--port", str(port), "--host", args.host,
-             "--ready-file", str(ready), "--settings", args.settings, "--keys", str(folder / "keys"),
-             "--store", store, "--recovery", recovery,
-             *(["--metrics-port", str(args.metrics_port)] if args.metrics_port else [])],
+            [sys.executable, *head_args(port, str(ready), args.host, store, recovery, args.settings,
+                                        keys=str(folder / "keys"), metrics_port=args.metrics_port)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
         )
     try:
@@ -151,9 +147,7 @@ def _spawn_workers(
         ready.unlink(missing_ok=True)
         with open(log, "a") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "actors.serve.worker", "--controller", f"{address}#controller",
-                 "--node-id", node_id, "--resources", resources, "--detached", "--ready-file", str(ready),
-                 "--config", config],
+                [sys.executable, *worker_args(f"{address}#controller", node_id, resources, config, str(ready), detached=True)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
             )
         started.append((proc, ready, log))

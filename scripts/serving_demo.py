@@ -160,7 +160,7 @@ def controller_restart() -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="corral-demo-"))
     transport = {"heartbeat_interval_s": 0.2, "heartbeat_liveness": 5}
-    cluster = LocalCluster(folder, _free_port(), settings={"recovery_retry_s": 0.2}, transport=transport)
+    cluster = LocalCluster(folder, settings={"recovery_retry_s": 0.2}, transport=transport)
     try:
         cluster.start_head()
         for node in ("w0", "w1"):
@@ -202,14 +202,6 @@ def _stats_when_recovered() -> dict[str, Any] | None:
     except Exception:  # this client still sees the old head as gone
         return None
     return stats if stats["recovery"]["recovery_s"] is not None else None
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _corral_status() -> None:

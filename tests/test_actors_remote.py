@@ -226,11 +226,9 @@ def test_asks_pending_when_the_callers_own_system_shuts_down_say_so(peer: PeerFa
 
 
 def test_a_peer_restarted_at_its_address_faster_than_the_liveness_window_is_seen_as_a_new_process(peer: PeerFactory) -> None:
-    import socket
+    from scripts._cluster_files import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     slow = {"heartbeat_interval_s": 0.05, "heartbeat_liveness": 200}  # silence alone would take 10 s to notice
     first = peer({"echo": "tests.helpers:Echo"}, host="127.0.0.1", port=port, **slow)
     caller = ActorSystem(Config(transport=TransportConfig(**slow), ask_timeout_s=10.0))

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from scripts._cluster_files import alive, read_head
+from scripts._cluster_files import alive, free_port, read_head
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,12 +24,6 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 def corral(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CORRAL, *args], capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

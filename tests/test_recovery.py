@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,16 +21,10 @@ from .serve_apps import Echo, Ingress, Model, Shard
 SETTINGS = {"reconcile_interval_s": 0.05, "recovery_timeout_s": 3.0, "recovery_retry_s": 0.2, "control_timeout_s": 10.0}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A head and two workers in their own processes; this process connects as a client."""
-    local = LocalCluster(tmp_path, free_port(), settings=SETTINGS, transport=dict(FAST))
+    local = LocalCluster(tmp_path, settings=SETTINGS, transport=dict(FAST))
     try:
         local.start_head()
         for node in ("w0", "w1"):

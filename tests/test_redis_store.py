@@ -11,13 +11,14 @@ import pytest
 
 from actors import Config, ServeSettings, serve
 from actors.serve._store import RedisStore, StoreError, open_store
+from scripts._cluster_files import free_port
 from scripts._local_cluster import LocalCluster
 from transport import TransportConfig
 
 from .conftest import FAST
 from .helpers import wait_for
 from .serve_apps import Echo
-from .test_recovery import SETTINGS, free_port, recovered, replicas_by_id
+from .test_recovery import SETTINGS, recovered, replicas_by_id
 
 
 class RedisServer:
@@ -90,7 +91,7 @@ def test_a_redis_store_that_does_not_answer_is_a_clear_error() -> None:
 
 
 def test_a_head_recovers_from_redis(redis_url: str, tmp_path: Path) -> None:
-    local = LocalCluster(tmp_path, free_port(), settings=SETTINGS, transport=dict(FAST), store=redis_url)
+    local = LocalCluster(tmp_path, settings=SETTINGS, transport=dict(FAST), store=redis_url)
     try:
         local.start_head()
         local.start_worker("w0")

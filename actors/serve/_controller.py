@@ -197,12 +197,7 @@ class Controller(ControllerMetrics, ControllerViews, ControllerRecovery, Actor):
         if kind is SubscribeReplicas:
             return self._subscribe(message)
         if kind is ClearCheckpoint:
-            if self.store is not None:
-                self.store.clear()
-                self._written = self._fingerprint()  # and nothing more is written
-                self.store.close()
-                self.store = None
-            return "cleared"
+            return self._clear_checkpoint()
         if kind is GetControllerStats:
             stats = self._stats()
             if message.reset:

@@ -194,6 +194,14 @@ class ControllerRecovery:
         subscribers = [CheckpointSubscriber(k[0], k[1], s) for k, subs in self.subscribers.items() for s in sorted(subs)]
         return Checkpoint(CHECKPOINT_FORMAT, self.recovery.epoch, time.time(), apps, nodes, reservations, subscribers)
 
+    def _clear_checkpoint(self) -> str:
+        """Remove the checkpoint and write none from now on (the cluster is stopping whole)."""
+        if self.store is not None:
+            self.store.clear()
+            self.store.close()
+            self.store = None
+        return "cleared"
+
     # ---- restoring --------------------------------------------------------------------
 
     def _restore(self, checkpoint: Checkpoint) -> None:
@@ -312,12 +320,10 @@ class ControllerRecovery:
         stats = self.recovery
         if stats.waiting or stats.started_at == 0.0 or stats.finished_after_s is not None:
             return
-        used = {g.reservation.name for a in self.apps.values() for s in a.deployments.values() for g in s.gangs.values()}
-        for reservation in self.cluster.reservations:
-            if reservation.name not in used:
-                stats.leaked_reservations_released += 1
-                log.warning("releasing reservation %s: no replica uses it", reservation.name)
-                self.cluster.release_gang(reservation)
+        for reservation in self._unused_reservations():
+            stats.leaked_reservations_released += 1
+            log.warning("releasing reservation %s: no replica uses it", reservation.name)
+            self.cluster.release_gang(reservation)
         stats.finished_after_s = time.monotonic() - stats.started_at
         log.warning(
             "recovery done in %.2fs: %d replicas re-adopted, %d gone and replaced, %d unknown stopped, "
@@ -327,8 +333,11 @@ class ControllerRecovery:
 
     def leaked_reservations(self) -> int:
         """Reservations the scheduler holds that no gang uses (0 when all is well)."""
+        return len(self._unused_reservations())
+
+    def _unused_reservations(self) -> list[Any]:
         used = {g.reservation.name for a in self.apps.values() for s in a.deployments.values() for g in s.gangs.values()}
-        return sum(1 for r in self.cluster.reservations if r.name not in used)
+        return [r for r in self.cluster.reservations if r.name not in used]
 
     def recovery_stats(self) -> dict[str, Any]:
         stats = self.recovery

@@ -26,6 +26,7 @@ from ._store import open_store
 from ._metrics import METRICS_ACTOR, GetAggregatorStatistics, MetricsAggregator, MetricsRegistry
 from ._router import Router
 from ._routes import MEMBERSHIP_ACTOR, Membership
+from .worker import worker_args
 
 log = logging.getLogger("corral.serve")
 
@@ -39,13 +40,7 @@ class WorkerProcess:
         paths = [p for p in sys.path if p and os.path.isdir(p)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*paths, env.get("PYTHONPATH", "")]))
         self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "actors.serve.worker",
-                "--controller", controller,
-                "--node-id", node_id,
-                "--resources", json.dumps(resources),
-                "--config", config_to_json(_worker_config(config)),
-            ],
+            [sys.executable, *worker_args(controller, node_id, json.dumps(resources), config_to_json(_worker_config(config)))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -120,7 +115,7 @@ class Session:
     _closed: threading.Event = field(default_factory=threading.Event)
     _controller_lost: threading.Event = field(default_factory=threading.Event)
     _next_refresh: float = 0.0
-    _refreshing: int = 0
+    _refreshing: bool = False
 
     def register_metrics(self, source: Any) -> int:
         """Register a handle's router or a replica with this process's one
@@ -195,7 +190,7 @@ class Session:
             return
         subscriber = f"{self.system.address}#{MEMBERSHIP_ACTOR}"
         round_ = _RefreshRound(len(routers))
-        self._refreshing = 1
+        self._refreshing = True
         for router in routers:
             try:
                 future = self.controller.ask(
@@ -215,7 +210,7 @@ class Session:
             router.update(update)
         if not round_.settle(update is not None):
             return
-        self._refreshing = 0
+        self._refreshing = False
         if round_.failed:
             if self._controller_lost.is_set():
                 self._next_refresh = time.monotonic() + self.config.serve.recovery_retry_s

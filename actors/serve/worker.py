@@ -22,7 +22,6 @@ from .._config import Config, config_from_json
 from .._process import stop_event
 from .._system import ActorSystem
 from ._node import NodeAgent
-from ._session import connect
 
 
 def parse_resources(text: str) -> dict[str, float]:
@@ -46,6 +45,28 @@ def parse_resources(text: str) -> dict[str, float]:
     return out
 
 
+def worker_args(
+    controller: str, node_id: str, resources: str, config: str, ready_file: str | None = None, detached: bool = False
+) -> list[str]:
+    """The arguments (after the interpreter) that start a worker process.
+
+    Args:
+        controller: the controller's reference, ``ADDRESS#controller``.
+        node_id: the worker's id.
+        resources: a JSON object of resource amounts.
+        config: a :func:`config_to_json` document.
+        ready_file: where it writes its address once registered.
+        detached: run until SIGTERM instead of until standard input closes.
+    """
+    args = ["-m", "actors.serve.worker", "--controller", controller, "--node-id", node_id,
+            "--resources", resources, "--config", config]
+    if detached:
+        args.append("--detached")
+    if ready_file:
+        args += ["--ready-file", ready_file]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m actors.serve.worker")
     parser.add_argument("--controller", required=True)
@@ -61,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from ._session import connect  # here: _session imports this module for worker_args
+
     stop = stop_event(watch_stdin=not args.detached)
     system = ActorSystem(config)
     try:
