@@ -57,6 +57,10 @@ class Actor(pykka.ThreadingActor):
     system: ActorSystem
     name: str
 
+    # A process whose main thread ends must not wait behind actor threads: the
+    # session's exit hook stops them in order, with a bound (see actors.serve).
+    use_daemon_thread = True
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Actor:
         try:
             system, name = _spawning.get()

@@ -54,6 +54,8 @@ class ServeSettings:
             subscriptions (idempotent), so one the controller lost (a restart,
             a cut network) comes back; after the controller is seen to die,
             every ``recovery_retry_s`` until it answers.
+        exit_timeout_s: the longest a process whose main thread ended without
+            ``serve.shutdown()`` spends shutting serve down before it exits.
     """
 
     reconcile_interval_s: float = 0.1
@@ -74,6 +76,7 @@ class ServeSettings:
     recovery_timeout_s: float = 15.0
     recovery_retry_s: float = 1.0
     subscription_refresh_s: float = 10.0
+    exit_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -91,6 +94,7 @@ class ServeSettings:
                 "recovery_timeout_s",
                 "recovery_retry_s",
                 "subscription_refresh_s",
+                "exit_timeout_s",
             ),
         )
         _check_positive(

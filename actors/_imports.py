@@ -21,5 +21,5 @@ def import_object(path: str) -> Any:
         for part in attr.split("."):
             obj = getattr(obj, part)
     except AttributeError:
-        raise ImportError(f"cannot import {path!r}: {attr!r} not found in module {module_name!r}") from None
+        raise ImportError(f"{attr!r} not found in module {module_name!r}") from None
     return obj

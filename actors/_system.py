@@ -101,6 +101,7 @@ class ActorSystem:
         self._remote_watchers: dict[str, set[str]] = {}
         self._watch_lock = threading.Lock()
         self._log_limiter = LogLimiter(10.0)
+        self._peer_listeners: list[Callable[[str, str], None]] = []
         self._timed_out = 0
         self._late = 0
         self._dropped = 0
@@ -214,6 +215,13 @@ class ActorSystem:
             except (PeerUnavailable, TransportClosed) as exc:
                 self._notify_watchers(key, str(exc))
         return token
+
+    def add_peer_listener(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(address, reason)`` whenever a process this one talks to
+        is found gone (its connection closed and nothing listens there, it said
+        goodbye, or its heartbeats stopped). Runs on the I/O thread: it must be
+        quick and must not block."""
+        self._peer_listeners.append(callback)
 
     def unwatch(self, token: int) -> None:
         """Cancel a :meth:`watch`. Unknown tokens are ignored."""
@@ -442,6 +450,11 @@ class ActorSystem:
                 watchers.discard(peer)
         for key in keys:
             self._notify_watchers(key, f"process {peer} is gone: {reason}")
+        for listener in list(self._peer_listeners):
+            try:
+                listener(peer, reason)
+            except Exception:
+                log.exception("peer listener %r failed", listener)
 
     def _on_tick(self, _now: float) -> None:
         now = time.monotonic()

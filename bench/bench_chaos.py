@@ -9,6 +9,12 @@ runs the load with no fault; then, round after round, the chaos phase injects:
 - ``kill-controller``: SIGKILL the head and start it again at once (it
   recovers from its SQLite checkpoint); every replica that served before must
   still serve after, with the same id (else it is a needless restart);
+- ``head-down-kill-worker``: SIGKILL the head, then SIGKILL a worker with
+  replicas while the head stays down for a few seconds (nobody publishes a new
+  replica set): requests in flight on the dead worker must fail with
+  ``ReplicaDiedError`` within 1 s of the kill (``dead_replica_failfast_s``),
+  and no later request may stall on a dead replica
+  (``head_down_max_latency_s``); then the head is started again;
 - ``fail-health``: one replica of ``svc`` starts failing its health checks;
 - ``freeze-worker``: SIGSTOP a worker (``docker pause`` with ``--docker``)
   until it is given up, then let it go on: it rejoins;
@@ -52,6 +58,7 @@ REQUEST_TIMEOUT_S = 5.0
 TRANSPORT = {"heartbeat_interval_s": 0.1, "heartbeat_liveness": 5}
 SETTINGS = {"reconcile_interval_s": 0.05, "recovery_retry_s": 0.2, "recovery_timeout_s": 10.0, "control_timeout_s": 5.0}
 TARGETS = {("svc", "Sturdy"): 4, ("gang", "GangMember"): 4}
+HEAD_DOWN_S = 3.0  # several transport quarantines (a liveness window each)
 
 
 class Load:
@@ -64,6 +71,7 @@ class Load:
         self.lost = 0
         self.failed: Counter[str] = Counter()
         self.latencies: list[float] = []
+        self.finished: list[tuple[float, float, str]] = []  # (sent at, finished at, outcome) on the monotonic clock
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(CONCURRENCY)]
@@ -71,6 +79,7 @@ class Load:
     def _run(self, i: int) -> None:
         call = self.calls[i % len(self.calls)]
         while not self._stop.is_set():
+            sent_at = time.monotonic()
             start = time.perf_counter()
             try:
                 call()
@@ -81,6 +90,7 @@ class Load:
                 outcome = type(exc).__name__
             elapsed = time.perf_counter() - start
             with self._lock:
+                self.finished.append((sent_at, sent_at + elapsed, outcome or "ok"))
                 self.sent += 1
                 if outcome is None:
                     self.succeeded += 1
@@ -138,7 +148,7 @@ def controller_stats() -> dict[str, Any] | None:
 class LocalControl:
     """Head and workers as local processes."""
 
-    faults = ("kill-worker", "kill-controller", "fail-health", "freeze-worker")
+    faults = ("kill-worker", "kill-controller", "head-down-kill-worker", "fail-health", "freeze-worker")
 
     def __init__(self, folder: Path) -> None:
         self.cluster = LocalCluster(folder, settings=SETTINGS, transport=TRANSPORT)
@@ -161,7 +171,13 @@ class LocalControl:
         self.cluster.start_worker(name, {"CPU": 4})
 
     def kill_and_restart_head(self) -> None:
+        self.kill_head()
+        self.restart_head()
+
+    def kill_head(self) -> None:
         self.cluster.kill_head()
+
+    def restart_head(self) -> None:
         self.cluster.start_head(recovery="required")
 
     def freeze(self, name: str) -> None:
@@ -177,7 +193,7 @@ class LocalControl:
 class DockerControl:
     """Head and workers in Docker containers with their own addresses (``--docker``)."""
 
-    faults = ("kill-worker", "kill-controller", "fail-health", "freeze-worker", "partition-worker")
+    faults = ("kill-worker", "kill-controller", "head-down-kill-worker", "fail-health", "freeze-worker", "partition-worker")
 
     def __init__(self, folder: Path) -> None:
         from scripts._docker_cluster import DockerCluster, docker_client
@@ -205,7 +221,13 @@ class DockerControl:
         self.cluster.start_worker(name, SETTINGS, TRANSPORT)
 
     def kill_and_restart_head(self) -> None:
+        self.kill_head()
+        self.restart_head()
+
+    def kill_head(self) -> None:
         self.cluster.kill("head")
+
+    def restart_head(self) -> None:
         self.cluster.restart_killed("head", "head.ready")
 
     def freeze(self, name: str) -> None:
@@ -234,6 +256,7 @@ class Chaos:
         self.recover_s: dict[str, list[float]] = {f: [] for f in control.faults}
         self.needless_restarts = 0
         self.spare = 0
+        self.head_down_windows: list[tuple[float, float]] = []  # (worker killed at, head back at)
 
     def _busy_worker(self) -> str:
         placed = Counter(node for node in serving_replicas().values())
@@ -259,6 +282,18 @@ class Chaos:
             wait_until(lambda: (s := controller_stats()) is not None and s["recovery"]["recovery_s"] is not None, 60, "the recovery")
             self._back(fault, since)
             self.needless_restarts += len(before - set(serving_replicas()))
+        elif fault == "head-down-kill-worker":
+            victim = self._busy_worker()
+            self.control.kill_head()
+            since = time.monotonic()
+            self.control.kill_worker(victim)
+            threading.Event().wait(HEAD_DOWN_S)  # the load goes on; only the routers know of the death
+            self.head_down_windows.append((since, time.monotonic()))
+            self.control.restart_head()
+            wait_until(lambda: (s := controller_stats()) is not None and s["recovery"]["recovery_s"] is not None, 60, "the recovery")
+            self._back(fault, since)
+            self.spare += 1
+            self.control.add_worker(f"spare-{self.spare}")
         elif fault == "fail-health":
             victim = next(rid for rid in serving_replicas() if rid.startswith("svc."))
             since = time.monotonic()
@@ -278,6 +313,20 @@ class Chaos:
             # it comes back: stops its stale replicas and registers again, counted once
             wait_until(lambda: victim in live_nodes(), 30, "the worker to rejoin")
             wait_until(at_target, 30, "the target after the worker rejoined")
+
+
+def head_down_figures(load: Load, windows: list[tuple[float, float]]) -> tuple[float, float]:
+    """For the head-down phases: the longest a request that failed for the dead
+    worker took to fail after the kill, and the slowest success sent while the
+    head was down."""
+    failfast, stalls = 0.0, 0.0
+    for killed, back in windows:
+        for sent, finished, outcome in load.finished:
+            if outcome == "ReplicaDiedError" and killed <= finished <= back:
+                failfast = max(failfast, finished - max(sent, killed))
+            elif outcome == "ok" and killed <= sent <= back:
+                stalls = max(stalls, finished - sent)
+    return failfast, stalls
 
 
 def run(seconds_baseline: float, rounds: int, docker: bool) -> dict[str, Any]:
@@ -339,6 +388,7 @@ def main() -> None:
         ["fault", "times", "p50", "max"],
         [[f, len(chaos.recover_s[f]), median(chaos.recover_s[f]), max(chaos.recover_s[f])] for f in faults],
     )
+    failfast, stalls = head_down_figures(load, chaos.head_down_windows)
     figures = {
         "sent": load.sent,
         "succeeded": load.succeeded,
@@ -350,6 +400,8 @@ def main() -> None:
         "recover_max_s": round(max(every), 3),
         **{f"recover_{f.replace('-', '_')}_p50_s": round(median(chaos.recover_s[f]), 3) for f in faults},
         "needless_restarts": chaos.needless_restarts,
+        "dead_replica_failfast_s": round(failfast, 3),
+        "head_down_max_latency_s": round(stalls, 3),
         "leaked_reservations": stats["leaked_reservations"],
         "controller_epoch": stats["recovery"]["epoch"],
     }

@@ -22,6 +22,8 @@ class DeploymentSpec:
             handles to other deployments are ``{"__corral_handle__": [app, name]}``).
         config: the validated deployment options, as a map.
         version: the code version; replicas of another version are replaced.
+        import_dirs: folders a replica puts first on its import path before
+            importing ``import_path`` (where the deploying process found the code).
     """
 
     app: str
@@ -32,6 +34,7 @@ class DeploymentSpec:
     init_kwargs: dict[str, Any]
     config: dict[str, Any]
     version: str
+    import_dirs: list[str] = field(default_factory=list)
 
 
 @message("deploy_app")
@@ -233,6 +236,8 @@ class ReplicaSet:
     Attributes:
         exists: False once the deployment is deleted (or never existed).
         version: grows with every change, so stale pushes can be ignored.
+        failed: the DEPLOY_FAILED message when its current version failed to
+            deploy, else empty.
     """
 
     app: str
@@ -241,6 +246,7 @@ class ReplicaSet:
     replicas: list[ReplicaInfo]
     exists: bool = True
     max_queued_requests: int = -1
+    failed: str = ""
 
 
 @message("controller_stats")

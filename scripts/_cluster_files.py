@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 DEFAULT_PORT = 6390
 
 
@@ -49,15 +51,61 @@ def alive(pid: int) -> bool:
         return False
 
 
+def process_record(pid: int) -> dict[str, Any]:
+    """What identifies a process beyond its pid (pids wrap): its start time and command line.
+
+    Raises:
+        ProcessLookupError: no process has this pid.
+    """
+    try:
+        proc = psutil.Process(pid)
+        return {"pid": pid, "started": proc.create_time(), "cmdline": proc.cmdline()}
+    except psutil.NoSuchProcess:
+        raise ProcessLookupError(f"no process {pid}") from None
+
+
+def is_recorded_process(record: dict[str, Any]) -> bool:
+    """Whether the process a record names still runs: same pid, start time and
+    command line, not a zombie. A record without them (an old one) is checked
+    by its command line being a corral process."""
+    try:
+        proc = psutil.Process(int(record["pid"]))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmdline = proc.cmdline()
+        started = record.get("started")
+        if started is None:
+            return any(part in ("actors.serve.worker", "scripts._head") for part in cmdline)
+        return abs(proc.create_time() - float(started)) < 0.01 and cmdline == record.get("cmdline", cmdline)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, TypeError, ValueError):
+        return False
+
+
 def joined_workers(port: int) -> list[dict[str, Any]]:
-    """Workers started here with ``corral start --join`` for this cluster."""
+    """Workers started here with ``corral start --join`` for this cluster that
+    still run; records of the others are removed."""
     out = []
     for path in sorted(cluster_dir(port).glob("joined-*.json")):
         try:
-            out.append(json.loads(path.read_text()) | {"file": str(path)})
+            record = json.loads(path.read_text()) | {"file": str(path)}
         except (OSError, json.JSONDecodeError):
+            path.unlink(missing_ok=True)
             continue
+        if is_recorded_process(record):
+            out.append(record)
+        else:
+            path.unlink(missing_ok=True)
     return out
+
+
+def head_workers(head: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The records of the workers a head record names (old records hold bare pids)."""
+    if head is None:
+        return []
+    records = head.get("worker_records")
+    if records is None:
+        return [{"pid": pid} for pid in head.get("workers", [])]
+    return list(records)
 
 
 def child_env(*first: str) -> dict[str, str]:

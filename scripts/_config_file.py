@@ -91,6 +91,8 @@ def _build(entry: dict[str, Any], where: str, fail: Any) -> Application:
         target = import_object(import_path)
     except (ImportError, ValueError) as exc:
         raise fail(f"{where}.import_path", f"cannot import {import_path!r}: {exc}") from None
+    except Exception as exc:  # the user's module raised while it was being imported
+        raise fail(f"{where}.import_path", f"importing {import_path!r} raised {_one_line(exc)}") from None
     if isinstance(target, Application):
         if args:
             raise fail(f"{where}.args", f"{import_path} is an application already bound; it takes no args")
@@ -98,11 +100,19 @@ def _build(entry: dict[str, Any], where: str, fail: Any) -> Application:
     if isinstance(target, Deployment):
         return target.bind(**args)
     if callable(target):
-        built = target(args)
+        try:
+            built = target(args)
+        except Exception as exc:
+            raise fail(f"{where}.import_path", f"the builder {import_path} raised {_one_line(exc)}") from None
         if not isinstance(built, Application):
             raise fail(f"{where}.import_path", f"the builder {import_path} returned {type(built).__name__}, not an application")
         return built
     raise fail(f"{where}.import_path", f"{import_path} is not an application, a deployment or a builder function")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _apply_overrides(root: Application, overrides: Any, where: str, fail: Any) -> None:

@@ -17,12 +17,15 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from actors import Config, ServeSettings, serve
 from actors._process import stop_event
 from actors.serve import CheckpointError, StoreError
 from actors.serve._session import current_session
 from transport import TransportConfig, load_keys
+
+from ._supervisor import WorkerSupervisor
 
 
 def head_args(
@@ -35,6 +38,7 @@ def head_args(
     transport: str = "{}",
     keys: str | None = None,
     metrics_port: int | None = None,
+    head_file: str | None = None,
 ) -> list[str]:
     """The arguments (after the interpreter) that start a head process; see the module docstring."""
     args = ["-m", "scripts._head", "--port", str(port), "--host", host, "--ready-file", ready_file,
@@ -43,6 +47,8 @@ def head_args(
         args += ["--keys", keys]
     if metrics_port:
         args += ["--metrics-port", str(metrics_port)]
+    if head_file:
+        args += ["--head-file", head_file]
     return args
 
 
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="{}", help="JSON of ServeSettings fields")
     parser.add_argument("--keys", help="directory of the cluster's CurveZMQ keys")
     parser.add_argument("--transport", default="{}", help="JSON of further TransportConfig fields (heartbeats...)")
+    parser.add_argument("--head-file", help="the cluster's head record: restart the local workers it lists when they die")
     args = parser.parse_args(argv)
     stop = stop_event(watch_stdin=False)
     curve = load_keys(args.keys) if args.keys else None
@@ -71,12 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     metrics = None
+    supervisor = WorkerSupervisor(Path(args.head_file)) if args.head_file else None
     try:
         session = current_session()
+        if supervisor is not None:
+            supervisor.start()
         if args.metrics_port:
             from ._prometheus import serve_metrics
 
-            metrics = serve_metrics(session, args.metrics_port, args.host)
+            metrics = serve_metrics(session, args.metrics_port, args.host, supervisor)
         stats = serve.controller_stats()
         ready = {"address": session.system.address, "recovery": stats["recovery"], "apps": len(serve.status().applications)}
         partial = f"{args.ready_file}.partial"
@@ -85,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(partial, args.ready_file)  # readers never see half a file
         stop.wait()
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         if metrics is not None:
             metrics.shutdown()
         serve.shutdown()

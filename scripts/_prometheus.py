@@ -18,6 +18,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from actors.serve._session import Session
 from protocol import LATENCY_BUCKETS_S, GetControllerStats, GetStatus
 
+from ._supervisor import WorkerSupervisor
+
 
 class ClusterCollector(Collector):
     """Asks the controller on every scrape (bounded by the control timeout)."""
@@ -67,10 +69,25 @@ class ClusterCollector(Collector):
         yield from (epoch, writes, failures, leaked)
 
 
-def serve_metrics(session: Session, port: int, host: str = "127.0.0.1") -> Any:
+class SupervisorCollector(Collector):
+    """Restarts of the local workers by the head's supervisor."""
+
+    def __init__(self, supervisor: WorkerSupervisor) -> None:
+        self.supervisor = supervisor
+
+    def collect(self) -> Iterator[Any]:
+        restarts = CounterMetricFamily("corral_worker_restarts", "Local workers started again after they died", labels=["node"])
+        for node, count in sorted(dict(self.supervisor.restarts).items()):
+            restarts.add_metric([node], count)
+        yield restarts
+
+
+def serve_metrics(session: Session, port: int, host: str = "127.0.0.1", supervisor: WorkerSupervisor | None = None) -> Any:
     """Start the HTTP endpoint; returns the server (``.shutdown()`` stops it)."""
     registry = CollectorRegistry()
     registry.register(ClusterCollector(session))
+    if supervisor is not None:
+        registry.register(SupervisorCollector(supervisor))
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server
 

@@ -30,10 +30,21 @@ from pathlib import Path
 from typing import Any
 
 from actors._process import stop_event
-from actors.serve.worker import worker_args
+from actors.serve._worker_args import worker_args
 from transport import generate_keys
 
-from ._cluster_files import DEFAULT_PORT, alive, child_env, cluster_dir, joined_workers, read_head, wait_for_file, write_json
+from ._cluster_files import (
+    DEFAULT_PORT,
+    child_env,
+    cluster_dir,
+    head_workers,
+    is_recorded_process,
+    joined_workers,
+    process_record,
+    read_head,
+    wait_for_file,
+    write_json,
+)
 from ._head import head_args
 
 EXIT_BAD_INPUT = 2
@@ -70,7 +81,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.host is None and head is not None and str(head.get("address", "")).startswith("tcp://"):
         args.host = head["address"][len("tcp://"):].rsplit(":", 1)[0]  # a restarted head keeps its address
     args.host = args.host or "127.0.0.1"
-    if head is not None and alive(head["pid"]):
+    if head is not None and is_recorded_process(head):
         raise CliError(f"a corral cluster already runs on port {port} (pid {head['pid']}, {head['address']}); "
                        f"stop it with: corral stop --port {port}", 1)
     with socket.socket() as probe:
@@ -83,8 +94,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     _settings(args.settings)
     folder = cluster_dir(port)
     # the head died and its workers live on: start the head again, recovering them
-    orphans = [pid for pid in (head or {}).get("workers", []) if alive(pid)]
-    joined_alive = [w for w in joined_workers(port) if alive(w["pid"])]
+    orphans = [record for record in head_workers(head) if is_recorded_process(record)]
+    joined_alive = joined_workers(port)
     restart = bool(orphans or joined_alive)
     store = args.store or (head or {}).get("store") or f"sqlite:///{folder / 'checkpoint.sqlite'}"
     recovery = "fresh" if args.fresh else "required" if restart else "auto"
@@ -95,7 +106,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     with open(log, "a") as out:
         proc = subprocess.Popen(
             [sys.executable, *head_args(port, str(ready), args.host, store, recovery, args.settings,
-                                        keys=str(folder / "keys"), metrics_port=args.metrics_port)],
+                                        keys=str(folder / "keys"), metrics_port=args.metrics_port,
+                                        head_file=str(folder / "head.json"))],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
         )
     try:
@@ -109,9 +121,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     transport = {"host": args.host, **({"curve": dataclasses.asdict(keys)} if keys else {})}
     config = json.dumps({"transport": transport, "serve": json.loads(args.settings)})
     workers = orphans if restart else [
-        pid for pid, _ in _spawn_workers(folder, address, [f"worker-{i}" for i in range(args.workers)], resources, config)
+        record for record, _ in _spawn_workers(folder, address, [f"worker-{i}" for i in range(args.workers)], resources, config)
     ]
-    write_json(folder / "head.json", {"pid": proc.pid, "port": port, "address": address, "workers": workers,
+    write_json(folder / "head.json", {**_record_of(proc.pid), "port": port, "address": address,
+                                      "workers": [w["pid"] for w in workers], "worker_records": workers,
                                       "store": store, "log": str(log)})
     recovered = info.get("recovery", {})
     if restart:
@@ -125,6 +138,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     print(f"  status:  corral status --port {port}")
     print(f"  deploy:  corral deploy config.yaml --port {port}")
     print(f"  join:    corral start --join {address} --keys {folder / 'keys'}")
+    print(f"  python:  serve.start(address={address!r}, keys={str(folder / 'keys')!r})")
     print(f"  stop:    corral stop --port {port}")
     if args.metrics_port:
         print(f"  metrics: http://{args.host}:{args.metrics_port}/metrics")
@@ -136,29 +150,41 @@ def _last_error_line(log: Path) -> str:
     return lines[-1][len("error: "):] if lines else f"the head could not start; see {log}"
 
 
+def _record_of(pid: int) -> dict[str, Any]:
+    try:
+        return process_record(pid)
+    except ProcessLookupError:
+        return {"pid": pid, "started": 0.0, "cmdline": []}  # already gone: the record never matches a live process
+
+
 def _spawn_workers(
     folder: Path, address: str, node_ids: list[str], resources: str, config: str
-) -> list[tuple[int, str]]:
-    """Start detached workers (they outlive the head) and wait until each has registered."""
+) -> list[tuple[dict[str, Any], str]]:
+    """Start detached workers (they outlive the head) and wait until each has
+    registered; returns each one's record (pid, start time, command line, how to
+    start it again) and address."""
     started = []
     for node_id in node_ids:
         ready = folder / f"{node_id}-{os.getpid()}.ready"
         log = folder / f"{node_id}.log"
         ready.unlink(missing_ok=True)
+        args = worker_args(f"{address}#controller", node_id, resources, config, str(ready), detached=True)
         with open(log, "a") as out:
             proc = subprocess.Popen(
-                [sys.executable, *worker_args(f"{address}#controller", node_id, resources, config, str(ready), detached=True)],
+                [sys.executable, *args],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
             )
-        started.append((proc, ready, log))
+        started.append((proc, ready, log, node_id, args))
     out_list = []
     try:
-        for proc, ready, log in started:
-            out_list.append((proc.pid, _wait_for_file(ready, proc, 60, log)))
+        for proc, ready, log, node_id, args in started:
+            worker_address = _wait_for_file(ready, proc, 60, log)
             ready.unlink(missing_ok=True)
+            record = {**_record_of(proc.pid), "node_id": node_id, "args": args, "log": str(log), "restarts": 0}
+            out_list.append((record, worker_address))
     except CliError:
-        for proc, _, _ in started:
-            _terminate(proc.pid)
+        for proc, _, _, _, _ in started:
+            _terminate(_record_of(proc.pid))
         raise
     return out_list
 
@@ -173,8 +199,9 @@ def _join(args: argparse.Namespace) -> int:
     bind = {"host": args.host} if args.host else _client_transport(address)
     transport = {**bind, **({"curve": dataclasses.asdict(keys)} if keys else {})}
     node_id = f"{socket.gethostname()}-{os.getpid()}"
-    [(pid, worker_address)] = _spawn_workers(folder, address, [node_id], resources, json.dumps({"transport": transport}))
-    write_json(folder / f"joined-{pid}.json", {"pid": pid, "address": worker_address, "log": str(folder / f"{node_id}.log")})
+    [(record, worker_address)] = _spawn_workers(folder, address, [node_id], resources, json.dumps({"transport": transport}))
+    pid = record["pid"]
+    write_json(folder / f"joined-{pid}.json", {**record, "address": worker_address})
     print(f"worker (pid {pid}) at {worker_address} joined the cluster at {address}")
     return 0
 
@@ -185,17 +212,20 @@ def cmd_stop(args: argparse.Namespace) -> int:
     joined = joined_workers(port)
     if head is None and not joined:
         raise CliError(f"no corral cluster was started here on port {port}", 1)
-    pids = [record["pid"] for record in joined] + list((head or {}).get("workers", []))
-    _terminate_all(pids)
+    stopped = 0
+    if head is not None and is_recorded_process(head):
+        _terminate(head)  # first: its supervisor must not start again the workers stopped below
+        stopped += 1
+    workers = [r for r in [*joined, *head_workers(head)] if is_recorded_process(r)]
+    _terminate_all(workers)
+    stopped += len(workers)
     for record in joined:
         Path(record["file"]).unlink(missing_ok=True)
     if head is not None:
-        _terminate(head["pid"])
-        pids.append(head["pid"])
         if head.get("store"):
             _clear_store(head["store"])
         (cluster_dir(port) / "head.json").unlink(missing_ok=True)
-    print(f"stopped the corral cluster on port {port} ({len(pids)} processes)")
+    print(f"stopped the corral cluster on port {port} ({stopped} processes)")
     return 0
 
 
@@ -213,38 +243,41 @@ def _clear_store(url: str) -> None:
         print(f"warning: the checkpoint was not removed: {exc}", file=sys.stderr)
 
 
-def _terminate_all(pids: list[int], timeout: float = 30.0) -> None:
-    for pid in pids:
-        if alive(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    for pid in pids:
-        _terminate(pid, timeout)
+def _terminate_all(records: list[dict[str, Any]], timeout: float = 30.0) -> None:
+    """SIGTERM every recorded process that is still the one recorded, then wait for each."""
+    for record in records:
+        _signal(record, signal.SIGTERM)
+    for record in records:
+        _terminate(record, timeout)
 
 
-def _terminate(pid: int, timeout: float = 30.0) -> None:
-    if not alive(pid):
-        return
+def _signal(record: dict[str, Any], sig: int) -> bool:
+    """Signal the recorded process only if it still is that process (pids are reused)."""
+    if not is_recorded_process(record):
+        return False
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(int(record["pid"]), sig)
     except ProcessLookupError:
+        return False
+    return True
+
+
+def _terminate(record: dict[str, Any], timeout: float = 30.0) -> None:
+    if not _signal(record, signal.SIGTERM):
         return
     deadline = time.monotonic() + timeout
     pause = threading.Event()
-    while alive(pid) and time.monotonic() < deadline:
+    while is_recorded_process(record) and time.monotonic() < deadline:
         pause.wait(0.05)
-    if alive(pid):
-        print(f"warning: process {pid} did not stop within {timeout:.0f}s of SIGTERM; killing it", file=sys.stderr)
-        os.kill(pid, signal.SIGKILL)
+    if _signal(record, signal.SIGKILL):
+        print(f"warning: process {record['pid']} did not stop within {timeout:.0f}s of SIGTERM; killed it", file=sys.stderr)
 
 
 # ---- talking to a cluster ---------------------------------------------------------------
 
 
 def _resources(text: str) -> dict[str, float]:
-    from actors.serve.worker import parse_resources
+    from actors.serve._worker_args import parse_resources
 
     try:
         return parse_resources(text)
@@ -279,17 +312,10 @@ def _keys_for(address: str, keys_dir: str | None) -> Any:
 
 
 def _client_transport(address: str) -> dict[str, Any]:
-    """Where a client binds so the cluster can answer it: ipc for a local cluster,
-    the cluster's own interface when it is one of this machine's, else all interfaces."""
-    host = address[len("tcp://"):].rsplit(":", 1)[0] if address.startswith("tcp://") else ""
-    if not host or host.startswith("127.") or host == "localhost":
-        return {}
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, 0))
-            return {"host": host}
-        except OSError:
-            return {"host": "0.0.0.0"}
+    from actors.serve._session import client_bind_host
+
+    host = client_bind_host(address)
+    return {} if host is None else {"host": host}
 
 
 def _address(args: argparse.Namespace) -> str:
@@ -297,7 +323,7 @@ def _address(args: argparse.Namespace) -> str:
         return str(args.address)
     port = getattr(args, "port", None) or DEFAULT_PORT
     head = read_head(port)
-    if head is None or not alive(head["pid"]):
+    if head is None or not is_recorded_process(head):
         raise CliError(f"no corral cluster runs on port {port}; start one with: corral start --port {port}")
     return str(head["address"])
 
@@ -313,7 +339,11 @@ class _Connection:
         try:
             serve.start(address=address, config=Config(transport=transport))
         except (ConnectionError, ValueError) as exc:
-            raise CliError(f"no corral cluster answers at {address}") from exc
+            hint = "" if transport.curve is not None else (
+                "; a cluster started with `corral start` on another port or host encrypts its traffic: "
+                "pass its key directory with --keys"
+            )
+            raise CliError(f"no corral cluster answers at {address}{hint}") from exc
 
     def close(self) -> None:
         self.serve.shutdown()
@@ -331,7 +361,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     if args.json:
-        print(json.dumps({**dataclasses.asdict(status), "controller": recovery}, indent=2, sort_keys=True))
+        document = {**dataclasses.asdict(status), "controller": recovery, "worker_restarts": _local_restarts(args)}
+        print(json.dumps(document, indent=2, sort_keys=True))
         return 0
     if recovery["recovering_workers"]:
         print(f"the controller is recovering: waiting for {', '.join(recovery['recovering_workers'])} to say what they run\n")
@@ -346,9 +377,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             rows.append((name, dname, app.status, d.status, f"{replicas} (target {d.target_replicas})", d.message.split("\n")[0][:80]))
     _table(rows)
     print()
-    _table([("NODE", "ADDRESS", "REPLICAS", "RESOURCES (free / total)")] + [
+    restarts = _local_restarts(args)
+    _table([("NODE", "ADDRESS", "REPLICAS", "RESOURCES (free / total)", "RESTARTS")] + [
         (n.node_id, n.address, str(n.replicas),
-         ", ".join(f"{k} {n.available.get(k, 0):g}/{v:g}" for k, v in sorted(n.total.items())))
+         ", ".join(f"{k} {n.available.get(k, 0):g}/{v:g}" for k, v in sorted(n.total.items())),
+         str(restarts.get(n.node_id, "-")))
         for n in status.nodes
     ])
     if status.reservations:
@@ -357,6 +390,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             (r.gang_id, f"{r.app}/{r.deployment}", ",".join(r.nodes), json.dumps(r.bundle)) for r in status.reservations
         ])
     return 0
+
+
+def _local_restarts(args: argparse.Namespace) -> dict[str, int]:
+    """How often the head's supervisor started each local worker again (clusters started here)."""
+    if getattr(args, "address", None):
+        return {}
+    head = read_head(getattr(args, "port", None) or DEFAULT_PORT)
+    return {str(r["node_id"]): int(r.get("restarts", 0)) for r in head_workers(head) if "node_id" in r}
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:
@@ -408,9 +449,22 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _use_app_dir(app_dir: str) -> str:
+    """Put the user's code folder first on the import path; replicas get it too
+    (each deployment's spec names the folder its class was imported from)."""
+    folder = os.path.abspath(app_dir)
+    if not os.path.isdir(folder):
+        raise CliError(f"--app-dir: {app_dir} is not a folder")
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)
+    return folder
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from ._config_file import ConfigFileError, load_config
 
+    _use_app_dir(args.app_dir)
     try:
         apps = load_config(args.config)
     except ConfigFileError as exc:
@@ -469,20 +523,47 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from actors import serve
 
+    _use_app_dir(args.app_dir)
+    port = args.port or DEFAULT_PORT
+    head = read_head(port)
+    if head is not None and is_recorded_process(head):
+        raise CliError(f"a corral cluster already runs on port {port} (pid {head['pid']}, {head['address']}); "
+                       "choose another with --port", 1)
     try:
         app = _build({"import_path": args.import_path}, "import_path", lambda where, what: ConfigFileError(f"{args.import_path}: {what}"))
     except ConfigFileError as exc:
         raise CliError(str(exc)) from None
     stop = stop_event(watch_stdin=False)
     serve.start(workers=args.workers)
+    record = cluster_dir(port) / "head.json"
     try:
         serve.run(app, name=args.name)
-        print(f"serving {args.import_path} as {args.name!r} on {args.workers} workers; Ctrl-C to stop", flush=True)
+        from actors.serve._session import current_session
+
+        address = f"{current_session().system.address}#controller"
+        # found by corral status/call/stop --port like a cluster from corral start
+        write_json(record, {**_record_of(os.getpid()), "port": port, "address": address, "workers": [], "run": True})
+        print(f"serving {args.import_path} as {args.name!r} on {args.workers} workers at {address}; Ctrl-C to stop",
+              flush=True)
+        print(f"  status:  corral status --port {port}", flush=True)
         stop.wait()
     finally:
         serve.shutdown()
+        head = read_head(port)
+        if head is not None and head.get("pid") == os.getpid():
+            record.unlink(missing_ok=True)
     print("stopped", flush=True)
     return 0
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -495,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, help=f"the port of a cluster started here (default {DEFAULT_PORT})")
 
     p = sub.add_parser("start", help="start a cluster (head and workers) in the background, or join one")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=_count, default=2)
     p.add_argument("--port", type=int)
     p.add_argument("--host", help="the interface to bind, peers reach this process there (default 127.0.0.1)")
     p.add_argument("--resources", default="{}", help='JSON, e.g. \'{"CPU": 2, "GPU": 1}\'')
@@ -512,13 +593,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stop)
     p = sub.add_parser("run", help="run an app in the foreground on a local cluster until Ctrl-C")
     p.add_argument("import_path", help="module:app")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=_count, default=2)
     p.add_argument("--name", default="default")
+    p.add_argument("--port", type=int, help=f"where corral status/call/stop find it (default {DEFAULT_PORT})")
+    p.add_argument("--app-dir", default=".", help="the folder the user's code is imported from (default: this one)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("deploy", help="create or update the applications of a config file")
     p.add_argument("config")
     p.add_argument("--prune", action="store_true", help="delete applications the file does not name")
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--app-dir", default=".", help="the folder the user's code is imported from (default: this one)")
     target(p)
     p.set_defaults(func=cmd_deploy)
     p = sub.add_parser("status", help="applications, deployments, nodes and gangs")
@@ -539,13 +623,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; a command's options may come before or after its
+    positional arguments (``corral call APP --method M '[1]'``)."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    args, _ = parser.parse_known_args(argv)  # which command (errors out on a bad one)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    position = argv.index(args.command)
+    return commands.choices[args.command].parse_intermixed_args(argv[position + 1:])
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, where a closed pipe can be caught, not at exit
+        return code
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
+    except BrokenPipeError:
+        # the reader went away (corral status | head): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -68,6 +68,15 @@ class FailsToStart:
         raise RuntimeError("cannot load the model file")
 
 
+@serve.deployment(num_replicas=1, graceful_shutdown_timeout_s=1)
+class SlowToStart:
+    def __init__(self, seconds: float) -> None:
+        threading.Event().wait(seconds)
+
+    def __call__(self) -> str:
+        return "finally"
+
+
 @serve.deployment(num_replicas=1, health_check_period_s=0.1, health_check_timeout_s=1)
 class Fragile:
     """Fails its health checks while a flag file exists."""

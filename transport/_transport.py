@@ -9,6 +9,7 @@ frames over through a lock-protected list and an eventfd that wakes the loop.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import secrets
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from protocol import (
     Bye,
@@ -48,7 +50,17 @@ OnPeerDown = Callable[[str, str], None]
 OnError = Callable[[Exception], None]
 OnTick = Callable[[float], None]
 
+#: The reason given for a peer whose address refuses connections: its process is
+#: certainly gone (a frozen or cut-off one would not refuse).
+NOTHING_LISTENS = "nothing listens at its address"
+
 _SEND, _WATCH, _STOP = 0, 1, 2
+# What a sending socket's monitor reports: its connection came up, went away, or a
+# (re)connect attempt failed (nobody listens at the address: connection refused).
+_LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+# What the receiving socket's monitor reports: a stranger's handshake failed
+# (not ZMTP, or no CURVE where the cluster requires it).
+_REFUSAL_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 _TRANSPORT_KINDS = frozenset({"ping", "pong", "bye"})
 _RECV_BATCH = 512
 
@@ -112,8 +124,14 @@ class Transport:
         self._handoff: list[tuple[int, str, bytes, OnError | None]] = []
         self._closed = False
         self._dead_until: dict[str, float] = {}
+        self._dead_reason: dict[str, str] = {}
         self._incarnations: dict[str, str] = {}
         self._dealers: dict[str, zmq.Socket] = {}
+        self._monitors: dict[zmq.Socket, str] = {}
+        self._link_up: dict[str, bool] = {}
+        self._monitor_ids = itertools.count(1)
+        self._poller: zmq.Poller | None = None
+        self._router_monitor: zmq.Socket | None = None
         self._liveness = LivenessTracker(config.heartbeat_interval_s, config.heartbeat_liveness)
         self._log_limiter = LogLimiter(config.bad_frame_log_interval_s)
         self._sent = 0
@@ -179,7 +197,8 @@ class Transport:
         """
         until = self._dead_until.get(peer)
         if until is not None and time.monotonic() < until:
-            raise PeerUnavailable(peer, "found dead recently; retry after its quarantine")
+            why = self._dead_reason.get(peer, "")
+            raise PeerUnavailable(peer, f"found dead recently ({why}); retry after its quarantine")
         self._enqueue((_SEND, peer, frame, on_error))
 
     def watch(self, peer: str) -> None:
@@ -255,6 +274,7 @@ class Transport:
             router.setsockopt(zmq.CURVE_SECRETKEY, cfg.curve.server_secret.encode())
             router.setsockopt(zmq.ZAP_DOMAIN, b"corral")
         self._router = router
+        self._router_monitor = router.get_monitor_socket(_REFUSAL_EVENTS)
         if cfg.host is None:
             address = new_ipc_endpoint(private_ipc_dir(cfg.ipc_dir))
             router.bind(address)
@@ -306,7 +326,11 @@ class Transport:
         router, waker = self._router, self._waker
         assert router is not None and waker is not None
         poller = zmq.Poller()
+        self._poller = poller
         poller.register(router, zmq.POLLIN)
+        refusals = self._router_monitor
+        if refusals is not None:
+            poller.register(refusals, zmq.POLLIN)
         waker_fd = waker.fileno()
         poller.register(waker_fd, zmq.POLLIN)
         zap = self._zap
@@ -322,8 +346,13 @@ class Transport:
                     self._drain_router()
                 elif sock is zap:
                     self._answer_zap()
-                elif self._drain_handoff():
-                    return
+                elif sock == waker_fd:
+                    if self._drain_handoff():
+                        return
+                elif sock is refusals:
+                    self._on_refusals()
+                else:
+                    self._on_link_events(sock)  # a sending socket's monitor (or one just closed: ignored)
             now = time.monotonic()
             if self._liveness.ping_due(now):
                 self._heartbeat(now)
@@ -376,6 +405,12 @@ class Transport:
             sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public.encode())
             sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.client_public.encode())
             sock.setsockopt(zmq.CURVE_SECRETKEY, curve.client_secret.encode())
+        # a name of its own: pyzmq's default names it by file descriptor, which a new socket may reuse
+        monitor = sock.get_monitor_socket(_LINK_EVENTS, addr=f"inproc://corral-link-{next(self._monitor_ids)}")
+        self._monitors[monitor] = peer
+        self._link_up[peer] = False
+        if self._poller is not None:
+            self._poller.register(monitor, zmq.POLLIN)
         sock.connect(peer)
         self._dealers[peer] = sock
         self._dead_until.pop(peer, None)
@@ -446,6 +481,49 @@ class Transport:
             else:
                 self._call(self._on_envelope, env)
 
+    def _on_link_events(self, monitor: zmq.Socket) -> None:
+        """A sending socket's connection changed. Its peer's process is known gone
+        at once when the connection closed and a new attempt is refused (or, for
+        ipc, nothing accepts on the socket file): no liveness window to wait for.
+        A peer that is merely frozen or cut off still accepts or times out, and is
+        left to the heartbeats."""
+        peer = self._monitors.get(monitor)
+        while peer is not None:
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
+            except zmq.Again:
+                return
+            if self._dealers.get(peer) is None:
+                return
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._link_up[peer] = True
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._link_up[peer] = False
+                if _ipc_refused(peer):
+                    self._declare_down(peer, f"its connection closed and {NOTHING_LISTENS}")
+                    return
+            elif event == zmq.EVENT_CLOSED and not self._link_up.get(peer, False):
+                self._declare_down(peer, f"{NOTHING_LISTENS} (connection refused)")
+                return
+
+    def _on_refusals(self) -> None:
+        monitor = self._router_monitor
+        assert monitor is not None
+        while True:
+            try:
+                message = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if self._config.curve is not None:
+                self._auth_failures += 1
+            else:
+                self._bad_frames["handshake"] += 1
+            if self._log_limiter.allow("handshake", time.monotonic()):
+                endpoint = message.get("endpoint", b"")
+                where = endpoint.decode("utf-8", "replace") if isinstance(endpoint, bytes) else str(endpoint)
+                log.warning("refused a connection on %s: its handshake failed (errno %s); a process without the "
+                            "cluster's keys, or not a corral peer", where, message.get("value"))
+
     def _answer_zap(self) -> None:
         zap = self._zap
         assert zap is not None
@@ -504,16 +582,35 @@ class Transport:
         elif known is None and len(self._incarnations) > 4096:
             self._incarnations = {p: i for p, i in self._incarnations.items() if p in self._dealers or p == peer}
 
+    def _close_dealer(self, peer: str, linger_ms: int = 0) -> None:
+        sock = self._dealers.pop(peer, None)
+        self._link_up.pop(peer, None)
+        if sock is None:
+            return
+        self._stop_monitor(sock, peer)
+        sock.close(linger=linger_ms)
+
+    def _stop_monitor(self, sock: zmq.Socket, peer: str) -> None:
+        # libzmq sends monitor events blocking: the monitored socket must stop
+        # reporting before its reader is closed, or libzmq's own threads hang
+        sock.disable_monitor()
+        for monitor, owner in list(self._monitors.items()):
+            if owner == peer:
+                del self._monitors[monitor]
+                if self._poller is not None:
+                    self._poller.unregister(monitor)
+                monitor.close(linger=0)
+
     def _declare_down(self, peer: str, reason: str) -> None:
         self._incarnations.pop(peer, None)  # whoever answers there next is simply new
-        sock = self._dealers.pop(peer, None)
-        if sock is not None:
-            sock.close(linger=0)
+        self._close_dealer(peer)
         self._liveness.forget(peer)
         self._dead_until[peer] = time.monotonic() + self._config.quarantine_s
+        self._dead_reason[peer] = reason
         if len(self._dead_until) > 4096:
             now = time.monotonic()
             self._dead_until = {p: t for p, t in self._dead_until.items() if t > now}
+            self._dead_reason = {p: r for p, r in self._dead_reason.items() if p in self._dead_until}
         self._peers_lost += 1
         self._call(self._on_peer_down, peer, reason)
 
@@ -526,17 +623,23 @@ class Transport:
     def _shutdown(self) -> None:
         bye = self._frames.get("bye")
         linger_ms = int(self._config.linger_s * 1000)
-        for sock in self._dealers.values():
+        for peer, sock in list(self._dealers.items()):
             if bye is not None:
                 try:
                     sock.send(bye, zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass
-            sock.close(linger=linger_ms)
-        self._dealers.clear()
+            self._close_dealer(peer, linger_ms)
         self._teardown_sockets()
 
     def _teardown_sockets(self) -> None:
+        for peer in list(self._dealers):
+            self._close_dealer(peer)
+        if self._router_monitor is not None:
+            if self._router is not None:
+                self._router.disable_monitor()
+            self._router_monitor.close(linger=0)
+            self._router_monitor = None
         if self._zap is not None:
             self._zap.close(linger=0)
             self._zap = None
@@ -554,3 +657,22 @@ class Transport:
             self._ctx = None
         if self._waker is not None:
             self._waker.close()
+
+
+def _ipc_refused(peer: str) -> bool:
+    """Whether an ipc peer's socket file refuses connections (its process is gone).
+    A frozen process still accepts (the kernel queues the connection)."""
+    path = ipc_path(peer)
+    if path is None:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return True
+    except OSError:
+        return False  # busy (backlog full) or not ours to judge: the heartbeats decide
+    finally:
+        probe.close()
+    return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -9,14 +10,15 @@ import time
 from typing import Any
 
 from protocol import DeleteApp, DeployApp
+from transport import load_keys
 
 from .._config import Config
 from .._errors import RemoteError
 from ._app import Application, build_application
 from ._handle import DeploymentHandle
-from ._router import DeploymentNotFoundError
+from ._router import DeployFailedError, DeploymentNotFoundError
 from ._options import DeploymentOptionError
-from ._session import close_session, connect, current_session, has_session, start_embedded
+from ._session import client_bind_host, close_session, connect, current_session, has_session, start_embedded
 from ._status import ServeStatus, from_info
 
 log = logging.getLogger("corral.serve")
@@ -24,14 +26,11 @@ log = logging.getLogger("corral.serve")
 _POLL_S = 0.02
 
 
-class DeployFailedError(RuntimeError):
-    """An application ended in DEPLOY_FAILED; the message says why (the constructor's error)."""
-
-
 def start(
     workers: int | list[dict[str, float]] = 2,
     *,
     address: str | None = None,
+    keys: str | None = None,
     config: Config | None = None,
 ) -> None:
     """Start serving in this process, or connect to a running cluster.
@@ -40,18 +39,31 @@ def start(
         workers: how many worker processes to start (each declares this
             machine's cores as CPU), or one resources dict per worker, e.g.
             ``[{"CPU": 1}, {"CPU": 1, "GPU": 2}]``.
-        address: connect to the cluster at this address instead of starting one.
+        address: connect to the cluster at this address instead of starting one
+            (``corral start`` prints it).
+        keys: with ``address``: the cluster's key folder (``corral start``
+            prints it); a cluster it started admits only holders of its keys.
         config: settings; None uses the defaults.
 
     Raises:
-        ValueError: ``workers`` is malformed.
+        ValueError: ``workers`` is malformed, or ``keys`` cannot be read.
         RuntimeError: serve already runs in this process, or a worker failed to start.
         ConnectionError: nothing answers at ``address``.
     """
     config = config or Config()
     if address is not None:
-        connect(address, config)
+        transport = config.transport
+        if keys is not None:
+            try:
+                transport = dataclasses.replace(transport, curve=load_keys(keys))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"keys: cannot read the cluster's keys from {keys}: {exc}") from None
+        if transport.host is None:
+            transport = dataclasses.replace(transport, host=client_bind_host(address))
+        connect(address, dataclasses.replace(config, transport=transport))
         return
+    if keys is not None:
+        raise ValueError("keys: only with address=, to connect to a running cluster")
     start_embedded(_worker_resources(workers), config)
 
 

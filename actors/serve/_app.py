@@ -116,6 +116,26 @@ def import_path_of(cls: type) -> tuple[str, str | None]:
     return f"{module_name}:{qualname}", main_file
 
 
+def import_dirs_of(cls: type, main_file: str | None) -> list[str]:
+    """The folder a worker must have on its import path to import ``cls`` the way
+    this process did: the script's folder, or the folder above the class's
+    top-level package. Installed code (under the interpreter's prefix) needs none."""
+    if main_file:
+        return [os.path.dirname(main_file)]
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return []
+    root = os.path.dirname(os.path.abspath(path))
+    levels = cls.__module__.count(".") + (os.path.basename(path) == "__init__.py")
+    for _ in range(levels):
+        root = os.path.dirname(root)
+    installed = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    if any(root == p or root.startswith(p + os.sep) for p in installed):
+        return []
+    return [root]
+
+
 def build_application(root: Application, app_name: str, marker: Callable[[Any], Any] | None = None) -> tuple[list[DeploymentSpec], str]:
     """Turn an application graph into one spec per deployment.
 
@@ -159,9 +179,12 @@ def build_application(root: Application, app_name: str, marker: Callable[[Any], 
         kwargs = {k: convert(v, f"argument {k!r}") for k, v in app.kwargs.items()}
         check_encodable(args, kwargs, f"{app.deployment.name}.bind()")
         import_path, main_file = import_path_of(app.deployment.func_or_class)
+        dirs = import_dirs_of(app.deployment.func_or_class, main_file)
         config = app.deployment.config.to_dict()
-        version = app.deployment.version or _derive_version(import_path, main_file, args, kwargs, config["actor_options"])
-        specs.append(DeploymentSpec(app_name, name, import_path, main_file, args, kwargs, config, version))
+        version = app.deployment.version or _derive_version(
+            import_path, main_file, args, kwargs, config["actor_options"], dirs
+        )
+        specs.append(DeploymentSpec(app_name, name, import_path, main_file, args, kwargs, config, version, dirs))
         return name
 
     ingress = visit(root)
@@ -177,8 +200,10 @@ def check_encodable(args: list[Any], kwargs: dict[str, Any], where: str) -> None
             raise TypeError(f"{label} of {where} cannot be sent to a replica (msgpack: {exc})") from None
 
 
-def _derive_version(import_path: str, main_file: str | None, args: Any, kwargs: Any, actor_options: Any) -> str:
-    blob = msgpack.packb([import_path, main_file, args, kwargs, actor_options], use_bin_type=True)
+def _derive_version(
+    import_path: str, main_file: str | None, args: Any, kwargs: Any, actor_options: Any, dirs: list[str]
+) -> str:
+    blob = msgpack.packb([import_path, main_file, args, kwargs, actor_options, dirs], use_bin_type=True)
     return hashlib.sha1(blob).hexdigest()[:12]
 
 

@@ -46,7 +46,8 @@ class ControllerViews:
             for r in state.serving()
         ]
         version = self._replica_set_version(key)
-        return ReplicaSet(key[0], key[1], version, replicas, True, state.config.max_queued_requests)
+        failed = state.status()[1] if state.failed else ""
+        return ReplicaSet(key[0], key[1], version, replicas, True, state.config.max_queued_requests, failed)
 
     def _status(self) -> ServeStatusInfo:
         apps = {}

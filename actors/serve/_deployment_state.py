@@ -115,6 +115,7 @@ class DeploymentState(GangLifecycle, DeploymentRecovery):
     def set_target(self, spec: DeploymentSpec, config: DeploymentConfig) -> None:
         """Adopt a new target: a new version rolls, a user_config change reconfigures,
         a replica count change scales."""
+        was_failed = self.failed
         self._dirty = True
         self.revision += 1
         old_target = self.config.num_replicas
@@ -133,6 +134,8 @@ class DeploymentState(GangLifecycle, DeploymentRecovery):
             self._failures = _Failures(ever_ran=self._failures.ever_ran)
         self.spec = spec
         self.config = config
+        if self.failed != was_failed:
+            self.membership_version += 1  # handles learn that requests may wait for replicas again
 
     def delete(self) -> None:
         """Stop every replica; the deployment is gone once none is left."""
@@ -192,10 +195,13 @@ class DeploymentState(GangLifecycle, DeploymentRecovery):
         if record is None or record.version != self.spec.version:
             return
         failures = self._failures
+        was_failed = self.failed
         self.revision += 1
         failures.count += 1
         failures.last_error = error
         failures.retry_at = now + min(0.05 * 2 ** min(failures.count, 10), 5.0)
+        if self.failed and not was_failed:
+            self.membership_version += 1  # handles learn it at once: requests fail instead of waiting
 
     def on_stopped(self, replica_id: str) -> None:
         """The replica has stopped (or its node is gone)."""

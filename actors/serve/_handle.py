@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, AsyncIterator, Generator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Generator, Iterator
 
 from msgpack import packb as _packb
 
@@ -82,7 +82,7 @@ class DeploymentHandle:
         if self.stream:
             sink: Any = DeploymentResponseGenerator(deadline, f"stream from {self.deployment_name}.{self.method_name}")
         else:
-            sink = DeploymentResponse(Future(f"request to {self.deployment_name}.{self.method_name}"))
+            sink = DeploymentResponse(Future(f"request to {self.deployment_name}.{self.method_name}"), router.waiting_reason)
 
         def build() -> Call:
             args_l = [_to_wire(a) for a in args]
@@ -142,18 +142,27 @@ def _submit_later(router: Any, build: Any, sink: Any) -> None:
 class DeploymentResponse:
     """The eventual result of ``handle.remote(...)``: ``.result()`` or ``await``."""
 
-    def __init__(self, future: Future[Any]) -> None:
+    def __init__(self, future: Future[Any], why_waiting: Callable[[], str] | None = None) -> None:
         self._future = future
+        self._why_waiting = why_waiting
 
     def result(self, timeout_s: float | None = None) -> Any:
         """Wait for the result.
 
         Raises:
-            TimeoutError: nothing within ``timeout_s`` (or the request deadline).
+            TimeoutError: nothing within ``timeout_s`` (or the request deadline);
+                the message says when the deployment has no replica to serve it.
+            DeployFailedError: the deployment failed to deploy (at once, not after a timeout).
             ReplicaDiedError: the replica died while handling the request.
             Exception: the error the method raised, with its remote traceback.
         """
-        return self._future.get(timeout_s)
+        try:
+            return self._future.get(timeout_s)
+        except AskTimeout as exc:
+            why = self._why_waiting() if self._why_waiting is not None and not self._future.done() else ""
+            if not why:
+                raise
+            raise AskTimeout(f"{exc}{why}") from None
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._future.__await__()

@@ -41,6 +41,8 @@ from protocol import (
     encode_checkpoint,
 )
 
+from transport import NOTHING_LISTENS
+
 from .._config import ServeSettings
 from ._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_policy
 from ._deployment_recovery import reservation_from, reservation_record
@@ -275,6 +277,12 @@ class ControllerRecovery:
         if waiting is None or node_id not in self.nodes:
             return
         waiting.asking = False
+        if error is not None and NOTHING_LISTENS in error:
+            # its address refuses connections: the worker died while the controller was down
+            del self.recovery.waiting[node_id]
+            self.recovery.nodes_given_up += 1
+            self._lose_node(node_id, f"it is gone since the restart: {error}")
+            return
         if error is not None or not isinstance(answer, dict):
             self.recovery.query_failures += 1
             waiting.failures += 1

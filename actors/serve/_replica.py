@@ -77,7 +77,7 @@ class Replica(Actor):
     def on_start(self) -> None:
         set_replica_context(self.context)
         try:
-            deployment = load_import_path(self.spec.import_path, self.spec.main_file)
+            deployment = load_import_path(self.spec.import_path, self.spec.main_file, self.spec.import_dirs)
             cls = getattr(deployment, "func_or_class", deployment)
             args = self.resolve_args(self.spec.init_args)
             kwargs = self.resolve_args(self.spec.init_kwargs)

@@ -47,6 +47,10 @@ class DeploymentNotFoundError(LookupError):
     """The application or deployment does not exist (or was deleted)."""
 
 
+class DeployFailedError(RuntimeError):
+    """An application ended in DEPLOY_FAILED; the message says why (the constructor's error)."""
+
+
 @dataclass(frozen=True)
 class RouterStatistics:
     """What a router holds now, and its counters.
@@ -92,11 +96,14 @@ class Router:
         self._session = session
         self.key = (app, deployment)
         self._lock = threading.Lock()
-        self._replicas: list[ReplicaInfo] = []
+        self._replicas: list[ReplicaInfo] = []  # those requests may go to: published and not known dead
+        self._published: list[ReplicaInfo] = []
+        self._dead: set[str] = set()
         self._by_id: dict[str, ReplicaInfo] = {}
         self._refs: dict[str, Any] = {}
         self._version = -2
         self._exists = True
+        self._failed = ""
         self._known = False
         self._max_queued = -1
         self._in_flight: dict[str, int] = {}
@@ -117,8 +124,11 @@ class Router:
             self._known = True
             self._version = replica_set.version
             self._exists = replica_set.exists
+            self._failed = replica_set.failed
             self._max_queued = replica_set.max_queued_requests
-            self._replicas = list(replica_set.replicas)
+            self._published = list(replica_set.replicas)
+            self._dead.clear()  # the controller's newer word: it published these again
+            self._replicas = list(self._published)
             self._by_id = {r.replica_id: r for r in self._replicas}
             system = self._session.system
             self._refs = {
@@ -126,15 +136,32 @@ class Router:
             }
             for gone in set(self._in_flight) - set(self._by_id):
                 del self._in_flight[gone]
-            if not self._exists:
+            if not self._exists or (self._failed and not self._replicas):
                 doomed, self._queue = list(self._queue), deque()
             else:
                 doomed = []
                 for call in self._queue:
                     call.tried.clear()  # a new replica set: every replica gets a fresh chance
         for call in doomed:
-            call.sink.set_exception(self._not_found())
+            call.sink.set_exception(self._not_found() if not self._exists else self._deploy_failed())
         self._pump()
+
+    def peer_down(self, address: str, reason: str) -> None:
+        """The process at ``address`` is gone: its replicas take no more requests
+        until the controller publishes them again (a newer replica set)."""
+        with self._lock:
+            gone = [r.replica_id for r in self._replicas if r.address == address]
+            if not gone:
+                return
+            self._mark_dead(gone)
+        self._pump()
+
+    def _mark_dead(self, replica_ids: list[str]) -> None:
+        self._dead.update(replica_ids)
+        self._replicas = [r for r in self._published if r.replica_id not in self._dead]
+
+    def _deploy_failed(self) -> DeployFailedError:
+        return DeployFailedError(f"deployment {self.key[1]!r} of application {self.key[0]!r} is DEPLOY_FAILED: {self._failed}")
 
     def _not_found(self) -> DeploymentNotFoundError:
         return DeploymentNotFoundError(f"no deployment {self.key[1]!r} in application {self.key[0]!r}")
@@ -151,6 +178,8 @@ class Router:
         with self._lock:
             if not self._exists:
                 raise self._not_found()
+            if self._failed and not self._replicas:
+                raise self._deploy_failed()
             replica = self._pick(call.tried)
             if replica is None:
                 if self._max_queued != -1 and len(self._queue) >= self._max_queued:
@@ -233,6 +262,8 @@ class Router:
     def _finished(self, replica: ReplicaInfo, call: Call, value: Any, error: BaseException | None) -> None:
         with self._lock:
             self._release(replica.replica_id)
+            if isinstance(error, PeerUnavailable) and replica.replica_id not in self._dead:
+                self._mark_dead([replica.replica_id])  # its process was found gone: do not pick it again
         if error is not None and not_handled(error) and call.attempts < _MAX_ATTEMPTS and time.monotonic() < call.deadline:
             with self._lock:
                 self._resent += 1
@@ -269,10 +300,26 @@ class Router:
             if not expired:
                 return
             self._queue = deque(c for c in self._queue if c.deadline > now)
+            why = self._why_waiting() or f": all {len(self._replicas)} replicas were busy (max_ongoing_requests)"
         for call in expired:
             call.sink.set_exception(
-                TimeoutError(f"request to deployment {self.key[1]!r} waited at the handle past its deadline")
+                TimeoutError(f"request to deployment {self.key[1]!r} waited at the handle past its deadline{why}")
             )
+
+    def waiting_reason(self) -> str:
+        """Why a request may wait here with no replica to go to ("" when there are replicas)."""
+        with self._lock:
+            return self._why_waiting()
+
+    def _why_waiting(self) -> str:
+        if self._replicas:
+            return ""
+        if self._dead:
+            return (f": its {len(self._dead)} replicas' processes are gone and the controller has published "
+                    "no replacement yet (is the controller running?)")
+        if not self._known:
+            return ": the controller never said which replicas it has (is the controller running?)"
+        return ": the deployment has no running replica yet (see serve.status() or corral status)"
 
     def metrics_sample(self) -> tuple[Any, ...]:
         """What the metrics aggregator records: queued and in-flight requests."""
@@ -286,7 +333,8 @@ class Router:
             return RouterStatistics(len(self._queue), dict(self._in_flight), self._sent, self._resent, self._rejected)
 
     def replicas(self) -> list[ReplicaInfo]:
-        """The replicas requests go to now (the latest replica set pushed)."""
+        """The replicas requests go to now: the latest replica set pushed, less
+        those whose process is known gone."""
         with self._lock:
             return list(self._replicas)
 

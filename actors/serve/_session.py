@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +29,7 @@ from ._store import open_store
 from ._metrics import METRICS_ACTOR, GetAggregatorStatistics, MetricsAggregator, MetricsRegistry
 from ._router import Router
 from ._routes import MEMBERSHIP_ACTOR, Membership
-from .worker import worker_args
+from ._worker_args import worker_args
 
 log = logging.getLogger("corral.serve")
 
@@ -159,6 +162,11 @@ class Session:
             router.update(self.ask_controller(SubscribeReplicas(app, deployment, subscriber)))
         return router
 
+    def on_peer_down(self, address: str, reason: str) -> None:
+        """A process is gone: routers stop sending to its replicas at once."""
+        for router in list(self.routers.values()):
+            router.peer_down(address, reason)
+
     def on_replica_set(self, update: ReplicaSet) -> None:
         router = self.routers.get((update.app, update.deployment))
         if router is not None:
@@ -285,6 +293,39 @@ class _RefreshRound:
 
 _session: Session | None = None
 _session_lock = threading.RLock()
+_exit_hook_installed = False
+
+
+def _install_exit_hook() -> None:
+    """Make the process exit normally when its main thread ends without
+    ``serve.shutdown()`` (a forgotten call, an uncaught exception, Ctrl-C):
+    actor threads are daemons, and this hook shuts the session down first."""
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        _exit_hook_installed = True
+        atexit.register(_close_at_exit)
+
+
+def _close_at_exit() -> None:
+    session = _session
+    if session is None:
+        return
+    if threading.current_thread() is threading.main_thread():
+        try:
+            signal.signal(signal.SIGINT, _exit_at_once)  # a second Ctrl-C does not wait for the clean-up
+        except ValueError:
+            pass
+    bound = session.config.serve.exit_timeout_s
+    closer = threading.Thread(target=close_session, name="serve-exit", daemon=True)
+    closer.start()
+    closer.join(bound)
+    if closer.is_alive():
+        print(f"corral: serve did not shut down within {bound:g}s at exit; exiting anyway", file=sys.stderr, flush=True)
+
+
+def _exit_at_once(_signum: int, _frame: Any) -> None:
+    print("corral: interrupted again; exiting without finishing the shutdown", file=sys.stderr, flush=True)
+    os._exit(130)
 
 
 def current_session() -> Session:
@@ -310,7 +351,8 @@ def start_embedded(workers: list[dict[str, float]], config: Config) -> Session:
         if _session is not None:
             raise RuntimeError("serve is already started in this process; call serve.shutdown() first")
         settings = config.serve
-        store = open_store(settings.checkpoint_store) if settings.checkpoint_store else None
+        fresh = settings.checkpoint_recovery == "fresh"
+        store = open_store(settings.checkpoint_store, fresh) if settings.checkpoint_store else None
         try:
             restored = load_checkpoint(store, settings.checkpoint_recovery)
         except BaseException:
@@ -333,6 +375,7 @@ def start_embedded(workers: list[dict[str, float]], config: Config) -> Session:
             system.shutdown()
             raise
         _session = session
+        _install_exit_hook()
         return session
 
 
@@ -356,14 +399,35 @@ def connect(address: str, config: Config, system: ActorSystem | None = None) -> 
         except Exception as exc:
             if own:
                 system.shutdown()
-            raise ConnectionError(f"no corral cluster answers at {address}: {exc}") from None
+            hint = "" if config.transport.curve is not None else (
+                "; a cluster started with `corral start` admits only holders of its keys: "
+                "serve.start(address=..., keys='<its folder>/keys'), the folder `corral start` printed"
+            )
+            raise ConnectionError(f"no corral cluster answers at {address}: {exc}{hint}") from None
         session._watch_controller()  # once it answered: a death seen later makes us renew subscriptions
         _session = session
+        _install_exit_hook()
         return session
+
+
+def client_bind_host(address: str) -> str | None:
+    """Where a client of the cluster at ``address`` binds so the cluster can
+    answer it: ipc (None) for a cluster on this machine's loopback, the
+    cluster's own interface when it is one of this machine's, else all interfaces."""
+    host = address[len("tcp://"):].rsplit(":", 1)[0] if address.startswith("tcp://") else ""
+    if not host or host.startswith("127.") or host == "localhost":
+        return None
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, 0))
+            return host
+        except OSError:
+            return "0.0.0.0"
 
 
 def _attach(system: ActorSystem, controller: ActorRef, config: Config, own_system: bool) -> Session:
     session = Session(system, config, controller, own_system)
+    system.add_peer_listener(session.on_peer_down)
     system.spawn(Membership, session.on_replica_set, name=MEMBERSHIP_ACTOR)
     threading.Thread(target=session.sweep, name="serve-handle-sweeper", daemon=True).start()
     return session

@@ -8,6 +8,7 @@ document under one key, replaced whole by each write.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -160,12 +161,23 @@ class RedisStore:
         self._client.close()
 
 
-def open_store(url: str) -> CheckpointStore:
+def _not_a_database(path: Path) -> bool:
+    """Whether an existing file is something other than an SQLite database."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) != b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def open_store(url: str, fresh: bool = False) -> CheckpointStore:
     """Open the store a URL names.
 
     Args:
         url: ``sqlite:///absolute/path``, ``sqlite:relative/path``, or
             ``redis://host:port/db[?key=NAME]`` (``rediss://`` for TLS).
+        fresh: the checkpoint will be discarded anyway: an SQLite file that is
+            not a database is moved aside (kept, renamed) and a new one made.
 
     Raises:
         StoreError: an unknown scheme, or the store cannot be opened.
@@ -175,6 +187,18 @@ def open_store(url: str) -> CheckpointStore:
         path = path[2:] if path.startswith("//") else path
         if not path:
             raise StoreError(f"checkpoint store {url!r}: no file named; use sqlite:///path/to/file")
+        try:
+            return SqliteStore(path)
+        except StoreError:
+            if not fresh or not _not_a_database(Path(path)):
+                raise
+        aside = Path(f"{path}.unreadable-{int(time.time())}")
+        os.replace(path, aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        logging.getLogger("corral.serve").warning(
+            "the checkpoint file %s is not an SQLite database; moved it to %s and starting empty (fresh start)", path, aside
+        )
         return SqliteStore(path)
     if url.startswith(("redis://", "rediss://")):
         return RedisStore(url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import runpy
 import sys
 import threading
@@ -13,19 +15,29 @@ from .._imports import import_object
 _main_lock = threading.Lock()
 
 
-def load_import_path(import_path: str, main_file: str | None) -> Any:
+def load_import_path(import_path: str, main_file: str | None, import_dirs: list[str] | None = None) -> Any:
     """Import ``module:Qualified.Name``; ``__main__`` means the user's script.
 
-    The script is run once per process under the name ``__mp_main__`` (as
-    multiprocessing's spawn does), so its ``if __name__ == "__main__":`` block
-    does not run again in the worker.
+    ``import_dirs`` (the folders the deploying process found the code in) go
+    first on this process's import path. The script is run once per process
+    under the name ``__mp_main__`` (as multiprocessing's spawn does), so its
+    ``if __name__ == "__main__":`` block does not run again in the worker.
 
     Raises:
         ImportError: the module or the attribute cannot be found.
     """
+    missing = _add_import_dirs(import_dirs or [])
     module_name, _, qualname = import_path.partition(":")
     if module_name != "__main__":
-        return import_object(import_path)
+        try:
+            return import_object(import_path)
+        except ModuleNotFoundError as exc:
+            if missing:
+                raise ModuleNotFoundError(
+                    f"{exc} (the folder it was deployed from, {', '.join(missing)}, does not exist on this host: "
+                    "install the code there or put it on a shared path)"
+                ) from None
+            raise
     obj: Any = _user_main(main_file, import_path)
     try:
         for part in qualname.split("."):
@@ -33,6 +45,20 @@ def load_import_path(import_path: str, main_file: str | None) -> Any:
     except AttributeError:
         raise ImportError(f"cannot import {import_path!r}: {qualname!r} not found in the user's script") from None
     return obj
+
+
+def _add_import_dirs(dirs: list[str]) -> list[str]:
+    """Put ``dirs`` first on ``sys.path`` (once each); returns those that do not exist here."""
+    missing = [d for d in dirs if not os.path.isdir(d)]
+    wanted = [d for d in dirs if d not in missing]
+    if wanted:
+        with _main_lock:
+            for folder in reversed(wanted):
+                if folder in sys.path:
+                    sys.path.remove(folder)
+                sys.path.insert(0, folder)
+            importlib.invalidate_caches()
+    return missing
 
 
 def _user_main(main_file: str | None, import_path: str) -> types.ModuleType:

@@ -11,7 +11,6 @@ replicas and exits.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,49 +21,10 @@ from .._config import Config, config_from_json
 from .._process import stop_event
 from .._system import ActorSystem
 from ._node import NodeAgent
+from ._session import connect
+from ._worker_args import parse_resources, worker_args
 
-
-def parse_resources(text: str) -> dict[str, float]:
-    """Parse a JSON object of resource amounts; CPU defaults to this machine's cores.
-
-    Raises:
-        ValueError: not a JSON object of non-negative numbers.
-    """
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--resources must be a JSON object: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"--resources must be a JSON object, got {data!r}")
-    out: dict[str, float] = {}
-    for name, amount in data.items():
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
-            raise ValueError(f"--resources: {name!r} must be a number >= 0, got {amount!r}")
-        out[str(name)] = float(amount)
-    out.setdefault("CPU", float(os.cpu_count() or 1))
-    return out
-
-
-def worker_args(
-    controller: str, node_id: str, resources: str, config: str, ready_file: str | None = None, detached: bool = False
-) -> list[str]:
-    """The arguments (after the interpreter) that start a worker process.
-
-    Args:
-        controller: the controller's reference, ``ADDRESS#controller``.
-        node_id: the worker's id.
-        resources: a JSON object of resource amounts.
-        config: a :func:`config_to_json` document.
-        ready_file: where it writes its address once registered.
-        detached: run until SIGTERM instead of until standard input closes.
-    """
-    args = ["-m", "actors.serve.worker", "--controller", controller, "--node-id", node_id,
-            "--resources", resources, "--config", config]
-    if detached:
-        args.append("--detached")
-    if ready_file:
-        args += ["--ready-file", ready_file]
-    return args
+__all__ = ["main", "parse_resources", "worker_args"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,8 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from ._session import connect  # here: _session imports this module for worker_args
-
     stop = stop_event(watch_stdin=not args.detached)
     system = ActorSystem(config)
     try:
