@@ -401,3 +401,64 @@ def test_connecting_without_the_clusters_keys_says_so_and_with_them_works(cluste
         assert serve.status().applications == {}
     finally:
         serve.shutdown()
+
+
+SLOW_CLEANUP = """
+import time
+from actors import Config, ServeSettings, serve
+from actors.serve._session import current_session
+from tests.serve_apps import Echo
+
+serve.start(workers=1, config=Config(serve=ServeSettings(reconcile_interval_s=0.05, exit_timeout_s=60)))
+serve.run(Echo.bind(), name="e")
+current_session().close = lambda: time.sleep(60)  # a clean-up that would take a minute
+print("READY", *[w.proc.pid for w in current_session().workers], flush=True)
+"""
+
+
+def test_a_second_ctrl_c_exits_at_once_while_the_clean_up_runs(tmp_path: Path) -> None:
+    script = tmp_path / "slow_cleanup.py"
+    script.write_text(SLOW_CLEANUP)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("READY"), line
+        workers = [int(pid) for pid in line.split()[1:]]
+        # the main thread ended: the exit hook waits for the clean-up and says so; Ctrl-C now exits at once
+        assert "Ctrl-C again" in proc.stderr.readline()  # type: ignore[union-attr]
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+        assert time.monotonic() - interrupted < 3
+        wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in workers),
+                 15, "its worker to exit with it")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def test_a_worker_that_died_while_the_head_was_down_is_given_up_as_soon_as_the_head_is_back(
+    slow_heartbeat_cluster: LocalCluster,
+) -> None:
+    serve.run(Echo.options(num_replicas=2).bind(), name="spread")
+    slow_heartbeat_cluster.kill_head()
+    slow_heartbeat_cluster.kill_worker("w0")
+    slow_heartbeat_cluster.start_head(recovery="required")
+
+    def recovered() -> dict[str, Any] | None:
+        try:
+            stats = serve.controller_stats()["recovery"]
+        except Exception:
+            return None
+        return stats if stats["recovery_s"] is not None else None
+
+    stats = wait_for(recovered, 20, "the recovery to finish")
+    assert stats["workers_given_up"] == 1
+    assert stats["recovery_s"] < 5.0, "not after recovery_timeout_s (15 s)"
+    wait_for(lambda: serve.status().applications["spread"].deployments["Echo"].replica_states == {"RUNNING": 2},
+             30, "the lost replica to be replaced")

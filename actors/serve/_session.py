@@ -318,7 +318,10 @@ def _close_at_exit() -> None:
     bound = session.config.serve.exit_timeout_s
     closer = threading.Thread(target=close_session, name="serve-exit", daemon=True)
     closer.start()
-    closer.join(bound)
+    closer.join(min(1.0, bound))
+    if closer.is_alive():
+        print("corral: shutting serve down before exiting (Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
+        closer.join(max(0.0, bound - 1.0))
     if closer.is_alive():
         print(f"corral: serve did not shut down within {bound:g}s at exit; exiting anyway", file=sys.stderr, flush=True)
 
