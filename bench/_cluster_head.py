@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors import Config, ServeSettings, serve  # noqa: E402
-from actors.serve._session import current_session  # noqa: E402
+from actors.serve._api import current_session  # noqa: E402
 
 
 def main() -> None:

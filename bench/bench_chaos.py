@@ -125,7 +125,7 @@ def at_target() -> bool:
 
 def serving_replicas() -> dict[str, str]:
     """Replica id -> worker of every RUNNING replica."""
-    from actors.serve._session import current_session
+    from actors.serve._api import current_session
 
     session = current_session()
     return {r.replica_id: r.node_id for app, name in TARGETS for r in session.routers[(app, name)].replicas()}

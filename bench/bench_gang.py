@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors import Config, ServeSettings, serve  # noqa: E402
-from actors.serve._session import current_session  # noqa: E402
+from actors.serve._api import current_session  # noqa: E402
 from bench._apps import GangMember  # noqa: E402
 from bench._common import median, parse_args, print_table, wait_until, write_json  # noqa: E402
 

@@ -25,8 +25,8 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.serve._deployment_state import ReplicaRecord  # noqa: E402
-from actors.serve._replica_states import ALL_STATES, ReplicaState, ReplicaStateContainer  # noqa: E402
+from actors.serve.head._deployment_state import ReplicaRecord  # noqa: E402
+from actors.serve.head._replica_states import ALL_STATES, ReplicaState, ReplicaStateContainer  # noqa: E402
 from bench._common import median, parse_args, print_table, write_json  # noqa: E402
 
 Container = ReplicaStateContainer[ReplicaRecord]

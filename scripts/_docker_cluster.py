@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from actors.serve._worker_args import worker_args
+from actors.serve.worker._args import worker_args
 
 from ._head import head_args
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from actors import Config, ServeSettings, serve
 from actors._process import stop_event
 from actors.serve import CheckpointError, StoreError
-from actors.serve._session import current_session
+from actors.serve._api import current_session
 from transport import TransportConfig, load_keys
 
 from ._supervisor import WorkerSupervisor

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.serve._worker_args import worker_args
+from actors.serve.worker._args import worker_args
 
 from ._cluster_files import child_env, free_port, wait_for_file
 from ._head import head_args

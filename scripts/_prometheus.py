@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from actors.serve._session import Session
+from actors.serve.client._session import Session
 from protocol import LATENCY_BUCKETS_S, GetControllerStats, GetStatus
 
 from ._supervisor import WorkerSupervisor

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from actors._process import stop_event
-from actors.serve._worker_args import worker_args
+from actors.serve.worker._args import worker_args
 from transport import generate_keys
 
 from ._cluster_files import (
@@ -231,7 +231,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def _clear_store(url: str) -> None:
     """The whole cluster stopped in order: its checkpoint has nothing left to recover."""
-    from actors.serve._store import StoreError, open_store
+    from actors.serve.head._store import StoreError, open_store
 
     try:
         store = open_store(url)
@@ -277,7 +277,7 @@ def _terminate(record: dict[str, Any], timeout: float = 30.0) -> None:
 
 
 def _resources(text: str) -> dict[str, float]:
-    from actors.serve._worker_args import parse_resources
+    from actors.serve.worker._args import parse_resources
 
     try:
         return parse_resources(text)
@@ -312,7 +312,7 @@ def _keys_for(address: str, keys_dir: str | None) -> Any:
 
 
 def _client_transport(address: str) -> dict[str, Any]:
-    from actors.serve._session import client_bind_host
+    from actors.serve.client._session import client_bind_host
 
     host = client_bind_host(address)
     return {} if host is None else {"host": host}
@@ -538,7 +538,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = cluster_dir(port) / "head.json"
     try:
         serve.run(app, name=args.name)
-        from actors.serve._session import current_session
+        from actors.serve._api import current_session
 
         address = f"{current_session().system.address}#controller"
         # found by corral status/call/stop --port like a cluster from corral start

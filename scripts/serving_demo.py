@@ -207,7 +207,7 @@ def _stats_when_recovered() -> dict[str, Any] | None:
 def _corral_status() -> None:
     import subprocess
 
-    from actors.serve._session import current_session
+    from actors.serve._api import current_session
 
     out = subprocess.run(
         [sys.executable, "-m", "scripts.cli", "status", "--address", str(current_session().controller)],
@@ -219,7 +219,7 @@ def _corral_status() -> None:
 
 def _worker_of(model: Any) -> tuple[str, int]:
     node = model.where.remote().result(timeout_s=10)
-    from actors.serve._session import current_session
+    from actors.serve._api import current_session
 
     for worker in current_session().workers:
         if worker.node_id == node:

@@ -208,7 +208,7 @@ def test_corral_error_types_keep_their_class_across_processes_and_others_are_not
     from actors.serve import ReplicaDiedError
     from protocol import ErrorReply
 
-    err = rebuild_error(ErrorReply("user", "actors.serve._router.ReplicaDiedError", "replica r died", "tb"), "x#y")
+    err = rebuild_error(ErrorReply("user", "actors.serve._errors.ReplicaDiedError", "replica r died", "tb"), "x#y")
     assert isinstance(err, ReplicaDiedError) and isinstance(err, RemoteError) and str(err) == "replica r died"
     sys.modules.pop("this_module_must_not_be_imported", None)
     other = rebuild_error(ErrorReply("user", "this_module_must_not_be_imported.Boom", "b", ""), "x#y")

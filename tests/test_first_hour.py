@@ -65,7 +65,7 @@ def clusters() -> Iterator[Callable[..., str]]:
 SCRIPT = """
 import sys, time
 from actors import Config, ServeSettings, serve
-from actors.serve._session import current_session
+from actors.serve._api import current_session
 from tests.serve_apps import Echo
 
 serve.start(workers=1, config=Config(serve=ServeSettings(reconcile_interval_s=0.05)))
@@ -406,7 +406,7 @@ def test_connecting_without_the_clusters_keys_says_so_and_with_them_works(cluste
 SLOW_CLEANUP = """
 import time
 from actors import Config, ServeSettings, serve
-from actors.serve._session import current_session
+from actors.serve._api import current_session
 from tests.serve_apps import Echo
 
 serve.start(workers=1, config=Config(serve=ServeSettings(reconcile_interval_s=0.05, exit_timeout_s=60)))

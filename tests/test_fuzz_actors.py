@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors import ActorError, ActorSystem, AskTimeout, serve
-from actors.serve._session import current_session
+from actors.serve._api import current_session
 from protocol import registered_kinds
 from tests import serve_apps
 from tests.conftest import fast_config, fast_serve_config

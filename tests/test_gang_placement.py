@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from actors.serve._gangs import (
-    GangConfigError,
-    GangSchedulingConfig,
-    could_ever_hold,
-    plan_gang,
-    release_gang,
-    reserve_gang,
-)
-from actors.serve._placement import Cluster
+from actors.serve._gangs import GangConfigError, GangSchedulingConfig
+from actors.serve.head._gang_placement import could_ever_hold, plan_gang, release_gang, reserve_gang
+from actors.serve.head._placement import Cluster
 
 
 def cluster(*cpus: float) -> Cluster:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.serve._deployment_state import DeploymentState, StartReplicaCmd, StopReplicaCmd, make_limits
+from actors.serve.head._deployment_state import DeploymentState, StartReplicaCmd, StopReplicaCmd, make_limits
 from actors.serve._options import DeploymentConfig
-from actors.serve._placement import Cluster
-from actors.serve._replica_states import ReplicaState
+from actors.serve.head._placement import Cluster
+from actors.serve.head._replica_states import ReplicaState
 from protocol import DeploymentSpec
 
 S = ReplicaState

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors.serve._metrics_store import MetricsStore
+from actors.serve.head._metrics_store import MetricsStore
 from protocol import HandleMetrics
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.serve._placement import Cluster
+from actors.serve.head._placement import Cluster
 
 
 def two_nodes() -> Cluster:

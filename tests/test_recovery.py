@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from actors import Config, ServeSettings, serve
-from actors.serve._store import SqliteStore
+from actors.serve.head._store import SqliteStore
 from protocol import CHECKPOINT_FORMAT, Checkpoint, CheckpointNode, CheckpointReservation, encode_checkpoint
 from scripts._local_cluster import LocalCluster
 from transport import TransportConfig
@@ -187,9 +187,9 @@ def test_leaked_reservations_are_released_only_once_every_worker_has_answered(tm
 
 
 def test_replicas_on_a_worker_the_checkpoint_does_not_list_are_replaced_not_waited_for(tmp_path: Path) -> None:
-    from actors.serve._deployment_state import DeploymentState, make_limits
+    from actors.serve.head._deployment_state import DeploymentState, make_limits
     from actors.serve._options import DeploymentConfig
-    from actors.serve._placement import Cluster
+    from actors.serve.head._placement import Cluster
     from protocol import CheckpointApp, DeploymentSpec
 
     spec = DeploymentSpec("default", "Echo", "tests.serve_apps:Echo", None, [], {}, {}, "v1")

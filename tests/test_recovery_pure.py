@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from actors.serve._deployment_state import DeploymentState, HealthCheckCmd, StartReplicaCmd, StopReplicaCmd, make_limits
-from actors.serve._gangs import Reservation
+from actors.serve.head._deployment_state import DeploymentState, HealthCheckCmd, StartReplicaCmd, StopReplicaCmd, make_limits
+from actors.serve.head._gang_placement import Reservation
 from actors.serve._options import DeploymentConfig
-from actors.serve._placement import Cluster
-from actors.serve._recovery import CheckpointError, load_checkpoint
-from actors.serve._replica_states import ReplicaState
-from actors.serve._store import SqliteStore, StoreError, open_store
+from actors.serve.head._placement import Cluster
+from actors.serve.head._recovery import CheckpointError, load_checkpoint
+from actors.serve.head._replica_states import ReplicaState
+from actors.serve.head._store import SqliteStore, StoreError, open_store
 from protocol import (
     CHECKPOINT_FORMAT,
     Checkpoint,

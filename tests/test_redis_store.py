@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 
 from actors import Config, ServeSettings, serve
-from actors.serve._store import RedisStore, StoreError, open_store
+from actors.serve.head._store import RedisStore, StoreError, open_store
 from scripts._cluster_files import free_port
 from scripts._local_cluster import LocalCluster
 from transport import TransportConfig

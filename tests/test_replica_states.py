@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.serve._replica_states import ALL_STATES, ReplicaState, ReplicaStateContainer
+from actors.serve.head._replica_states import ALL_STATES, ReplicaState, ReplicaStateContainer
 
 S = ReplicaState
 

@@ -12,8 +12,9 @@ import pytest
 
 from actors import Actor, ActorSystem, ServeSettings, serve
 from actors.serve import DeploymentOptionError
-from actors.serve._metrics import MetricsAggregator, MetricsRegistry, decode_push
-from actors.serve._session import current_session
+from actors.serve.client._metrics import MetricsAggregator, MetricsRegistry
+from actors.serve.head._controller_metrics import decode_push
+from actors.serve._api import current_session
 from protocol import HandleMetrics, MetricsPush, decode_fields, encode_fields
 from tests import serve_apps
 from tests.helpers import wait_for

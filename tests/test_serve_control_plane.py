@@ -282,7 +282,7 @@ import sys, threading
 from actors import serve
 from tests.conftest import fast_serve_config
 serve.start(workers=1, config=fast_serve_config())
-from actors.serve._session import current_session
+from actors.serve._api import current_session
 print("CONTROLLER", current_session().controller, flush=True)
 sys.stdin.read()
 serve.shutdown()
@@ -324,7 +324,7 @@ def test_connecting_where_no_cluster_runs_is_a_clear_error(tmp_path: Path) -> No
 
 
 def test_a_worker_cut_off_and_back_rejoins_cleanly_with_its_stale_replicas_stopped(serve_cluster: Any) -> None:
-    from actors.serve._session import current_session
+    from actors.serve._api import current_session
     from protocol import ListReplicas
 
     handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind(), name="cut")

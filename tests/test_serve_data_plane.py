@@ -11,7 +11,7 @@ import pytest
 
 from actors import serve
 from actors.serve import BackPressureError, DeploymentNotFoundError, DeploymentHandle, ReplicaDiedError
-from actors.serve._session import current_session
+from actors.serve._api import current_session
 from tests import serve_apps
 from tests.helpers import Traffic, wait_for
 

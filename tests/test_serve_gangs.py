@@ -11,7 +11,7 @@ import pytest
 
 from actors import serve
 from actors.serve import DeploymentOptionError, GangSchedulingConfig
-from actors.serve._session import current_session
+from actors.serve._api import current_session
 from protocol import ReplicaSet
 from tests import serve_apps
 from tests.helpers import Traffic, wait_for

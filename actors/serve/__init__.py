@@ -15,10 +15,27 @@
         handle = serve.run(Echo.bind("hi:"), name="echo")
         print(handle.remote("x").result())      # hi:x
         serve.shutdown()
+
+House rules of ``actors.serve``:
+
+- This package's own modules are the public API (``_api``: start, run,
+  status, shutdown; the composition root that remembers this process's
+  session) and the definitions every side shares: deployment options and
+  the application graph (``_options``, ``_app``), the autoscaling policy and
+  gang options (``_autoscaling``, ``_gangs``), replica context, status
+  views, error types and well-known actor names. They import no subpackage
+  (``_api`` and ``_embedded`` excepted: they assemble the pieces).
+- Three subpackages, by where code runs: ``client`` (any process that calls
+  deployments), ``head`` (the control plane) and ``worker`` (node agents
+  and replicas). Each opens with its own rules. ``worker`` may import
+  ``client``; nothing else crosses between them.
+- Imports point down only: ``actors.serve`` -> ``actors`` -> ``transport``
+  -> ``protocol``; ``tests/test_house_rules.py`` checks it, and that there is
+  no import cycle.
 """
 
+
 from ._api import (
-    DeployFailedError,
     add_worker,
     controller_stats,
     delete,
@@ -31,14 +48,30 @@ from ._api import (
 )
 from ._app import Application, Deployment, deployment
 from ._context import GangContext, ReplicaContext, get_replica_context
+from ._errors import (
+    BackPressureError,
+    CheckpointError,
+    DeployFailedError,
+    DeploymentNotFoundError,
+    ReplicaDiedError,
+    ReplicaStoppingError,
+    StoreError,
+)
 from ._gangs import GangSchedulingConfig
-from ._handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
-from ._router import BackPressureError, DeploymentNotFoundError, ReplicaDiedError, RouterStatistics
 from ._options import DeploymentConfig, DeploymentOptionError
-from ._recovery import CheckpointError
-from ._replica import ReplicaStoppingError
-from ._store import StoreError
-from ._status import ApplicationStatusOverview, DeploymentStatusOverview, NodeStatus, ReservationStatus, ServeStatus
+from ._status import (
+    ApplicationStatusOverview,
+    DeploymentStatusOverview,
+    NodeStatus,
+    ReservationStatus,
+    ServeStatus,
+)
+from .client._handle import (
+    DeploymentHandle,
+    DeploymentResponse,
+    DeploymentResponseGenerator,
+)
+from .client._router import RouterStatistics
 
 __all__ = [
     "CheckpointError",

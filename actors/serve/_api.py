@@ -1,10 +1,19 @@
-"""The public functions of ``actors.serve``, named as in Ray Serve."""
+"""The public functions of ``actors.serve``, named as in Ray Serve.
+
+This is the composition root: the one place that remembers this process's
+session between calls (Ray Serve's API takes none), builds it with
+``serve.start`` and closes it with ``serve.shutdown`` or at exit. Everything
+below receives the session it works for; nothing else reaches for it.
+"""
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -15,15 +24,89 @@ from transport import load_keys
 from .._config import Config
 from .._errors import RemoteError
 from ._app import Application, build_application
-from ._handle import DeploymentHandle
-from ._router import DeployFailedError, DeploymentNotFoundError
+from ._errors import DeployFailedError, DeploymentNotFoundError
 from ._options import DeploymentOptionError
-from ._session import client_bind_host, close_session, connect, current_session, has_session, start_embedded
 from ._status import ServeStatus, from_info
+from .client._handle import DeploymentHandle
+from .client._session import Session, client_bind_host, connect
 
 log = logging.getLogger("corral.serve")
 
 _POLL_S = 0.02
+
+_session: Session | None = None
+_session_lock = threading.RLock()
+_exit_hook_installed = False
+
+
+def current_session() -> Session:
+    """The session of this process.
+
+    Raises:
+        RuntimeError: serve was not started or connected here.
+    """
+    session = _session
+    if session is None:
+        raise RuntimeError("corral serve is not running in this process: call serve.start() first")
+    return session
+
+
+def has_session() -> bool:
+    """Whether serve was started or connected in this process."""
+    return _session is not None
+
+
+def _adopt(session: Session) -> None:
+    global _session
+    _session = session
+    DeploymentHandle.session_provider = current_session  # handles that user code builds directly
+    _install_exit_hook()
+
+
+def close_session() -> None:
+    """Stop what this process started (workers, its actor system) and forget the session."""
+    global _session
+    with _session_lock:
+        session, _session = _session, None
+    if session is not None:
+        session.close()
+
+
+def _install_exit_hook() -> None:
+    """Make the process exit normally when its main thread ends without
+    ``serve.shutdown()`` (a forgotten call, an uncaught exception, Ctrl-C):
+    actor threads are daemons, and this hook shuts the session down first."""
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        _exit_hook_installed = True
+        atexit.register(_close_at_exit)
+
+
+def _close_at_exit() -> None:
+    session = _session
+    if session is None:
+        return
+    if threading.current_thread() is threading.main_thread():
+        try:
+            signal.signal(signal.SIGINT, _exit_at_once)  # a second Ctrl-C does not wait for the clean-up
+        except ValueError:
+            pass
+    bound = session.config.serve.exit_timeout_s
+    closer = threading.Thread(target=close_session, name="serve-exit", daemon=True)
+    closer.start()
+    closer.join(min(1.0, bound))
+    if closer.is_alive():
+        print("corral: shutting serve down before exiting (Ctrl-C again to exit at once)", file=sys.stderr, flush=True)
+        closer.join(max(0.0, bound - 1.0))
+    if closer.is_alive():
+        print(f"corral: serve did not shut down within {bound:g}s at exit; exiting anyway", file=sys.stderr, flush=True)
+
+
+def _exit_at_once(_signum: int, _frame: Any) -> None:
+    print("corral: interrupted again; exiting without finishing the shutdown", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
 
 
 def start(
@@ -50,7 +133,13 @@ def start(
         RuntimeError: serve already runs in this process, or a worker failed to start.
         ConnectionError: nothing answers at ``address``.
     """
-    config = config or Config()
+    with _session_lock:
+        if _session is not None:
+            raise RuntimeError("serve is already started in this process; call serve.shutdown() first")
+        _adopt(_start(workers, address, keys, config or Config()))
+
+
+def _start(workers: int | list[dict[str, float]], address: str | None, keys: str | None, config: Config) -> Session:
     if address is not None:
         transport = config.transport
         if keys is not None:
@@ -60,11 +149,15 @@ def start(
                 raise ValueError(f"keys: cannot read the cluster's keys from {keys}: {exc}") from None
         if transport.host is None:
             transport = dataclasses.replace(transport, host=client_bind_host(address))
-        connect(address, dataclasses.replace(config, transport=transport))
-        return
+        return connect(address, dataclasses.replace(config, transport=transport))
     if keys is not None:
         raise ValueError("keys: only with address=, to connect to a running cluster")
-    start_embedded(_worker_resources(workers), config)
+    resources = _worker_resources(workers)
+    from ._embedded import (
+        start_embedded,  # only a process that runs the head imports the head
+    )
+
+    return start_embedded(resources, config)
 
 
 def _worker_resources(workers: int | list[dict[str, float]]) -> list[dict[str, float]]:
@@ -87,8 +180,10 @@ def _worker_resources(workers: int | list[dict[str, float]]) -> list[dict[str, f
 
 def add_worker(resources: dict[str, float] | None = None) -> str:
     """Start one more worker process for the embedded head; returns its node id."""
+    from ._embedded import add_worker as add_embedded_worker
+
     (checked,) = _worker_resources([resources or {}])
-    return current_session().add_worker(checked)
+    return add_embedded_worker(current_session(), checked)
 
 
 def run(
@@ -134,7 +229,7 @@ def run(
     if wait_for_ready:
         _wait_for_app(name, timeout_s if timeout_s is not None else session.config.serve.run_timeout_s)
         return _attached(name, ingress)
-    return DeploymentHandle(name, ingress)
+    return DeploymentHandle(name, ingress, _session=session)
 
 
 def _wait_for_app(name: str, timeout_s: float) -> None:

@@ -13,7 +13,6 @@ import msgpack
 from protocol import DeploymentSpec
 
 from .._imports import import_object
-
 from ._options import DeploymentConfig, DeploymentOptionError, split_options
 
 HANDLE_MARKER = "__corral_handle__"

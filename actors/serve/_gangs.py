@@ -1,21 +1,16 @@
-"""Gang scheduling: options, and atomic reservations of every member's bundle. Pure.
+"""Gang scheduling options, as a deployment declares them (validated, pure).
 
-A reservation holds resources for all members of a gang on the nodes chosen
-by the strategy, or for none of them: it is tried on a copy of the free
-resources and written back only when every bundle found a place.
+The reservations that place gangs live with the head (``head/_gang_placement.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
-
-from ._placement import Cluster, Node
+from typing import Any
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 POLICIES = ("RESTART_GANG",)
-_EPSILON = 1e-9
 
 
 class GangConfigError(ValueError):
@@ -68,88 +63,3 @@ class GangSchedulingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """Resources held for every member of one gang.
-
-    Attributes:
-        name: unique name of the reservation.
-        nodes: the node of each member, by rank.
-        bundle: what each member holds.
-        addresses: the address of each member's node, by rank.
-    """
-
-    name: str
-    nodes: tuple[str, ...]
-    bundle: dict[str, float]
-    addresses: tuple[str, ...] = ()
-
-
-def _fits(free: Mapping[str, float], bundle: Mapping[str, float]) -> bool:
-    return all(free.get(k, 0.0) + _EPSILON >= v for k, v in bundle.items())
-
-
-def _take(free: dict[str, float], bundle: Mapping[str, float]) -> None:
-    for k, v in bundle.items():
-        free[k] = free.get(k, 0.0) - v
-
-
-def plan_gang(nodes: list[Node], bundle: Mapping[str, float], size: int, strategy: str) -> list[str] | None:
-    """Choose a node for each of ``size`` bundles, or None if the strategy cannot be met now.
-
-    Pure: reads the nodes' free resources, changes nothing.
-    """
-    free = {n.node_id: dict(n.available) for n in nodes}
-    order = sorted(nodes, key=lambda n: (-sum(n.available.values()), n.replicas, n.node_id))
-    chosen: list[str] = []
-    if strategy in ("STRICT_PACK", "PACK"):
-        for node in order:
-            trial = dict(free[node.node_id])
-            if all(_fits(trial, bundle) and (_take(trial, bundle) or True) for _ in range(size)):
-                return [node.node_id] * size
-        if strategy == "STRICT_PACK":
-            return None
-        for node in order:  # best effort: fill the roomiest nodes first
-            while len(chosen) < size and _fits(free[node.node_id], bundle):
-                _take(free[node.node_id], bundle)
-                chosen.append(node.node_id)
-        return chosen if len(chosen) == size else None
-    distinct = [n for n in order if _fits(free[n.node_id], bundle)]
-    if strategy == "STRICT_SPREAD":
-        return [n.node_id for n in distinct[:size]] if len(distinct) >= size else None
-    while len(chosen) < size:  # SPREAD: round robin over nodes, best effort
-        placed = False
-        for node in order:
-            if len(chosen) < size and _fits(free[node.node_id], bundle):
-                _take(free[node.node_id], bundle)
-                chosen.append(node.node_id)
-                placed = True
-        if not placed:
-            return None
-    return chosen
-
-
-def reserve_gang(cluster: Cluster, name: str, bundle: Mapping[str, float], size: int, strategy: str) -> Reservation | None:
-    """Atomically reserve every member's bundle, or nothing (returns None)."""
-    nodes = plan_gang(cluster.nodes, bundle, size, strategy)
-    if nodes is None:
-        return None
-    addresses = []
-    for node_id in nodes:
-        cluster.allocate(node_id, bundle)
-        addresses.append(cluster.get(node_id).address)  # type: ignore[union-attr]
-    return Reservation(name, tuple(nodes), dict(bundle), tuple(addresses))
-
-
-def release_gang(cluster: Cluster, reservation: Reservation) -> None:
-    """Give back every bundle of a reservation (nodes that are gone are skipped)."""
-    for node_id in reservation.nodes:
-        cluster.release(node_id, reservation.bundle)
-
-
-def could_ever_hold(cluster: Cluster, bundle: Mapping[str, float], size: int, strategy: str) -> bool:
-    """Whether the live nodes, once empty, could hold the gang at all."""
-    empty = [Node(n.node_id, n.address, dict(n.total), dict(n.total)) for n in cluster.nodes]
-    return plan_gang(empty, bundle, size, strategy) is not None

@@ -11,17 +11,21 @@ import threading
 import time
 from typing import Any, Callable
 
-from protocol import LATENCY_BUCKETS_S, DeploymentSpec, HandleRequest, HealthCheck, Reconfigure
+from protocol import (
+    LATENCY_BUCKETS_S,
+    DeploymentSpec,
+    HandleRequest,
+    HealthCheck,
+    Reconfigure,
+)
 
-from .._actor import Actor
-from .._future import Future
-from ._context import ReplicaContext, set_replica_context
-from ._options import DeploymentConfig
+from ..._actor import Actor
+from ..._future import Future
+from .._context import ReplicaContext, set_replica_context
+from .._errors import ReplicaStoppingError
+from .._options import DeploymentConfig
+from ..client._session import Session
 from ._user_code import load_import_path
-
-
-class ReplicaStoppingError(RuntimeError):
-    """The replica is shutting down and takes no new requests (the caller may retry elsewhere)."""
 
 
 class _Drain:
@@ -44,7 +48,8 @@ class Replica(Actor):
         spec: what to construct.
         context: the replica's identity.
         ready: completed when the constructor returned, or with its error.
-        resolve_args: turns handle markers in the arguments into handles.
+        session: this process's session: handle markers in the arguments become
+            its handles, and the replica's load is reported through its aggregator.
     """
 
     def __init__(
@@ -52,14 +57,14 @@ class Replica(Actor):
         spec: DeploymentSpec,
         context: ReplicaContext,
         ready: Future[bool],
-        resolve_args: Callable[[Any], Any],
+        session: Session,
     ) -> None:
         super().__init__()
         self.spec = spec
         self.context = context
         self.config = DeploymentConfig.from_dict(spec.config)
         self.ready = ready
-        self.resolve_args = resolve_args
+        self.session = session
         self.instance: Any = None
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -79,8 +84,8 @@ class Replica(Actor):
         try:
             deployment = load_import_path(self.spec.import_path, self.spec.main_file, self.spec.import_dirs)
             cls = getattr(deployment, "func_or_class", deployment)
-            args = self.resolve_args(self.spec.init_args)
-            kwargs = self.resolve_args(self.spec.init_kwargs)
+            args = self.session.resolve(self.spec.init_args)
+            kwargs = self.session.resolve(self.spec.init_kwargs)
             self.instance = cls(*args, **kwargs)
             if self.config.user_config is not None and hasattr(self.instance, "reconfigure"):
                 self._call_now(self.instance.reconfigure, self.config.user_config)
@@ -98,10 +103,7 @@ class Replica(Actor):
         self.ready.set_result(True)
 
     def _register_metrics(self) -> None:
-        from ._session import current_session, has_session
-
-        if has_session():
-            self.metrics_token = current_session().register_metrics(self)
+        self.metrics_token = self.session.register_metrics(self)
 
     def metrics_sample(self) -> tuple[Any, ...]:
         """What the metrics aggregator records: requests running here."""
@@ -157,8 +159,8 @@ class Replica(Actor):
         if self.draining:
             raise ReplicaStoppingError(f"replica {self.context.replica_id} is stopping")
         method, kind = self._method(request.method)
-        args = self.resolve_args(request.args) if request.args else request.args
-        kwargs = self.resolve_args(request.kwargs) if request.kwargs else request.kwargs
+        args = self.session.resolve(request.args) if request.args else request.args
+        kwargs = self.session.resolve(request.kwargs) if request.kwargs else request.kwargs
         emit = self.current_emitter()
         is_generator = kind in ("gen", "agen")
         if emit is not None and not is_generator:
@@ -253,10 +255,7 @@ class Replica(Actor):
     def _shutdown_executors(self) -> None:
         token = getattr(self, "metrics_token", None)
         if token is not None:
-            from ._session import current_session, has_session
-
-            if has_session():
-                current_session().metrics.unregister(token)
+            self.session.metrics.unregister(token)
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
         if self.loop is not None:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import logging
+from typing import Any
 
 from protocol import ListReplicas, NodeHello, RegisterNode, StartReplica, StopReplica
 
-from .._actor import Actor
-from .._ticker import Ticker
-from .._future import Future
-from .._ref import ActorRef
-from ._context import GangContext, ReplicaContext
+from ..._actor import Actor
+from ..._future import Future
+from ..._ref import ActorRef
+from ..._ticker import Ticker
+from .._context import GangContext, ReplicaContext
+from ..client._session import Session
 from ._replica import Replica, drain_message
-
 
 log = logging.getLogger("corral.serve")
 
@@ -34,7 +33,7 @@ class NodeAgent(Actor):
 
     Args:
         node_id: this worker's id.
-        resolve_args: turns handle markers in replica arguments into handles.
+        session: this process's session: its replicas' handles and metrics go through it.
         controller: the controller (None: no hellos).
         resources: what this worker declared, for registering again.
         hello_interval_s: time between hellos.
@@ -43,14 +42,14 @@ class NodeAgent(Actor):
     def __init__(
         self,
         node_id: str,
-        resolve_args: Callable[[Any], Any],
+        session: Session,
         controller: ActorRef | None = None,
         resources: dict[str, float] | None = None,
         hello_interval_s: float = 5.0,
     ) -> None:
         super().__init__()
         self.node_id = node_id
-        self.resolve_args = resolve_args
+        self.session = session
         self.controller = controller
         self.resources = dict(resources or {})
         self.hello_interval_s = hello_interval_s
@@ -147,7 +146,7 @@ class NodeAgent(Actor):
         gang = GangContext(**message.gang) if message.gang else None
         context = ReplicaContext(message.replica_id, spec.name, spec.app, self.node_id, gang)
         ready: Future[bool] = Future(f"start of replica {message.replica_id}")
-        ref = self.system.spawn(Replica, spec, context, ready, self.resolve_args, name=f"replica/{message.replica_id}")
+        ref = self.system.spawn(Replica, spec, context, ready, self.session, name=f"replica/{message.replica_id}")
         self.replicas[message.replica_id] = ref
         self.ready[message.replica_id] = ready
         me = self.actor_ref

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 from protocol import StartReplica, StopReplica
 
-from .._actor import Actor
-from .._ref import ActorRef
+from ..._actor import Actor
+from ..._ref import ActorRef
 
 COORDINATOR_NAME = "gang-coordinator"
 

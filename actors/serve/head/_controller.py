@@ -15,13 +15,13 @@ from typing import Any
 
 from protocol import (
     Checkpoint,
-    MetricsPush,
-    NodeHello,
     DeleteApp,
     DeployApp,
     GetControllerStats,
     GetStatus,
     HealthCheck,
+    MetricsPush,
+    NodeHello,
     Reconfigure,
     RegisterNode,
     ReplicaSet,
@@ -29,15 +29,18 @@ from protocol import (
     StopReplica,
     SubscribeReplicas,
 )
-
 from transport import check_endpoint
 
-from .._actor import Actor
-from .._ticker import Ticker
-from .._config import ServeSettings
-from .._future import Future
-from .._ref import ActorRef
-from ._replica_states import ReplicaState
+from ..._actor import Actor
+from ..._config import ServeSettings
+from ..._future import Future
+from ..._ref import ActorRef
+from ..._ticker import Ticker
+from .._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_policy
+from .._names import NODE_ACTOR
+from .._options import DeploymentConfig, DeploymentOptionError
+from ._controller_metrics import ControllerMetrics, whole_gangs
+from ._controller_views import ControllerViews
 from ._deployment_state import (
     Command,
     DeploymentState,
@@ -47,19 +50,15 @@ from ._deployment_state import (
     StopReplicaCmd,
     make_limits,
 )
-from ._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_policy
-from ._controller_metrics import ControllerMetrics, whole_gangs
-from ._controller_views import ControllerViews
 from ._gang_coordinator import COORDINATOR_NAME, GangCoordinator, StartGang, StopGang
 from ._metrics_store import MetricsStore
-from ._options import DeploymentConfig, DeploymentOptionError
 from ._recovery import ControllerRecovery, RecoveryStats
+from ._replica_states import ReplicaState
 from ._scheduler import SCHEDULER_NAME, Scheduler, SchedulerClient
 from ._store import CheckpointStore
 
 log = logging.getLogger("corral.serve")
 
-CONTROLLER_NAME = "controller"
 
 
 @dataclass
@@ -223,7 +222,7 @@ class Controller(ControllerMetrics, ControllerViews, ControllerRecovery, Actor):
 
     def _add_node(self, node_id: str, address: str, resources: dict[str, float], watch: bool = True) -> None:
         self.cluster.add_node(node_id, address, resources)
-        ref = self.system.ref(address, "node")
+        ref = self.system.ref(address, NODE_ACTOR)
         self.nodes[node_id] = _Node(node_id, ref, None, dict(resources))
         if watch:
             self._watch_node(node_id)

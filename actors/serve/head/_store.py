@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlparse
 
+from .._errors import StoreError
+
 DEFAULT_KEY = "corral:checkpoint"
 
-
-class StoreError(Exception):
-    """The store cannot be opened, read or written; the message names it."""
 
 
 class CheckpointStore(Protocol):

@@ -10,7 +10,7 @@ import threading
 import types
 from typing import Any
 
-from .._imports import import_object
+from ..._imports import import_object
 
 _main_lock = threading.Lock()
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from protocol import DeploymentSpec
 
+from .._options import DeploymentConfig
 from ._commands import (
     Command,
     HealthCheckCmd,
@@ -28,7 +29,6 @@ from ._commands import (
 )
 from ._deployment_recovery import DeploymentRecovery
 from ._gang_state import Gang, GangLifecycle
-from ._options import DeploymentConfig
 from ._placement import Cluster
 from ._replica_states import LIVE_STATES, ReplicaState, ReplicaStateContainer
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from protocol import HandleMetrics
 
-from ._autoscaling import aggregate
+from .._autoscaling import aggregate
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ import time
 
 from protocol import RegisterNode
 
-from .._config import Config, config_from_json
-from .._process import stop_event
-from .._system import ActorSystem
+from ..._config import Config, config_from_json
+from ..._process import stop_event
+from ..._system import ActorSystem
+from .._names import NODE_ACTOR
+from ..client._session import connect
+from ._args import parse_resources, worker_args
 from ._node import NodeAgent
-from ._session import connect
-from ._worker_args import parse_resources, worker_args
 
 __all__ = ["main", "parse_resources", "worker_args"]
 
@@ -47,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         session = connect(args.controller, config, system=system)
         system.spawn(
-            NodeAgent, args.node_id, session.resolve, session.controller, resources,
-            config.transport.liveness_window_s, name="node",
+            NodeAgent, args.node_id, session, session.controller, resources,
+            config.transport.liveness_window_s, name=NODE_ACTOR,
         )
         deadline = time.monotonic() + config.serve.worker_start_timeout_s
         while True:

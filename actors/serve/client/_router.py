@@ -25,7 +25,19 @@ from typing import TYPE_CHECKING, Any, Callable
 from protocol import HandleRequest, ReplicaInfo, ReplicaSet
 from transport import PeerUnavailable
 
-from .._errors import ActorNotFound, ActorStopped, ActorSystemShutDown, MessageNotHandled, RemoteError
+from ..._errors import (
+    ActorNotFound,
+    ActorStopped,
+    ActorSystemShutDown,
+    MessageNotHandled,
+    RemoteError,
+)
+from .._errors import (
+    BackPressureError,
+    DeployFailedError,
+    DeploymentNotFoundError,
+    ReplicaDiedError,
+)
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -35,20 +47,8 @@ _randbelow = random.Random()._randbelow
 _router_ids = itertools.count(1)
 
 
-class BackPressureError(RuntimeError):
-    """More requests wait at the handle than ``max_queued_requests`` allows."""
 
 
-class ReplicaDiedError(RuntimeError):
-    """The replica died while it was handling the request (it may have run in part)."""
-
-
-class DeploymentNotFoundError(LookupError):
-    """The application or deployment does not exist (or was deleted)."""
-
-
-class DeployFailedError(RuntimeError):
-    """An application ended in DEPLOY_FAILED; the message says why (the constructor's error)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class Router:
     """Routes one deployment's requests from this process."""
 
     def __init__(self, session: Session, app: str, deployment: str) -> None:
-        self._session = session
+        self.session = session
         self.key = (app, deployment)
         self._lock = threading.Lock()
         self._replicas: list[ReplicaInfo] = []  # those requests may go to: published and not known dead
@@ -130,7 +130,7 @@ class Router:
             self._dead.clear()  # the controller's newer word: it published these again
             self._replicas = list(self._published)
             self._by_id = {r.replica_id: r for r in self._replicas}
-            system = self._session.system
+            system = self.session.system
             self._refs = {
                 r.replica_id: self._refs.get(r.replica_id) or system.ref(r.address, r.actor) for r in self._replicas
             }
@@ -196,7 +196,7 @@ class Router:
         if urgent is None:
             self._send(replica, call)  # type: ignore[arg-type]
         elif urgent:
-            self._session.metrics.push_now.set()  # scale from zero: tell the controller now
+            self.session.metrics.push_now.set()  # scale from zero: tell the controller now
 
     def _pick(self, exclude: set[str]) -> ReplicaInfo | None:
         replicas = self._replicas
@@ -231,7 +231,7 @@ class Router:
     def _send(self, replica: ReplicaInfo, call: Call) -> None:
         call.attempts += 1
         call.tried.add(replica.replica_id)
-        ref = self._refs.get(replica.replica_id) or self._session.system.ref(replica.address, replica.actor)
+        ref = self._refs.get(replica.replica_id) or self.session.system.ref(replica.address, replica.actor)
         timeout = max(0.001, call.deadline - time.monotonic())
         try:
             if call.stream:

@@ -10,9 +10,7 @@ from typing import Any, Callable
 
 from protocol import ReplicaSet
 
-from .._actor import Actor
-
-MEMBERSHIP_ACTOR = "serve-membership"
+from ..._actor import Actor
 
 
 class Membership(Actor):

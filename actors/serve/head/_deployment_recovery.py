@@ -23,8 +23,8 @@ from protocol import (
 )
 
 from ._commands import Command, ReplicaRecord, StartReplicaCmd
+from ._gang_placement import Reservation
 from ._gang_state import Gang
-from ._gangs import Reservation
 from ._replica_states import ReplicaState
 
 S = ReplicaState

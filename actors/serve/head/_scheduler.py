@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from .._actor import Actor
-from .._ref import ActorRef
-from ._gangs import Reservation
+from ..._actor import Actor
+from ..._ref import ActorRef
+from ._gang_placement import Reservation
 from ._placement import Cluster, Node
 
 SCHEDULER_NAME = "scheduler"

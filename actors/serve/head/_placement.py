@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
-if TYPE_CHECKING:
-    from ._gangs import Reservation
+from ._gang_placement import Reservation, could_ever_hold, release_gang, reserve_gang
 
 _EPSILON = 1e-9
 
@@ -109,8 +108,6 @@ class Cluster:
 
     def reserve_gang(self, name: str, bundle: Mapping[str, float], size: int, strategy: str) -> Reservation | None:
         """Atomically reserve a bundle for every member of a gang, or nothing."""
-        from ._gangs import reserve_gang
-
         reservation = reserve_gang(self, name, bundle, size, strategy)
         if reservation is not None:
             self._reservations[name] = reservation
@@ -118,15 +115,11 @@ class Cluster:
 
     def release_gang(self, reservation: Reservation) -> None:
         """Give back every bundle of a reservation."""
-        from ._gangs import release_gang
-
         if self._reservations.pop(reservation.name, None) is not None:
             release_gang(self, reservation)
 
     def could_ever_hold(self, bundle: Mapping[str, float], size: int, strategy: str) -> bool:
         """Whether the live nodes, once empty, could hold such a gang."""
-        from ._gangs import could_ever_hold
-
         return could_ever_hold(self, bundle, size, strategy)
 
     @property

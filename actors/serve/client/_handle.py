@@ -10,10 +10,10 @@ from msgpack import packb as _packb
 
 from protocol import HandleRequest
 
-from .._errors import AskTimeout
-from .._future import Future
-from .._stream import Stream
-from ._app import HANDLE_MARKER, check_encodable
+from ..._errors import AskTimeout
+from ..._future import Future
+from ..._stream import Stream
+from .._app import HANDLE_MARKER, check_encodable
 from ._router import Call, DeploymentNotFoundError, not_handled
 
 if TYPE_CHECKING:
@@ -28,16 +28,31 @@ class DeploymentHandle:
     ``handle.remote(...)`` calls ``__call__``; ``handle.method.remote(...)``
     or ``handle.options(method_name="method").remote(...)`` call others;
     ``handle.options(stream=True)`` calls generator methods.
+
+    A handle works for the session it was made by (``serve.run``,
+    ``serve.get_app_handle``, a replica's arguments). One built directly,
+    ``DeploymentHandle(app, deployment)``, uses the session that
+    :attr:`session_provider` returns: ``serve.start`` installs it.
     """
 
+    #: Returns this process's session, for handles built directly by user code.
+    session_provider: Callable[[], Any] | None = None
+
     def __init__(
-        self, app: str, deployment: str, method: str = "__call__", stream: bool = False, _router: Any = None
+        self,
+        app: str,
+        deployment: str,
+        method: str = "__call__",
+        stream: bool = False,
+        _router: Any = None,
+        _session: Any = None,
     ) -> None:
         self.app_name = app
         self.deployment_name = deployment
         self.method_name = method
         self.stream = stream
         self._router = _router  # keeps the shared router (and its metrics) alive while handles exist
+        self._session = _session if _router is None else _router.session
 
     def options(self, *, method_name: str | None = None, stream: bool | None = None) -> DeploymentHandle:
         """A handle calling another method, or streaming."""
@@ -47,12 +62,13 @@ class DeploymentHandle:
             method_name or self.method_name,
             self.stream if stream is None else stream,
             self._router,
+            self._session,
         )
 
     def __getattr__(self, name: str) -> DeploymentHandle:
         if name.startswith("_"):
             raise AttributeError(name)
-        return DeploymentHandle(self.app_name, self.deployment_name, name, self.stream, self._router)
+        return DeploymentHandle(self.app_name, self.deployment_name, name, self.stream, self._router, self._session)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Send one request; returns at once.
@@ -70,12 +86,18 @@ class DeploymentHandle:
             DeploymentNotFoundError: no such application or deployment.
             RuntimeError: serve is not started or connected in this process.
         """
-        from ._session import current_session
-
-        session = current_session()
         router = self._router
-        if router is None or router._session is not session:
+        if router is None:
+            session = self._session
+            if session is None:
+                provider = DeploymentHandle.session_provider
+                if provider is None:
+                    raise RuntimeError("corral serve is not running in this process: call serve.start() first")
+                session = provider()
             router = self._router = session.router(self.app_name, self.deployment_name)
+        session = router.session
+        if session.closed:
+            raise RuntimeError("the serve session of this handle was shut down; get a new handle after serve.start()")
         deadline = time.monotonic() + session.config.serve.request_timeout_s
         waiting = [v for v in (*args, *kwargs.values()) if isinstance(v, DeploymentResponse)]
         where = f"{self.deployment_name}.{self.method_name}.remote()"

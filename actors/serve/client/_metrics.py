@@ -25,13 +25,12 @@ import msgpack
 
 from protocol import HandleMetrics, MetricsPush, ReplicaMetrics, encode_fields
 
-from .._actor import Actor
-from .._ticker import Ticker
-from .._config import ServeSettings
-from .._ref import ActorRef
+from ..._actor import Actor
+from ..._config import ServeSettings
+from ..._ref import ActorRef
+from ..._ticker import Ticker
 
 log = logging.getLogger("corral.serve")
-METRICS_ACTOR = "serve-metrics"
 
 
 class MetricsSource(Protocol):
@@ -248,19 +247,3 @@ class MetricsAggregator(Actor):
         except Exception as exc:
             self.stats.push_failures += 1
             log.debug("metrics push failed: %s", exc)
-
-
-def decode_push(push: MetricsPush, max_bytes: int = 64 * 1024 * 1024) -> tuple[list[Any], list[Any]]:
-    """Unpack a push's payload into its handle and replica report field lists.
-
-    Raises:
-        ValueError: the payload is not what a push carries.
-    """
-    try:
-        raw = zlib.decompressobj().decompress(push.payload, max_bytes) if push.compressed else push.payload
-        data = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-    except Exception as exc:
-        raise ValueError(f"unreadable metrics payload: {exc}") from None
-    if not (isinstance(data, list) and len(data) == 2 and all(isinstance(x, list) for x in data)):
-        raise ValueError("a metrics payload must be [handle_reports, replica_reports]")
-    return data[0], data[1]

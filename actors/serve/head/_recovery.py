@@ -40,14 +40,14 @@ from protocol import (
     decode_fields,
     encode_checkpoint,
 )
-
 from transport import NOTHING_LISTENS
 
-from .._config import ServeSettings
-from ._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_policy
+from ..._config import ServeSettings
+from .._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_policy
+from .._errors import CheckpointError
+from .._options import DeploymentConfig, DeploymentOptionError
 from ._deployment_recovery import reservation_from, reservation_record
 from ._deployment_state import DeploymentState
-from ._options import DeploymentConfig, DeploymentOptionError
 from ._replica_states import ReplicaState
 from ._store import CheckpointStore, StoreError
 
@@ -55,9 +55,6 @@ log = logging.getLogger("corral.serve")
 
 _FRESH_HINT = "start with --fresh (ServeSettings.checkpoint_recovery='fresh') to discard it and start empty"
 
-
-class CheckpointError(Exception):
-    """The controller cannot start from its store; the message says why and what to do."""
 
 
 def load_checkpoint(store: CheckpointStore | None, mode: str) -> Checkpoint | None:

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from typing import Any
 
-from protocol import HandleMetrics, MetricsPush, ProtocolError, ReplicaMetrics, decode_fields
+import msgpack
 
-from ._autoscaling import PolicyContext
+from protocol import (
+    HandleMetrics,
+    MetricsPush,
+    ProtocolError,
+    ReplicaMetrics,
+    decode_fields,
+)
+
+from .._autoscaling import PolicyContext
+from .._options import DeploymentConfig
 from ._deployment_state import DeploymentState
-from ._metrics import decode_push
-from ._options import DeploymentConfig
 
 log = logging.getLogger("corral.serve")
 
@@ -124,3 +132,19 @@ def whole_gangs(replicas: int, config: DeploymentConfig) -> int:
     if gang is None:
         return replicas
     return -(-replicas // gang.gang_size) * gang.gang_size
+
+
+def decode_push(push: MetricsPush, max_bytes: int = 64 * 1024 * 1024) -> tuple[list[Any], list[Any]]:
+    """Unpack a push's payload into its handle and replica report field lists.
+
+    Raises:
+        ValueError: the payload is not what a push carries.
+    """
+    try:
+        raw = zlib.decompressobj().decompress(push.payload, max_bytes) if push.compressed else push.payload
+        data = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise ValueError(f"unreadable metrics payload: {exc}") from None
+    if not (isinstance(data, list) and len(data) == 2 and all(isinstance(x, list) for x in data)):
+        raise ValueError("a metrics payload must be [handle_reports, replica_reports]")
+    return data[0], data[1]

@@ -11,8 +11,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._gangs import GangSchedulingConfig
 from ._commands import Command, ReplicaRecord, StartReplicaCmd
-from ._gangs import GangSchedulingConfig, Reservation
+from ._gang_placement import Reservation
 from ._replica_states import ReplicaState
 
 S = ReplicaState

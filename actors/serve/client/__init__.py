@@ -1,0 +1,16 @@
+"""What runs in any process that calls deployments: handles, routers, the
+process's session, its membership actor and its one metrics aggregator.
+
+House rules:
+
+- Lives here: :class:`DeploymentHandle` and its responses, the per-process
+  :class:`Router` of each deployment (replica choice, in-flight counts,
+  retries), the :class:`Session` (routers, subscriptions, the watch on the
+  controller), the ``Membership`` actor that takes replica-set pushes and the
+  ``MetricsAggregator`` that batches this process's reports.
+- May import: ``actors`` (the runtime), ``protocol``, ``transport`` (its
+  error types) and the shared definitions of ``actors.serve``. Never
+  ``head`` or ``worker``: a client-only process loads no control plane.
+- The session is passed to what needs it; nothing here reaches for a
+  process-global one.
+"""

@@ -1,0 +1,19 @@
+"""What runs in a worker process: the node agent, the replicas it starts, and
+finding the user's code.
+
+House rules:
+
+- Lives here: :class:`NodeAgent` (starts, supervises and stops replicas; says
+  hello to the controller), :class:`Replica` (the user's object behind an
+  actor), loading code by import path, and the worker's command line.
+- May import: ``actors`` (the runtime), ``protocol``, the shared definitions
+  of ``actors.serve`` (options, context, errors, names) and ``client`` (a
+  replica calls other deployments through the process's session). Never
+  ``head``: a worker knows the controller only as an actor reference.
+- ``python -m actors.serve.worker`` runs :func:`main` (see ``__main__``).
+- A new actor of the worker process goes here, in its own module.
+"""
+
+from ._args import parse_resources, worker_args
+
+__all__ = ["parse_resources", "worker_args"]
