@@ -8,20 +8,40 @@ import contextvars
 import queue
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import pykka
 
 from ._future import Future
+from ._ref import ActorRef
 
-if TYPE_CHECKING:
-    from ._ref import ActorRef
-    from ._system import ActorSystem
+
+class ActorHost(Protocol):
+    """What an actor uses of the :class:`~actors.ActorSystem` that spawned it."""
+
+    address: str
+
+    def ref(self, address: str, name: str | None = None) -> ActorRef: ...
+
+    def spawn(self, actor_class: type[Actor], *args: Any, name: str, **kwargs: Any) -> ActorRef: ...
+
+    def stop(self, ref: ActorRef, timeout: float | None = None, wait: bool = True) -> bool: ...
+
+    def watch(self, ref: ActorRef, callback: Callable[[ActorRef, str], None]) -> int: ...
+
+    def unwatch(self, token: int) -> None: ...
+
+    def _note_expired(self, name: str) -> None: ...
+
+    def _answer_leftovers(self, actor: Actor) -> None: ...
+
+    def _actor_finished(self, actor: Actor, reason: str) -> None: ...
+
 
 # (value, error, traceback text) -> None
 Respond = Callable[[Any, "BaseException | None", str], None]
 
-_spawning: contextvars.ContextVar[tuple[ActorSystem, str]] = contextvars.ContextVar("corral_spawning")
+_spawning: contextvars.ContextVar[tuple[ActorHost, str]] = contextvars.ContextVar("corral_spawning")
 
 
 class Request:
@@ -54,7 +74,7 @@ class Actor(pykka.ThreadingActor):
     (and its watchers are told).
     """
 
-    system: ActorSystem
+    system: ActorHost
     name: str
 
     # A process whose main thread ends must not wait behind actor threads: the
@@ -170,11 +190,11 @@ def _answer_from_concurrent(respond: Respond, done: concurrent.futures.Future[An
         respond(done.result(), None, "")
 
 
-def spawning(system: ActorSystem, name: str) -> contextvars.Token[tuple[ActorSystem, str]]:
+def spawning(system: ActorHost, name: str) -> contextvars.Token[tuple[ActorHost, str]]:
     """Mark that the next Actor constructed in this context belongs to ``system``."""
     return _spawning.set((system, name))
 
 
-def done_spawning(token: contextvars.Token[tuple[ActorSystem, str]]) -> None:
+def done_spawning(token: contextvars.Token[tuple[ActorHost, str]]) -> None:
     """Undo :func:`spawning`."""
     _spawning.reset(token)

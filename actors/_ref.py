@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._future import Future
 from ._stream import Stream
 
-if TYPE_CHECKING:
-    from ._system import ActorSystem
+
+class Sender(Protocol):
+    """What a reference sends through: the process's :class:`~actors.ActorSystem`."""
+
+    def _tell(self, ref: ActorRef, message: Any) -> None: ...
+
+    def _ask(self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False) -> Any: ...
 
 
 class ActorRef:
@@ -24,7 +29,7 @@ class ActorRef:
 
     __slots__ = ("_system", "address", "name")
 
-    def __init__(self, system: ActorSystem, address: str, name: str) -> None:
+    def __init__(self, system: Sender, address: str, name: str) -> None:
         self._system = system
         self.address = address
         self.name = name

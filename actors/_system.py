@@ -8,70 +8,38 @@ import itertools
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import pykka
 
-from protocol import ActorDied, Data, Envelope, ErrorReply, StreamItem, Unwatch, Watch, encode_envelope
-from transport import PeerUnavailable, Transport, TransportClosed, TransportStatistics, check_endpoint
+from protocol import ActorDied, Envelope, ErrorReply, StreamItem, Unwatch, Watch, encode_envelope
+from transport import PeerUnavailable, Transport, TransportClosed, check_endpoint
 from transport import LogLimiter
 
 from ._actor import Actor, Request, done_spawning, spawning
+from ._callbacks import (
+    LocalEmitter,
+    LocalResponder,
+    Pending,
+    RemoteEmitter,
+    RemoteResponder,
+    SendFailure,
+    SystemStatistics,
+    answer_frame,
+    unwrap,
+    wrap,
+)
 from ._config import Config
 from ._errors import ActorNotFound, ActorStopped, ActorSystemShutDown, AskTimeout, MessageNotHandled, rebuild_error
 from ._future import Future
 from ._ref import ActorRef
+from ._watches import WatchBook
 from ._stream import Stream
 
 log = logging.getLogger("corral.actors")
 
 WatchCallback = Callable[[ActorRef, str], None]
 _SYSTEM_KINDS = frozenset({"watch", "unwatch", "actor_died"})
-
-
-@dataclass(frozen=True)
-class SystemStatistics:
-    """A snapshot of an actor system's counters.
-
-    Attributes:
-        actors: live local actors.
-        pending_asks: asks waiting for an answer.
-        timed_out_asks: asks failed by their deadline.
-        late_replies: answers that arrived after their ask was settled.
-        dropped_messages: messages for unknown or stopped actors that nobody waited on.
-        expired_requests: requests skipped because their deadline had passed.
-        transport: the transport's own statistics.
-    """
-
-    actors: int
-    pending_asks: int
-    timed_out_asks: int
-    late_replies: int
-    dropped_messages: int
-    expired_requests: int
-    transport: TransportStatistics
-
-
-class _Pending:
-    __slots__ = ("future", "address", "name", "stream")
-
-    def __init__(self, future: Future[Any] | Stream[Any], address: str, name: str) -> None:
-        self.future = future
-        self.address = address
-        self.name = name
-        self.stream = isinstance(future, Stream)
-
-
-def _wrap(message: Any) -> tuple[str, Any]:
-    kind = getattr(type(message), "__wire_kind__", None)
-    if kind is None:
-        return "data", Data(message)
-    return kind, message
-
-
-def _unwrap(env: Envelope) -> Any:
-    return env.body.value if env.kind == "data" else env.body
 
 
 class ActorSystem:
@@ -92,14 +60,11 @@ class ActorSystem:
         self.config = config or Config()
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
         self._actors_lock = threading.Lock()
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, Pending] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._deadlines_lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._watchers: dict[tuple[str, str], dict[int, WatchCallback]] = {}
-        self._watch_tokens: dict[int, tuple[str, str]] = {}
-        self._remote_watchers: dict[str, set[str]] = {}
-        self._watch_lock = threading.Lock()
+        self._watches = WatchBook()
         self._log_limiter = LogLimiter(10.0)
         self._peer_listeners: list[Callable[[str, str], None]] = []
         self._timed_out = 0
@@ -199,10 +164,7 @@ class ActorSystem:
         """
         token = next(self._ids)
         key = (ref.address, ref.name)
-        with self._watch_lock:
-            first = key not in self._watchers
-            self._watchers.setdefault(key, {})[token] = callback
-            self._watch_tokens[token] = key
+        first = self._watches.add(token, key, callback)
         if ref.address == self.address:
             with self._actors_lock:
                 alive = ref.name in self._actors
@@ -225,16 +187,8 @@ class ActorSystem:
 
     def unwatch(self, token: int) -> None:
         """Cancel a :meth:`watch`. Unknown tokens are ignored."""
-        with self._watch_lock:
-            key = self._watch_tokens.pop(token, None)
-            if key is None:
-                return
-            callbacks = self._watchers.get(key, {})
-            callbacks.pop(token, None)
-            last = not callbacks
-            if last:
-                self._watchers.pop(key, None)
-        if last and key[0] != self.address:
+        key = self._watches.remove(token)
+        if key is not None and key[0] != self.address:
             try:
                 self._transport.send(key[0], self._envelope("unwatch", Unwatch(key[1]), ""))
             except Exception as exc:  # the peer is gone: nothing to cancel there
@@ -290,7 +244,7 @@ class ActorSystem:
         if ref.address == self.address:
             self._local(ref.name).tell(Request(message, None, None))
             return
-        kind, body = _wrap(message)
+        kind, body = wrap(message)
         self._transport.send(ref.address, Envelope(kind, body, 0, None, self.address, ref.name))
 
     def _ask(self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False) -> Any:
@@ -305,17 +259,17 @@ class ActorSystem:
         if ref.address == self.address:
             actor = self._local(ref.name)
             self._register(msg_id, future, ref, timeout)
-            emit = _LocalEmitter(self, msg_id) if stream else None
+            emit = LocalEmitter(self._emit_local, msg_id) if stream else None
             try:
-                actor.tell(Request(message, _LocalResponder(self, msg_id), deadline, emit))
+                actor.tell(Request(message, LocalResponder(self._settle, msg_id), deadline, emit))
             except pykka.ActorDeadError:
                 self._settle(msg_id, MessageNotHandled(f"actor {ref} stopped before handling the message"))
             return future
-        kind, body = _wrap(message)
+        kind, body = wrap(message)
         frame = encode_envelope(Envelope(kind, body, msg_id, None, self.address, ref.name, deadline, True, stream=stream))
         self._register(msg_id, future, ref, timeout)
         try:
-            self._transport.send_frame(ref.address, frame, _SendFailure(self, msg_id))
+            self._transport.send_frame(ref.address, frame, SendFailure(self._settle, msg_id))
         except Exception:
             self._pending.pop(msg_id, None)
             raise
@@ -328,7 +282,7 @@ class ActorSystem:
         return actor
 
     def _register(self, msg_id: int, future: Future[Any] | Stream[Any], ref: ActorRef, timeout: float) -> None:
-        self._pending[msg_id] = _Pending(future, ref.address, ref.name)
+        self._pending[msg_id] = Pending(future, ref.address, ref.name)
         with self._deadlines_lock:
             heapq.heappush(self._deadlines, (time.monotonic() + timeout, msg_id))
 
@@ -355,23 +309,8 @@ class ActorSystem:
         self._transport.send_frame(sender, frame)
 
     def _respond_remote(self, sender: str, msg_id: int, actor: str, value: Any, error: BaseException | None, tb: str) -> None:
-        if error is None:
-            kind, body = _wrap(value)
-            try:
-                frame = encode_envelope(Envelope(kind, body, 0, msg_id, self.address, ""))
-            except TypeError as exc:
-                error, tb = TypeError(f"the answer of actor {actor!r} cannot be encoded: {exc}"), ""
-        if error is not None:
-            if isinstance(error, MessageNotHandled):
-                code = "not_handled"
-            elif isinstance(error, ActorNotFound):
-                code = "actor_not_found"
-            else:
-                code = "encode" if not tb and isinstance(error, TypeError) else "user"
-            reply = ErrorReply(code, _type_name(error), str(error), tb)
-            frame = encode_envelope(Envelope("error", reply, 0, msg_id, self.address, ""))
         try:
-            self._transport.send_frame(sender, frame)
+            self._transport.send_frame(sender, answer_frame(self.address, msg_id, actor, value, error, tb))
         except Exception as exc:
             log.warning("answer to %s from %s not sent: %s", sender, actor, exc)
 
@@ -407,7 +346,7 @@ class ActorSystem:
             elif pending.stream:
                 pending.future.finish()  # type: ignore[union-attr]
             else:
-                pending.future.set_result(_unwrap(env))  # type: ignore[union-attr]
+                pending.future.set_result(unwrap(env))  # type: ignore[union-attr]
             return
         if env.kind in _SYSTEM_KINDS and not env.target:
             self._on_system_message(env)
@@ -416,10 +355,10 @@ class ActorSystem:
         if actor is None:
             self._error_to(env, "actor_not_found", "ActorNotFound", f"no actor named {env.target!r} runs in {self.address}")
             return
-        respond = _RemoteResponder(self, env.sender, env.msg_id, env.target) if env.wants_reply else None
-        emit = _RemoteEmitter(self, env.sender, env.msg_id) if env.stream and env.wants_reply else None
+        respond = RemoteResponder(self._respond_remote, env.sender, env.msg_id, env.target) if env.wants_reply else None
+        emit = RemoteEmitter(self._emit_remote, env.sender, env.msg_id) if env.stream and env.wants_reply else None
         try:
-            actor.tell(Request(_unwrap(env), respond, env.deadline, emit))
+            actor.tell(Request(unwrap(env), respond, env.deadline, emit))
         except pykka.ActorDeadError:
             self._error_to(env, "not_handled", "MessageNotHandled", f"actor {env.target!r} in {self.address} stopped before handling the message")
 
@@ -429,14 +368,12 @@ class ActorSystem:
             with self._actors_lock:
                 alive = body.actor in self._actors
             if alive:
-                with self._watch_lock:
-                    self._remote_watchers.setdefault(body.actor, set()).add(env.sender)
+                self._watches.add_remote(body.actor, env.sender)
                 self._transport.watch(env.sender)
             else:
                 self._send_died(env.sender, body.actor, f"no actor named {body.actor!r} runs in {self.address}")
         elif env.kind == "unwatch":
-            with self._watch_lock:
-                self._remote_watchers.get(body.actor, set()).discard(env.sender)
+            self._watches.remove_remote(body.actor, env.sender)
         else:
             self._notify_watchers((env.sender, body.actor), body.reason)
 
@@ -444,10 +381,8 @@ class ActorSystem:
         for msg_id, pending in list(self._pending.items()):
             if pending.address == peer:
                 self._settle(msg_id, ActorStopped(f"process {peer} of actor {pending.name!r} is gone: {reason}"), answer=False)
-        with self._watch_lock:
-            keys = [key for key in self._watchers if key[0] == peer]
-            for watchers in self._remote_watchers.values():
-                watchers.discard(peer)
+        keys = self._watches.keys_at(peer)
+        self._watches.forget_peer(peer)
         for key in keys:
             self._notify_watchers(key, f"process {peer} is gone: {reason}")
         for listener in list(self._peer_listeners):
@@ -493,8 +428,7 @@ class ActorSystem:
             if current is not None and current.actor_class is type(actor) and not current.is_alive():
                 del self._actors[actor.name]
         self._answer_leftovers(actor)
-        with self._watch_lock:
-            remote = self._remote_watchers.pop(actor.name, set())
+        remote = self._watches.take_remote(actor.name)
         for peer in remote:
             self._send_died(peer, actor.name, reason)
         self._notify_watchers((self.address, actor.name), reason)
@@ -506,78 +440,9 @@ class ActorSystem:
             log.debug("death notice for %s to %s not sent: %s", name, peer, exc)
 
     def _notify_watchers(self, key: tuple[str, str], reason: str) -> None:
-        with self._watch_lock:
-            callbacks = self._watchers.pop(key, {})
-            for token in callbacks:
-                self._watch_tokens.pop(token, None)
         ref = ActorRef(self, key[0], key[1])
-        for callback in callbacks.values():
+        for callback in self._watches.take(key):
             try:
                 callback(ref, reason)
             except Exception:
                 log.exception("watch callback for %s failed", ref)
-
-
-class _LocalResponder:
-    __slots__ = ("_system", "_msg_id")
-
-    def __init__(self, system: ActorSystem, msg_id: int) -> None:
-        self._system = system
-        self._msg_id = msg_id
-
-    def __call__(self, value: Any, error: BaseException | None, tb: str) -> None:
-        self._system._settle(self._msg_id, error, value)
-
-
-class _RemoteResponder:
-    __slots__ = ("_system", "_sender", "_msg_id", "_actor")
-
-    def __init__(self, system: ActorSystem, sender: str, msg_id: int, actor: str) -> None:
-        self._system = system
-        self._sender = sender
-        self._msg_id = msg_id
-        self._actor = actor
-
-    def __call__(self, value: Any, error: BaseException | None, tb: str) -> None:
-        self._system._respond_remote(self._sender, self._msg_id, self._actor, value, error, tb)
-
-
-class _LocalEmitter:
-    __slots__ = ("_system", "_msg_id")
-
-    def __init__(self, system: ActorSystem, msg_id: int) -> None:
-        self._system = system
-        self._msg_id = msg_id
-
-    def __call__(self, value: Any) -> None:
-        self._system._emit_local(self._msg_id, value)
-
-
-class _RemoteEmitter:
-    __slots__ = ("_system", "_sender", "_msg_id")
-
-    def __init__(self, system: ActorSystem, sender: str, msg_id: int) -> None:
-        self._system = system
-        self._sender = sender
-        self._msg_id = msg_id
-
-    def __call__(self, value: Any) -> None:
-        self._system._emit_remote(self._sender, self._msg_id, value)
-
-
-class _SendFailure:
-    __slots__ = ("_system", "_msg_id")
-
-    def __init__(self, system: ActorSystem, msg_id: int) -> None:
-        self._system = system
-        self._msg_id = msg_id
-
-    def __call__(self, error: Exception) -> None:
-        self._system._settle(self._msg_id, error, answer=False)
-
-
-def _type_name(error: BaseException) -> str:
-    cls = type(error)
-    if cls.__module__ in ("builtins", "corral.remote"):
-        return cls.__name__
-    return f"{cls.__module__}.{cls.__qualname__}"

@@ -222,7 +222,7 @@ def test_a_transport_message_sent_as_a_request_is_refused_with_an_answer_and_not
 
 def test_a_frame_from_an_address_found_dead_lifts_its_quarantine(target: ActorSystem, raw: RawClient) -> None:
     transport = target._transport
-    transport._dead_until[raw.address] = 1e18  # as if a process at this address had said goodbye
+    transport._quarantine.until[raw.address] = 1e18  # as if a process at this address had said goodbye
     with pytest.raises(PeerUnavailable, match="found dead recently"):
         transport.send_frame(raw.address, b"x")
     raw.send(msgpack.packb([1, "data", 5, None, raw.address, "echo", None, 1, [["again"]]]))

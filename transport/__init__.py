@@ -8,7 +8,8 @@ from ._curve import CurveKeys, generate_keys, load_keys
 from ._endpoint import check_endpoint, ipc_path, private_ipc_dir
 from ._errors import PeerUnavailable, SendQueueFull, TransportClosed, TransportError
 from ._liveness import LivenessTracker, LogLimiter
-from ._transport import NOTHING_LISTENS, Transport, TransportStatistics
+from ._links import NOTHING_LISTENS
+from ._transport import Transport, TransportStatistics
 
 __all__ = [
     "NOTHING_LISTENS",

@@ -88,3 +88,35 @@ class LogLimiter:
                 return False
         self._last[key] = now
         return True
+
+
+class Quarantine:
+    """Peers found dead moments ago, to which sends fail at once (pure).
+
+    Args:
+        seconds: how long a peer stays in quarantine unless heard from.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.until: dict[str, float] = {}  # read on the hot path: empty most of the time
+        self._reasons: dict[str, str] = {}
+
+    def add(self, peer: str, reason: str, now: float) -> None:
+        """``peer`` was found dead for ``reason``."""
+        self.until[peer] = now + self.seconds
+        self._reasons[peer] = reason
+        if len(self.until) > 4096:
+            self.until = {p: t for p, t in self.until.items() if t > now}
+            self._reasons = {p: r for p, r in self._reasons.items() if p in self.until}
+
+    def reason(self, peer: str, now: float) -> str | None:
+        """Why ``peer`` is in quarantine now, or None if it is not."""
+        until = self.until.get(peer)
+        if until is None or now >= until:
+            return None
+        return self._reasons.get(peer, "")
+
+    def release(self, peer: str) -> None:
+        """A live process is at ``peer`` again (it sent a frame, or we dial it anew)."""
+        self.until.pop(peer, None)

@@ -9,24 +9,19 @@ frames over through a lock-protected list and an eventfd that wakes the loop.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import logging
 import os
 import secrets
-import socket
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from protocol import (
     Bye,
     Envelope,
-    ErrorReply,
     MalformedEnvelope,
     MalformedFrame,
     Ping,
@@ -34,13 +29,17 @@ from protocol import (
     ProtocolError,
     decode_envelope,
     encode_envelope,
-    peek_error_route,
 )
 
 from ._config import TransportConfig
-from ._endpoint import ipc_path, new_ipc_endpoint, private_ipc_dir
-from ._errors import PeerUnavailable, SendQueueFull, TransportClosed, TransportError
-from ._liveness import LivenessTracker, LogLimiter
+from ._endpoint import ipc_path
+from ._errors import PeerUnavailable, TransportError
+from ._sockets import bind_router, open_dealer, open_zap
+from ._guard import REFUSAL_EVENTS, Guard
+from ._handoff import Handoff
+from ._links import LinkWatch
+from ._statistics import TransportStatistics
+from ._liveness import LivenessTracker, LogLimiter, Quarantine
 from ._waker import Waker
 
 log = logging.getLogger("corral.transport")
@@ -50,50 +49,9 @@ OnPeerDown = Callable[[str, str], None]
 OnError = Callable[[Exception], None]
 OnTick = Callable[[float], None]
 
-#: The reason given for a peer whose address refuses connections: its process is
-#: certainly gone (a frozen or cut-off one would not refuse).
-NOTHING_LISTENS = "nothing listens at its address"
-
 _SEND, _WATCH, _STOP = 0, 1, 2
-# What a sending socket's monitor reports: its connection came up, went away, or a
-# (re)connect attempt failed (nobody listens at the address: connection refused).
-_LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
-# What the receiving socket's monitor reports: a stranger's handshake failed
-# (not ZMTP, or no CURVE where the cluster requires it).
-_REFUSAL_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 _TRANSPORT_KINDS = frozenset({"ping", "pong", "bye"})
 _RECV_BATCH = 512
-
-
-@dataclass(frozen=True)
-class TransportStatistics:
-    """A snapshot of a transport's counters.
-
-    Attributes:
-        address: the bound address.
-        sent: frames handed to ZeroMQ.
-        received: frames received (good or bad).
-        send_failures: frames that could not be sent (peer dead or full).
-        bad_frames: rejected frames by reason (``"malformed"``, ``"too_large"``...).
-        peers_connected: peers with an open sending socket.
-        peers_watched: peers under heartbeat watch.
-        peers_lost: peers declared dead or gone so far.
-        handoff_queued: frames waiting for the I/O thread.
-        handoff_capacity: the hand-off queue's bound.
-        auth_failures: connections refused for not holding the cluster's keys.
-    """
-
-    address: str
-    sent: int
-    received: int
-    send_failures: int
-    bad_frames: dict[str, int] = field(default_factory=dict)
-    peers_connected: int = 0
-    peers_watched: int = 0
-    peers_lost: int = 0
-    handoff_queued: int = 0
-    handoff_capacity: int = 0
-    auth_failures: int = 0
 
 
 class Transport:
@@ -120,26 +78,19 @@ class Transport:
         self._on_envelope = on_envelope
         self._on_peer_down = on_peer_down
         self._on_tick = on_tick
-        self._lock = threading.Lock()
-        self._handoff: list[tuple[int, str, bytes, OnError | None]] = []
-        self._closed = False
-        self._dead_until: dict[str, float] = {}
-        self._dead_reason: dict[str, str] = {}
+        self._handoff = Handoff(config.handoff_capacity)
+        self._quarantine = Quarantine(config.quarantine_s)
         self._incarnations: dict[str, str] = {}
         self._dealers: dict[str, zmq.Socket] = {}
-        self._monitors: dict[zmq.Socket, str] = {}
-        self._link_up: dict[str, bool] = {}
-        self._monitor_ids = itertools.count(1)
-        self._poller: zmq.Poller | None = None
+        self._links = LinkWatch()
         self._router_monitor: zmq.Socket | None = None
         self._liveness = LivenessTracker(config.heartbeat_interval_s, config.heartbeat_liveness)
         self._log_limiter = LogLimiter(config.bad_frame_log_interval_s)
+        self._guard = Guard(self._log_limiter, config.curve is not None)
         self._sent = 0
         self._received = 0
         self._send_failures = 0
         self._peers_lost = 0
-        self._bad_frames: Counter[str] = Counter()
-        self._auth_failures = 0
         self._zap: zmq.Socket | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
@@ -195,10 +146,10 @@ class Transport:
             SendQueueFull: the I/O thread has ``handoff_capacity`` frames waiting.
             PeerUnavailable: the peer was found dead moments ago (quarantine).
         """
-        until = self._dead_until.get(peer)
-        if until is not None and time.monotonic() < until:
-            why = self._dead_reason.get(peer, "")
-            raise PeerUnavailable(peer, f"found dead recently ({why}); retry after its quarantine")
+        if self._quarantine.until:
+            why = self._quarantine.reason(peer, time.monotonic())
+            if why is not None:
+                raise PeerUnavailable(peer, f"found dead recently ({why}); retry after its quarantine")
         self._enqueue((_SEND, peer, frame, on_error))
 
     def watch(self, peer: str) -> None:
@@ -212,11 +163,8 @@ class Transport:
     def close(self, timeout: float = 5.0) -> None:
         """Say goodbye to peers, flush for up to ``linger_s``, close every socket and
         remove the ipc file. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._handoff.append((_STOP, "", b"", None))
+        if not self._handoff.close((_STOP, "", b"", None)):
+            return
         if self._waker is not None and self._thread.is_alive():
             self._waker.wake()
             self._thread.join(timeout)
@@ -225,32 +173,15 @@ class Transport:
 
     def statistics(self) -> TransportStatistics:
         """A snapshot of the counters."""
+        guard = self._guard
         return TransportStatistics(
-            address=self.address,
-            sent=self._sent,
-            received=self._received,
-            send_failures=self._send_failures,
-            bad_frames=dict(self._bad_frames),
-            peers_connected=len(self._dealers),
-            peers_watched=len(self._liveness.watched),
-            peers_lost=self._peers_lost,
-            handoff_queued=len(self._handoff),
-            handoff_capacity=self._config.handoff_capacity,
-            auth_failures=self._auth_failures,
+            self.address, self._sent, self._received, self._send_failures, dict(guard.bad_frames),
+            len(self._dealers), len(self._liveness.watched), self._peers_lost, len(self._handoff),
+            self._config.handoff_capacity, guard.auth_failures,
         )
 
     def _enqueue(self, item: tuple[int, str, bytes, OnError | None]) -> None:
-        with self._lock:
-            if self._closed:
-                raise TransportClosed(f"transport {self.address} is closed")
-            queue = self._handoff
-            if len(queue) >= self._config.handoff_capacity:
-                raise SendQueueFull(
-                    f"{len(queue)} frames already wait for the I/O thread (handoff_capacity)"
-                )
-            queue.append(item)
-            first = len(queue) == 1
-        if first:
+        if self._handoff.put(item, self.address):
             self._waker.wake()  # type: ignore[union-attr]
 
     # ---- I/O thread -------------------------------------------------------------------
@@ -259,45 +190,14 @@ class Transport:
         cfg = self._config
         self._ctx = zmq.Context()
         if cfg.curve is not None:
-            # the ZAP handler answers libzmq's authentication requests; it is polled by this thread
-            self._zap = self._ctx.socket(zmq.ROUTER)
-            self._zap.setsockopt(zmq.LINGER, 0)
-            self._zap.bind("inproc://zeromq.zap.01")
-            self._allowed_client = cfg.curve.client_key_bytes()
-        router = self._ctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.RCVHWM, cfg.recv_hwm)
-        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        router.setsockopt(zmq.MAXMSGSIZE, cfg.max_frame_bytes * 2 + 65536)
-        if cfg.curve is not None:
-            router.setsockopt(zmq.CURVE_SERVER, 1)
-            router.setsockopt(zmq.CURVE_SECRETKEY, cfg.curve.server_secret.encode())
-            router.setsockopt(zmq.ZAP_DOMAIN, b"corral")
-        self._router = router
-        self._router_monitor = router.get_monitor_socket(_REFUSAL_EVENTS)
-        if cfg.host is None:
-            address = new_ipc_endpoint(private_ipc_dir(cfg.ipc_dir))
-            router.bind(address)
-            self._ipc_file = ipc_path(address)
-        else:
-            if cfg.port == 0:
-                port = router.bind_to_random_port(f"tcp://{cfg.host}")
-            else:
-                try:
-                    router.bind(f"tcp://{cfg.host}:{cfg.port}")
-                except zmq.ZMQError as exc:
-                    raise TransportError(f"port {cfg.port} on {cfg.host} is not free: {exc}") from None
-                port = cfg.port
-            host = cfg.advertise_host or cfg.host
-            if host in ("0.0.0.0", "*"):
-                host = socket.gethostbyname(socket.gethostname())
-            address = f"tcp://{host}:{port}"
-        self.address = address
+            self._zap = open_zap(self._ctx)  # polled by this thread
+            self._guard.allowed_client = cfg.curve.client_key_bytes()
+        self._router, self.address, self._ipc_file = bind_router(self._ctx, cfg)
+        self._router_monitor = self._router.get_monitor_socket(REFUSAL_EVENTS)
         self._waker = Waker()
-        me = address
         self.incarnation = secrets.token_hex(8)
         self._frames = {
-            kind: encode_envelope(Envelope(kind, body, sender=me))
+            kind: encode_envelope(Envelope(kind, body, sender=self.address))
             for kind, body in (("ping", Ping(self.incarnation)), ("pong", Pong(self.incarnation)), ("bye", Bye()))
         }
 
@@ -307,8 +207,7 @@ class Transport:
             self._bind()
         except BaseException as exc:  # reported to start()'s caller
             self._start_error = exc
-            with self._lock:
-                self._closed = True
+            self._handoff.close()
             self._teardown_sockets()
             self._ready.set()
             return
@@ -317,8 +216,7 @@ class Transport:
             self._loop()
         except Exception:
             log.exception("I/O thread of %s crashed", self.address)
-            with self._lock:
-                self._closed = True
+            self._handoff.close()
         finally:
             self._shutdown()
 
@@ -326,7 +224,7 @@ class Transport:
         router, waker = self._router, self._waker
         assert router is not None and waker is not None
         poller = zmq.Poller()
-        self._poller = poller
+        self._links.poller = poller
         poller.register(router, zmq.POLLIN)
         refusals = self._router_monitor
         if refusals is not None:
@@ -363,8 +261,7 @@ class Transport:
 
     def _drain_handoff(self) -> bool:
         self._waker.drain()  # type: ignore[union-attr]
-        with self._lock:
-            items, self._handoff = self._handoff, []
+        items = self._handoff.take()
         stop = False
         for op, peer, frame, on_error in items:
             if op == _SEND:
@@ -389,31 +286,11 @@ class Transport:
             self._fail(peer, on_error, PeerUnavailable(peer, "not an ipc:// or tcp:// address"))
             return None
         assert self._ctx is not None
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, self.address.encode())
-        sock.setsockopt(zmq.SNDHWM, self._config.send_hwm)
-        sock.setsockopt(zmq.LINGER, 0)
-        # ZMTP heartbeats drop a connection whose other end vanished without a FIN (a
-        # host that died or was cut off) and dial again. The timeout is well inside the
-        # liveness window: a peer restarted at the same address must get our answers
-        # through a fresh connection before it would take our silence for death.
-        interval_ms = max(1, int(self._config.heartbeat_interval_s * 1000))
-        sock.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 2 * interval_ms)
-        curve = self._config.curve
-        if curve is not None:
-            sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public.encode())
-            sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.client_public.encode())
-            sock.setsockopt(zmq.CURVE_SECRETKEY, curve.client_secret.encode())
-        # a name of its own: pyzmq's default names it by file descriptor, which a new socket may reuse
-        monitor = sock.get_monitor_socket(_LINK_EVENTS, addr=f"inproc://corral-link-{next(self._monitor_ids)}")
-        self._monitors[monitor] = peer
-        self._link_up[peer] = False
-        if self._poller is not None:
-            self._poller.register(monitor, zmq.POLLIN)
+        sock = open_dealer(self._ctx, self._config, self.address)
+        self._links.add(sock, peer)
         sock.connect(peer)
         self._dealers[peer] = sock
-        self._dead_until.pop(peer, None)
+        self._quarantine.release(peer)
         self._liveness.watch(peer, time.monotonic())
         try:  # at once, not at the next heartbeat: its pong tells us which process is there
             sock.send(self._frames["ping"], zmq.NOBLOCK)
@@ -447,7 +324,7 @@ class Transport:
         now = time.monotonic()
         limit = self._config.max_frame_bytes
         heard = self._liveness.heard
-        dead_until = self._dead_until
+        quarantine = self._quarantine
         for _ in range(_RECV_BATCH):
             try:
                 parts = router.recv_multipart(zmq.NOBLOCK)
@@ -456,8 +333,8 @@ class Transport:
             self._received += 1
             peer = parts[0].decode("utf-8", "replace")
             heard(peer, now)
-            if dead_until and peer in dead_until:
-                del dead_until[peer]  # a frame from it: a live process is there again (e.g. a reused port)
+            if quarantine.until and peer in quarantine.until:
+                quarantine.release(peer)  # a frame from it: a live process is there again (e.g. a reused port)
             if len(parts) != 2:
                 self._reject(MalformedFrame(f"expected one frame per message, got {len(parts) - 1}"), peer, b"")
                 continue
@@ -482,85 +359,22 @@ class Transport:
                 self._call(self._on_envelope, env)
 
     def _on_link_events(self, monitor: zmq.Socket) -> None:
-        """A sending socket's connection changed. Its peer's process is known gone
-        at once when the connection closed and a new attempt is refused (or, for
-        ipc, nothing accepts on the socket file): no liveness window to wait for.
-        A peer that is merely frozen or cut off still accepts or times out, and is
-        left to the heartbeats."""
-        peer = self._monitors.get(monitor)
-        while peer is not None:
-            try:
-                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
-            except zmq.Again:
-                return
-            if self._dealers.get(peer) is None:
-                return
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._link_up[peer] = True
-            elif event == zmq.EVENT_DISCONNECTED:
-                self._link_up[peer] = False
-                if _ipc_refused(peer):
-                    self._declare_down(peer, f"its connection closed and {NOTHING_LISTENS}")
-                    return
-            elif event == zmq.EVENT_CLOSED and not self._link_up.get(peer, False):
-                self._declare_down(peer, f"{NOTHING_LISTENS} (connection refused)")
-                return
+        gone = self._links.gone(monitor)
+        if gone is not None and gone[0] in self._dealers:
+            self._declare_down(*gone)
 
     def _on_refusals(self) -> None:
-        monitor = self._router_monitor
-        assert monitor is not None
-        while True:
-            try:
-                message = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
-                return
-            if self._config.curve is not None:
-                self._auth_failures += 1
-            else:
-                self._bad_frames["handshake"] += 1
-            if self._log_limiter.allow("handshake", time.monotonic()):
-                endpoint = message.get("endpoint", b"")
-                where = endpoint.decode("utf-8", "replace") if isinstance(endpoint, bytes) else str(endpoint)
-                log.warning("refused a connection on %s: its handshake failed (errno %s); a process without the "
-                            "cluster's keys, or not a corral peer", where, message.get("value"))
+        assert self._router_monitor is not None
+        self._guard.handshake_failures(self._router_monitor)
 
     def _answer_zap(self) -> None:
-        zap = self._zap
-        assert zap is not None
-        while True:
-            try:
-                parts = zap.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            # [routing id, b"", version, request id, domain, address, identity, mechanism, credentials...]
-            if len(parts) < 8:
-                continue
-            ident, _, version, request_id, _domain, address, _identity, mechanism = parts[:8]
-            credentials = parts[8:]
-            ok = mechanism == b"CURVE" and credentials[:1] == [self._allowed_client]
-            if not ok:
-                self._auth_failures += 1
-                where = address.decode("utf-8", "replace")
-                if self._log_limiter.allow(f"zap:{where}", time.monotonic()):
-                    log.warning("refused a connection from %s: it does not hold the cluster's keys", where)
-            code, text = (b"200", b"OK") if ok else (b"400", b"not a member of this cluster")
-            zap.send_multipart([ident, b"", version, request_id, code, text, b"corral" if ok else b"", b""])
+        assert self._zap is not None
+        self._guard.answer_zap(self._zap)
 
     def _reject(self, err: ProtocolError, peer: str, frame: bytes) -> None:
-        self._bad_frames[err.reason] += 1
-        if self._log_limiter.allow(f"bad:{peer}", time.monotonic()):
-            log.warning("rejected a frame from %s: %s: %s", peer, type(err).__name__, err)
-        msg_id, corr_id, _, kind = peek_error_route(frame) if frame else (None, None, None, None)
-        if msg_id is None or corr_id is not None or kind == "error":
-            return
-        if not peer.startswith(("ipc://", "tcp://")):
-            return  # an anonymous socket: there is nowhere to answer
-        reply = ErrorReply("protocol", type(err).__name__, str(err))
-        try:
-            frame_out = encode_envelope(Envelope("error", reply, corr_id=msg_id, sender=self.address))
-        except TypeError:
-            return
-        self._send_now(peer, frame_out, None)
+        reply = self._guard.reject(err, peer, frame, self.address)
+        if reply is not None:
+            self._send_now(peer, reply, None)
 
     def _heartbeat(self, now: float) -> None:
         for peer, silence in self._liveness.expired(now):
@@ -584,33 +398,15 @@ class Transport:
 
     def _close_dealer(self, peer: str, linger_ms: int = 0) -> None:
         sock = self._dealers.pop(peer, None)
-        self._link_up.pop(peer, None)
-        if sock is None:
-            return
-        self._stop_monitor(sock, peer)
-        sock.close(linger=linger_ms)
-
-    def _stop_monitor(self, sock: zmq.Socket, peer: str) -> None:
-        # libzmq sends monitor events blocking: the monitored socket must stop
-        # reporting before its reader is closed, or libzmq's own threads hang
-        sock.disable_monitor()
-        for monitor, owner in list(self._monitors.items()):
-            if owner == peer:
-                del self._monitors[monitor]
-                if self._poller is not None:
-                    self._poller.unregister(monitor)
-                monitor.close(linger=0)
+        if sock is not None:
+            self._links.remove(sock, peer)
+            sock.close(linger=linger_ms)
 
     def _declare_down(self, peer: str, reason: str) -> None:
         self._incarnations.pop(peer, None)  # whoever answers there next is simply new
         self._close_dealer(peer)
         self._liveness.forget(peer)
-        self._dead_until[peer] = time.monotonic() + self._config.quarantine_s
-        self._dead_reason[peer] = reason
-        if len(self._dead_until) > 4096:
-            now = time.monotonic()
-            self._dead_until = {p: t for p, t in self._dead_until.items() if t > now}
-            self._dead_reason = {p: r for p, r in self._dead_reason.items() if p in self._dead_until}
+        self._quarantine.add(peer, reason, time.monotonic())
         self._peers_lost += 1
         self._call(self._on_peer_down, peer, reason)
 
@@ -635,44 +431,18 @@ class Transport:
     def _teardown_sockets(self) -> None:
         for peer in list(self._dealers):
             self._close_dealer(peer)
-        if self._router_monitor is not None:
-            if self._router is not None:
-                self._router.disable_monitor()
-            self._router_monitor.close(linger=0)
-            self._router_monitor = None
-        if self._zap is not None:
-            self._zap.close(linger=0)
-            self._zap = None
-        if self._router is not None:
-            self._router.close(linger=0)
-            self._router = None
+        if self._router is not None and self._router_monitor is not None:
+            self._router.disable_monitor()  # before its reader closes (libzmq reports blocking)
+        for sock in (self._router_monitor, self._zap, self._router):
+            if sock is not None:
+                sock.close(linger=0)
+        self._router_monitor = self._zap = self._router = None
         if self._ipc_file is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._ipc_file)
-            except FileNotFoundError:
-                pass
             self._ipc_file = None
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
         if self._waker is not None:
             self._waker.close()
-
-
-def _ipc_refused(peer: str) -> bool:
-    """Whether an ipc peer's socket file refuses connections (its process is gone).
-    A frozen process still accepts (the kernel queues the connection)."""
-    path = ipc_path(peer)
-    if path is None:
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.setblocking(False)
-    try:
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        return True
-    except OSError:
-        return False  # busy (backlog full) or not ours to judge: the heartbeats decide
-    finally:
-        probe.close()
-    return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Generator, Iterator
+from typing import Any, AsyncIterator, Callable, Generator, Iterator
 
 from msgpack import packb as _packb
 
@@ -15,9 +15,6 @@ from ..._future import Future
 from ..._stream import Stream
 from .._app import HANDLE_MARKER, check_encodable
 from ._router import Call, DeploymentNotFoundError, not_handled
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["DeploymentHandle", "DeploymentNotFoundError", "DeploymentResponse", "DeploymentResponseGenerator"]
 

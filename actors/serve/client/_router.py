@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from protocol import HandleRequest, ReplicaInfo, ReplicaSet
 from transport import PeerUnavailable
@@ -39,8 +39,14 @@ from .._errors import (
     ReplicaDiedError,
 )
 
-if TYPE_CHECKING:
-    from ._session import Session
+class RouterHost(Protocol):
+    """What a router uses of its process's session."""
+
+    system: Any
+    metrics: Any
+
+    def register_metrics(self, source: Any) -> int: ...
+
 
 _MAX_ATTEMPTS = 4
 _randbelow = random.Random()._randbelow
@@ -92,7 +98,7 @@ class Call:
 class Router:
     """Routes one deployment's requests from this process."""
 
-    def __init__(self, session: Session, app: str, deployment: str) -> None:
+    def __init__(self, session: RouterHost, app: str, deployment: str) -> None:
         self.session = session
         self.key = (app, deployment)
         self._lock = threading.Lock()

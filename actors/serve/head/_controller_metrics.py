@@ -1,13 +1,12 @@
 """The controller's metrics side: ingesting pushes, request totals, autoscaling.
 
-Mixed into the Controller actor (it uses the controller's apps, metrics
-store and counters); kept apart so each module reads in one sitting.
+Composed into the control plane (:class:`MetricsLedger`), with its own
+state; it reads the control plane's deployments.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import zlib
 from typing import Any
 
@@ -24,31 +23,42 @@ from protocol import (
 from .._autoscaling import PolicyContext
 from .._options import DeploymentConfig
 from ._deployment_state import DeploymentState
+from ._metrics_store import MetricsStore
 
 log = logging.getLogger("corral.serve")
 
 
-class ControllerMetrics:
-    """Metrics and autoscaling methods of the controller."""
+class MetricsLedger:
+    """What the metrics aggregators reported, and the autoscaling decisions made on it.
 
-    apps: dict[str, Any]
-    metrics: Any
-    settings: Any
-    metrics_messages: int
-    metrics_bytes: int
-    metrics_dropped: int
-    metrics_reports: int
-    metrics_by_sender: dict[str, int]
-    replica_counters: dict[tuple[str, str], dict[str, tuple[int, int, list[int], float]]]
-    retired_counters: dict[tuple[str, str], list[Any]]
-    retired_replicas: set[str]
+    Its own state: the metrics store (load per deployment), the request
+    counters of live and retired replicas, and the push counters.
 
-    def _autoscale(self, app: str, state: DeploymentState, now: float) -> None:
-        # decisions only change when reports do: look twice per push interval (or at once, see _on_metrics)
-        state.next_autoscale = now + self.settings.metrics_push_interval_s / 2
+    Args:
+        core: the control plane whose deployments it scales.
+    """
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+        self.store = MetricsStore(core.settings.staleness_s)
+        self.messages = 0
+        self.bytes = 0
+        self.dropped = 0
+        self.reports = 0
+        self.by_sender: dict[str, int] = {}
+        # request counters: the latest cumulative report of each live replica, plus
+        # what replicas that are gone had counted (their late reports are ignored)
+        self.replica_counters: dict[tuple[str, str], dict[str, tuple[int, int, list[int], float]]] = {}
+        self.retired_counters: dict[tuple[str, str], list[Any]] = {}
+        self.retired_replicas: set[str] = set()
+
+    def autoscale(self, app: str, state: DeploymentState, now: float) -> None:
+        """Let the deployment's autoscaling policy decide its target from the reported load."""
+        # decisions only change when reports do: look twice per push interval (or at once, see on_push)
+        state.next_autoscale = now + self.core.settings.metrics_push_interval_s / 2
         decider = state.autoscaler
         cfg = decider.config
-        load = self.metrics.load((app, state.name), now, cfg.look_back_period_s, cfg.aggregation_function)
+        load = self.store.load((app, state.name), now, cfg.look_back_period_s, cfg.aggregation_function)
         current = state.config.num_replicas
         ctx = PolicyContext(cfg, current, state.serving_count(), load.total_requests, load.waiting_with_no_replica)
         wanted = whole_gangs(decider.decide(ctx, now), state.config)
@@ -57,37 +67,42 @@ class ControllerMetrics:
             log.info("autoscaling %s/%s: %s", app, state.name, decider.reason)
             state.set_target(state.spec, state.config.replace(num_replicas=wanted))
 
-    def _on_metrics(self, push: MetricsPush) -> str:
-        self.metrics_messages += 1
-        if len(self.metrics_by_sender) < 10_000 or push.sender in self.metrics_by_sender:
-            self.metrics_by_sender[push.sender] = self.metrics_by_sender.get(push.sender, 0) + 1
-        self.metrics_bytes += len(push.payload)
+    def forget(self, key: tuple[str, str]) -> None:
+        """A deployment is gone: its load reports go too."""
+        self.store.forget(key)
+
+    def on_push(self, push: MetricsPush) -> str:
+        """Take one aggregator's batch of handle and replica reports."""
+        apps, now = self.core.apps, self.core.now
+        self.messages += 1
+        if len(self.by_sender) < 10_000 or push.sender in self.by_sender:
+            self.by_sender[push.sender] = self.by_sender.get(push.sender, 0) + 1
+        self.bytes += len(push.payload)
         try:
             handle_reports, replica_reports = decode_push(push)
         except ValueError as exc:
-            self.metrics_dropped += 1
+            self.dropped += 1
             log.debug("dropped a metrics push from %s: %s", push.sender, exc)
             return "dropped"
-        now = time.monotonic()
         for fields in handle_reports:
             try:
                 report = decode_fields(HandleMetrics, fields, "handle_metrics")
             except ProtocolError:
-                self.metrics_dropped += 1
+                self.dropped += 1
                 continue
-            app = self.apps.get(report.app)
+            app = apps.get(report.app)
             if app is None or report.deployment not in app.deployments:
-                self.metrics_dropped += 1
+                self.dropped += 1
                 continue
-            self.metrics_reports += 1
-            self.metrics.ingest(report, now)
+            self.reports += 1
+            self.store.ingest(report, now)
             if report.waiting_with_no_replica:
                 app.deployments[report.deployment].next_autoscale = 0.0  # scale from zero on the next tick
         for fields in replica_reports:
             try:
                 replica = decode_fields(ReplicaMetrics, fields, "replica_metrics")
             except ProtocolError:
-                self.metrics_dropped += 1
+                self.dropped += 1
                 continue
             if replica.replica_id in self.retired_replicas:
                 continue
@@ -95,10 +110,11 @@ class ControllerMetrics:
             self.replica_counters.setdefault((replica.app, replica.deployment), {})[replica.replica_id] = counters
         return "ok"
 
-    def _request_totals(self) -> dict[str, dict[str, Any]]:
+    def request_totals(self) -> dict[str, dict[str, Any]]:
+        """Requests, errors and latency per deployment, counting replicas that are gone."""
         out = {}
         for key, live in self.replica_counters.items():
-            app = self.apps.get(key[0])
+            app = self.core.apps.get(key[0])
             state = None if app is None else app.deployments.get(key[1])
             retired = self.retired_counters.setdefault(key, [0, 0, [], 0.0])
             for rid in [r for r in live if state is None or r not in state.replicas]:

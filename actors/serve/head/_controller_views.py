@@ -5,7 +5,6 @@ Mixed into the Controller actor; kept apart so each module reads in one sitting.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from protocol import (
@@ -19,25 +18,27 @@ from protocol import (
 )
 
 
-class ControllerViews:
-    """Status and statistics methods of the controller."""
+class StatusViews:
+    """What ``serve.status()``, replica-set pushes and the statistics show,
+    built from the control plane's state (it keeps none of its own).
 
-    apps: dict[str, Any]
-    cluster: Any
-    loop_ms: Any
-    ticks: int
-    subscribers: dict[tuple[str, str], set[str]]
-    recovery: Any
+    Args:
+        core: the control plane it looks at.
+    """
 
-    def _replica_set_version(self, key: tuple[str, str]) -> int | None:
-        """The version :meth:`_replica_set` would carry now (None: no such deployment). O(1)."""
-        app = self.apps.get(key[0])
+    def __init__(self, core: Any) -> None:
+        self.core = core
+
+    def replica_set_version(self, key: tuple[str, str]) -> int | None:
+        """The version :meth:`replica_set` would carry now (None: no such deployment). O(1)."""
+        app = self.core.apps.get(key[0])
         state = None if app is None else app.deployments.get(key[1])
         # a restarted controller's versions are above any its predecessor published
-        return None if state is None else (self.recovery.epoch << 40) + state.membership_version
+        return None if state is None else (self.core.recovery.stats.epoch << 40) + state.membership_version
 
-    def _replica_set(self, key: tuple[str, str]) -> ReplicaSet:
-        app = self.apps.get(key[0])
+    def replica_set(self, key: tuple[str, str]) -> ReplicaSet:
+        """The replicas of a deployment that take requests, as pushed to handles."""
+        app = self.core.apps.get(key[0])
         state = None if app is None else app.deployments.get(key[1])
         if state is None:
             return ReplicaSet(key[0], key[1], -1, [], exists=False)
@@ -45,13 +46,15 @@ class ControllerViews:
             ReplicaInfo(r.replica_id, state.app, state.name, r.node_id, r.address, r.actor, state.config.max_ongoing_requests)
             for r in state.serving()
         ]
-        version = self._replica_set_version(key)
+        version = self.replica_set_version(key)
         failed = state.status()[1] if state.failed else ""
         return ReplicaSet(key[0], key[1], version, replicas, True, state.config.max_queued_requests, failed)
 
-    def _status(self) -> ServeStatusInfo:
+    def status(self) -> ServeStatusInfo:
+        """Every application's and deployment's status, the nodes and the reservations."""
+        core = self.core
         apps = {}
-        for app in self.apps.values():
+        for app in core.apps.values():
             deployments = {}
             for name, state in app.deployments.items():
                 status, message = state.status()
@@ -70,43 +73,31 @@ class ControllerViews:
             apps[app.name] = ApplicationStatusInfo(app.name, *_app_status(app, deployments), app.ingress, deployments)
         nodes = [
             NodeInfo(n.node_id, n.address, dict(n.total), {k: round(v, 6) for k, v in n.available.items()}, n.replicas)
-            for n in self.cluster.nodes
+            for n in core.cluster.nodes
         ]
         reservations = [
             ReservationInfo(g.reservation.name, app.name, name, g.gang_id, list(g.reservation.nodes), dict(g.reservation.bundle))
-            for app in self.apps.values()
+            for app in core.apps.values()
             for name, state in app.deployments.items()
             for g in state.gangs.values()
         ]
         return ServeStatusInfo(apps, nodes, reservations)
 
-    def _stats(self) -> dict[str, Any]:
-        times = sorted(self.loop_ms)
-        replicas = sum(len(s.replicas) for app in self.apps.values() for s in app.deployments.values())
-        base = {
-            "ticks": self.ticks,
-            "replicas": replicas,
-            "subscriptions": sum(len(s) for s in self.subscribers.values()),
-            "metrics_messages": self.metrics_messages,
-            "metrics_bytes": self.metrics_bytes,
-            "metrics_reports": self.metrics_reports,
-            "metrics_dropped": self.metrics_dropped,
-            "metrics_by_sender": dict(self.metrics_by_sender),
-            "process_cpu_s": time.process_time(),
-            "requests": self._request_totals(),
-            "leaked_reservations": self.leaked_reservations(),
-            "recovery": self.recovery_stats(),
-        }
-        if not times:
-            return base
+    def stats(self) -> dict[str, Any]:
+        """The control plane's counters (the shell adds its loop timings)."""
+        core, ledger = self.core, self.core.ledger
         return {
-            **base,
-            "loop_samples": len(times),
-            "loop_ms_p50": times[len(times) // 2],
-            "loop_ms_p99": times[min(len(times) - 1, int(len(times) * 0.99))],
-            "loop_ms_max": times[-1],
+            "replicas": sum(len(s.replicas) for app in core.apps.values() for s in app.deployments.values()),
+            "subscriptions": sum(len(s) for s in core.subscribers.values()),
+            "metrics_messages": ledger.messages,
+            "metrics_bytes": ledger.bytes,
+            "metrics_reports": ledger.reports,
+            "metrics_dropped": ledger.dropped,
+            "metrics_by_sender": dict(ledger.by_sender),
+            "requests": ledger.request_totals(),
+            "leaked_reservations": core.recovery.leaked_reservations(),
+            "recovery": core.recovery.as_dict(),
         }
-
 
 
 def _app_status(app: Any, deployments: dict[str, DeploymentStatusInfo]) -> tuple[str, str]:

@@ -1,7 +1,6 @@
 """The controller's checkpoint and its recovery after a restart.
 
-Mixed into the Controller actor; kept apart so each module reads in one
-sitting. The controller writes a checkpoint (desired state, the replicas it
+Composed into the control plane (:class:`Recovery`). The controller writes a checkpoint (desired state, the replicas it
 started and where, gangs and reservations, nodes, subscribers) whenever
 something in it changed, at most once per loop tick. A controller started
 from a checkpoint:
@@ -22,9 +21,8 @@ from a checkpoint:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from protocol import (
     CHECKPOINT_FORMAT,
@@ -42,13 +40,15 @@ from protocol import (
 )
 from transport import NOTHING_LISTENS
 
-from ..._config import ServeSettings
 from .._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_policy
 from .._errors import CheckpointError
 from .._options import DeploymentConfig, DeploymentOptionError
 from ._deployment_recovery import reservation_from, reservation_record
 from ._deployment_state import DeploymentState
 from ._replica_states import ReplicaState
+from .._names import NODE_ACTOR
+from ._effects import Ask, ClearCheckpoint, SaveCheckpoint, Tell
+from ._events import CheckpointWritten, InventoryReplied
 from ._store import CheckpointStore, StoreError
 
 log = logging.getLogger("corral.serve")
@@ -127,209 +127,228 @@ class RecoveryStats:
     waiting: dict[str, _Waiting] = field(default_factory=dict)
 
 
-class ControllerRecovery:
-    """Checkpoint and recovery methods of the controller (see the module docstring)."""
+class Recovery:
+    """The checkpoint a control plane writes and its recovery after a restart
+    (see the module docstring). Its own state: the recovery's progress and
+    counters, and what was last written; the rest is the control plane's.
 
-    settings: ServeSettings
-    store: CheckpointStore | None
-    recovery: RecoveryStats
-    apps: dict[str, Any]
-    nodes: dict[str, Any]
-    owner: dict[str, tuple[str, str]]
-    subscribers: dict[tuple[str, str], set[str]]
-    cluster: Any
-    system: Any
-    limits: Any
-    revision: int
-    _written: tuple[int, int]
+    Args:
+        core: the control plane it writes and restores.
+        checkpointing: whether a store is configured.
+        location: where the store keeps the checkpoint, for messages.
+    """
 
-    if TYPE_CHECKING:  # the controller's own methods, used here
-
-        def _add_node(self, node_id: str, address: str, resources: dict[str, float], watch: bool = True) -> None: ...
-        def _watch_node(self, node_id: str) -> None: ...
-        def _lose_node(self, node_id: str, reason: str) -> None: ...
-        def _new_app(self, name: str, ingress: str, deleting: bool = False) -> Any: ...
-        def _add_subscriber(self, key: tuple[str, str], subscriber: str) -> None: ...
-        def _ask(self, ref: Any, message: Any, what: str, rid: str, timeout: float) -> None: ...
-        def _watch_replica(self, rid: str, record: Any) -> None: ...
-        def _execute_all(self, state: DeploymentState, cmds: list[Any]) -> None: ...
-        def _publish(self, key: tuple[str, str], force: bool = False) -> None: ...
+    def __init__(self, core: Any, checkpointing: bool, location: str) -> None:
+        self.core = core
+        self.checkpointing = checkpointing
+        self.location = location
+        self.stats = RecoveryStats()
+        self.written = (-1, -1)
+        self._writing: tuple[int, int] | None = None
 
     # ---- writing ----------------------------------------------------------------------
 
-    def _fingerprint(self) -> tuple[int, int]:
-        return self.revision, sum(s.revision for app in self.apps.values() for s in app.deployments.values())
+    def fingerprint(self) -> tuple[int, int]:
+        core = self.core
+        return core.revision, sum(s.revision for app in core.apps.values() for s in app.deployments.values())
 
-    def _maybe_checkpoint(self) -> None:
-        """Write the checkpoint if anything in it changed since the last write."""
-        if self.store is None:
+    def maybe_checkpoint(self) -> None:
+        """Ask for a checkpoint write if anything in it changed since the last one."""
+        if not self.checkpointing:
             return
-        fingerprint = self._fingerprint()
-        if fingerprint == self._written:
+        fingerprint = self.fingerprint()
+        if fingerprint == self.written or fingerprint == self._writing:
             return
-        start = time.perf_counter()
         try:
-            blob = encode_checkpoint(self._snapshot())
-            self.store.save(blob)
-        except Exception as exc:  # the store is down: keep serving, try again next tick
-            self.recovery.checkpoint_failures += 1
-            if self.recovery.last_error != str(exc):
-                log.warning("checkpoint not written (tried again every tick): %s", exc)
-            self.recovery.last_error = str(exc)
+            blob = encode_checkpoint(self.snapshot())
+        except Exception as exc:
+            self.on_written(CheckpointWritten(fingerprint, 0, 0.0, str(exc)))
             return
-        self._written = fingerprint
-        self.recovery.last_error = ""
-        self.recovery.checkpoint_writes += 1
-        self.recovery.checkpoint_bytes = len(blob)
-        self.recovery.checkpoint_ms_max = max(self.recovery.checkpoint_ms_max, (time.perf_counter() - start) * 1000)
+        self._writing = fingerprint
+        self.core.emit(SaveCheckpoint(blob, fingerprint))
 
-    def _snapshot(self) -> Checkpoint:
+    def on_written(self, event: CheckpointWritten) -> None:
+        """The shell wrote the checkpoint, or could not (the store is down: keep
+        serving, try again on the next tick)."""
+        self._writing = None
+        stats = self.stats
+        if event.error is not None:
+            stats.checkpoint_failures += 1
+            if stats.last_error != event.error:
+                log.warning("checkpoint not written (tried again every tick): %s", event.error)
+            stats.last_error = event.error
+            return
+        self.written = event.fingerprint
+        stats.last_error = ""
+        stats.checkpoint_writes += 1
+        stats.checkpoint_bytes = event.size
+        stats.checkpoint_ms_max = max(stats.checkpoint_ms_max, event.ms)
+
+    def snapshot(self) -> Checkpoint:
+        core = self.core
         apps = [
             CheckpointApp(app.name, app.ingress, app.deleting, [s.checkpoint() for s in app.deployments.values()])
-            for app in self.apps.values()
+            for app in core.apps.values()
         ]
-        nodes = [CheckpointNode(n.node_id, n.ref.address, dict(n.resources)) for n in self.nodes.values()]
-        reservations = [reservation_record(r) for r in self.cluster.reservations]
-        subscribers = [CheckpointSubscriber(k[0], k[1], s) for k, subs in self.subscribers.items() for s in sorted(subs)]
-        return Checkpoint(CHECKPOINT_FORMAT, self.recovery.epoch, time.time(), apps, nodes, reservations, subscribers)
+        nodes = [CheckpointNode(n.node_id, n.address, dict(n.resources)) for n in core.nodes.values()]
+        reservations = [reservation_record(r) for r in core.cluster.reservations]
+        subscribers = [CheckpointSubscriber(k[0], k[1], s) for k, subs in core.subscribers.items() for s in sorted(subs)]
+        return Checkpoint(CHECKPOINT_FORMAT, self.stats.epoch, core.wall, apps, nodes, reservations, subscribers)
 
-    def _clear_checkpoint(self) -> str:
+    def clear(self) -> str:
         """Remove the checkpoint and write none from now on (the cluster is stopping whole)."""
-        if self.store is not None:
-            self.store.clear()
-            self.store.close()
-            self.store = None
+        if self.checkpointing:
+            self.checkpointing = False
+            self.core.emit(ClearCheckpoint())
         return "cleared"
 
     # ---- restoring --------------------------------------------------------------------
 
-    def _restore(self, checkpoint: Checkpoint) -> None:
-        """Take back a checkpoint's state and ask every worker what it runs."""
-        now = time.monotonic()
-        self.recovery.epoch = checkpoint.epoch + 1
-        self.recovery.started_at = now
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Take back a checkpoint's state and ask every worker what it runs.
+
+        Raises:
+            CheckpointError: the checkpoint names options that are no longer valid.
+        """
+        core, now = self.core, self.core.now
+        self.stats.epoch = checkpoint.epoch + 1
+        self.stats.started_at = now
         for node in checkpoint.nodes:
             # not watched until it answers: a connection to the old head may take a
             # moment to be replaced, and only recovery_timeout_s gives a worker up
-            self._add_node(node.node_id, node.address, node.resources, watch=False)
-            self.recovery.waiting[node.node_id] = _Waiting(deadline=now + self.settings.recovery_timeout_s)
+            core.add_node(node.node_id, node.address, node.resources, watch=False)
+            self.stats.waiting[node.node_id] = _Waiting(deadline=now + core.settings.recovery_timeout_s)
         allocations: list[tuple[str, dict[str, float]]] = []
         for entry in checkpoint.apps:
-            app = self.apps[entry.name] = self._new_app(entry.name, entry.ingress, entry.deleting)
+            app = core.apps[entry.name] = core.new_app(entry.name, entry.ingress, entry.deleting)
             for d in entry.deployments:
                 spec = decode_fields(DeploymentSpec, d.spec, "spec")
                 try:
                     config = DeploymentConfig.from_dict(d.config)
                 except DeploymentOptionError as exc:
                     raise CheckpointError(f"deployment {spec.app}/{spec.name} in the checkpoint: {exc}") from None
-                state = app.deployments[spec.name] = DeploymentState(spec, config, self.cluster, self.limits)
+                state = app.deployments[spec.name] = DeploymentState(spec, config, core.cluster, core.limits)
                 state.restore(d)
                 state.autoscaler = _autoscaler_of(spec, config)
                 for replica in d.replicas:
-                    self.owner[replica.replica_id] = (spec.app, spec.name)
+                    core.owner[replica.replica_id] = (spec.app, spec.name)
                     if replica.gang_id is None:  # gang members hold their reservation's bundles
                         allocations.append((replica.node_id, dict(replica.request)))
         reservations = {r.name: reservation_from(r) for r in checkpoint.reservations}
-        for app in self.apps.values():
+        for app in core.apps.values():
             for state in app.deployments.values():
                 for gang in state.gangs.values():
                     reservations.setdefault(gang.reservation.name, gang.reservation)
-        self.cluster.restore(allocations, list(reservations.values()))
-        for app in self.apps.values():
+        core.cluster.restore(allocations, list(reservations.values()))
+        for app in core.apps.values():
             for state in app.deployments.values():
-                orphans = {r.node_id for _, r in state.replicas.in_state(ReplicaState.RECOVERING)} - set(self.nodes)
+                orphans = {r.node_id for _, r in state.replicas.in_state(ReplicaState.RECOVERING)} - set(core.nodes)
                 for node_id in orphans:  # on no worker the checkpoint knows: nobody will answer for them
-                    self.recovery.dropped += len(state.recovering_on(node_id))
+                    self.stats.dropped += len(state.recovering_on(node_id))
                     state.recover_node(node_id, set(), set(), now)
         for sub in checkpoint.subscribers:
-            self._add_subscriber((sub.app, sub.deployment), sub.subscriber)
-        replicas = sum(len(s.replicas) for a in self.apps.values() for s in a.deployments.values())
+            core.add_subscriber((sub.app, sub.deployment), sub.subscriber)
+        replicas = sum(len(s.replicas) for a in core.apps.values() for s in a.deployments.values())
         log.warning(
             "controller restarted (epoch %d): recovering %d applications, %d replicas on %d workers from %s",
-            self.recovery.epoch, len(self.apps), replicas, len(self.nodes), self.store.location if self.store else "?",
+            self.stats.epoch, len(core.apps), replicas, len(core.nodes), self.location or "?",
         )
-        self._written = self._fingerprint()
+        self.written = self.fingerprint()
         self._ask_waiting(now)
 
     # ---- asking the workers -----------------------------------------------------------
 
+    def reachable(self, node_id: str) -> None:
+        """A worker said hello: ask it what it runs now, if it has not said yet."""
+        waiting = self.stats.waiting.get(node_id)
+        if waiting is not None:
+            waiting.next_ask = 0.0
+
+    def forget(self, node_id: str) -> None:
+        """A worker is gone: nobody waits for its answer any more."""
+        self.stats.waiting.pop(node_id, None)
+
     def _ask_waiting(self, now: float) -> None:
-        for node_id, waiting in list(self.recovery.waiting.items()):
-            node = self.nodes.get(node_id)
+        core, settings = self.core, self.core.settings
+        for node_id, waiting in list(self.stats.waiting.items()):
+            node = core.nodes.get(node_id)
             if node is None:
-                del self.recovery.waiting[node_id]
+                del self.stats.waiting[node_id]
                 continue
             if now >= waiting.deadline:
-                self.recovery.nodes_given_up += 1
-                self._lose_node(node_id, f"it did not say which replicas it runs within {self.settings.recovery_timeout_s}s of the restart")
+                self.stats.nodes_given_up += 1
+                core.lose_node(node_id, f"it did not say which replicas it runs within {settings.recovery_timeout_s}s of the restart")
                 continue
             if waiting.asking or now < waiting.next_ask:
                 continue
             waiting.asking = True
-            timeout = min(max(2 * self.settings.recovery_retry_s, 1.0), self.settings.control_timeout_s)
-            self._ask(node.ref, ListReplicas(states=True), "inventory", node_id, timeout)
+            timeout = min(max(2 * settings.recovery_retry_s, 1.0), settings.control_timeout_s)
+            core.emit(Ask(node.address, NODE_ACTOR, ListReplicas(states=True), timeout, InventoryReplied(node_id)))
 
-    def _on_inventory(self, node_id: str, answer: Any, error: str | None) -> None:
-        waiting = self.recovery.waiting.get(node_id)
-        if waiting is None or node_id not in self.nodes:
+    def on_inventory(self, node_id: str, answer: Any, error: str | None) -> None:
+        """A worker said which replicas it runs (or could not be asked)."""
+        core, settings, stats = self.core, self.core.settings, self.stats
+        waiting = stats.waiting.get(node_id)
+        if waiting is None or node_id not in core.nodes:
             return
         waiting.asking = False
         if error is not None and NOTHING_LISTENS in error:
             # its address refuses connections: the worker died while the controller was down
-            del self.recovery.waiting[node_id]
-            self.recovery.nodes_given_up += 1
-            self._lose_node(node_id, f"it is gone since the restart: {error}")
+            del stats.waiting[node_id]
+            stats.nodes_given_up += 1
+            core.lose_node(node_id, f"it is gone since the restart: {error}")
             return
         if error is not None or not isinstance(answer, dict):
-            self.recovery.query_failures += 1
+            stats.query_failures += 1
             waiting.failures += 1
-            waiting.next_ask = time.monotonic() + self.settings.recovery_retry_s
+            waiting.next_ask = core.now + settings.recovery_retry_s
             if waiting.failures == 1:
                 log.warning("worker %s did not say what it runs (asked again every %.1fs): %s",
-                            node_id, self.settings.recovery_retry_s, error or f"answer {answer!r}")
+                            node_id, settings.recovery_retry_s, error or f"answer {answer!r}")
             return
-        del self.recovery.waiting[node_id]
-        self._watch_node(node_id)
+        del stats.waiting[node_id]
+        core.watch_node(node_id)
         running = {rid for rid, st in answer.items() if st == "running"}
         starting = {rid for rid, st in answer.items() if st != "running"}
-        now = time.monotonic()
+        now = core.now
         known: set[str] = set()
-        for app in self.apps.values():
+        for app in core.apps.values():
             for state in app.deployments.values():
                 on_node = set(state.recovering_on(node_id))
                 known.update(on_node)
-                self.recovery.adopted += state.recover_node(node_id, running, starting, now)
-                self.recovery.dropped += len(on_node - running - starting)
+                stats.adopted += state.recover_node(node_id, running, starting, now)
+                stats.dropped += len(on_node - running - starting)
                 for rid in on_node & running:
                     record = state.replicas.get(rid)
                     if record is not None and record.recovered_from == "":
-                        self._watch_replica(rid, record)
-                self._execute_all(state, state.take_queued())
-                self._publish((app.name, state.name), force=True)
-        node = self.nodes[node_id]
-        for rid in set(answer) - known - set(self.owner):
-            self.recovery.unknown_stopped += 1
+                        core.watch_replica(rid, record)
+                core.execute(state, state.take_queued())
+                core.publish((app.name, state.name), force=True)
+        node = core.nodes[node_id]
+        for rid in set(answer) - known - set(core.owner):
+            stats.unknown_stopped += 1
             log.warning("stopping replica %s on worker %s: the checkpoint does not know it", rid, node_id)
-            try:
-                node.ref.tell(StopReplica(rid, 0.0))
-            except Exception as exc:
-                log.debug("stop of unknown replica %s not sent: %s", rid, exc)
-        self._finish_recovery_if_done()
+            core.emit(Tell(node.address, NODE_ACTOR, StopReplica(rid, 0.0)))
+        self._finish_if_done()
 
-    def _recovery_tick(self, now: float) -> None:
-        if self.recovery.waiting:
-            self._ask_waiting(now)
-        self._finish_recovery_if_done()
+    def tick(self) -> None:
+        """On every loop tick while recovering: ask again, and finish once every worker answered."""
+        stats = self.stats
+        if not stats.started_at or stats.finished_after_s is not None:
+            return
+        if stats.waiting:
+            self._ask_waiting(self.core.now)
+        self._finish_if_done()
 
-    def _finish_recovery_if_done(self) -> None:
-        stats = self.recovery
+    def _finish_if_done(self) -> None:
+        stats = self.stats
         if stats.waiting or stats.started_at == 0.0 or stats.finished_after_s is not None:
             return
         for reservation in self._unused_reservations():
             stats.leaked_reservations_released += 1
             log.warning("releasing reservation %s: no replica uses it", reservation.name)
-            self.cluster.release_gang(reservation)
-        stats.finished_after_s = time.monotonic() - stats.started_at
+            self.core.cluster.release_gang(reservation)
+        stats.finished_after_s = self.core.now - stats.started_at
         log.warning(
             "recovery done in %.2fs: %d replicas re-adopted, %d gone and replaced, %d unknown stopped, "
             "%d leaked reservations released",
@@ -337,15 +356,16 @@ class ControllerRecovery:
         )
 
     def leaked_reservations(self) -> int:
-        """Reservations the scheduler holds that no gang uses (0 when all is well)."""
+        """Reservations held that no gang uses (0 when all is well)."""
         return len(self._unused_reservations())
 
     def _unused_reservations(self) -> list[Any]:
-        used = {g.reservation.name for a in self.apps.values() for s in a.deployments.values() for g in s.gangs.values()}
-        return [r for r in self.cluster.reservations if r.name not in used]
+        core = self.core
+        used = {g.reservation.name for a in core.apps.values() for s in a.deployments.values() for g in s.gangs.values()}
+        return [r for r in core.cluster.reservations if r.name not in used]
 
-    def recovery_stats(self) -> dict[str, Any]:
-        stats = self.recovery
+    def as_dict(self) -> dict[str, Any]:
+        stats = self.stats
         return {
             "epoch": stats.epoch,
             "recovering_workers": sorted(stats.waiting),
@@ -356,7 +376,7 @@ class ControllerRecovery:
             "query_failures": stats.query_failures,
             "workers_given_up": stats.nodes_given_up,
             "leaked_reservations_released": stats.leaked_reservations_released,
-            "checkpoint_location": self.store.location if self.store is not None else "",
+            "checkpoint_location": self.location if self.checkpointing else "",
             "checkpoint_writes": stats.checkpoint_writes,
             "checkpoint_failures": stats.checkpoint_failures,
             "checkpoint_bytes": stats.checkpoint_bytes,

@@ -1,0 +1,158 @@
+"""Small objects the actor system hands to actors, futures and the transport
+to call back into it: answering an ask, emitting a stream item, failing a
+send, and the statistics snapshot.
+
+Each holds a bound method of the system and a message id, not the system
+itself, so this module needs nothing from :mod:`actors._system`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from protocol import Data, Envelope, ErrorReply, encode_envelope
+from transport import TransportStatistics
+
+from ._errors import ActorNotFound, MessageNotHandled
+from ._future import Future
+from ._stream import Stream
+
+
+@dataclass(frozen=True)
+class SystemStatistics:
+    """A snapshot of an actor system's counters.
+
+    Attributes:
+        actors: live local actors.
+        pending_asks: asks waiting for an answer.
+        timed_out_asks: asks failed by their deadline.
+        late_replies: answers that arrived after their ask was settled.
+        dropped_messages: messages for unknown or stopped actors that nobody waited on.
+        expired_requests: requests skipped because their deadline had passed.
+        transport: the transport's own statistics.
+    """
+
+    actors: int
+    pending_asks: int
+    timed_out_asks: int
+    late_replies: int
+    dropped_messages: int
+    expired_requests: int
+    transport: TransportStatistics
+
+
+class LocalResponder:
+    """Answers an ask made in this process: settles its future."""
+
+    __slots__ = ("_settle", "_msg_id")
+
+    def __init__(self, settle: Callable[..., None], msg_id: int) -> None:
+        self._settle = settle
+        self._msg_id = msg_id
+
+    def __call__(self, value: Any, error: BaseException | None, tb: str) -> None:
+        self._settle(self._msg_id, error, value)
+
+
+class RemoteResponder:
+    """Answers an ask from another process: sends the reply frame."""
+
+    __slots__ = ("_respond", "_sender", "_msg_id", "_actor")
+
+    def __init__(self, respond: Callable[..., None], sender: str, msg_id: int, actor: str) -> None:
+        self._respond = respond
+        self._sender = sender
+        self._msg_id = msg_id
+        self._actor = actor
+
+    def __call__(self, value: Any, error: BaseException | None, tb: str) -> None:
+        self._respond(self._sender, self._msg_id, self._actor, value, error, tb)
+
+
+class LocalEmitter:
+    """Pushes one item of a streaming ask made in this process."""
+
+    __slots__ = ("_emit", "_msg_id")
+
+    def __init__(self, emit: Callable[[int, Any], None], msg_id: int) -> None:
+        self._emit = emit
+        self._msg_id = msg_id
+
+    def __call__(self, value: Any) -> None:
+        self._emit(self._msg_id, value)
+
+
+class RemoteEmitter:
+    """Sends one item of a streaming ask from another process."""
+
+    __slots__ = ("_emit", "_sender", "_msg_id")
+
+    def __init__(self, emit: Callable[[str, int, Any], None], sender: str, msg_id: int) -> None:
+        self._emit = emit
+        self._sender = sender
+        self._msg_id = msg_id
+
+    def __call__(self, value: Any) -> None:
+        self._emit(self._sender, self._msg_id, value)
+
+
+class SendFailure:
+    """Fails an ask whose frame the transport could not deliver."""
+
+    __slots__ = ("_settle", "_msg_id")
+
+    def __init__(self, settle: Callable[..., None], msg_id: int) -> None:
+        self._settle = settle
+        self._msg_id = msg_id
+
+    def __call__(self, error: Exception) -> None:
+        self._settle(self._msg_id, error, answer=False)
+
+
+class Pending:
+    """An ask waiting for its answer."""
+
+    __slots__ = ("future", "address", "name", "stream")
+
+    def __init__(self, future: Future[Any] | Stream[Any], address: str, name: str) -> None:
+        self.future = future
+        self.address = address
+        self.name = name
+        self.stream = isinstance(future, Stream)
+
+
+def wrap(message: Any) -> tuple[str, Any]:
+    kind = getattr(type(message), "__wire_kind__", None)
+    if kind is None:
+        return "data", Data(message)
+    return kind, message
+
+
+def unwrap(env: Envelope) -> Any:
+    return env.body.value if env.kind == "data" else env.body
+
+
+def type_name(error: BaseException) -> str:
+    cls = type(error)
+    if cls.__module__ in ("builtins", "corral.remote"):
+        return cls.__name__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def answer_frame(address: str, msg_id: int, actor: str, value: Any, error: BaseException | None, tb: str) -> bytes:
+    """The frame that answers an ask from another process: the value, or the error
+    (with its type's name and traceback; an answer that cannot be encoded is one)."""
+    if error is None:
+        kind, body = wrap(value)
+        try:
+            return encode_envelope(Envelope(kind, body, 0, msg_id, address, ""))
+        except TypeError as exc:
+            error, tb = TypeError(f"the answer of actor {actor!r} cannot be encoded: {exc}"), ""
+    if isinstance(error, MessageNotHandled):
+        code = "not_handled"
+    elif isinstance(error, ActorNotFound):
+        code = "actor_not_found"
+    else:
+        code = "encode" if not tb and isinstance(error, TypeError) else "user"
+    return encode_envelope(Envelope("error", ErrorReply(code, type_name(error), str(error), tb), 0, msg_id, address, ""))

@@ -1,0 +1,163 @@
+"""What happens to the control plane: one small frozen class per kind of event.
+
+The Controller actor turns messages, answers and deaths into these and hands
+them to :class:`ControlPlane` (pure), which answers with effects
+(``_effects.py``). Answers to the control plane's own asks arrive as the
+event the ask named, completed with ``value`` and ``error``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import DeleteApp, DeployApp, MetricsPush, NodeHello, RegisterNode, SubscribeReplicas
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The reconcile loop's period passed."""
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """Create or update an application (answered "ok", or raises naming what is wrong)."""
+
+    request: DeployApp
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete an application (answered "deleting" or "not found")."""
+
+    request: DeleteApp
+
+
+@dataclass(frozen=True)
+class Register:
+    """A worker registers (answered with its node id)."""
+
+    request: RegisterNode
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A worker's periodic hello (answered with what it must stop)."""
+
+    request: NodeHello
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """A process subscribes to a deployment's replica set (answered with the set)."""
+
+    request: SubscribeReplicas
+
+
+@dataclass(frozen=True)
+class MetricsPushed:
+    """A process's metrics aggregator pushed its batch."""
+
+    push: MetricsPush
+
+
+@dataclass(frozen=True)
+class StatusAsked:
+    """``serve.status()`` (answered with a ServeStatusInfo)."""
+
+
+@dataclass(frozen=True)
+class StatsAsked:
+    """The controller's counters (answered with a dict)."""
+
+
+@dataclass(frozen=True)
+class ClearAsked:
+    """An orderly stop of the whole cluster: remove the checkpoint, write none."""
+
+
+@dataclass(frozen=True)
+class StartReplied:
+    """A worker answered StartReplica (the constructor returned or raised)."""
+
+    replica_id: str
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GangStarted:
+    """Every member of a gang started (reported by the gang coordinator)."""
+
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StopReplied:
+    """A replica stopped (or its worker is gone)."""
+
+    replica_id: str
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthReplied:
+    """A replica answered its health check (``value`` holds its load)."""
+
+    replica_id: str
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Reconfigured:
+    """A replica answered Reconfigure for one ``user_config`` version."""
+
+    replica_id: str
+    version: int
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class InventoryReplied:
+    """After a restart, a worker said which replicas it runs."""
+
+    node_id: str
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointWritten:
+    """The shell wrote (or failed to write) the checkpoint a SaveCheckpoint effect carried."""
+
+    fingerprint: tuple[int, int]
+    size: int
+    ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeDied:
+    """A worker's process is gone."""
+
+    node_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ReplicaDied:
+    """A replica's actor or process is gone."""
+
+    replica_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SubscriberDied:
+    """A subscribed process is gone."""
+
+    subscriber: str
+    reason: str = ""

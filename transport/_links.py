@@ -1,0 +1,75 @@
+"""Watching each sending socket's connection, to know at once when a peer's
+process is gone (used by the I/O thread only).
+
+Every DEALER gets a ZeroMQ monitor. A connection that closes while nothing
+listens at the peer's address any more (a reconnect is refused, or for ipc,
+nothing accepts on the socket file) means the process is gone: no liveness
+window to wait for. A peer that is frozen or cut off still accepts or times
+out; it is left to the heartbeats.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from ._sockets import ipc_refused
+
+#: The reason given for a peer whose address refuses connections: its process is
+#: certainly gone (a frozen or cut-off one would not refuse).
+NOTHING_LISTENS = "nothing listens at its address"
+
+# its connection came up, went away, or a (re)connect attempt failed
+_LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+
+
+class LinkWatch:
+    """The monitors of the sending sockets, registered with the I/O thread's poller."""
+
+    def __init__(self) -> None:
+        self.poller: zmq.Poller | None = None
+        self._monitors: dict[zmq.Socket, str] = {}
+        self._up: dict[str, bool] = {}
+        self._ids = itertools.count(1)
+
+    def add(self, sock: zmq.Socket, peer: str) -> None:
+        """Monitor a DEALER (before it connects)."""
+        # a name of its own: pyzmq's default names it by file descriptor, which a new socket may reuse
+        monitor = sock.get_monitor_socket(_LINK_EVENTS, addr=f"inproc://corral-link-{next(self._ids)}")
+        self._monitors[monitor] = peer
+        self._up[peer] = False
+        if self.poller is not None:
+            self.poller.register(monitor, zmq.POLLIN)
+
+    def remove(self, sock: zmq.Socket, peer: str) -> None:
+        """Stop monitoring a DEALER that is about to close."""
+        # libzmq sends monitor events blocking: the monitored socket must stop
+        # reporting before its reader is closed, or libzmq's own threads hang
+        sock.disable_monitor()
+        self._up.pop(peer, None)
+        for monitor, owner in list(self._monitors.items()):
+            if owner == peer:
+                del self._monitors[monitor]
+                if self.poller is not None:
+                    self.poller.unregister(monitor)
+                monitor.close(linger=0)
+
+    def gone(self, monitor: zmq.Socket) -> tuple[str, str] | None:
+        """Read a monitor's events; ``(peer, reason)`` once they show its process is gone."""
+        peer = self._monitors.get(monitor)
+        while peer is not None:
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
+            except zmq.Again:
+                return None
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._up[peer] = True
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._up[peer] = False
+                if ipc_refused(peer):
+                    return peer, f"its connection closed and {NOTHING_LISTENS}"
+            elif event == zmq.EVENT_CLOSED and not self._up.get(peer, False):
+                return peer, f"{NOTHING_LISTENS} (connection refused)"
+        return None

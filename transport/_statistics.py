@@ -1,0 +1,36 @@
+"""A snapshot of a transport's counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TransportStatistics:
+    """A snapshot of a transport's counters.
+
+    Attributes:
+        address: the bound address.
+        sent: frames handed to ZeroMQ.
+        received: frames received (good or bad).
+        send_failures: frames that could not be sent (peer dead or full).
+        bad_frames: rejected frames by reason (``"malformed"``, ``"too_large"``...).
+        peers_connected: peers with an open sending socket.
+        peers_watched: peers under heartbeat watch.
+        peers_lost: peers declared dead or gone so far.
+        handoff_queued: frames waiting for the I/O thread.
+        handoff_capacity: the hand-off queue's bound.
+        auth_failures: connections refused for not holding the cluster's keys.
+    """
+
+    address: str
+    sent: int
+    received: int
+    send_failures: int
+    bad_frames: dict[str, int] = field(default_factory=dict)
+    peers_connected: int = 0
+    peers_watched: int = 0
+    peers_lost: int = 0
+    handoff_queued: int = 0
+    handoff_capacity: int = 0
+    auth_failures: int = 0
