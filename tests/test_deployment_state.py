@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.serve.head._deployment_state import (
-    DeploymentState,
-    HealthCheckCmd,
-    ReconfigureCmd,
-    StartReplicaCmd,
-    StopReplicaCmd,
-    make_limits,
-)
+from actors.serve.head._deployment_state import DeploymentState, make_limits
+from actors.serve.head._commands import HealthCheckCmd, ReconfigureCmd, StartReplicaCmd, StopReplicaCmd
 from actors.serve._options import DeploymentConfig
 from actors.serve.head._placement import Cluster
 from actors.serve.head._replica_states import ReplicaState

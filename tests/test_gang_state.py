@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.serve.head._deployment_state import DeploymentState, StartReplicaCmd, StopReplicaCmd, make_limits
+from actors.serve.head._deployment_state import DeploymentState, make_limits
+from actors.serve.head._commands import StartReplicaCmd, StopReplicaCmd
 from actors.serve._options import DeploymentConfig
 from actors.serve.head._placement import Cluster
 from actors.serve.head._replica_states import ReplicaState

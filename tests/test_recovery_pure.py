@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.serve.head._deployment_state import DeploymentState, HealthCheckCmd, StartReplicaCmd, StopReplicaCmd, make_limits
+from actors.serve.head._deployment_state import DeploymentState, make_limits
+from actors.serve.head._commands import HealthCheckCmd, StartReplicaCmd, StopReplicaCmd
 from actors.serve.head._gang_placement import Reservation
 from actors.serve._options import DeploymentConfig
 from actors.serve.head._placement import Cluster

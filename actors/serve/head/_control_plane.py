@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from protocol import Checkpoint, HealthCheck, Reconfigure, ReplicaSet, StartReplica, StopReplica
+from protocol import Checkpoint, ReplicaSet
 from transport import check_endpoint
 
 from ..._config import ServeSettings
@@ -28,8 +28,9 @@ from .._names import NODE_ACTOR
 from .._options import DeploymentConfig, DeploymentOptionError
 from . import _effects as fx
 from . import _events as ev
-from ._commands import Command, HealthCheckCmd, ReconfigureCmd, StartReplicaCmd, StopReplicaCmd
+from ._commands import Command
 from ._controller_metrics import MetricsLedger, whole_gangs
+from ._command_effects import CommandEffects
 from ._controller_views import StatusViews
 from ._deployment_state import DeploymentState, make_limits
 from ._placement import Cluster
@@ -86,6 +87,7 @@ class ControlPlane:
         self.recovery = Recovery(self, checkpointing, store_location)
         self.ledger = MetricsLedger(self)
         self.views = StatusViews(self)
+        self._commands = CommandEffects(self)
         self._effects: list[Any] = []
         self._followups: list[Any] = []
         self._handlers: dict[type, Callable[[Any], Any]] = {
@@ -147,7 +149,12 @@ class ControlPlane:
         self.recovery.restore(checkpoint)
 
     def emit(self, effect: Any) -> None:
+        """Add an effect for the shell to carry out."""
         self._effects.append(effect)
+
+    def later(self, event: Any) -> None:
+        """Handle ``event`` once the current one is done (an outcome known at once)."""
+        self._followups.append(event)
 
     # ---- requests ---------------------------------------------------------------------
 
@@ -311,61 +318,8 @@ class ControlPlane:
         self.recovery.maybe_checkpoint()
 
     def execute(self, state: DeploymentState, cmds: list[Command]) -> None:
-        """Turn a deployment's commands into effects; a gang's member starts and
-        stops go to the gang coordinator together."""
-        starts: dict[str, list[StartReplicaCmd]] = {}
-        stops: dict[str, list[StopReplicaCmd]] = {}
-        for cmd in cmds:
-            gang_id = cmd.replica.gang_id
-            if gang_id is not None and isinstance(cmd, StartReplicaCmd):
-                starts.setdefault(gang_id, []).append(cmd)
-            elif gang_id is not None and isinstance(cmd, StopReplicaCmd):
-                stops.setdefault(gang_id, []).append(cmd)
-            else:
-                self._execute_one(state, cmd)
-        for gang_id, members in starts.items():
-            sends = []
-            for cmd in members:
-                self.owner[cmd.replica.replica_id] = (state.app, state.name)
-                node = self.nodes.get(cmd.replica.node_id)
-                if node is None:
-                    self._start_failed(cmd.replica.replica_id, f"worker {cmd.replica.node_id} is gone")
-                    continue
-                sends.append((node.address, StartReplica(cmd.replica.replica_id, cmd.replica.node_id, cmd.spec, cmd.gang)))
-            if sends:
-                self.emit(fx.StartGang(gang_id, tuple(sends), self.settings.replica_start_timeout_s))
-        for gang_id, stopping in stops.items():
-            timeout = max(cmd.timeout_s for cmd in stopping)
-            sends_stop = tuple(
-                (getattr(self.nodes.get(cmd.replica.node_id), "address", None), StopReplica(cmd.replica.replica_id, cmd.timeout_s))
-                for cmd in stopping
-            )
-            self.emit(fx.StopGang(gang_id, sends_stop, timeout + self.settings.control_timeout_s))
-
-    def _execute_one(self, state: DeploymentState, cmd: Command) -> None:
-        record = cmd.replica
-        rid = record.replica_id
-        settings = self.settings
-        if isinstance(cmd, StartReplicaCmd):
-            self.owner[rid] = (state.app, state.name)
-            node = self.nodes.get(record.node_id)
-            if node is None:
-                self._start_failed(rid, f"worker {record.node_id} is gone")
-                return
-            message = StartReplica(rid, record.node_id, cmd.spec, cmd.gang)
-            self.emit(fx.Ask(node.address, NODE_ACTOR, message, settings.replica_start_timeout_s, ev.StartReplied(rid)))
-        elif isinstance(cmd, StopReplicaCmd):
-            node = self.nodes.get(record.node_id)
-            if node is None:
-                self._followups.append(ev.StopReplied(rid))
-                return
-            message_stop = StopReplica(rid, cmd.timeout_s)
-            self.emit(fx.Ask(node.address, NODE_ACTOR, message_stop, cmd.timeout_s + settings.control_timeout_s, ev.StopReplied(rid)))
-        elif isinstance(cmd, HealthCheckCmd):
-            self.emit(fx.Ask(record.address, record.actor, HealthCheck(), cmd.timeout_s, ev.HealthReplied(rid)))
-        elif isinstance(cmd, ReconfigureCmd):
-            then = ev.Reconfigured(rid, cmd.user_config_version)
-            self.emit(fx.Ask(record.address, record.actor, Reconfigure(cmd.user_config), settings.control_timeout_s, then))
+        """Turn a deployment's commands into effects (see :class:`CommandEffects`)."""
+        self._commands.run(state, cmds)
 
     # ---- answers and deaths -----------------------------------------------------------
 
@@ -378,9 +332,6 @@ class ControlPlane:
 
     def watch_replica(self, rid: str, record: Any) -> None:
         self.emit(fx.Watch(record.address, record.actor, ev.ReplicaDied(rid)))
-
-    def _start_failed(self, rid: str, error: str) -> None:
-        self._followups.append(ev.StartReplied(rid, None, error))
 
     def _on_start_replied(self, event: ev.StartReplied) -> None:
         state = self.state_of(event.replica_id)

@@ -18,11 +18,10 @@ from protocol import (
     CheckpointGang,
     CheckpointReplica,
     CheckpointReservation,
-    DeploymentSpec,
     encode_fields,
 )
 
-from ._commands import Command, ReplicaRecord, StartReplicaCmd
+from ._commands import ReplicaRecord, StartReplicaCmd
 from ._gang_placement import Reservation
 from ._gang_state import Gang
 from ._replica_states import ReplicaState
@@ -42,20 +41,12 @@ def reservation_from(record: CheckpointReservation) -> Reservation:
 
 
 class DeploymentRecovery:
-    """Checkpoint and recovery methods of a deployment state (see the module docstring)."""
+    """A deployment's checkpoint entry and its recovery after a controller restart (composed into DeploymentState)."""
 
-    replicas: Any
-    gangs: dict[str, Gang]
-    spec: DeploymentSpec
-    config: Any
-    deleting: bool
-    membership_version: int
-    revision: int
-    _failures: Any
-    _user_config_version: int
-    _queued: list[Command]
-    _to_reconfigure: set[str]
-    _dirty: bool
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+
 
     def checkpoint(self) -> CheckpointDeployment:
         """This deployment's desired state and replicas, for the checkpoint."""
@@ -64,16 +55,16 @@ class DeploymentRecovery:
                 rid, r.node_id, r.address, r.version, dict(r.request), r.user_config_version,
                 r.recovered_from if state is S.RECOVERING else state.value, r.gang_id, r.rank,
             )
-            for rid, state, r in self.replicas.items()
+            for rid, state, r in self.state.replicas.items()
         ]
         gangs = [
             CheckpointGang(g.gang_id, g.version, list(g.members), sorted(g.ready), g.torn_down, reservation_record(g.reservation))
-            for g in self.gangs.values()
+            for g in self.state.gangs.values()
         ]
-        failures = self._failures
+        failures = self.state._failures
         return CheckpointDeployment(
-            encode_fields(self.spec), self.config.to_dict(), self.deleting, self._user_config_version,
-            self.membership_version, failures.count, failures.last_error, sorted(failures.ever_ran), replicas, gangs,
+            encode_fields(self.state.spec), self.state.config.to_dict(), self.state.deleting, self.state._user_config_version,
+            self.state.membership_version, failures.count, failures.last_error, sorted(failures.ever_ran), replicas, gangs,
         )
 
     def restore(self, entry: CheckpointDeployment) -> None:
@@ -81,14 +72,14 @@ class DeploymentRecovery:
 
         The cluster's resource book is restored separately, in one go.
         """
-        self.deleting = entry.deleting
-        self._user_config_version = entry.user_config_version
-        self.membership_version = entry.membership_version
-        self._failures.count = entry.failed_starts
-        self._failures.last_error = entry.last_error
-        self._failures.ever_ran = set(entry.ever_ran)
+        self.state.deleting = entry.deleting
+        self.state._user_config_version = entry.user_config_version
+        self.state.membership_version = entry.membership_version
+        self.state._failures.count = entry.failed_starts
+        self.state._failures.last_error = entry.last_error
+        self.state._failures.ever_ran = set(entry.ever_ran)
         for g in entry.gangs:
-            self.gangs[g.gang_id] = Gang(
+            self.state.gangs[g.gang_id] = Gang(
                 g.gang_id, g.version, reservation_from(g.reservation), list(g.members), set(g.ready), g.torn_down
             )
         for r in entry.replicas:
@@ -96,17 +87,17 @@ class DeploymentRecovery:
                 r.replica_id, r.node_id, r.address, r.version, dict(r.request), r.user_config_version,
                 gang_id=r.gang_id, rank=r.rank, recovered_from=r.state,
             )
-            self._add(record, S.RECOVERING)  # type: ignore[attr-defined]
-        self._dirty = True
+            self.state._add(record, S.RECOVERING)  # type: ignore[attr-defined]
+        self.state._dirty = True
 
     @property
     def recovering(self) -> int:
         """How many replicas wait for their worker to say whether they live. O(1)."""
-        return int(self.replicas.count([S.RECOVERING]))
+        return int(self.state.replicas.count([S.RECOVERING]))
 
     def recovering_on(self, node_id: str) -> list[str]:
         """Ids of the replicas on a node that still wait for it."""
-        return [rid for rid, r in self.replicas.in_state(S.RECOVERING) if r.node_id == node_id]
+        return [rid for rid, r in self.state.replicas.in_state(S.RECOVERING) if r.node_id == node_id]
 
     def recover_node(self, node_id: str, running: Set[str], starting: Set[str], now: float) -> int:
         """A worker said which replicas it runs (constructor done) and starts.
@@ -120,38 +111,38 @@ class DeploymentRecovery:
         """
         adopted = 0
         for rid in self.recovering_on(node_id):
-            record = self.replicas.get(rid)
+            record = self.state.replicas.get(rid)
             before = record.recovered_from
             if rid not in running and rid not in starting:
-                self.on_died(rid, "it was not running on its worker when the controller came back")  # type: ignore[attr-defined]
+                self.state.on_died(rid, "it was not running on its worker when the controller came back")  # type: ignore[attr-defined]
             elif before == S.STOPPING.value:
-                self._queued.append(self._stop(record, 0.0))  # type: ignore[attr-defined]
+                self.state._queued.append(self.state._stop(record, 0.0))  # type: ignore[attr-defined]
             elif rid in running and (before in _SERVING_BEFORE or before == S.STARTING.value):
                 self._adopt(record, now)
                 adopted += 1
             else:
-                self._move(record, S.STARTING)  # type: ignore[attr-defined]
-                gang = self.gangs.get(record.gang_id) if record.gang_id is not None else None
+                self.state._move(record, S.STARTING)  # type: ignore[attr-defined]
+                gang = self.state.gangs.get(record.gang_id) if record.gang_id is not None else None
                 context = gang.context(record.rank) if gang is not None else None
-                self._queued.append(StartReplicaCmd(record, self.spec, context))
-        self.membership_version += 1  # dropped replicas leave the routable set
-        self.revision += 1
-        self._dirty = True
+                self.state._queued.append(StartReplicaCmd(record, self.state.spec, context))
+        self.state.membership_version += 1  # dropped replicas leave the routable set
+        self.state.revision += 1
+        self.state._dirty = True
         return adopted
 
     def _adopt(self, record: ReplicaRecord, now: float) -> None:
         record.recovered_from = ""
-        self._move(record, S.RUNNING)  # type: ignore[attr-defined]
-        self._failures.ever_ran.add(record.version)
-        if record.gang_id is not None and record.gang_id in self.gangs:
-            self.gangs[record.gang_id].ready.add(record.replica_id)
-        self._schedule_health(record, now)  # type: ignore[attr-defined]
-        if record.user_config_version != self._user_config_version:
-            self._to_reconfigure.add(record.replica_id)
+        self.state._move(record, S.RUNNING)  # type: ignore[attr-defined]
+        self.state._failures.ever_ran.add(record.version)
+        if record.gang_id is not None and record.gang_id in self.state.gangs:
+            self.state.gangs[record.gang_id].ready.add(record.replica_id)
+        self.state._schedule_health(record, now)  # type: ignore[attr-defined]
+        if record.user_config_version != self.state._user_config_version:
+            self.state._to_reconfigure.add(record.replica_id)
 
     def routable_while_recovering(self) -> list[ReplicaRecord]:
         """RECOVERING replicas that served before the restart: handles keep them."""
-        return [r for _, r in self.replicas.in_state(S.RECOVERING) if r.recovered_from in _SERVING_BEFORE]
+        return [r for _, r in self.state.replicas.in_state(S.RECOVERING) if r.recovered_from in _SERVING_BEFORE]
 
 
 __all__ = ["DeploymentRecovery", "reservation_from", "reservation_record"]

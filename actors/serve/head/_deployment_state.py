@@ -9,27 +9,25 @@ O(health checks due), not O(replicas).
 from __future__ import annotations
 
 import heapq
-import math
-import secrets
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import AbstractSet as Set
 from typing import Any
 
-from protocol import DeploymentSpec
+from protocol import CheckpointDeployment, DeploymentSpec
 
 from .._options import DeploymentConfig
 from ._commands import (
     Command,
-    HealthCheckCmd,
-    ReconfigureCmd,
     ReplicaRecord,
-    StartReplicaCmd,
     StopReplicaCmd,
 )
 from ._deployment_recovery import DeploymentRecovery
 from ._gang_state import Gang, GangLifecycle
+from ._gang_placement import Reservation
 from ._placement import Cluster
+from ._reconcile import Reconciler
 from ._replica_states import LIVE_STATES, ReplicaState, ReplicaStateContainer
 
 S = ReplicaState
@@ -54,7 +52,7 @@ class _Failures:
     ever_ran: set[str] = field(default_factory=set)
 
 
-class DeploymentState(GangLifecycle, DeploymentRecovery):
+class DeploymentState:
     """Target and actual replicas of one deployment.
 
     Args:
@@ -92,6 +90,39 @@ class DeploymentState(GangLifecycle, DeploymentRecovery):
         self._queued: list[Command] = []
         self.next_autoscale = 0.0
         self._dirty = True
+        self._gangs = GangLifecycle(self)
+        self._reconciler = Reconciler(self)
+        self._recovery = DeploymentRecovery(self)
+
+    # ---- gangs and recovery (composed helpers) ----------------------------------------
+
+    def reservations(self) -> list[Reservation]:
+        """The reservations this deployment's gangs hold."""
+        return self._gangs.reservations()
+
+    def gang_of(self, gang_id: str) -> Gang | None:
+        """A gang by id."""
+        return self._gangs.gang_of(gang_id)
+
+    def checkpoint(self) -> CheckpointDeployment:
+        """This deployment's checkpoint entry."""
+        return self._recovery.checkpoint()
+
+    def restore(self, entry: CheckpointDeployment) -> None:
+        """Take back a checkpoint entry: every replica waits in RECOVERING."""
+        self._recovery.restore(entry)
+
+    def recovering(self) -> int:
+        """How many replicas wait to be recovered."""
+        return self._recovery.recovering()
+
+    def recovering_on(self, node_id: str) -> list[str]:
+        """The replicas that wait for one worker's answer."""
+        return self._recovery.recovering_on(node_id)
+
+    def recover_node(self, node_id: str, running: Set[str], starting: Set[str], now: float) -> int:
+        """A worker said what it runs; returns how many replicas were re-adopted."""
+        return self._recovery.recover_node(node_id, running, starting, now)
 
     # ---- target ---------------------------------------------------------------------
 
@@ -186,7 +217,7 @@ class DeploymentState(GangLifecycle, DeploymentRecovery):
         if record is not None and record.gang_id is not None:
             gang = self.gangs.get(record.gang_id)
             first = gang is not None and not gang.torn_down
-            self._tear_down_gang(record.gang_id, f"member {replica_id} failed to start", exclude=replica_id)
+            self._gangs._tear_down_gang(record.gang_id, f"member {replica_id} failed to start", exclude=replica_id)
             self._drop(replica_id)
             if not first:
                 return  # the gang's failure is counted once
@@ -214,7 +245,7 @@ class DeploymentState(GangLifecycle, DeploymentRecovery):
         was_stopping = self.replicas.state_of(replica_id) is S.STOPPING
         record = self.replicas.get(replica_id)
         if record is not None and record.gang_id is not None and not was_stopping:
-            self._tear_down_gang(record.gang_id, f"member {replica_id} died ({reason})", exclude=replica_id)
+            self._gangs._tear_down_gang(record.gang_id, f"member {replica_id} died ({reason})", exclude=replica_id)
         if self._drop(replica_id) is not None and not was_stopping:
             self._note = f"replica {replica_id} died ({reason}); replacing it"
             if record is not None and record.gang_id is not None:
@@ -243,7 +274,7 @@ class DeploymentState(GangLifecycle, DeploymentRecovery):
                 self._note = f"replica {replica_id} failed {record.health_failures} health checks ({error}); replacing it"
                 if record.gang_id is not None:
                     self._note = f"gang {record.gang_id}: {self._note}, with its whole gang"
-                    self._tear_down_gang(record.gang_id, "a member failed its health checks", exclude=replica_id)
+                    self._gangs._tear_down_gang(record.gang_id, "a member failed its health checks", exclude=replica_id)
                 return self._stop(record, 0.0)
         if self.replicas.state_of(replica_id) in SERVING:
             self._schedule_health(record, now + self.config.health_check_period_s)
@@ -267,110 +298,8 @@ class DeploymentState(GangLifecycle, DeploymentRecovery):
     # ---- decisions ------------------------------------------------------------------
 
     def reconcile(self, now: float) -> list[Command]:
-        """Decide what to do now. Pure apart from updating this object."""
-        cmds: list[Command] = self._queued
-        self._queued = []
-        if self.deleting:
-            for _, _, record in self.replicas.items(LIVE_STATES):
-                cmds.append(self._stop(record, self.config.graceful_shutdown_timeout_s))
-            self._dirty = len(self.replicas) > 0 and bool(cmds)
-            return cmds
-        self._due_health_checks(now, cmds)
-        if self._to_reconfigure:
-            self._start_reconfigures(cmds)
-        target = self.config.num_replicas
-        live = self.replicas.count(LIVE_STATES)
-        new_live = self._live_by_version[self.spec.version]
-        gang = self.config.gang()
-        if gang is not None:
-            self._reconcile_gangs(gang, target, cmds, now)
-        elif live != new_live:
-            self._roll(target, cmds, now)
-        elif new_live > target:
-            for record in self._pick_to_stop(new_live - target, self.replicas.items(LIVE_STATES)):
-                cmds.append(self._stop(record, self.config.graceful_shutdown_timeout_s))
-        elif new_live < target:
-            self._start(target - new_live, cmds, now)
-        else:
-            self._waiting = ""
-        if self._converged():
-            self._transition = None
-            self._note = ""
-            self._dirty = bool(cmds) or self.failed
-        elif not cmds and (self.failed or now < self._failures.retry_at):
-            self._dirty = not self.failed  # a retry is due later: keep looking until it is
-        return cmds
-
-    def _roll(self, target: int, cmds: list[Command], now: float) -> None:
-        version = self.spec.version
-        old = [(rid, st, rec) for rid, st, rec in self.replicas.items(LIVE_STATES) if rec.version != version]
-        for _, state, record in old:
-            if state not in SERVING:
-                cmds.append(self._stop(record, 0.0))
-        old_serving = [(rid, st, rec) for rid, st, rec in old if st in SERVING]
-        excess = self._serving_by_version[version] + len(old_serving) - target
-        for record in self._pick_to_stop(min(max(excess, 0), len(old_serving)), old_serving):
-            cmds.append(self._stop(record, self.config.graceful_shutdown_timeout_s))
-        batch = max(1, math.ceil(0.2 * target))
-        room = target + batch - self.replicas.count(LIVE_STATES)
-        wanted = target - self._live_by_version[version]
-        if min(room, wanted) > 0:
-            self._start(min(room, wanted), cmds, now)
-
-    def _pick_to_stop(self, n: int, candidates: list[tuple[str, ReplicaState, ReplicaRecord]]) -> list[ReplicaRecord]:
-        if n <= 0:
-            return []
-        order = {state: i for i, state in enumerate(_STOP_ORDER)}
-        ranked = sorted(candidates, key=lambda item: (order.get(item[1], len(order)), item[2].ongoing))
-        return [record for _, _, record in ranked[:n]]
-
-    def _start(self, n: int, cmds: list[Command], now: float) -> None:
-        if self.failed or now < self._failures.retry_at:
-            return
-        request = self.config.resource_request()
-        for _ in range(n):
-            placed = self._cluster.place_replica(request, self._per_node)
-            if placed is None:
-                self._waiting = (
-                    f"waiting for resources: {len(cmds)} of {n} new replicas placed, "
-                    f"each needs {request or 'nothing'} and no worker has that free"
-                )
-                return
-            node_id, address = placed
-            record = ReplicaRecord(
-                replica_id=f"{self.app}.{self.name}.{secrets.token_hex(4)}",
-                node_id=node_id,
-                address=address,
-                version=self.spec.version,
-                request=request,
-                user_config_version=self._user_config_version,
-            )
-            self._add(record, S.STARTING)
-            cmds.append(StartReplicaCmd(record, self.spec))
-        self._waiting = ""
-
-    def _start_reconfigures(self, cmds: list[Command]) -> None:
-        pending, self._to_reconfigure = self._to_reconfigure, set()
-        for replica_id in pending:
-            record = self.replicas.get(replica_id)
-            if record is None or self.replicas.state_of(replica_id) is not S.RUNNING:
-                if record is not None and self.replicas.state_of(replica_id) is S.UPDATING:
-                    self._to_reconfigure.add(replica_id)
-                continue
-            self._move(record, S.UPDATING)
-            cmds.append(ReconfigureCmd(record, self.config.user_config, self._user_config_version))
-
-    def _due_health_checks(self, now: float, cmds: list[Command]) -> None:
-        heap = self._health_heap
-        while heap and heap[0][0] <= now:
-            due, replica_id = heapq.heappop(heap)
-            record = self.replicas.get(replica_id)
-            if record is None or record.next_health_check != due or record.health_in_flight:
-                continue
-            if self.replicas.state_of(replica_id) is not S.RUNNING:
-                continue
-            record.health_in_flight = True
-            cmds.append(HealthCheckCmd(record, self.config.health_check_timeout_s))
+        """Converge towards the target: the commands to carry out now (see :class:`Reconciler`)."""
+        return self._reconciler.reconcile(now)
 
     def _schedule_health(self, record: ReplicaRecord, at: float) -> None:
         record.next_health_check = at
@@ -412,7 +341,7 @@ class DeploymentState(GangLifecycle, DeploymentRecovery):
             if gang is not None:
                 gang.torn_down = True
                 gang.ready.discard(replica_id)
-                self._release_if_empty(gang)
+                self._gangs._release_if_empty(gang)
         return record
 
     def _count(self, record: ReplicaRecord, old: ReplicaState | None, new: ReplicaState | None) -> None:
@@ -453,7 +382,7 @@ class DeploymentState(GangLifecycle, DeploymentRecovery):
         that served before it and wait to be recovered)."""
         serving = [record for _, _, record in self.replicas.items(SERVING)]
         if self.replicas.count(_RECOVERING):
-            serving.extend(self.routable_while_recovering())
+            serving.extend(self._recovery.routable_while_recovering())
         return serving
 
     def status(self) -> tuple[str, str]:
