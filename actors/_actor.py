@@ -91,6 +91,7 @@ class Actor(pykka.ThreadingActor):
         obj.name = name
         obj._corral_failure = ""
         obj._corral_emit = None
+        obj._corral_table = None
         return obj
 
     @staticmethod
@@ -102,8 +103,16 @@ class Actor(pykka.ThreadingActor):
         """A corral reference to this actor, usable from any process."""
         return self.system.ref(self.system.address, self.name)
 
+    def handlers(self) -> dict[type, Callable[[Any], Any]]:
+        """The actor's dispatch table: message type -> the method that handles it.
+
+        Override this (or :meth:`receive`). A message of a type not in the table
+        is refused with a ``TypeError`` that names it; an ask gets it as its answer.
+        """
+        return {}
+
     def receive(self, message: Any) -> Any:
-        """Handle one message. Override this.
+        """Handle one message. Override this, or :meth:`handlers` for a dispatch table.
 
         Args:
             message: a msgpack value, or a registered protocol message instance.
@@ -114,7 +123,15 @@ class Actor(pykka.ThreadingActor):
             defers the answer until it completes, so the actor can take other
             messages meanwhile.
         """
-        raise NotImplementedError(f"{type(self).__name__} does not implement receive()")
+        table = self._corral_table
+        if table is None:
+            table = self._corral_table = self.handlers()
+            if not table:
+                raise NotImplementedError(f"{type(self).__name__} implements neither handlers() nor receive()")
+        handler = table.get(type(message))
+        if handler is None:
+            raise TypeError(f"{type(self).__name__} does not handle {type(message).__name__} messages")
+        return handler(message)
 
     def current_emitter(self) -> Callable[[Any], None] | None:
         """Inside :meth:`receive` of a streaming ask (``ref.ask_stream``): a

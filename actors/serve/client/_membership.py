@@ -24,8 +24,5 @@ class Membership(Actor):
         super().__init__()
         self.on_update = on_update
 
-    def receive(self, message: Any) -> Any:
-        if type(message) is ReplicaSet:
-            self.on_update(message)
-            return None
-        raise TypeError(f"membership actor got an unexpected {type(message).__name__}")
+    def handlers(self) -> dict[type, Callable[[Any], Any]]:
+        return {ReplicaSet: self.on_update}

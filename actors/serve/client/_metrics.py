@@ -19,7 +19,7 @@ import time
 import weakref
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import msgpack
 
@@ -172,21 +172,22 @@ class MetricsAggregator(Actor):
     def on_failure(self, *exc_info: Any) -> None:
         self._ticker.stop()
 
-    def receive(self, message: Any) -> Any:
+    def handlers(self) -> dict[type, Callable[[Any], Any]]:
+        return {_Record: self._on_record, _PushNow: self._on_push_now, GetAggregatorStatistics: self._statistics}
+
+    def _on_record(self, _message: _Record) -> None:
         if self._ticker is not None:
             self._ticker.handled()
-        if type(message) is _Record:
-            self._sample()
-            if time.monotonic() >= self.next_push:
-                self._push()
-            return None
-        if type(message) is _PushNow:
-            self._sample()
+        self._sample()
+        if time.monotonic() >= self.next_push:
             self._push()
-            return None
-        if type(message) is GetAggregatorStatistics:
-            return dataclasses.replace(self.stats)
-        raise TypeError(f"metrics aggregator got an unexpected {type(message).__name__}")
+
+    def _on_push_now(self, _message: _PushNow) -> None:
+        self._sample()
+        self._push()
+
+    def _statistics(self, _message: GetAggregatorStatistics) -> AggregatorStatistics:
+        return dataclasses.replace(self.stats)
 
     def _sample(self) -> None:
         live = set()

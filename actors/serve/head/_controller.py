@@ -87,7 +87,7 @@ class Controller(Actor):
             GetControllerStats: self._stats,
             ClearCheckpoint: lambda _m: self._run(ev.ClearAsked()),
         }
-        self._dispatch = {**requests, **{cls: self._run for cls in _EVENTS}}
+        self._table = {**requests, **{cls: self._run for cls in _EVENTS}}
         self._carry: dict[type, Callable[[Any], None]] = {
             fx.Ask: self._ask,
             fx.Tell: self._tell,
@@ -125,11 +125,8 @@ class Controller(Actor):
 
     # ---- messages in ------------------------------------------------------------------
 
-    def receive(self, message: Any) -> Any:
-        handler = self._dispatch.get(type(message))
-        if handler is None:
-            raise TypeError(f"the controller does not handle {type(message).__name__} messages")
-        return handler(message)
+    def handlers(self) -> dict[type, Callable[[Any], Any]]:
+        return self._table
 
     def _run(self, event: Any) -> Any:
         answer = self.core.handle(event, time.monotonic(), time.time())

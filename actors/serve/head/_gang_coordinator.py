@@ -70,15 +70,8 @@ class GangCoordinator(Actor):
         self.describe = describe
         self.starting: dict[str, _Starting] = {}
 
-    def receive(self, message: Any) -> Any:
-        kind = type(message)
-        if kind is StartGang:
-            return self._start_gang(message)
-        if kind is StopGang:
-            return self._stop_gang(message)
-        if kind is _MemberDone:
-            return self._member_done(message)
-        raise TypeError(f"the gang coordinator does not handle {kind.__name__}")
+    def handlers(self) -> dict[type, Callable[[Any], Any]]:
+        return {StartGang: self._start_gang, StopGang: self._stop_gang, _MemberDone: self._member_done}
 
     def _start_gang(self, message: StartGang) -> None:
         self.starting[message.gang_id] = _Starting([start.replica_id for _, start in message.members])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from protocol import ListReplicas, NodeHello, RegisterNode, StartReplica, StopReplica
 
@@ -19,7 +20,21 @@ log = logging.getLogger("corral.serve")
 
 
 class _Hello:
-    pass
+    """Time to say hello to the controller."""
+
+
+@dataclass(frozen=True)
+class _HelloAnswer:
+    """The controller answered a hello (None: it could not be asked)."""
+
+    answer: Any
+
+
+@dataclass(frozen=True)
+class _Forget:
+    """A replica's actor stopped: forget it."""
+
+    replica_id: str
 
 
 class NodeAgent(Actor):
@@ -69,26 +84,29 @@ class NodeAgent(Actor):
     def on_failure(self, *exc_info: Any) -> None:
         self.on_stop()
 
-    def receive(self, message: Any) -> Any:
-        if type(message) is _Hello:
-            if self._ticker is not None:
-                self._ticker.handled()
-            return self._say_hello()
-        if isinstance(message, tuple) and message[0] == "hello_answer":
-            return self._on_hello_answer(message[1])
-        if type(message) is StartReplica:
-            return self._start_replica(message)
-        if type(message) is StopReplica:
-            return self._stop_replica(message)
-        if type(message) is ListReplicas:
-            if message.states:
-                return {rid: "running" if self._is_ready(rid) else "starting" for rid in self.replicas}
-            return sorted(self.replicas)
-        if isinstance(message, tuple) and message[0] == "forget":
-            self.replicas.pop(message[1], None)
-            self.ready.pop(message[1], None)
-            return None
-        raise TypeError(f"node agent got an unexpected message {type(message).__name__}")
+    def handlers(self) -> dict[type, Callable[[Any], Any]]:
+        return {
+            _Hello: self._on_hello_due,
+            _HelloAnswer: lambda m: self._on_hello_answer(m.answer),
+            StartReplica: self._start_replica,
+            StopReplica: self._stop_replica,
+            ListReplicas: self._list_replicas,
+            _Forget: self._forget,
+        }
+
+    def _on_hello_due(self, _message: _Hello) -> None:
+        if self._ticker is not None:
+            self._ticker.handled()
+        self._say_hello()
+
+    def _list_replicas(self, message: ListReplicas) -> Any:
+        if message.states:
+            return {rid: "running" if self._is_ready(rid) else "starting" for rid in self.replicas}
+        return sorted(self.replicas)
+
+    def _forget(self, message: _Forget) -> None:
+        self.replicas.pop(message.replica_id, None)
+        self.ready.pop(message.replica_id, None)
 
     def _say_hello(self) -> None:
         if self._hello_pending or self.controller is None:
@@ -106,7 +124,7 @@ class NodeAgent(Actor):
                 answer = done.get(0)
             except Exception:
                 answer = None
-            _tell_quietly(me, ("hello_answer", answer))
+            _tell_quietly(me, _HelloAnswer(answer))
 
         future.add_done_callback(answered)
 
@@ -150,7 +168,7 @@ class NodeAgent(Actor):
         self.replicas[message.replica_id] = ref
         self.ready[message.replica_id] = ready
         me = self.actor_ref
-        self.system.watch(ref, lambda _ref, _why: _tell_quietly(me, ("forget", message.replica_id)))
+        self.system.watch(ref, lambda _ref, _why: _tell_quietly(me, _Forget(message.replica_id)))
         return ready
 
     def _stop_replica(self, message: StopReplica) -> Any:

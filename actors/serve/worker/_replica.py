@@ -119,24 +119,24 @@ class Replica(Actor):
     def on_failure(self, *exc_info: Any) -> None:
         self._shutdown_executors()
 
-    def receive(self, message: Any) -> Any:
-        if type(message) is HandleRequest:
-            return self._handle(message)
-        if type(message) is HealthCheck:
-            check = getattr(self.instance, "check_health", None)
-            if check is not None:
-                self._call_now(check)
-            return {"ongoing": self.in_flight}
-        if type(message) is Reconfigure:
-            self._call_now(self.instance.reconfigure, message.user_config)
-            return True
-        if type(message) is _Drain:
-            self._drain(message.timeout_s)
-            return None
-        if type(message) is _Drained:
-            self.stop()
-            return None
-        raise TypeError(f"replica {self.context.replica_id} got an unexpected message {type(message).__name__}")
+    def handlers(self) -> dict[type, Callable[[Any], Any]]:
+        return {
+            HandleRequest: self._handle,
+            HealthCheck: self._check_health,
+            Reconfigure: self._reconfigure,
+            _Drain: lambda m: self._drain(m.timeout_s),
+            _Drained: lambda _m: self.stop(),
+        }
+
+    def _check_health(self, _message: HealthCheck) -> dict[str, int]:
+        check = getattr(self.instance, "check_health", None)
+        if check is not None:
+            self._call_now(check)
+        return {"ongoing": self.in_flight}
+
+    def _reconfigure(self, message: Reconfigure) -> bool:
+        self._call_now(self.instance.reconfigure, message.user_config)
+        return True
 
     def _method(self, name: str) -> tuple[Callable[..., Any], str]:
         found = self.methods.get(name)
