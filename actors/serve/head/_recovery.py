@@ -110,7 +110,7 @@ class _Waiting:
 @dataclass
 class RecoveryStats:
     epoch: int = 0
-    started_at: float = 0.0
+    started_at: float | None = None  # when a restore began (None: started empty)
     finished_after_s: float | None = None
     adopted: int = 0
     dropped: int = 0
@@ -334,7 +334,7 @@ class Recovery:
     def tick(self) -> None:
         """On every loop tick while recovering: ask again, and finish once every worker answered."""
         stats = self.stats
-        if not stats.started_at or stats.finished_after_s is not None:
+        if stats.started_at is None or stats.finished_after_s is not None:
             return
         if stats.waiting:
             self._ask_waiting(self.core.now)
@@ -342,7 +342,7 @@ class Recovery:
 
     def _finish_if_done(self) -> None:
         stats = self.stats
-        if stats.waiting or stats.started_at == 0.0 or stats.finished_after_s is not None:
+        if stats.waiting or stats.started_at is None or stats.finished_after_s is not None:
             return
         for reservation in self._unused_reservations():
             stats.leaked_reservations_released += 1

@@ -1,0 +1,393 @@
+"""The control plane's sans-IO core, driven by events alone: no thread, no
+socket, no actor. Each test feeds :class:`ControlPlane` events and asserts on
+the effects it returns; a small simulated cluster answers its asks."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from hypothesis import HealthCheck as Hc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors import ServeSettings
+from actors.serve._options import DeploymentConfig
+from actors.serve.head import _effects as fx
+from actors.serve.head import _events as ev
+from actors.serve.head._control_plane import ControlPlane
+from actors.serve.head._replica_states import ReplicaState
+from protocol import (
+    DeleteApp,
+    DeployApp,
+    DeploymentSpec,
+    HealthCheck,
+    ListReplicas,
+    Reconfigure,
+    RegisterNode,
+    StartReplica,
+    StopReplica,
+    SubscribeReplicas,
+    decode_checkpoint,
+)
+
+SUBSCRIBER = "ipc:///tmp/client.sock#serve-membership"
+LIVE = (ReplicaState.STARTING, ReplicaState.UPDATING, ReplicaState.RECOVERING, ReplicaState.RUNNING, ReplicaState.PENDING_MIGRATION)
+
+
+def settings_(**overrides: Any) -> ServeSettings:
+    return ServeSettings(**{"recovery_timeout_s": 5.0, "recovery_retry_s": 1.0, "health_check_failure_threshold": 2, **overrides})
+
+
+def deploy_message(version: str = "v1", app: str = "app", **options: Any) -> DeployApp:
+    config = DeploymentConfig(**{"health_check_period_s": 1.0, "graceful_shutdown_timeout_s": 1.0, **options})
+    spec = DeploymentSpec(app, "D", "m:C", None, [], {}, config.to_dict(), version)
+    return DeployApp(app, "D", [spec])
+
+
+class Sim:
+    """Feeds a ControlPlane events at a simulated time and holds the asks it made
+    until a test answers them."""
+
+    def __init__(self, checkpointing: bool = True, **overrides: Any) -> None:
+        self.core = ControlPlane(settings_(**overrides), checkpointing, "memory")
+        self.now = 0.0
+        self.asks: list[fx.Ask] = []
+        self.gang_starts: list[fx.StartGang] = []
+        self.gang_stops: list[fx.StopGang] = []
+        self.published: dict[tuple[str, str], Any] = {}
+        self.watches: list[fx.Watch] = []
+        self.unwatched: list[str] = []
+        self.tells: list[fx.Tell] = []
+        self.checkpoints: list[bytes] = []
+        self.effects: list[Any] = []
+
+    def send(self, event: Any) -> Any:
+        answer = self.core.handle(event, self.now, 1000.0 + self.now)
+        self._take()
+        return answer
+
+    def _take(self) -> None:
+        for effect in self.core.take_effects():
+            self.effects.append(effect)
+            if isinstance(effect, fx.Ask):
+                self.asks.append(effect)
+            elif isinstance(effect, fx.StartGang):
+                self.gang_starts.append(effect)
+            elif isinstance(effect, fx.StopGang):
+                self.gang_stops.append(effect)
+            elif isinstance(effect, fx.Publish):
+                self.published[(effect.replica_set.app, effect.replica_set.deployment)] = effect.replica_set
+            elif isinstance(effect, fx.Watch):
+                self.watches.append(effect)
+            elif isinstance(effect, fx.Unwatch):
+                self.unwatched.append(effect.key)
+            elif isinstance(effect, fx.Tell):
+                self.tells.append(effect)
+            elif isinstance(effect, fx.SaveCheckpoint):
+                self.checkpoints.append(effect.blob)
+                self.core.handle(ev.CheckpointWritten(effect.fingerprint, len(effect.blob), 0.1), self.now)
+                self._take()
+
+    def register(self, node_id: str, cpu: float = 4.0) -> None:
+        self.send(ev.Register(RegisterNode(node_id, f"tcp://10.0.0.{len(self.core.nodes) + 1}:7000", {"CPU": cpu})))
+
+    def tick(self, dt: float = 0.1) -> None:
+        self.now += dt
+        self.send(ev.Tick())
+
+    def pending(self, kind: type) -> list[fx.Ask]:
+        return [a for a in self.asks if isinstance(a.message, kind)]
+
+    def answer(self, ask: fx.Ask, value: Any = True, error: str | None = None) -> None:
+        self.asks.remove(ask)
+        self.send(dataclasses.replace(ask.then, value=value, error=error))
+
+    def answer_all(self, rounds: int = 100) -> None:
+        """Answer every ask and gang operation successfully until the cluster is quiet."""
+        for _ in range(rounds):
+            if not (self.asks or self.gang_starts or self.gang_stops):
+                self.tick()
+                if not (self.asks or self.gang_starts or self.gang_stops):
+                    return
+            for ask in list(self.asks):
+                value = {"ongoing": 0} if isinstance(ask.message, HealthCheck) else True
+                self.answer(ask, value)
+            for start in list(self.gang_starts):
+                self.gang_starts.remove(start)
+                self.send(ev.GangStarted(tuple(m.replica_id for _, m in start.members)))
+            for stop in list(self.gang_stops):
+                self.gang_stops.remove(stop)
+                for _, message in stop.members:
+                    self.send(ev.StopReplied(message.replica_id))
+        raise AssertionError("the simulated cluster never settled")
+
+    def states(self, app: str = "app") -> dict[str, int]:
+        return self.core.apps[app].deployments["D"].replica_states()
+
+    def status(self, app: str = "app") -> str:
+        return self.core.apps[app].deployments["D"].status()[0]
+
+
+def running_cluster(replicas: int = 2, nodes: int = 2, **options: Any) -> Sim:
+    sim = Sim()
+    for i in range(nodes):
+        sim.register(f"n{i}")
+    sim.send(ev.Subscribe(SubscribeReplicas("app", "D", SUBSCRIBER)))
+    assert sim.send(ev.Deploy(deploy_message(num_replicas=replicas, **options))) == "ok"
+    sim.answer_all()
+    return sim
+
+
+def test_a_deploy_starts_each_replica_on_a_worker_and_publishes_them_once_running() -> None:
+    sim = Sim()
+    sim.register("n0")
+    sim.register("n1")
+    assert [w.key for w in sim.watches] == ["node:n0", "node:n1"]
+    sim.send(ev.Subscribe(SubscribeReplicas("app", "D", SUBSCRIBER)))
+    sim.send(ev.Deploy(deploy_message(num_replicas=2)))
+    starts = sim.pending(StartReplica)
+    assert len(starts) == 2 and {a.address for a in starts} == {"tcp://10.0.0.1:7000", "tcp://10.0.0.2:7000"}
+    assert sim.published[("app", "D")].replicas == []
+    for ask in starts:
+        sim.answer(ask)
+    assert len(sim.published[("app", "D")].replicas) == 2
+    assert sim.states() == {"RUNNING": 2} and sim.status() == "HEALTHY"
+    assert sim.checkpoints, "the deploy was written to the checkpoint"
+    assert {w.then.replica_id for w in sim.watches if isinstance(w.then, ev.ReplicaDied)} == {a.message.replica_id for a in starts}
+
+
+def test_scaling_down_stops_the_extra_replicas_and_publishes_the_smaller_set() -> None:
+    sim = running_cluster(replicas=3)
+    sim.send(ev.Deploy(deploy_message(num_replicas=1)))
+    stops = sim.pending(StopReplica)
+    assert len(stops) == 2
+    assert len(sim.published[("app", "D")].replicas) == 1, "stopping replicas leave the set at once"
+    sim.answer_all()
+    assert sim.states() == {"RUNNING": 1}
+
+
+def test_a_new_version_rolls_in_batches_and_never_runs_more_than_target_plus_surge() -> None:
+    sim = running_cluster(replicas=5, nodes=3)
+    sim.send(ev.Deploy(deploy_message(version="v2", num_replicas=5)))
+    surge = max(1, math.ceil(0.2 * 5))
+    versions_seen = set()
+    for _ in range(200):
+        state = sim.core.apps["app"].deployments["D"]
+        assert state.replicas.count(LIVE) <= 5 + surge
+        versions_seen.update(r.version for _, _, r in state.replicas.items(LIVE))
+        if not sim.asks:
+            sim.tick()
+            if not sim.asks:
+                break
+        for ask in list(sim.asks):
+            sim.answer(ask, {"ongoing": 0} if isinstance(ask.message, HealthCheck) else True)
+    assert versions_seen == {"v1", "v2"}
+    assert sim.states() == {"RUNNING": 5}
+    assert {r.version for _, _, r in sim.core.apps["app"].deployments["D"].replicas.items(LIVE)} == {"v2"}
+
+
+def test_a_user_config_change_reconfigures_in_place() -> None:
+    sim = running_cluster(replicas=2)
+    sim.send(ev.Deploy(deploy_message(num_replicas=2, user_config={"threshold": 3})))
+    sim.tick()
+    reconfigures = sim.pending(Reconfigure)
+    assert len(reconfigures) == 2 and not sim.pending(StartReplica)
+    assert all(a.message.user_config == {"threshold": 3} for a in reconfigures)
+
+
+def test_a_replica_that_fails_its_health_checks_is_replaced() -> None:
+    sim = running_cluster(replicas=2)
+    sick = sim.published[("app", "D")].replicas[0].replica_id
+    for _ in range(2):  # health_check_failure_threshold
+        sim.now += 2.0
+        sim.send(ev.Tick())
+        for ask in sim.pending(HealthCheck):
+            ok = ask.then.replica_id != sick
+            sim.answer(ask, {"ongoing": 0} if ok else None, None if ok else "TimeoutError: no answer")
+    assert any(a.message.replica_id == sick for a in sim.pending(StopReplica))
+    sim.answer_all()
+    replicas = {r.replica_id for r in sim.published[("app", "D")].replicas}
+    assert sick not in replicas and len(replicas) == 2
+
+
+def test_a_gang_member_that_fails_to_start_takes_its_whole_gang_down_and_the_gang_is_retried() -> None:
+    sim = Sim()
+    for i in range(2):
+        sim.register(f"n{i}", cpu=1.0)
+    sim.send(ev.Deploy(deploy_message(num_replicas=4, actor_options={"num_cpus": 0.25}, gang_scheduling_config={"gang_size": 2})))
+    assert len(sim.gang_starts) == 2 and all(len(g.members) == 2 for g in sim.gang_starts)
+    failing = sim.gang_starts.pop(0)
+    first, second = (m.replica_id for _, m in failing.members)
+    sim.send(ev.StartReplied(first, None, "RuntimeError: cannot load the model"))
+    stops = [m for stop in sim.gang_stops for _, m in stop.members]
+    assert [m.replica_id for m in stops] == [second], "the sibling is stopped with its gang"
+    assert sim.published.get(("app", "D")) is None or not sim.published[("app", "D")].replicas
+    sim.gang_stops.clear()
+    sim.send(ev.StopReplied(second))
+    assert len(sim.core.cluster.reservations) == 1, "the failed gang's reservation is released once its members stopped"
+    sim.answer_all()
+    assert sim.states() == {"RUNNING": 4}
+
+
+def test_a_dead_worker_is_unwatched_and_its_replicas_are_replaced_elsewhere() -> None:
+    sim = running_cluster(replicas=2)
+    on_n0 = [r.replica_id for r in sim.published[("app", "D")].replicas if r.node_id == "n0"]
+    assert on_n0
+    sim.send(ev.NodeDied("n0", "no heartbeat"))
+    assert "node:n0" in sim.unwatched
+    assert not {r.replica_id for r in sim.published[("app", "D")].replicas} & set(on_n0)
+    sim.answer_all()
+    assert sim.states() == {"RUNNING": 2}
+    assert {r.node_id for r in sim.published[("app", "D")].replicas} == {"n1"}
+
+
+def test_a_restarted_control_plane_adopts_live_replicas_without_restarting_them() -> None:
+    before = running_cluster(replicas=2)
+    blob = before.checkpoints[-1]
+    serving = {r.replica_id for r in before.published[("app", "D")].replicas}
+    after = Sim()
+    after.core.restore(decode_checkpoint(blob), 0.0)
+    after._take()
+    inventories = after.pending(ListReplicas)
+    assert {a.then.node_id for a in inventories} == {"n0", "n1"}
+    for ask in inventories:
+        mine = {rid: "running" for rid in serving if before.core.state_of(rid).replicas.get(rid).node_id == ask.then.node_id}
+        after.answer(ask, {**mine, "stray-replica": "running"} if ask.then.node_id == "n0" else mine)
+    assert not after.pending(StartReplica), "nothing is restarted"
+    assert after.states() == {"RUNNING": 2}
+    assert [t.message.replica_id for t in after.tells if isinstance(t.message, StopReplica)] == ["stray-replica"]
+    assert after.core.recovery.stats.adopted == 2 and after.core.recovery.stats.finished_after_s is not None
+
+
+def test_a_worker_that_never_answers_after_a_restart_is_given_up_and_its_replicas_replaced() -> None:
+    before = running_cluster(replicas=2)
+    after = Sim()
+    after.core.restore(decode_checkpoint(before.checkpoints[-1]), 0.0)
+    after._take()
+    for ask in after.pending(ListReplicas):
+        if ask.then.node_id == "n1":
+            mine = {r.replica_id: "running" for r in before.published[("app", "D")].replicas if r.node_id == "n1"}
+            after.answer(ask, mine)
+    for _ in range(60):  # recovery_timeout_s = 5
+        after.tick()
+    assert "n0" not in after.core.nodes and after.core.recovery.stats.nodes_given_up == 1
+    after.answer_all()
+    assert after.states() == {"RUNNING": 2}
+
+
+def test_deleting_an_application_stops_everything_and_releases_every_reservation() -> None:
+    sim = Sim()
+    for i in range(2):
+        sim.register(f"n{i}", cpu=1.0)
+    sim.send(ev.Deploy(deploy_message(num_replicas=4, actor_options={"num_cpus": 0.25}, gang_scheduling_config={"gang_size": 2})))
+    sim.answer_all()
+    assert len(sim.core.cluster.reservations) == 2
+    assert sim.send(ev.Delete(DeleteApp("app"))) == "deleting"
+    sim.answer_all()
+    assert "app" not in sim.core.apps and sim.core.cluster.reservations == []
+
+
+def test_an_unknown_event_is_refused_by_name() -> None:
+    import pytest
+
+    with pytest.raises(TypeError, match="does not handle str events"):
+        Sim().core.handle("tick", 0.0)
+
+
+# ---- random event sequences ----------------------------------------------------------------
+
+ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("deploy"), st.integers(0, 6), st.sampled_from(["v1", "v2", "v3"]), st.booleans()),
+        st.tuples(st.just("answer"), st.integers(0, 20), st.booleans()),
+        st.tuples(st.just("gang"), st.integers(0, 5), st.booleans()),
+        st.tuples(st.just("tick"), st.floats(0.05, 3.0)),
+        st.tuples(st.just("join"), st.integers(0, 4)),
+        st.tuples(st.just("die"), st.integers(0, 4)),
+        st.tuples(st.just("delete"),),
+        st.tuples(st.just("settle"),),
+    ),
+    max_size=60,
+)
+
+
+def _member_gangs(sim: Sim, replica_ids: set[str]) -> list[str]:
+    """Gangs of which some but not all members are in ``replica_ids``."""
+    partial = []
+    for app in sim.core.apps.values():
+        for state in app.deployments.values():
+            for gang in state.gangs.values():
+                members = set(gang.members)
+                if members & replica_ids and not members <= replica_ids:
+                    partial.append(gang.gang_id)
+    return partial
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[Hc.too_slow])
+@given(ACTIONS)
+def test_random_event_sequences_keep_the_invariants(actions: list[tuple[Any, ...]]) -> None:
+    sim = Sim()
+    for i in range(3):
+        sim.register(f"n{i}", cpu=2.0)
+    sim.send(ev.Subscribe(SubscribeReplicas("app", "D", SUBSCRIBER)))
+    deployed = False
+    for action in actions:
+        kind = action[0]
+        if kind == "deploy":
+            _, count, version, gang = action
+            options: dict[str, Any] = {"num_replicas": count * 2 if gang else count, "actor_options": {"num_cpus": 0.25}}
+            if gang:
+                options["gang_scheduling_config"] = {"gang_size": 2}
+            try:
+                sim.send(ev.Deploy(deploy_message(version=version, **options)))
+                deployed = True
+            except (ValueError, RuntimeError):
+                pass  # refused whole (a gang that never fits, an app being deleted): nothing applied
+        elif kind == "answer" and sim.asks:
+            _, index, ok = action
+            ask = sim.asks[index % len(sim.asks)]
+            failing = isinstance(ask.message, (StartReplica, HealthCheck)) and not ok
+            sim.answer(ask, {"ongoing": 0} if not failing else None, "RuntimeError: failed" if failing else None)
+        elif kind == "gang" and (sim.gang_starts or sim.gang_stops):
+            _, index, ok = action
+            if sim.gang_starts:
+                start = sim.gang_starts.pop(index % len(sim.gang_starts))
+                members = tuple(m.replica_id for _, m in start.members)
+                sim.send(ev.GangStarted(members) if ok else ev.StartReplied(members[0], None, "RuntimeError: failed"))
+            else:
+                stop = sim.gang_stops.pop(0)
+                for _, message in stop.members:
+                    sim.send(ev.StopReplied(message.replica_id))
+        elif kind == "tick":
+            sim.tick(action[1])
+        elif kind == "join":
+            sim.register(f"n{action[1]}", cpu=2.0)
+        elif kind == "die" and f"n{action[1]}" in sim.core.nodes:
+            sim.send(ev.NodeDied(f"n{action[1]}", "killed"))
+        elif kind == "delete" and deployed:
+            sim.send(ev.Delete(DeleteApp("app")))
+        elif kind == "settle":  # every worker answers what it was asked, successfully
+            for ask in list(sim.asks):
+                sim.answer(ask, {"ongoing": 0})
+            for start in list(sim.gang_starts):
+                sim.gang_starts.remove(start)
+                sim.send(ev.GangStarted(tuple(m.replica_id for _, m in start.members)))
+        # never more live replicas than the target plus one batch of surge, once reconciled
+        for app in sim.core.apps.values():
+            for state in app.deployments.values():
+                gang = state.config.gang()
+                target = state.config.num_replicas
+                surge = gang.gang_size if gang else max(1, math.ceil(0.2 * target))
+                if not state.needs_reconcile(sim.now) and not state.deleting:
+                    assert state.replicas.count(LIVE) <= target + surge
+        # never a partial gang in a published replica set
+        published = sim.published.get(("app", "D"))
+        if published is not None and published.exists:
+            assert _member_gangs(sim, {r.replica_id for r in published.replicas}) == []
+    if deployed:
+        sim.send(ev.Delete(DeleteApp("app")))
+        sim.answer_all()
+        assert "app" not in sim.core.apps
+        assert sim.core.cluster.reservations == [], "every reservation is released on delete"
