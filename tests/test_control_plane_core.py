@@ -391,3 +391,28 @@ def test_random_event_sequences_keep_the_invariants(actions: list[tuple[Any, ...
         sim.answer_all()
         assert "app" not in sim.core.apps
         assert sim.core.cluster.reservations == [], "every reservation is released on delete"
+
+
+def test_changing_the_gang_layout_replaces_whole_gangs_and_never_publishes_half_of_one() -> None:
+    sim = Sim()
+    for i in range(2):
+        sim.register(f"n{i}", cpu=2.0)
+    sim.send(ev.Subscribe(SubscribeReplicas("app", "D", SUBSCRIBER)))
+    sim.send(ev.Deploy(deploy_message(num_replicas=2, actor_options={"num_cpus": 0.25}, gang_scheduling_config={"gang_size": 2})))
+    sim.answer_all()
+    sim.send(ev.Deploy(deploy_message(num_replicas=1, actor_options={"num_cpus": 0.25})))  # same code, no gang
+    for _ in range(50):
+        assert _member_gangs(sim, {r.replica_id for r in sim.published[("app", "D")].replicas}) == []
+        if not (sim.asks or sim.gang_stops):
+            sim.tick()
+            if not (sim.asks or sim.gang_stops):
+                break
+        for ask in list(sim.asks):
+            sim.answer(ask, {"ongoing": 0})
+        for stop in list(sim.gang_stops):
+            sim.gang_stops.remove(stop)
+            for _, message in stop.members:
+                sim.send(ev.StopReplied(message.replica_id))
+    assert sim.states() == {"RUNNING": 1}
+    assert [r.gang_id for _, _, r in sim.core.apps["app"].deployments["D"].replicas.items(LIVE)] == [None]
+    assert sim.core.cluster.reservations == []

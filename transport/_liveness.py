@@ -102,9 +102,9 @@ class Quarantine:
         self.until: dict[str, float] = {}  # read on the hot path: empty most of the time
         self._reasons: dict[str, str] = {}
 
-    def add(self, peer: str, reason: str, now: float) -> None:
-        """``peer`` was found dead for ``reason``."""
-        self.until[peer] = now + self.seconds
+    def add(self, peer: str, reason: str, now: float, seconds: float | None = None) -> None:
+        """``peer`` was found dead for ``reason``; quarantined ``seconds`` (default: :attr:`seconds`)."""
+        self.until[peer] = now + (self.seconds if seconds is None else seconds)
         self._reasons[peer] = reason
         if len(self.until) > 4096:
             self.until = {p: t for p, t in self.until.items() if t > now}

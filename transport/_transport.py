@@ -361,7 +361,9 @@ class Transport:
     def _on_link_events(self, monitor: zmq.Socket) -> None:
         gone = self._links.gone(monitor)
         if gone is not None and gone[0] in self._dealers:
-            self._declare_down(*gone)
+            # a refusal is cheap to see again: a process started anew at the address
+            # (a head restarted on its port) is reachable after a short quarantine
+            self._declare_down(*gone, quarantine_s=min(self._config.quarantine_s, 2 * self._config.heartbeat_interval_s))
 
     def _on_refusals(self) -> None:
         assert self._router_monitor is not None
@@ -402,11 +404,11 @@ class Transport:
             self._links.remove(sock, peer)
             sock.close(linger=linger_ms)
 
-    def _declare_down(self, peer: str, reason: str) -> None:
+    def _declare_down(self, peer: str, reason: str, quarantine_s: float | None = None) -> None:
         self._incarnations.pop(peer, None)  # whoever answers there next is simply new
         self._close_dealer(peer)
         self._liveness.forget(peer)
-        self._quarantine.add(peer, reason, time.monotonic())
+        self._quarantine.add(peer, reason, time.monotonic(), quarantine_s)
         self._peers_lost += 1
         self._call(self._on_peer_down, peer, reason)
 

@@ -16,6 +16,7 @@ this one's state, composed, never mixed in.
 from __future__ import annotations
 
 import logging
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -223,6 +224,7 @@ class ControlPlane:
         self.revision += 1
         for spec in message.deployments:
             config = configs[spec.name]
+            spec = _with_gang_version(spec, config)
             autoscaling = config.autoscaling()
             state = app.deployments.get(spec.name)
             keep = state is not None and state.autoscaler is not None and state.config.autoscaling_config == config.autoscaling_config
@@ -429,3 +431,13 @@ class ControlPlane:
         update = self.views.replica_set(key)
         self.published[key] = update.version
         self.emit(fx.Publish(tuple(sorted(subscribers)), update))
+
+
+def _with_gang_version(spec: Any, config: DeploymentConfig) -> Any:
+    """Gangs are part of what a replica is: another gang layout (or none) replaces
+    every replica, as a new version does, so no gang is ever left partial."""
+    gang = config.gang()
+    if gang is None:
+        return spec
+    layout = f"{gang.gang_size}-{gang.gang_placement_strategy}-{gang.runtime_failure_policy}"
+    return dataclasses.replace(spec, version=f"{spec.version}+gang{layout}")

@@ -68,16 +68,26 @@ class Reconciler:
         old = [(rid, st, rec) for rid, st, rec in self.state.replicas.items(LIVE_STATES) if rec.version != version]
         for _, state, record in old:
             if state not in SERVING:
-                cmds.append(self.state._stop(record, 0.0))
-        old_serving = [(rid, st, rec) for rid, st, rec in old if st in SERVING]
+                self._retire(record, 0.0, cmds)
+        old_serving = [(rid, st, rec) for rid, st, rec in self.state.replicas.items(LIVE_STATES)
+                       if rec.version != version and st in SERVING]
         excess = self.state._serving_by_version[version] + len(old_serving) - target
         for record in self._pick_to_stop(min(max(excess, 0), len(old_serving)), old_serving):
-            cmds.append(self.state._stop(record, self.state.config.graceful_shutdown_timeout_s))
+            if self.state.replicas.state_of(record.replica_id) in SERVING:  # not taken down with its gang above
+                self._retire(record, self.state.config.graceful_shutdown_timeout_s, cmds)
         batch = max(1, math.ceil(0.2 * target))
         room = target + batch - self.state.replicas.count(LIVE_STATES)
         wanted = target - self.state._live_by_version[version]
         if min(room, wanted) > 0:
             self._start(min(room, wanted), cmds, now)
+
+    def _retire(self, record: ReplicaRecord, timeout_s: float, cmds: list[Command]) -> None:
+        """Stop an old replica; one of an old gang (the gang layout changed) goes with its whole gang."""
+        if record.gang_id is not None and record.gang_id in self.state.gangs:
+            self.state._gangs._tear_down_gang(record.gang_id, "replaced by a new version", graceful=timeout_s > 0)
+            cmds.extend(self.state.take_queued())
+            return
+        cmds.append(self.state._stop(record, timeout_s))
 
     def _pick_to_stop(self, n: int, candidates: list[tuple[str, ReplicaState, ReplicaRecord]]) -> list[ReplicaRecord]:
         if n <= 0:
