@@ -39,6 +39,16 @@ def run_corral(*args: str, cwd: Path | str = ROOT, env: dict[str, str] | None = 
                           env=ENV if env is None else env, cwd=cwd)
 
 
+def _reap(proc: subprocess.Popen[str]) -> None:
+    """Kill a process the test started if it still runs, and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
 @pytest.fixture
 def clusters() -> Iterator[Callable[..., str]]:
     """``corral start`` from any folder; every cluster is stopped after the test."""
@@ -98,12 +108,7 @@ def test_a_script_that_never_calls_shutdown_exits_promptly_and_stops_its_workers
         wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in workers),
                  10, "its workers to exit")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        _reap(proc)
 
 
 # ---- 2. corral deploy from the user's own folder ---------------------------------------------
@@ -327,12 +332,7 @@ def test_corral_run_is_found_by_status_call_and_stop(tmp_path: Path) -> None:
         assert proc.wait(30) == 0
         assert read_head(int(port)) is None
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        _reap(proc)
 
 
 def test_status_into_a_closed_pipe_ends_quietly(clusters: Callable[..., str]) -> None:
@@ -434,12 +434,7 @@ def test_a_second_ctrl_c_exits_at_once_while_the_clean_up_runs(tmp_path: Path) -
         wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in workers),
                  15, "its worker to exit with it")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        _reap(proc)
 
 
 def test_a_worker_that_died_while_the_head_was_down_is_given_up_as_soon_as_the_head_is_back(

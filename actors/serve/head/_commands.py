@@ -3,7 +3,7 @@ state asks the controller to carry out. Pure data."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import DeploymentSpec
@@ -63,3 +63,27 @@ Command = StartReplicaCmd | StopReplicaCmd | ReconfigureCmd | HealthCheckCmd
 
 
 __all__ = ["Command", "HealthCheckCmd", "ReconfigureCmd", "ReplicaRecord", "StartReplicaCmd", "StopReplicaCmd"]
+
+
+@dataclass
+class Limits:
+    """Retry and health thresholds from ``ServeSettings``."""
+
+    constructor_retries_per_replica: int
+    max_constructor_retries: int
+    health_check_failure_threshold: int
+
+
+@dataclass
+class Failures:
+    """A deployment version's failed constructor runs."""
+
+    count: int = 0
+    last_error: str = ""
+    retry_at: float = 0.0
+    ever_ran: set[str] = field(default_factory=set)
+
+
+def make_limits(constructor_retries_per_replica: int, max_constructor_retries: int, health_check_failure_threshold: int) -> Limits:
+    """Bundle the thresholds a DeploymentState needs."""
+    return Limits(constructor_retries_per_replica, max_constructor_retries, health_check_failure_threshold)

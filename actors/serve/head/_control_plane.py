@@ -104,13 +104,13 @@ class ControlPlane:
             ev.ClearAsked: lambda _e: self.recovery.clear(),
             ev.StartReplied: self._on_start_replied,
             ev.GangStarted: self._on_gang_started,
-            ev.StopReplied: self._on_stop_replied,
-            ev.HealthReplied: self._on_health_replied,
-            ev.Reconfigured: self._on_reconfigured,
+            ev.StopReplied: self._on_replica_event,
+            ev.HealthReplied: self._on_replica_event,
+            ev.Reconfigured: self._on_replica_event,
             ev.InventoryReplied: lambda e: self.recovery.on_inventory(e.node_id, e.value, e.error),
             ev.CheckpointWritten: self.recovery.on_written,
             ev.NodeDied: lambda e: self.lose_node(e.node_id, e.reason),
-            ev.ReplicaDied: self._on_replica_died,
+            ev.ReplicaDied: self._on_replica_event,
             ev.SubscriberDied: self._on_subscriber_died,
         }
 
@@ -306,7 +306,7 @@ class ControlPlane:
                     self.ledger.autoscale(app.name, state, now)
                 if not state.needs_reconcile(now):
                     continue
-                self.execute(state, state.reconcile(now))
+                self.execute(state, state.handle(ev.Tick(), now))
                 if state.finished_deleting:
                     del app.deployments[name]
                     self.revision += 1
@@ -337,67 +337,35 @@ class ControlPlane:
 
     def _on_start_replied(self, event: ev.StartReplied) -> None:
         state = self.state_of(event.replica_id)
-        rid = event.replica_id
         if state is None:
             return
-        if event.error is None:
-            state.on_started(rid, self.now)
-            record = state.replicas.get(rid)
-            if record is not None:
-                self.watch_replica(rid, record)
-        else:
-            log.warning("replica %s failed to start: %s", rid, event.error)
-            state.on_start_failed(rid, event.error, self.now)
-            self.execute(state, state.take_queued())
+        if event.error is not None:
+            log.warning("replica %s failed to start: %s", event.replica_id, event.error)
+        self.execute(state, state.handle(event, self.now))
+        record = state.replicas.get(event.replica_id)
+        if event.error is None and record is not None:
+            self.watch_replica(event.replica_id, record)
         self.publish((state.app, state.name))
 
     def _on_gang_started(self, event: ev.GangStarted) -> None:
         state = self.state_of(event.members[0]) if event.members else None
         if state is None:
             return
-        for rid in event.members:
-            state.on_started(rid, self.now)
+        self.execute(state, state.handle(event, self.now))
         for rid in event.members:
             record = state.replicas.get(rid)
             if record is not None and state.replicas.state_of(rid) is ReplicaState.RUNNING:
                 self.watch_replica(rid, record)
-        self.execute(state, state.take_queued())
         self.publish((state.app, state.name))
 
-    def _on_stop_replied(self, event: ev.StopReplied) -> None:
+    def _on_replica_event(self, event: Any) -> None:
+        """A replica stopped, answered a health check or a reconfigure, or died."""
         state = self.state_of(event.replica_id)
         if state is None:
             return
-        state.on_stopped(event.replica_id)
-        self.owner.pop(event.replica_id, None)
-        self.publish((state.app, state.name))
-
-    def _on_health_replied(self, event: ev.HealthReplied) -> None:
-        state = self.state_of(event.replica_id)
-        if state is None:
-            return
-        ongoing = event.value.get("ongoing", 0) if isinstance(event.value, dict) else 0
-        stop = state.on_health(event.replica_id, event.error is None, ongoing, event.error or "", self.now)
-        if stop is not None:
-            self.execute(state, [stop, *state.take_queued()])
-        self.publish((state.app, state.name))
-
-    def _on_reconfigured(self, event: ev.Reconfigured) -> None:
-        state = self.state_of(event.replica_id)
-        if state is None:
-            return
-        stop = state.on_reconfigured(event.replica_id, event.version, event.error)
-        if stop is not None:
-            self._execute_one(state, stop)
-        self.publish((state.app, state.name))
-
-    def _on_replica_died(self, event: ev.ReplicaDied) -> None:
-        state = self.state_of(event.replica_id)
-        if state is None:
-            return
-        state.on_died(event.replica_id, event.reason)
-        self.owner.pop(event.replica_id, None)
-        self.execute(state, state.take_queued())
+        self.execute(state, state.handle(event, self.now))
+        if isinstance(event, (ev.StopReplied, ev.ReplicaDied)):
+            self.owner.pop(event.replica_id, None)
         self.publish((state.app, state.name))
 
     def _on_subscriber_died(self, event: ev.SubscriberDied) -> None:
@@ -417,7 +385,7 @@ class ControlPlane:
         log.log(level, "worker %s is gone: %s", node_id, reason)
         for app in self.apps.values():
             for state in app.deployments.values():
-                state.on_node_lost(node_id, reason)
+                self.execute(state, state.handle(ev.NodeDied(node_id, reason), self.now))
                 self.publish((app.name, state.name))
         self.cluster.remove_node(node_id)
 

@@ -1,6 +1,6 @@
 """The controller's read-only views: status, replica sets, statistics.
 
-Mixed into the Controller actor; kept apart so each module reads in one sitting.
+Composed into the control plane (:class:`StatusViews`); it keeps no state of its own.
 """
 
 from __future__ import annotations

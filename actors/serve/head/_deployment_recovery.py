@@ -1,6 +1,6 @@
 """A deployment's state to and from a checkpoint, and re-adoption after a restart. Pure.
 
-Mixed into :class:`~._deployment_state.DeploymentState`. A restored replica
+Composed into :class:`~._deployment_state.DeploymentState`. A restored replica
 waits in RECOVERING until its worker says what runs there:
 :meth:`DeploymentRecovery.recover_node` then re-adopts the live ones without
 restarting them (RUNNING), drops the dead ones (the next reconcile replaces

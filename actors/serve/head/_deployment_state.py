@@ -1,9 +1,11 @@
 """One deployment's replicas and what to do next. Pure: no I/O, no threads.
 
-The controller feeds it events (a replica started, failed, stopped, died, a
-health check result) and calls :meth:`DeploymentState.reconcile` on every loop
-tick; reconcile returns the commands to carry out. In steady state a tick costs
-O(health checks due), not O(replicas).
+The control plane feeds it events through :meth:`DeploymentState.handle` (a
+tick, a replica started, failed, stopped, died, a health check or reconfigure
+result, a worker lost or recovered), which returns every command to carry
+out: the one way commands leave. The ``on_*`` methods, :meth:`reconcile` and
+:meth:`take_queued` underneath stay public for the unit tests. In steady
+state a tick costs O(health checks due), not O(replicas).
 """
 
 from __future__ import annotations
@@ -11,18 +13,14 @@ from __future__ import annotations
 import heapq
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import AbstractSet as Set
 from typing import Any
 
 from protocol import CheckpointDeployment, DeploymentSpec
 
 from .._options import DeploymentConfig
-from ._commands import (
-    Command,
-    ReplicaRecord,
-    StopReplicaCmd,
-)
+from . import _events as ev
+from ._commands import Command, Failures, Limits, ReplicaRecord, StopReplicaCmd, make_limits
 from ._deployment_recovery import DeploymentRecovery
 from ._gang_state import Gang, GangLifecycle
 from ._gang_placement import Reservation
@@ -30,26 +28,13 @@ from ._placement import Cluster
 from ._reconcile import Reconciler
 from ._replica_states import LIVE_STATES, ReplicaState, ReplicaStateContainer
 
+__all__ = ["DeploymentState", "make_limits"]
+
 S = ReplicaState
 SERVING = (S.RUNNING, S.UPDATING)
 # Downscaling stops replicas that do not serve yet first, then the least loaded.
 _STOP_ORDER = (S.STARTING, S.PENDING_MIGRATION, S.RECOVERING, S.UPDATING)
 _RECOVERING = (S.RECOVERING,)
-
-
-@dataclass
-class _Limits:
-    constructor_retries_per_replica: int
-    max_constructor_retries: int
-    health_check_failure_threshold: int
-
-
-@dataclass
-class _Failures:
-    count: int = 0
-    last_error: str = ""
-    retry_at: float = 0.0
-    ever_ran: set[str] = field(default_factory=set)
 
 
 class DeploymentState:
@@ -62,7 +47,7 @@ class DeploymentState:
         limits: retry and health thresholds from ``ServeSettings``.
     """
 
-    def __init__(self, spec: DeploymentSpec, config: DeploymentConfig, cluster: Cluster, limits: _Limits) -> None:
+    def __init__(self, spec: DeploymentSpec, config: DeploymentConfig, cluster: Cluster, limits: Limits) -> None:
         self.app = spec.app
         self.name = spec.name
         self.replicas: ReplicaStateContainer[ReplicaRecord] = ReplicaStateContainer()
@@ -76,7 +61,7 @@ class DeploymentState:
         self._per_node: Counter[str] = Counter()
         self._health_heap: list[tuple[float, str]] = []
         self._to_reconfigure: set[str] = set()
-        self._failures = _Failures()
+        self._failures = Failures()
         self._transition: str | None = "deploy"
         self._previous_target = 0
         self._note = ""
@@ -90,6 +75,7 @@ class DeploymentState:
         self._queued: list[Command] = []
         self.next_autoscale = 0.0
         self._dirty = True
+        self.adopted_total = 0  # replicas re-adopted after controller restarts
         self._gangs = GangLifecycle(self)
         self._reconciler = Reconciler(self)
         self._recovery = DeploymentRecovery(self)
@@ -126,6 +112,45 @@ class DeploymentState:
 
     # ---- target ---------------------------------------------------------------------
 
+    def handle(self, event: Any, now: float) -> list[Command]:
+        """Apply one of the control plane's events (a tick, a replica's answer or
+        death, a worker lost or recovered) and return every command it produced:
+        the one way commands leave a deployment's state for the control plane.
+
+        Raises:
+            TypeError: an event this state does not take.
+        """
+        kind = type(event)
+        if kind is ev.Tick:
+            return self.reconcile(now)
+        if kind is ev.StartReplied:
+            if event.error is None:
+                self.on_started(event.replica_id, now)
+            else:
+                self.on_start_failed(event.replica_id, event.error, now)
+        elif kind is ev.GangStarted:
+            for rid in event.members:
+                self.on_started(rid, now)
+        elif kind is ev.StopReplied:
+            self.on_stopped(event.replica_id)
+        elif kind is ev.HealthReplied:
+            ongoing = event.value.get("ongoing", 0) if isinstance(event.value, dict) else 0
+            stop = self.on_health(event.replica_id, event.error is None, ongoing, event.error or "", now)
+            return [stop, *self.take_queued()] if stop is not None else self.take_queued()
+        elif kind is ev.Reconfigured:
+            stop = self.on_reconfigured(event.replica_id, event.version, event.error)
+            return [stop, *self.take_queued()] if stop is not None else self.take_queued()
+        elif kind is ev.ReplicaDied:
+            self.on_died(event.replica_id, event.reason)
+        elif kind is ev.NodeDied:
+            self.on_node_lost(event.node_id, event.reason)
+            return []  # its replacements start on the next tick
+        elif kind is ev.NodeRecovered:
+            self.adopted_total += self.recover_node(event.node_id, event.running, event.starting, now)
+        else:
+            raise TypeError(f"a deployment state does not take {kind.__name__} events")
+        return self.take_queued()
+
     def take_queued(self) -> list[Command]:
         """Commands an event queued (a gang's siblings to stop), to carry out now."""
         queued, self._queued = self._queued, []
@@ -152,7 +177,7 @@ class DeploymentState:
         old_target = self.config.num_replicas
         code_changed = spec.version != self.spec.version
         if code_changed:
-            self._failures = _Failures()
+            self._failures = Failures()
             self._transition = "deploy"
         elif config.user_config != self.config.user_config:
             self._user_config_version += 1
@@ -162,7 +187,7 @@ class DeploymentState:
             self._transition = "up" if config.num_replicas > old_target else "down"
             self._previous_target = old_target
         if self._failures.count and not code_changed and config != self.config:
-            self._failures = _Failures(ever_ran=self._failures.ever_ran)
+            self._failures = Failures(ever_ran=self._failures.ever_ran)
         self.spec = spec
         self.config = config
         if self.failed != was_failed:
@@ -413,8 +438,3 @@ class DeploymentState:
     def replica_states(self) -> dict[str, int]:
         """Replica counts by state."""
         return self.replicas.counts()
-
-
-def make_limits(constructor_retries_per_replica: int, max_constructor_retries: int, health_check_failure_threshold: int) -> _Limits:
-    """Bundle the thresholds a DeploymentState needs."""
-    return _Limits(constructor_retries_per_replica, max_constructor_retries, health_check_failure_threshold)

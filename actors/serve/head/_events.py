@@ -130,6 +130,15 @@ class InventoryReplied:
 
 
 @dataclass(frozen=True)
+class NodeRecovered:
+    """After a restart, a worker's inventory, as one deployment sees it."""
+
+    node_id: str
+    running: frozenset[str]
+    starting: frozenset[str]
+
+
+@dataclass(frozen=True)
 class CheckpointWritten:
     """The shell wrote (or failed to write) the checkpoint a SaveCheckpoint effect carried."""
 

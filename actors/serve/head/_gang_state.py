@@ -1,6 +1,6 @@
 """The gang life cycle of a deployment: reserve, start, join whole, tear down. Pure.
 
-Mixed into :class:`~._deployment_state.DeploymentState`, whose replica
+Composed into :class:`~._deployment_state.DeploymentState`, whose replica
 container, counters and command queue it uses; kept apart so each module
 reads in one sitting.
 """

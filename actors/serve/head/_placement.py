@@ -42,9 +42,9 @@ class Node:
 class Cluster:
     """The set of live nodes, their free resources, and the gang reservations.
 
-    The methods a deployment's state uses (:meth:`place_replica`,
-    :meth:`release`, :meth:`reserve_gang`, :meth:`release_gang`) are also
-    offered by the Scheduler actor's client, with the same meaning.
+    The control plane owns one; deployment states place replicas and reserve
+    gangs through it directly (:meth:`place_replica`, :meth:`release`,
+    :meth:`reserve_gang`, :meth:`release_gang`): plain calls, never an ask.
     """
 
     def __init__(self) -> None:

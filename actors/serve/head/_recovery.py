@@ -48,7 +48,7 @@ from ._deployment_state import DeploymentState
 from ._replica_states import ReplicaState
 from .._names import NODE_ACTOR
 from ._effects import Ask, ClearCheckpoint, SaveCheckpoint, Tell
-from ._events import CheckpointWritten, InventoryReplied
+from ._events import CheckpointWritten, InventoryReplied, NodeRecovered
 from ._store import CheckpointStore, StoreError
 
 log = logging.getLogger("corral.serve")
@@ -316,13 +316,15 @@ class Recovery:
             for state in app.deployments.values():
                 on_node = set(state.recovering_on(node_id))
                 known.update(on_node)
-                stats.adopted += state.recover_node(node_id, running, starting, now)
+                before = state.adopted_total
+                commands = state.handle(NodeRecovered(node_id, frozenset(running), frozenset(starting)), now)
+                stats.adopted += state.adopted_total - before
                 stats.dropped += len(on_node - running - starting)
                 for rid in on_node & running:
                     record = state.replicas.get(rid)
                     if record is not None and record.recovered_from == "":
                         core.watch_replica(rid, record)
-                core.execute(state, state.take_queued())
+                core.execute(state, commands)
                 core.publish((app.name, state.name), force=True)
         node = core.nodes[node_id]
         for rid in set(answer) - known - set(core.owner):
