@@ -34,10 +34,11 @@ PURE = (
     "actors.serve.head._metrics_store",
     "actors.serve.head._placement",
     "actors.serve.head._reconcile",
+    "actors.serve.head._recovery",
     "actors.serve.head._replica_states",
     "scripts._supervisor:Backoff",
 )
-IO_MODULES = ("zmq", "pykka", "socket", "threading", "subprocess", "transport._transport", "actors._system", "actors._actor")
+IO_MODULES = ("zmq", "pykka", "socket", "threading", "subprocess", "transport", "actors._system", "actors._actor")
 
 
 def _modules() -> dict[str, Path]:

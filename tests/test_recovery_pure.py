@@ -11,7 +11,8 @@ from actors.serve.head._commands import HealthCheckCmd, StartReplicaCmd, StopRep
 from actors.serve.head._gang_placement import Reservation
 from actors.serve._options import DeploymentConfig
 from actors.serve.head._placement import Cluster
-from actors.serve.head._recovery import CheckpointError, load_checkpoint
+from actors.serve.head._recovery import CheckpointError
+from actors.serve.head._store import load_checkpoint
 from actors.serve.head._replica_states import ReplicaState
 from actors.serve.head._store import SqliteStore, StoreError, open_store
 from protocol import (

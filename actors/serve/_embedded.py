@@ -21,8 +21,7 @@ from .._system import ActorSystem
 from ._names import CONTROLLER_NAME
 from .client._session import Session, attach
 from .head._controller import ClearCheckpoint, Controller
-from .head._recovery import load_checkpoint
-from .head._store import open_store
+from .head._store import load_checkpoint, open_store
 from .worker._args import worker_args
 
 log = logging.getLogger("corral.serve")

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from protocol import Checkpoint, ReplicaSet
-from transport import check_endpoint
 
 from ..._config import ServeSettings
 from .._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_policy
@@ -107,7 +106,7 @@ class ControlPlane:
             ev.StopReplied: self._on_replica_event,
             ev.HealthReplied: self._on_replica_event,
             ev.Reconfigured: self._on_replica_event,
-            ev.InventoryReplied: lambda e: self.recovery.on_inventory(e.node_id, e.value, e.error),
+            ev.InventoryReplied: lambda e: self.recovery.on_inventory(e.node_id, e.value, e.error, e.gone),
             ev.CheckpointWritten: self.recovery.on_written,
             ev.NodeDied: lambda e: self.lose_node(e.node_id, e.reason),
             ev.ReplicaDied: self._on_replica_event,
@@ -160,7 +159,6 @@ class ControlPlane:
     # ---- requests ---------------------------------------------------------------------
 
     def _register(self, message: Any) -> str:
-        check_endpoint(message.address)
         if not message.node_id or "#" in message.node_id:
             raise ValueError(f"node id must be non-empty without '#', got {message.node_id!r}")
         for name, amount in message.resources.items():

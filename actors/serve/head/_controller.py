@@ -28,6 +28,8 @@ from protocol import (
     SubscribeReplicas,
 )
 
+from transport import NOTHING_LISTENS, check_endpoint
+
 from ..._actor import Actor
 from ..._config import ServeSettings
 from ..._future import Future
@@ -79,7 +81,7 @@ class Controller(Actor):
             _Tick: lambda _m: self._tick(),
             DeployApp: lambda m: self._run(ev.Deploy(m)),
             DeleteApp: lambda m: self._run(ev.Delete(m)),
-            RegisterNode: lambda m: self._run(ev.Register(m)),
+            RegisterNode: self._register,
             NodeHello: lambda m: self._run(ev.Hello(m)),
             SubscribeReplicas: lambda m: self._run(ev.Subscribe(m)),
             MetricsPush: lambda m: self._run(ev.MetricsPushed(m)),
@@ -133,6 +135,10 @@ class Controller(Actor):
         self._carry_out()
         return answer
 
+    def _register(self, message: RegisterNode) -> Any:
+        check_endpoint(message.address)  # raises ValueError naming what is wrong
+        return self._run(ev.Register(message))
+
     def _tick(self) -> None:
         if self._ticker is not None:
             self._ticker.handled()
@@ -178,7 +184,7 @@ class Controller(Actor):
         try:
             future = self.system.ref(effect.address, effect.actor).ask(effect.message, timeout=effect.timeout_s)
         except Exception as exc:
-            self._tell_self(dataclasses.replace(then, error=f"{type(exc).__name__}: {exc}"))
+            self._tell_self(_failed(then, f"{type(exc).__name__}: {exc}"))
             return
         future.add_done_callback(lambda done: self._tell_self(_settled(then, done)))
 
@@ -249,4 +255,11 @@ def _settled(then: Any, done: Future[Any]) -> Any:
     except Exception as exc:
         # a failed start shows the constructor's traceback; other failures one line
         error = _describe(exc) if isinstance(then, ev.StartReplied) else f"{getattr(exc, 'type_name', '') or type(exc).__name__}: {exc}"
-        return dataclasses.replace(then, error=error)
+        return _failed(then, error)
+
+
+def _failed(then: Any, error: str) -> Any:
+    if isinstance(then, ev.InventoryReplied):
+        # a worker whose address refuses connections died while the controller was down
+        return dataclasses.replace(then, error=error, gone=NOTHING_LISTENS in error)
+    return dataclasses.replace(then, error=error)

@@ -122,11 +122,13 @@ class Reconfigured:
 
 @dataclass(frozen=True)
 class InventoryReplied:
-    """After a restart, a worker said which replicas it runs."""
+    """After a restart, a worker said which replicas it runs; ``gone``: its
+    address refuses connections (it died while the controller was down)."""
 
     node_id: str
     value: Any = None
     error: str | None = None
+    gone: bool = False
 
 
 @dataclass(frozen=True)

@@ -30,15 +30,12 @@ from protocol import (
     CheckpointApp,
     CheckpointNode,
     CheckpointSubscriber,
-    CorruptCheckpoint,
     DeploymentSpec,
     ListReplicas,
     StopReplica,
-    decode_checkpoint,
     decode_fields,
     encode_checkpoint,
 )
-from transport import NOTHING_LISTENS
 
 from .._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_policy
 from .._errors import CheckpointError
@@ -49,53 +46,8 @@ from ._replica_states import ReplicaState
 from .._names import NODE_ACTOR
 from ._effects import Ask, ClearCheckpoint, SaveCheckpoint, Tell
 from ._events import CheckpointWritten, InventoryReplied, NodeRecovered
-from ._store import CheckpointStore, StoreError
 
 log = logging.getLogger("corral.serve")
-
-_FRESH_HINT = "start with --fresh (ServeSettings.checkpoint_recovery='fresh') to discard it and start empty"
-
-
-
-def load_checkpoint(store: CheckpointStore | None, mode: str) -> Checkpoint | None:
-    """Read the checkpoint a starting controller recovers from.
-
-    Args:
-        store: where it lives (None: nowhere; the controller starts empty).
-        mode: ``"auto"``, ``"required"`` or ``"fresh"`` (see ``ServeSettings``).
-
-    Returns:
-        The checkpoint, or None to start empty.
-
-    Raises:
-        CheckpointError: the store cannot be read, the checkpoint is corrupt,
-            or it is missing when ``mode`` is ``"required"``.
-    """
-    if store is None:
-        if mode == "required":
-            raise CheckpointError("a checkpoint is required but no checkpoint store is configured")
-        return None
-    try:
-        if mode == "fresh":
-            store.clear()
-            log.warning("starting empty: any checkpoint in %s was discarded (fresh start)", store.location)
-            return None
-        blob = store.load()
-    except StoreError as exc:
-        raise CheckpointError(str(exc)) from None
-    if blob is None:
-        if mode == "required":
-            raise CheckpointError(
-                f"no checkpoint in {store.location}: the controller cannot recover the cluster's state; "
-                "start with --fresh (ServeSettings.checkpoint_recovery='fresh') to start empty "
-                "(every application must then be deployed again)"
-            )
-        return None
-    try:
-        return decode_checkpoint(blob)
-    except CorruptCheckpoint as exc:
-        raise CheckpointError(f"the checkpoint in {store.location} is corrupt ({exc}); {_FRESH_HINT}") from None
-
 
 @dataclass
 class _Waiting:
@@ -285,14 +237,14 @@ class Recovery:
             timeout = min(max(2 * settings.recovery_retry_s, 1.0), settings.control_timeout_s)
             core.emit(Ask(node.address, NODE_ACTOR, ListReplicas(states=True), timeout, InventoryReplied(node_id)))
 
-    def on_inventory(self, node_id: str, answer: Any, error: str | None) -> None:
+    def on_inventory(self, node_id: str, answer: Any, error: str | None, gone: bool = False) -> None:
         """A worker said which replicas it runs (or could not be asked)."""
         core, settings, stats = self.core, self.core.settings, self.stats
         waiting = stats.waiting.get(node_id)
         if waiting is None or node_id not in core.nodes:
             return
         waiting.asking = False
-        if error is not None and NOTHING_LISTENS in error:
+        if gone:
             # its address refuses connections: the worker died while the controller was down
             del stats.waiting[node_id]
             stats.nodes_given_up += 1

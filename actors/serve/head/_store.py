@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlparse
 
-from .._errors import StoreError
+from protocol import Checkpoint, CorruptCheckpoint, decode_checkpoint
+
+from .._errors import CheckpointError, StoreError
+
+log = logging.getLogger("corral.serve")
 
 DEFAULT_KEY = "corral:checkpoint"
 
@@ -195,10 +199,54 @@ def open_store(url: str, fresh: bool = False) -> CheckpointStore:
         os.replace(path, aside)
         for suffix in ("-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-        logging.getLogger("corral.serve").warning(
+        log.warning(
             "the checkpoint file %s is not an SQLite database; moved it to %s and starting empty (fresh start)", path, aside
         )
         return SqliteStore(path)
     if url.startswith(("redis://", "rediss://")):
         return RedisStore(url)
     raise StoreError(f"checkpoint store {url!r}: expected sqlite:///path or redis://host:port/db")
+
+
+_FRESH_HINT = "start with --fresh (ServeSettings.checkpoint_recovery='fresh') to discard it and start empty"
+
+
+
+def load_checkpoint(store: CheckpointStore | None, mode: str) -> Checkpoint | None:
+    """Read the checkpoint a starting controller recovers from.
+
+    Args:
+        store: where it lives (None: nowhere; the controller starts empty).
+        mode: ``"auto"``, ``"required"`` or ``"fresh"`` (see ``ServeSettings``).
+
+    Returns:
+        The checkpoint, or None to start empty.
+
+    Raises:
+        CheckpointError: the store cannot be read, the checkpoint is corrupt,
+            or it is missing when ``mode`` is ``"required"``.
+    """
+    if store is None:
+        if mode == "required":
+            raise CheckpointError("a checkpoint is required but no checkpoint store is configured")
+        return None
+    try:
+        if mode == "fresh":
+            store.clear()
+            log.warning("starting empty: any checkpoint in %s was discarded (fresh start)", store.location)
+            return None
+        blob = store.load()
+    except StoreError as exc:
+        raise CheckpointError(str(exc)) from None
+    if blob is None:
+        if mode == "required":
+            raise CheckpointError(
+                f"no checkpoint in {store.location}: the controller cannot recover the cluster's state; "
+                "start with --fresh (ServeSettings.checkpoint_recovery='fresh') to start empty "
+                "(every application must then be deployed again)"
+            )
+        return None
+    try:
+        return decode_checkpoint(blob)
+    except CorruptCheckpoint as exc:
+        raise CheckpointError(f"the checkpoint in {store.location} is corrupt ({exc}); {_FRESH_HINT}") from None
