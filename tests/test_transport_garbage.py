@@ -157,6 +157,8 @@ def test_a_send_to_a_peer_that_does_not_read_fails_with_a_clear_error_instead_of
         for _ in range(200):
             sender.send_frame(address, frame, on_error=lambda e: (lock.acquire(), errors.append(e), lock.release()))
         wait_for(lambda: errors, 10, "a send failure")
+        # the I/O thread may still be failing the last frames: compare once all 200 are accounted for
+        wait_for(lambda: sender.statistics().sent + len(errors) == 200, 10, "every frame to be sent or failed")
         assert isinstance(errors[0], PeerUnavailable) and "send_hwm" in str(errors[0])
         assert sender.statistics().send_failures == len(errors)
     finally:
