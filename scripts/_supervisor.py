@@ -109,6 +109,8 @@ class WorkerSupervisor:
         records: list[dict[str, Any]] = head.get("worker_records", [])
         changed = False
         for record in records:
+            if "args" not in record or "log" not in record:
+                continue  # a record from an older corral: it says not how to start the worker again
             node_id = str(record.get("node_id", ""))
             watched = self._watched.setdefault(node_id, _Watched(now))
             if is_recorded_process(record):
