@@ -29,6 +29,8 @@ class CheckpointReplica:
         state: its life-cycle state when the checkpoint was written.
         request: the resources it holds on its node (empty for gang members,
             whose resources are in their gang's reservation).
+        address: where it takes requests (its own process's address, or its worker's).
+        pid: its process id (0: not known yet).
     """
 
     replica_id: str
@@ -40,6 +42,7 @@ class CheckpointReplica:
     state: str
     gang_id: str | None = None
     rank: int = 0
+    pid: int = 0
 
 
 @message("checkpoint_reservation")

@@ -68,12 +68,24 @@ class RegisterNode:
 @message("node_hello")
 @dataclass(frozen=True, slots=True)
 class NodeHello:
-    """A node agent's periodic hello, listing the replicas it runs. The
-    controller answers ``{"known": bool, "stop": [replica ids it does not know]}``."""
+    """A node agent's periodic hello, listing the replicas it runs and, for
+    each, ``[process id, resident bytes]`` (a thread-mode replica shows its
+    worker's). The controller answers ``{"known": bool, "stop": [replica ids
+    it does not know]}``."""
 
     node_id: str
     address: str
     replicas: list[str]
+    processes: dict[str, list[int]] = field(default_factory=dict)
+
+
+@message("replica_exited")
+@dataclass(frozen=True, slots=True)
+class ReplicaExited:
+    """A node agent saw a replica's process exit without being asked to stop."""
+
+    replica_id: str
+    reason: str
 
 
 @message("replica_info")
@@ -117,7 +129,8 @@ class ListReplicas:
 
     Attributes:
         states: answer ``{replica_id: "running" | "starting"}`` (whether the
-            constructor has returned) instead of a sorted list of ids.
+            constructor has returned) instead of a sorted list of ids; a
+            running replica process answers ``["running", address, pid]``.
     """
 
     states: bool = False
@@ -153,6 +166,25 @@ class GetStatus:
     """Ask the controller for the status of every application."""
 
 
+@message("replica_detail")
+@dataclass(frozen=True, slots=True)
+class ReplicaDetail:
+    """One replica as ``serve.status()`` shows it.
+
+    Attributes:
+        pid: its process id (0 until known); a thread-mode replica shows its worker's.
+        rss_bytes: that process's resident memory at the node's last hello.
+        isolation: ``"process"`` or ``"thread"``.
+    """
+
+    replica_id: str
+    state: str
+    node_id: str
+    pid: int
+    rss_bytes: int
+    isolation: str
+
+
 @message("deployment_status")
 @dataclass(frozen=True, slots=True)
 class DeploymentStatusInfo:
@@ -164,6 +196,7 @@ class DeploymentStatusInfo:
     replica_states: dict[str, int]
     target_replicas: int
     autoscaling: dict[str, Any] | None = None
+    replicas: list[ReplicaDetail] = field(default_factory=list)
 
 
 @message("application_status")

@@ -259,3 +259,38 @@ class Shard:
     def check_health(self) -> None:
         if self.flag_dir and os.path.exists(os.path.join(self.flag_dir, f"sick-{get_replica_context().replica_id}")):
             raise RuntimeError("told to be sick")
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=4)
+class Mortal:
+    """Dies on request in the way asked: exit, segfault or running out of memory."""
+
+    def whoami(self) -> dict[str, Any]:
+        c = get_replica_context()
+        return {"replica_id": c.replica_id, "node": c.node_id, "pid": os.getpid()}
+
+    def die(self, how: str) -> str:
+        if how == "exit":
+            os._exit(1)
+        if how == "segfault":
+            import ctypes
+
+            ctypes.string_at(0)
+        if how == "memory":
+            hog = []
+            for _ in range(160):  # up to 8 GiB, 50 MiB at a time; its worker kills it long before
+                hog.append(b"x" * (50 << 20))
+                time.sleep(0.005)
+            time.sleep(60)
+        return f"survived {how}"
+
+    def devices(self) -> str:
+        return os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+
+
+@serve.deployment(num_replicas=1)
+class NeedsMissingDependency:
+    """Its replica process cannot import what it needs."""
+
+    def __init__(self) -> None:
+        import corral_no_such_dependency  # noqa: F401

@@ -71,8 +71,8 @@ def test_scaling_through_options_and_run_again_changes_the_replica_count(serve_c
     assert len(replica_ids(handle, 10)) == 1
 
 
-def test_many_replicas_share_one_worker_process(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=6).bind(), name="many")
+def test_many_thread_mode_replicas_share_one_worker_process(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.options(num_replicas=6, isolation="thread").bind(), name="many")
     assert sorted(n.replicas for n in serve.status().nodes) == [3, 3]
     pids = {handle.whoami.remote().result(timeout_s=10)["pid"] for _ in range(60)}
     assert len(pids) == 2
@@ -129,7 +129,7 @@ def _answer_other_than(handle: Any, instance: str) -> bool:
 
 
 def test_replicas_of_a_sigkilled_worker_are_replaced_on_the_survivor(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind(), name="kill")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=4, isolation="thread").bind(), name="kill")
     victim = handle.whoami.remote().result(timeout_s=10)
     os.kill(victim["pid"], signal.SIGKILL)
     survivor = {"worker-0", "worker-1"} - {victim["node"]}

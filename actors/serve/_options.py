@@ -20,6 +20,7 @@ from ._gangs import GangConfigError, GangSchedulingConfig
 _ALIASES = {"ray_actor_options": "actor_options"}
 _ACTOR_OPTION_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
 _NOT_YET: dict[str, str] = {}
+ISOLATION_MODES = ("process", "thread")
 
 
 class DeploymentOptionError(ValueError):
@@ -88,6 +89,9 @@ class DeploymentConfig:
         autoscaling_config: Ray Serve's autoscaling fields; when set, the
             replica count follows load and ``num_replicas`` is not used.
         gang_scheduling_config: replicas in gangs that start, fail and stop as one.
+        isolation: ``"process"`` (each replica in its own process, the default)
+            or ``"thread"`` (replicas packed as threads inside their worker's
+            process: light, but sharing its GIL and its fate).
     """
 
     num_replicas: int = 1
@@ -101,6 +105,7 @@ class DeploymentConfig:
     actor_options: dict[str, Any] = field(default_factory=dict)
     autoscaling_config: dict[str, Any] | None = None
     gang_scheduling_config: dict[str, Any] | None = None
+    isolation: str = "process"
 
     def __post_init__(self) -> None:
         _number("num_replicas", self.num_replicas, integer=True)
@@ -112,6 +117,13 @@ class DeploymentConfig:
             _number(name, getattr(self, name), strict=True)
         _number("graceful_shutdown_timeout_s", self.graceful_shutdown_timeout_s)
         object.__setattr__(self, "actor_options", _actor_options(self.actor_options))
+        if self.isolation not in ISOLATION_MODES:
+            raise _fail("isolation", "'process' or 'thread'", self.isolation)
+        if self.isolation == "thread" and self.actor_options.get("num_gpus"):
+            raise DeploymentOptionError(
+                "deployment option 'actor_options.num_gpus' needs isolation='process': GPUs are given to a "
+                "replica's process through CUDA_VISIBLE_DEVICES, which threads of one process cannot have apart"
+            )
         try:
             autoscaling = AutoscalingConfig.from_value(self.autoscaling_config)
         except AutoscalingConfigError as exc:

@@ -9,6 +9,28 @@ from protocol import ServeStatusInfo
 
 
 @dataclass(frozen=True)
+class ReplicaStatus:
+    """One replica.
+
+    Attributes:
+        replica_id: its id.
+        state: STARTING, RUNNING, STOPPING, ...
+        node_id: the worker that runs it.
+        pid: its process id (0 until its worker's first hello); a thread-mode
+            replica shows its worker's process.
+        rss_bytes: that process's resident memory at the worker's last hello.
+        isolation: "process" or "thread".
+    """
+
+    replica_id: str
+    state: str
+    node_id: str
+    pid: int
+    rss_bytes: int
+    isolation: str
+
+
+@dataclass(frozen=True)
 class DeploymentStatusOverview:
     """One deployment.
 
@@ -20,6 +42,7 @@ class DeploymentStatusOverview:
         autoscaling: for an autoscaled deployment: ``target``, ``reason`` of
             the last decision, ``total_requests`` seen, ``min_replicas``,
             ``max_replicas``; None otherwise.
+        replicas: every replica, with its node, process id and memory.
     """
 
     status: str
@@ -27,6 +50,7 @@ class DeploymentStatusOverview:
     replica_states: dict[str, int]
     target_replicas: int
     autoscaling: dict[str, Any] | None = None
+    replicas: list[ReplicaStatus] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -87,7 +111,8 @@ def from_info(info: ServeStatusInfo) -> ServeStatus:
             app.ingress,
             {
                 dname: DeploymentStatusOverview(
-                    d.status, d.message, dict(d.replica_states), d.target_replicas, d.autoscaling
+                    d.status, d.message, dict(d.replica_states), d.target_replicas, d.autoscaling,
+                    [ReplicaStatus(r.replica_id, r.state, r.node_id, r.pid, r.rss_bytes, r.isolation) for r in d.replicas],
                 )
                 for dname, d in app.deployments.items()
             },

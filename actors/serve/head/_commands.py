@@ -26,6 +26,18 @@ class ReplicaRecord:
     gang_id: str | None = None
     rank: int = 0
     recovered_from: str = ""  # while RECOVERING: the state the checkpoint had
+    pid: int = 0
+    rss_bytes: int = 0
+
+    def started_at(self, answer: Any) -> None:
+        """Take a start answer: a replica process answers where it listens."""
+        if isinstance(answer, dict):
+            address = answer.get("address")
+            if isinstance(address, str) and address:
+                self.address = address
+            pid = answer.get("pid")
+            if isinstance(pid, int):
+                self.pid = pid
 
     @property
     def actor(self) -> str:

@@ -189,6 +189,11 @@ class ControlPlane:
         if node is None or node.address != message.address:
             return {"known": False, "stop": []}
         self.recovery.reachable(message.node_id)
+        for rid, info in message.processes.items():
+            state = self.state_of(rid)
+            record = None if state is None else state.replicas.get(rid)
+            if record is not None and len(info) == 2 and record.node_id == message.node_id:
+                record.pid, record.rss_bytes = info
         mine = {
             rid
             for app in self.apps.values()

@@ -24,6 +24,7 @@ from protocol import (
     GetStatus,
     MetricsPush,
     NodeHello,
+    ReplicaExited,
     RegisterNode,
     SubscribeReplicas,
 )
@@ -83,6 +84,7 @@ class Controller(Actor):
             DeleteApp: lambda m: self._run(ev.Delete(m)),
             RegisterNode: self._register,
             NodeHello: lambda m: self._run(ev.Hello(m)),
+            ReplicaExited: lambda m: self._run(ev.ReplicaDied(m.replica_id, m.reason)),
             SubscribeReplicas: lambda m: self._run(ev.Subscribe(m)),
             MetricsPush: lambda m: self._run(ev.MetricsPushed(m)),
             GetStatus: lambda _m: self._run(ev.StatusAsked()),
@@ -163,7 +165,7 @@ class Controller(Actor):
 
     def _coordinator_report(self, what: str, key: Any, value: Any, error: str | None) -> None:
         if what == "gang_started":
-            self._tell_self(ev.GangStarted(tuple(value)))
+            self._tell_self(ev.GangStarted(tuple(value["members"]), value["answers"]))
         elif what == "start":
             self._tell_self(ev.StartReplied(key, value, error))
         else:

@@ -11,6 +11,7 @@ from protocol import (
     ApplicationStatusInfo,
     DeploymentStatusInfo,
     NodeInfo,
+    ReplicaDetail,
     ReplicaInfo,
     ReplicaSet,
     ReservationInfo,
@@ -67,8 +68,12 @@ class StatusViews:
                         "min_replicas": state.autoscaler.config.min_replicas,
                         "max_replicas": state.autoscaler.config.max_replicas,
                     }
+                replicas = [
+                    ReplicaDetail(rid, replica_state.value, r.node_id, r.pid, r.rss_bytes, state.config.isolation)
+                    for rid, replica_state, r in state.replicas.items()
+                ]
                 deployments[name] = DeploymentStatusInfo(
-                    name, status, message, state.replica_states(), state.config.num_replicas, autoscaling
+                    name, status, message, state.replica_states(), state.config.num_replicas, autoscaling, replicas
                 )
             apps[app.name] = ApplicationStatusInfo(app.name, *_app_status(app, deployments), app.ingress, deployments)
         nodes = [

@@ -53,7 +53,7 @@ class DeploymentRecovery:
         replicas = [
             CheckpointReplica(
                 rid, r.node_id, r.address, r.version, dict(r.request), r.user_config_version,
-                r.recovered_from if state is S.RECOVERING else state.value, r.gang_id, r.rank,
+                r.recovered_from if state is S.RECOVERING else state.value, r.gang_id, r.rank, r.pid,
             )
             for rid, state, r in self.state.replicas.items()
         ]
@@ -85,7 +85,7 @@ class DeploymentRecovery:
         for r in entry.replicas:
             record = ReplicaRecord(
                 r.replica_id, r.node_id, r.address, r.version, dict(r.request), r.user_config_version,
-                gang_id=r.gang_id, rank=r.rank, recovered_from=r.state,
+                gang_id=r.gang_id, rank=r.rank, recovered_from=r.state, pid=r.pid,
             )
             self.state._add(record, S.RECOVERING)  # type: ignore[attr-defined]
         self.state._dirty = True

@@ -125,10 +125,17 @@ class DeploymentState:
             return self.reconcile(now)
         if kind is ev.StartReplied:
             if event.error is None:
+                record = self.replicas.get(event.replica_id)
+                if record is not None:
+                    record.started_at(event.value)
                 self.on_started(event.replica_id, now)
             else:
                 self.on_start_failed(event.replica_id, event.error, now)
         elif kind is ev.GangStarted:
+            for rid in event.members:
+                record = self.replicas.get(rid)
+                if record is not None:
+                    record.started_at(event.answers.get(rid))
             for rid in event.members:
                 self.on_started(rid, now)
         elif kind is ev.StopReplied:

@@ -8,7 +8,7 @@ event the ask named, completed with ``value`` and ``error``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import DeleteApp, DeployApp, MetricsPush, NodeHello, RegisterNode, SubscribeReplicas
@@ -87,9 +87,11 @@ class StartReplied:
 
 @dataclass(frozen=True)
 class GangStarted:
-    """Every member of a gang started (reported by the gang coordinator)."""
+    """Every member of a gang started (reported by the gang coordinator);
+    ``answers`` holds each member's start answer (its process's address)."""
 
     members: tuple[str, ...]
+    answers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

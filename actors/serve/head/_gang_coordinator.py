@@ -10,7 +10,7 @@ down at once), and ``stopped`` for each member it stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from protocol import StartReplica, StopReplica
@@ -47,6 +47,7 @@ class _Starting:
     members: list[str]
     reported: int = 0
     failed: bool = False
+    answers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class _MemberDone:
     gang_id: str
     replica_id: str
     error: str | None
+    answer: Any = None
 
 
 class GangCoordinator(Actor):
@@ -83,14 +85,13 @@ class GangCoordinator(Actor):
             except Exception as exc:
                 me.tell(_MemberDone(message.gang_id, rid, self.describe(exc)))
                 continue
-            future.add_done_callback(lambda done, rid=rid: _tell(me, _MemberDone(message.gang_id, rid, self._error_of(done))))
+            future.add_done_callback(lambda done, rid=rid: _tell(me, _MemberDone(message.gang_id, rid, *self._outcome(done))))
 
-    def _error_of(self, done: Any) -> str | None:
+    def _outcome(self, done: Any) -> tuple[str | None, Any]:
         try:
-            done.get(0)
+            return None, done.get(0)
         except Exception as exc:
-            return self.describe(exc)
-        return None
+            return self.describe(exc), None
 
     def _member_done(self, message: _MemberDone) -> None:
         gang = self.starting.get(message.gang_id)
@@ -100,10 +101,11 @@ class GangCoordinator(Actor):
             return
         gang.reported += 1
         gang.failed = gang.failed or message.error is not None
+        gang.answers[message.replica_id] = message.answer
         if gang.reported == len(gang.members):
             del self.starting[message.gang_id]
             if not gang.failed:
-                self.report("gang_started", message.gang_id, list(gang.members), None)
+                self.report("gang_started", message.gang_id, {"members": list(gang.members), "answers": gang.answers}, None)
 
     def _stop_gang(self, message: StopGang) -> None:
         for node, stop in message.members:

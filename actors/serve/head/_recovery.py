@@ -260,9 +260,16 @@ class Recovery:
             return
         del stats.waiting[node_id]
         core.watch_node(node_id)
-        running = {rid for rid, st in answer.items() if st == "running"}
-        starting = {rid for rid, st in answer.items() if st != "running"}
+        # a replica process answers [state, its address, its pid]; a thread-mode replica its state
+        states = {rid: st[0] if isinstance(st, list) and st else st for rid, st in answer.items()}
+        running = {rid for rid, st in states.items() if st == "running"}
+        starting = {rid for rid, st in states.items() if st != "running"}
         now = core.now
+        for rid, st in answer.items():
+            owner = core.state_of(rid) if isinstance(st, list) and len(st) == 3 else None
+            record = None if owner is None else owner.replicas.get(rid)
+            if record is not None and record.node_id == node_id:
+                record.started_at({"address": st[1], "pid": st[2]})
         known: set[str] = set()
         for app in core.apps.values():
             for state in app.deployments.values():

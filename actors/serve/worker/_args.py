@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import os
 
+import psutil
+
 
 def parse_resources(text: str) -> dict[str, float]:
-    """Parse a JSON object of resource amounts; CPU defaults to this machine's cores.
+    """Parse a JSON object of resource amounts; ``CPU`` defaults to this
+    machine's cores and ``memory`` to its physical memory in bytes.
 
     Raises:
         ValueError: not a JSON object of non-negative numbers.
@@ -28,6 +31,7 @@ def parse_resources(text: str) -> dict[str, float]:
             raise ValueError(f"--resources: {name!r} must be a number >= 0, got {amount!r}")
         out[str(name)] = float(amount)
     out.setdefault("CPU", float(os.cpu_count() or 1))
+    out.setdefault("memory", float(psutil.virtual_memory().total))
     return out
 
 
