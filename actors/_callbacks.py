@@ -58,16 +58,17 @@ class LocalResponder:
 class RemoteResponder:
     """Answers an ask from another process: sends the reply frame."""
 
-    __slots__ = ("_respond", "_sender", "_msg_id", "_actor")
+    __slots__ = ("_respond", "_sender", "_msg_id", "_actor", "_pickle")
 
-    def __init__(self, respond: Callable[..., None], sender: str, msg_id: int, actor: str) -> None:
+    def __init__(self, respond: Callable[..., None], sender: str, msg_id: int, actor: str, pickle: bool = False) -> None:
+        self._pickle = pickle
         self._respond = respond
         self._sender = sender
         self._msg_id = msg_id
         self._actor = actor
 
     def __call__(self, value: Any, error: BaseException | None, tb: str) -> None:
-        self._respond(self._sender, self._msg_id, self._actor, value, error, tb)
+        self._respond(self._sender, self._msg_id, self._actor, value, error, tb, self._pickle)
 
 
 class LocalEmitter:
@@ -86,15 +87,16 @@ class LocalEmitter:
 class RemoteEmitter:
     """Sends one item of a streaming ask from another process."""
 
-    __slots__ = ("_emit", "_sender", "_msg_id")
+    __slots__ = ("_emit", "_sender", "_msg_id", "_pickle")
 
-    def __init__(self, emit: Callable[[str, int, Any], None], sender: str, msg_id: int) -> None:
+    def __init__(self, emit: Callable[..., None], sender: str, msg_id: int, pickle: bool = False) -> None:
+        self._pickle = pickle
         self._emit = emit
         self._sender = sender
         self._msg_id = msg_id
 
     def __call__(self, value: Any) -> None:
-        self._emit(self._sender, self._msg_id, value)
+        self._emit(self._sender, self._msg_id, value, self._pickle)
 
 
 class SendFailure:
@@ -140,13 +142,15 @@ def type_name(error: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def answer_frame(address: str, msg_id: int, actor: str, value: Any, error: BaseException | None, tb: str) -> bytes:
-    """The frame that answers an ask from another process: the value, or the error
+def answer_frame(
+    address: str, msg_id: int, actor: str, value: Any, error: BaseException | None, tb: str, pickle: bool = False
+) -> Any:
+    """The frame(s) that answer an ask from another process: the value, or the error
     (with its type's name and traceback; an answer that cannot be encoded is one)."""
     if error is None:
         kind, body = wrap(value)
         try:
-            return encode_envelope(Envelope(kind, body, 0, msg_id, address, ""))
+            return encode_envelope(Envelope(kind, body, 0, msg_id, address, "", pickle=pickle))
         except TypeError as exc:
             error, tb = TypeError(f"the answer of actor {actor!r} cannot be encoded: {exc}"), ""
     if isinstance(error, MessageNotHandled):

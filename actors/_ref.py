@@ -13,7 +13,7 @@ class Sender(Protocol):
 
     def _tell(self, ref: ActorRef, message: Any) -> None: ...
 
-    def _ask(self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False) -> Any: ...
+    def _ask(self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False, pickle: bool = False) -> Any: ...
 
 
 class ActorRef:
@@ -47,22 +47,24 @@ class ActorRef:
         """
         self._system._tell(self, message)
 
-    def ask(self, message: Any, timeout: float | None = None) -> Future[Any]:
+    def ask(self, message: Any, timeout: float | None = None, pickle: bool = False) -> Future[Any]:
         """Send a message and return a future of the answer.
 
         Args:
             message: a msgpack value or a registered protocol message.
             timeout: the request's deadline in seconds; the future fails with
                 :class:`AskTimeout` after it. None uses ``Config.ask_timeout_s``.
+            pickle: values with no codec in the message and in its answer may be
+                pickled (the target's transport must accept pickles).
 
         Raises:
             TypeError: the message cannot be encoded.
             ActorNotFound: the target is local and does not exist.
             PeerUnavailable: the target's process is known to be dead.
         """
-        return self._system._ask(self, message, timeout)
+        return self._system._ask(self, message, timeout, pickle=pickle)
 
-    def ask_stream(self, message: Any, timeout: float | None = None) -> Stream[Any]:
+    def ask_stream(self, message: Any, timeout: float | None = None, pickle: bool = False) -> Stream[Any]:
         """Send a message whose handler answers with many items, then ends.
 
         The handler sends items with :meth:`Actor.current_emitter`; its final
@@ -71,11 +73,12 @@ class ActorRef:
         Args:
             message: a msgpack value or a registered protocol message.
             timeout: the whole stream's deadline; None uses ``Config.ask_timeout_s``.
+            pickle: as for :meth:`ask`.
 
         Raises:
             TypeError, ActorNotFound, PeerUnavailable: as for :meth:`ask`.
         """
-        return self._system._ask(self, message, timeout, stream=True)  # type: ignore[return-value]
+        return self._system._ask(self, message, timeout, stream=True, pickle=pickle)  # type: ignore[return-value]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorRef) and (self.address, self.name) == (other.address, other.name)

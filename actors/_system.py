@@ -74,6 +74,7 @@ class ActorSystem:
         self._closed = False
         self._transport = Transport(self.config.transport, self._on_envelope, self._on_peer_down, self._on_tick)
         self.address = self._transport.start()
+        self.accepts_pickle = self._transport.accepts_pickle  # pickled payloads are taken (CURVE or ipc)
 
     # ---- public API -----------------------------------------------------------------
 
@@ -247,7 +248,7 @@ class ActorSystem:
         kind, body = wrap(message)
         self._transport.send(ref.address, Envelope(kind, body, 0, None, self.address, ref.name))
 
-    def _ask(self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False) -> Any:
+    def _ask(self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False, pickle: bool = False) -> Any:
         timeout = self.config.ask_timeout_s if timeout is None else timeout
         msg_id = next(self._ids)
         future: Future[Any] | Stream[Any]
@@ -266,7 +267,7 @@ class ActorSystem:
                 self._settle(msg_id, MessageNotHandled(f"actor {ref} stopped before handling the message"))
             return future
         kind, body = wrap(message)
-        frame = encode_envelope(Envelope(kind, body, msg_id, None, self.address, ref.name, deadline, True, stream=stream))
+        frame = encode_envelope(Envelope(kind, body, msg_id, None, self.address, ref.name, deadline, True, stream=stream, pickle=pickle))
         self._register(msg_id, future, ref, timeout)
         try:
             self._transport.send_frame(ref.address, frame, SendFailure(self._settle, msg_id))
@@ -304,13 +305,13 @@ class ActorSystem:
         if pending is not None and pending.stream:
             pending.future.push(value)  # type: ignore[union-attr]
 
-    def _emit_remote(self, sender: str, msg_id: int, value: Any) -> None:
-        frame = encode_envelope(Envelope("stream_item", StreamItem(value), 0, msg_id, self.address, ""))
+    def _emit_remote(self, sender: str, msg_id: int, value: Any, pickle: bool = False) -> None:
+        frame = encode_envelope(Envelope("stream_item", StreamItem(value), 0, msg_id, self.address, "", pickle=pickle))
         self._transport.send_frame(sender, frame)
 
-    def _respond_remote(self, sender: str, msg_id: int, actor: str, value: Any, error: BaseException | None, tb: str) -> None:
+    def _respond_remote(self, sender: str, msg_id: int, actor: str, value: Any, error: BaseException | None, tb: str, pickle: bool) -> None:
         try:
-            self._transport.send_frame(sender, answer_frame(self.address, msg_id, actor, value, error, tb))
+            self._transport.send_frame(sender, answer_frame(self.address, msg_id, actor, value, error, tb, pickle))
         except Exception as exc:
             log.warning("answer to %s from %s not sent: %s", sender, actor, exc)
 
@@ -355,8 +356,8 @@ class ActorSystem:
         if actor is None:
             self._error_to(env, "actor_not_found", "ActorNotFound", f"no actor named {env.target!r} runs in {self.address}")
             return
-        respond = RemoteResponder(self._respond_remote, env.sender, env.msg_id, env.target) if env.wants_reply else None
-        emit = RemoteEmitter(self._emit_remote, env.sender, env.msg_id) if env.stream and env.wants_reply else None
+        respond = RemoteResponder(self._respond_remote, env.sender, env.msg_id, env.target, env.pickle) if env.wants_reply else None
+        emit = RemoteEmitter(self._emit_remote, env.sender, env.msg_id, env.pickle) if env.stream and env.wants_reply else None
         try:
             actor.tell(Request(unwrap(env), respond, env.deadline, emit))
         except pykka.ActorDeadError:

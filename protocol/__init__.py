@@ -18,6 +18,7 @@ from ._checkpoint import (
     encode_checkpoint,
 )
 from ._envelope import (
+    FLAG_PICKLE,
     FLAG_STREAM,
     FLAG_WANTS_REPLY,
     PROTOCOL_VERSION,
@@ -27,6 +28,7 @@ from ._envelope import (
     peek_error_route,
 )
 from ._errors import (
+    BadPayload,
     FrameTooLarge,
     InvalidField,
     MalformedEnvelope,
@@ -36,7 +38,8 @@ from ._errors import (
     UnsupportedVersion,
 )
 from ._messages import ActorDied, Bye, Data, ErrorReply, Ping, Pong, StreamItem, Unwatch, Watch
-from ._schema import decode_fields, encode_fields, message, registered_kinds
+from ._payload import OUT_OF_BAND_MIN, PayloadDecoder, PayloadEncoder, seal, unseal
+from ._schema import Payload, decode_fields, encode_fields, message, registered_kinds
 from ._serve import (
     ApplicationStatusInfo,
     DeleteApp,
@@ -68,6 +71,14 @@ from ._serve import (
 )
 
 __all__ = [
+    "BadPayload",
+    "FLAG_PICKLE",
+    "OUT_OF_BAND_MIN",
+    "Payload",
+    "PayloadDecoder",
+    "PayloadEncoder",
+    "seal",
+    "unseal",
     "CHECKPOINT_FORMAT",
     "Checkpoint",
     "CheckpointApp",

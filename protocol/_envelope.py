@@ -4,16 +4,19 @@ Wire layout: one msgpack array
 ``[version, kind, msg_id, corr_id, sender, target, deadline, flags, body]``
 where ``body`` is the message's field values in declaration order. A reply is
 any envelope whose ``corr_id`` is the ``msg_id`` of the request it answers.
+Large buffers of the body's payload fields follow as their own frames (see
+``_payload``); the envelope's frame refers to each exactly once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import msgpack
 
 from ._errors import (
+    BadPayload,
     FrameTooLarge,
     MalformedEnvelope,
     MalformedFrame,
@@ -21,11 +24,13 @@ from ._errors import (
     UnknownKind,
     UnsupportedVersion,
 )
+from ._payload import PayloadDecoder, PayloadEncoder
 from ._schema import decoder_for, encode_fields
 
 PROTOCOL_VERSION = 1
 FLAG_WANTS_REPLY = 1
 FLAG_STREAM = 2
+FLAG_PICKLE = 4
 _HEADER_LEN = 9
 
 _packb = msgpack.packb
@@ -47,6 +52,8 @@ class Envelope:
         wants_reply: whether the sender waits for an answer.
         stream: the sender takes many ``stream_item`` answers before the final one.
         version: protocol version of the frame.
+        pickle: payload values with no codec may be pickled (the sender's
+            deployment opted in); answers to it may be pickled too.
     """
 
     kind: str
@@ -59,17 +66,20 @@ class Envelope:
     wants_reply: bool = False
     version: int = PROTOCOL_VERSION
     stream: bool = False
+    pickle: bool = False
 
 
-def encode_envelope(env: Envelope) -> bytes:
-    """Encode an envelope into one frame.
+def encode_envelope(env: Envelope) -> Any:
+    """Encode an envelope into one frame, or a list of frames when its payload
+    has out-of-band buffers (the envelope's frame first).
 
     Raises:
-        TypeError: if a value in the body cannot be encoded with msgpack; the
-            message names the message kind and the offending type.
+        TypeError: if a value in the body cannot be encoded; the message names
+            the message kind, the offending type and where it is.
     """
+    payload = PayloadEncoder(env.pickle)
     try:
-        return _packb(
+        head = _packb(
             [
                 env.version,
                 env.kind,
@@ -78,21 +88,25 @@ def encode_envelope(env: Envelope) -> bytes:
                 env.sender,
                 env.target,
                 env.deadline,
-                (FLAG_WANTS_REPLY if env.wants_reply else 0) | (FLAG_STREAM if env.stream else 0),
-                encode_fields(env.body),
+                (FLAG_WANTS_REPLY if env.wants_reply else 0) | (FLAG_STREAM if env.stream else 0)
+                | (FLAG_PICKLE if env.pickle else 0),
+                encode_fields(env.body, payload),
             ],
             use_bin_type=True,
         )
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"cannot encode message {env.kind!r}: {exc}") from None
+    return [head, *payload.buffers] if payload.buffers else head
 
 
-def decode_envelope(frame: bytes, max_bytes: int) -> Envelope:
+def decode_envelope(frame: bytes, max_bytes: int, buffers: Sequence[Any] = (), allow_pickle: bool = False) -> Envelope:
     """Decode and fully validate one frame.
 
     Args:
         frame: the bytes received.
         max_bytes: frames longer than this are rejected before parsing.
+        buffers: the out-of-band frames that came with it.
+        allow_pickle: accept pickled payload values (an authenticated or local transport).
 
     Returns:
         The envelope with its body decoded into the registered message type.
@@ -103,8 +117,13 @@ def decode_envelope(frame: bytes, max_bytes: int) -> Envelope:
     """
     if len(frame) > max_bytes:
         raise FrameTooLarge(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes} bytes")
+    payload = PayloadDecoder(buffers, allow_pickle)
     try:
-        raw = _unpackb(frame, raw=False, strict_map_key=False, use_list=True)
+        raw = _unpackb(frame, raw=False, strict_map_key=False, use_list=True, ext_hook=payload)
+        if buffers:
+            payload.finish()
+    except BadPayload:
+        raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise MalformedFrame(f"not a valid msgpack frame ({type(exc).__name__}: {exc})") from None
     if type(raw) is not list or len(raw) != _HEADER_LEN:
@@ -133,6 +152,7 @@ def decode_envelope(frame: bytes, max_bytes: int) -> Envelope:
         bool(flags & FLAG_WANTS_REPLY),
         version,
         bool(flags & FLAG_STREAM),
+        bool(flags & FLAG_PICKLE),
     )
 
 

@@ -62,3 +62,10 @@ class InvalidField(ProtocolError):
     """A message field is missing or has the wrong type."""
 
     reason = "invalid_field"
+
+
+class BadPayload(ProtocolError):
+    """A payload extension is malformed, refers to out-of-band frames that are
+    missing or of another size, or is a pickle this process does not accept."""
+
+    reason = "bad_payload"

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from ._schema import message
+from ._schema import Payload, message
 
 
 @message("data")
 @dataclass(frozen=True, slots=True)
 class Data:
-    """An untyped payload: any msgpack value, for user messages and results."""
+    """An untyped payload: a user message or a result (see :class:`Payload`)."""
 
-    value: Any
+    value: Payload
 
 
 @message("stream_item")
@@ -21,7 +20,7 @@ class Data:
 class StreamItem:
     """One of many answers to a streaming request (``corr_id`` names the request)."""
 
-    value: Any
+    value: Payload
 
 
 @message("error")

@@ -4,8 +4,9 @@ A message type is a frozen dataclass decorated with :func:`message`, which
 registers it under a kind name and compiles, once, an encoder (dataclass ->
 list of field values) and a validating decoder (list -> dataclass). Supported
 field types: ``int``, ``float``, ``str``, ``bytes``, ``bool``, ``None``,
-``Any`` (any msgpack value), ``X | None``, ``list[X]``, ``dict[str, X]`` and
-other message types (nested).
+``Any`` (any msgpack value), :class:`Payload` (a user's value: see
+``_payload``), ``X | None``, ``list[X]``, ``dict[str, X]`` and other message
+types (nested).
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ import typing
 from typing import Any, Callable, TypeVar
 
 from ._errors import InvalidField
+from ._payload import PayloadEncoder
+
+
+class Payload:
+    """Field type of a user's value (arguments, results, stream chunks): any
+    msgpack value, or one the payload codecs carry (buffers, arrays, dataclasses...)."""
 
 T = TypeVar("T")
 
@@ -62,7 +69,7 @@ def _check_any(value: Any, path: str) -> Any:
 
 
 def _compile(annotation: Any, where: str) -> _Check:
-    if annotation is Any:
+    if annotation is Any or annotation is Payload:
         return _check_any
     if annotation is int:
         return _scalar(int, "int")
@@ -166,19 +173,39 @@ def message(kind: str) -> Callable[[type[T]], type[T]]:
     return register
 
 
-def encode_fields(msg: Any) -> list[Any]:
-    """Turn a message instance into the list of its field values (nested messages too)."""
+def encode_fields(msg: Any, payload: PayloadEncoder | None = None) -> list[Any]:
+    """Turn a message instance into the list of its field values (nested messages too).
+
+    Args:
+        msg: the message.
+        payload: encodes :class:`Payload` fields and keeps their out-of-band
+            buffers; None keeps every buffer inline.
+
+    Raises:
+        TypeError: a payload value cannot be sent (the message names its path).
+    """
     encoders = msg.__wire_encoders__
     if not encoders:
         return [getattr(msg, name) for name in msg.__wire_fields__]
+    if payload is None:
+        payload = PayloadEncoder(inline=True)
     return [
-        enc(getattr(msg, name)) if enc is not None else getattr(msg, name)
+        enc(getattr(msg, name), payload) if enc is not None else getattr(msg, name)
         for name, enc in zip(msg.__wire_fields__, encoders)
     ]
 
 
-def _encoder(annotation: Any) -> Callable[[Any], Any] | None:
+_Encode = Callable[[Any, PayloadEncoder], Any]
+
+
+def _encode_payload(value: Any, payload: PayloadEncoder) -> Any:
+    return payload.encode(value)
+
+
+def _encoder(annotation: Any) -> _Encode | None:
     """Return how to encode a field of this type, or None when it is already wire-ready."""
+    if annotation is Payload:
+        return _encode_payload
     if isinstance(annotation, type) and hasattr(annotation, "__wire_fields__"):
         return encode_fields
     origin = typing.get_origin(annotation)
@@ -187,17 +214,17 @@ def _encoder(annotation: Any) -> Callable[[Any], Any] | None:
         inner = next((_encoder(a) for a in args if a is not type(None)), None)
         if inner is None:
             return None
-        return lambda v: None if v is None else inner(v)
+        return lambda v, p: None if v is None else inner(v, p)
     if origin is list and args:
         inner = _encoder(args[0])
         if inner is None:
             return None
-        return lambda v: [inner(x) for x in v]
+        return lambda v, p: [inner(x, p) for x in v]
     if origin is dict and len(args) == 2:
         inner = _encoder(args[1])
         if inner is None:
             return None
-        return lambda v: {k: inner(x) for k, x in v.items()}
+        return lambda v, p: {k: inner(x, p) for k, x in v.items()}
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._schema import message
+from ._schema import Payload, message
 
 
 @message("deployment_spec")
@@ -19,7 +19,8 @@ class DeploymentSpec:
         import_path: ``module:QualifiedName`` of the decorated class.
         main_file: the user's script when ``import_path`` is in ``__main__``.
         init_args, init_kwargs: the constructor's arguments (msgpack values;
-            handles to other deployments are ``{"__corral_handle__": [app, name]}``).
+            handles to other deployments are ``{"__corral_handle__": [app, name]}``;
+            other values are sealed (``_payload.seal``): only the replica opens them).
         config: the validated deployment options, as a map.
         version: the code version; replicas of another version are replaced.
         import_dirs: folders a replica puts first on its import path before
@@ -156,8 +157,8 @@ class HandleRequest:
     """One call of a deployment method."""
 
     method: str
-    args: list[Any]
-    kwargs: dict[str, Any]
+    args: Payload
+    kwargs: Payload
 
 
 @message("get_status")
@@ -271,6 +272,7 @@ class ReplicaSet:
         version: grows with every change, so stale pushes can be ignored.
         failed: the DEPLOY_FAILED message when its current version failed to
             deploy, else empty.
+        pickle: the deployment opted in to pickling values with no codec.
     """
 
     app: str
@@ -280,6 +282,7 @@ class ReplicaSet:
     exists: bool = True
     max_queued_requests: int = -1
     failed: str = ""
+    pickle: bool = False
 
 
 @message("controller_stats")

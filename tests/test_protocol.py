@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import protocol
 from protocol import (
+    Payload,
     Data,
     Envelope,
     FrameTooLarge,
@@ -46,7 +47,7 @@ msgpack_values = st.recursive(
 
 def strategy_for(annotation: Any) -> st.SearchStrategy[Any]:
     """A hypothesis strategy producing valid values of a field annotation."""
-    if annotation is Any:
+    if annotation is Any or annotation is Payload:
         return msgpack_values
     simple = {
         int: st.integers(min_value=-(2**63), max_value=2**63 - 1),

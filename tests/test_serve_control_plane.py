@@ -202,7 +202,7 @@ def test_invalid_options_are_refused_naming_the_field(make: Any, error: type, te
 
 
 def test_bad_applications_are_refused_and_nothing_is_deployed(serve_cluster: Any) -> None:
-    with pytest.raises(TypeError, match=r"argument 0 of Echo.bind\(\) cannot be sent"):
+    with pytest.raises(TypeError, match=r"Echo.bind\(\): argument 0: cannot send tests.test_serve_control_plane.NotEncodable"):
         serve.run(serve_apps.Echo.bind(NotEncodable()), name="bad1")
 
     @serve.deployment

@@ -49,7 +49,7 @@ class TransportConfig:
     ipc_dir: str | None = None
     heartbeat_interval_s: float = 1.0
     heartbeat_liveness: int = 5
-    max_frame_bytes: int = 16 * 1024 * 1024
+    max_frame_bytes: int = 256 * 1024 * 1024
     send_hwm: int = 10_000
     recv_hwm: int = 10_000
     handoff_capacity: int = 65_536

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 
 class LivenessTracker:
     """Tracks when each watched peer was last heard from.
@@ -120,3 +122,25 @@ class Quarantine:
     def release(self, peer: str) -> None:
         """A live process is at ``peer`` again (it sent a frame, or we dial it anew)."""
         self.until.pop(peer, None)
+
+
+class Incarnations:
+    """Which process (by its random incarnation) answers at each peer address,
+    so a process restarted at the same address is told apart from the old one.
+    Bounded: past ``limit`` addresses, those without a socket are forgotten."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._known: dict[str, str] = {}
+        self._limit = limit
+
+    def restarted(self, peer: str, incarnation: str, connected: Callable[[str], bool]) -> bool:
+        """Note the incarnation a peer announced; True if another one answered there before."""
+        known = self._known.get(peer)
+        self._known[peer] = incarnation
+        if known is None and len(self._known) > self._limit:
+            self._known = {p: i for p, i in self._known.items() if connected(p) or p == peer}
+        return known is not None and known != incarnation
+
+    def forget(self, peer: str) -> None:
+        """Whoever answers at ``peer`` next is simply new."""
+        self._known.pop(peer, None)

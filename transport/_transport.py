@@ -23,23 +23,22 @@ from protocol import (
     Bye,
     Envelope,
     MalformedEnvelope,
-    MalformedFrame,
     Ping,
     Pong,
     ProtocolError,
-    decode_envelope,
     encode_envelope,
 )
 
 from ._config import TransportConfig
 from ._endpoint import ipc_path
 from ._errors import PeerUnavailable, TransportError
+from ._frames import check_size, open_message, receive
 from ._sockets import bind_router, open_dealer, open_zap
 from ._guard import REFUSAL_EVENTS, Guard
 from ._handoff import Handoff
 from ._links import LinkWatch
 from ._statistics import TransportStatistics
-from ._liveness import LivenessTracker, LogLimiter, Quarantine
+from ._liveness import Incarnations, LivenessTracker, LogLimiter, Quarantine
 from ._waker import Waker
 
 log = logging.getLogger("corral.transport")
@@ -80,7 +79,7 @@ class Transport:
         self._on_tick = on_tick
         self._handoff = Handoff(config.handoff_capacity)
         self._quarantine = Quarantine(config.quarantine_s)
-        self._incarnations: dict[str, str] = {}
+        self._incarnations = Incarnations()
         self._dealers: dict[str, zmq.Socket] = {}
         self._links = LinkWatch()
         self._router_monitor: zmq.Socket | None = None
@@ -102,6 +101,7 @@ class Transport:
         self._ipc_file: str | None = None
         self._frames: dict[str, bytes] = {}
         self.address = ""
+        self.accepts_pickle = False  # whether pickled payloads are accepted (CURVE or ipc; set once bound)
 
     # ---- any thread -------------------------------------------------------------------
 
@@ -138,14 +138,17 @@ class Transport:
         """
         self.send_frame(peer, encode_envelope(envelope), on_error)
 
-    def send_frame(self, peer: str, frame: bytes, on_error: OnError | None = None) -> None:
-        """Queue an already encoded frame for ``peer``.
+    def send_frame(self, peer: str, frame: Any, on_error: OnError | None = None) -> None:
+        """Queue an already encoded frame (or list of frames: an envelope and its
+        out-of-band buffers, sent without copying them) for ``peer``.
 
         Raises:
+            FrameTooLarge: the frames add up to more than ``max_frame_bytes``.
             TransportClosed: the transport is closed.
             SendQueueFull: the I/O thread has ``handoff_capacity`` frames waiting.
             PeerUnavailable: the peer was found dead moments ago (quarantine).
         """
+        check_size(frame, self._config.max_frame_bytes)
         if self._quarantine.until:
             why = self._quarantine.reason(peer, time.monotonic())
             if why is not None:
@@ -193,6 +196,8 @@ class Transport:
             self._zap = open_zap(self._ctx)  # polled by this thread
             self._guard.allowed_client = cfg.curve.client_key_bytes()
         self._router, self.address, self._ipc_file = bind_router(self._ctx, cfg)
+        # a pickle runs code: accepted only from peers that hold the cluster's keys or share this machine's files
+        self.accepts_pickle = cfg.curve is not None or self.address.startswith("ipc://")
         self._router_monitor = self._router.get_monitor_socket(REFUSAL_EVENTS)
         self._waker = Waker()
         self.incarnation = secrets.token_hex(8)
@@ -298,12 +303,15 @@ class Transport:
             pass  # the heartbeat tries again
         return sock
 
-    def _send_now(self, peer: str, frame: bytes, on_error: OnError | None) -> None:
+    def _send_now(self, peer: str, frame: Any, on_error: OnError | None) -> None:
         sock = self._dealers.get(peer) or self._connect(peer, on_error)
         if sock is None:
             return
         try:
-            sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+            if type(frame) is list:
+                sock.send_multipart(frame, zmq.NOBLOCK, copy=False)
+            else:
+                sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
             self._sent += 1
         except zmq.Again:
             self._fail(peer, on_error, PeerUnavailable(
@@ -325,24 +333,21 @@ class Transport:
         limit = self._config.max_frame_bytes
         heard = self._liveness.heard
         quarantine = self._quarantine
+        allow_pickle = self.accepts_pickle
         for _ in range(_RECV_BATCH):
             try:
-                parts = router.recv_multipart(zmq.NOBLOCK)
+                identity, frame, buffers = receive(router)
             except zmq.Again:
                 return
             self._received += 1
-            peer = parts[0].decode("utf-8", "replace")
+            peer = identity.decode("utf-8", "replace")
             heard(peer, now)
             if quarantine.until and peer in quarantine.until:
                 quarantine.release(peer)  # a frame from it: a live process is there again (e.g. a reused port)
-            if len(parts) != 2:
-                self._reject(MalformedFrame(f"expected one frame per message, got {len(parts) - 1}"), peer, b"")
-                continue
-            frame = parts[1]
             try:
-                env = decode_envelope(frame, limit)
+                env = open_message(frame, buffers, limit, allow_pickle)
             except ProtocolError as err:
-                self._reject(err, peer, frame)
+                self._reject(err, peer, frame or b"")
                 continue
             kind = env.kind
             if kind in _TRANSPORT_KINDS and (env.wants_reply or env.target):
@@ -388,15 +393,9 @@ class Transport:
     def _note_incarnation(self, peer: str, incarnation: str) -> None:
         """A process restarted at the same address (quicker than the liveness window
         can tell) is a new peer: whoever watched or asked the old one hears it died."""
-        if not incarnation:
-            return
-        known = self._incarnations.get(peer)
-        self._incarnations[peer] = incarnation
-        if known is not None and known != incarnation:
+        if incarnation and self._incarnations.restarted(peer, incarnation, self._dealers.__contains__):
             self._peers_lost += 1
             self._call(self._on_peer_down, peer, "it restarted (a new process at its address)")
-        elif known is None and len(self._incarnations) > 4096:
-            self._incarnations = {p: i for p, i in self._incarnations.items() if p in self._dealers or p == peer}
 
     def _close_dealer(self, peer: str, linger_ms: int = 0) -> None:
         sock = self._dealers.pop(peer, None)
@@ -405,7 +404,7 @@ class Transport:
             sock.close(linger=linger_ms)
 
     def _declare_down(self, peer: str, reason: str, quarantine_s: float | None = None) -> None:
-        self._incarnations.pop(peer, None)  # whoever answers there next is simply new
+        self._incarnations.forget(peer)
         self._close_dealer(peer)
         self._liveness.forget(peer)
         self._quarantine.add(peer, reason, time.monotonic(), quarantine_s)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import msgpack
 
-from protocol import DeploymentSpec
+from protocol import DeploymentSpec, PayloadEncoder, seal
 
 from .._imports import import_object
 from ._options import DeploymentConfig, DeploymentOptionError, split_options
@@ -174,9 +174,12 @@ def build_application(root: Application, app_name: str, marker: Callable[[Any], 
                 return {k: convert(v, f"{where}[{k!r}]") for k, v in value.items()}
             return value
 
-        args = [convert(a, f"argument {i}") for i, a in enumerate(app.args)]
-        kwargs = {k: convert(v, f"argument {k!r}") for k, v in app.kwargs.items()}
-        check_encodable(args, kwargs, f"{app.deployment.name}.bind()")
+        pickled = app.deployment.config.serializer == "pickle"
+        try:
+            args = [seal(convert(a, f"argument {i}"), pickled, f"argument {i}") for i, a in enumerate(app.args)]
+            kwargs = {k: seal(convert(v, f"argument {k!r}"), pickled, f"argument {k!r}") for k, v in app.kwargs.items()}
+        except TypeError as exc:
+            raise TypeError(f"{app.deployment.name}.bind(): {exc}") from None
         import_path, main_file = import_path_of(app.deployment.func_or_class)
         dirs = import_dirs_of(app.deployment.func_or_class, main_file)
         config = app.deployment.config.to_dict()
@@ -190,13 +193,16 @@ def build_application(root: Application, app_name: str, marker: Callable[[Any], 
     return specs, ingress
 
 
-def check_encodable(args: list[Any], kwargs: dict[str, Any], where: str) -> None:
-    """Raise TypeError naming the first argument msgpack cannot encode."""
-    for label, value in [*((f"argument {i}", a) for i, a in enumerate(args)), *((f"argument {k!r}", v) for k, v in kwargs.items())]:
+def check_payload(args: list[Any], kwargs: dict[str, Any], where: str, allow_pickle: bool = False) -> None:
+    """Raise TypeError naming the first argument that cannot be sent to a
+    replica, and where inside it the offending value is."""
+    encoder = PayloadEncoder(allow_pickle)
+    labelled = [*((f"argument {i}", a) for i, a in enumerate(args)), *((f"argument {k!r}", v) for k, v in kwargs.items())]
+    for label, value in labelled:
         try:
-            msgpack.packb(value, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise TypeError(f"{label} of {where} cannot be sent to a replica (msgpack: {exc})") from None
+            encoder.encode(value, label)
+        except TypeError as exc:
+            raise TypeError(f"{where}: {exc}") from None
 
 
 def _derive_version(

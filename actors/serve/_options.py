@@ -92,6 +92,9 @@ class DeploymentConfig:
         isolation: ``"process"`` (each replica in its own process, the default)
             or ``"thread"`` (replicas packed as threads inside their worker's
             process: light, but sharing its GIL and its fate).
+        serializer: ``"msgpack"`` (msgpack values plus the payload codecs:
+            buffers, numpy arrays, dataclasses, pydantic models) or
+            ``"pickle"`` (anything else pickled too; only on a CURVE or ipc cluster).
     """
 
     num_replicas: int = 1
@@ -106,6 +109,7 @@ class DeploymentConfig:
     autoscaling_config: dict[str, Any] | None = None
     gang_scheduling_config: dict[str, Any] | None = None
     isolation: str = "process"
+    serializer: str = "msgpack"
 
     def __post_init__(self) -> None:
         _number("num_replicas", self.num_replicas, integer=True)
@@ -117,6 +121,8 @@ class DeploymentConfig:
             _number(name, getattr(self, name), strict=True)
         _number("graceful_shutdown_timeout_s", self.graceful_shutdown_timeout_s)
         object.__setattr__(self, "actor_options", _actor_options(self.actor_options))
+        if self.serializer not in ("msgpack", "pickle"):
+            raise _fail("serializer", "'msgpack' or 'pickle'", self.serializer)
         if self.isolation not in ISOLATION_MODES:
             raise _fail("isolation", "'process' or 'thread'", self.isolation)
         if self.isolation == "thread" and self.actor_options.get("num_gpus"):

@@ -13,7 +13,7 @@ from protocol import HandleRequest
 from ..._errors import AskTimeout
 from ..._future import Future
 from ..._stream import Stream
-from .._app import HANDLE_MARKER, check_encodable
+from .._app import HANDLE_MARKER, check_payload
 from ._router import Call, DeploymentNotFoundError, not_handled
 
 __all__ = ["DeploymentHandle", "DeploymentNotFoundError", "DeploymentResponse", "DeploymentResponseGenerator"]
@@ -110,8 +110,10 @@ class DeploymentHandle:
             try:
                 _packb((args_l, kwargs_d), use_bin_type=True)
             except (TypeError, ValueError, OverflowError):
-                check_encodable(args_l, kwargs_d, where)
-                raise
+                # not plain msgpack: arrays, buffers, dataclasses... or a value that cannot be
+                # sent, refused here (naming it) before anything is sent
+                if router.known:
+                    check_payload(args_l, kwargs_d, where, router.pickle)
             target = sink if self.stream else sink._future
             return Call(request, self.stream, deadline, target, sink._attach if self.stream else None)
 

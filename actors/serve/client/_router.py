@@ -110,6 +110,7 @@ class Router:
         self._version = -2
         self._exists = True
         self._failed = ""
+        self.pickle = False
         self._known = False
         self._max_queued = -1
         self._in_flight: dict[str, int] = {}
@@ -131,6 +132,7 @@ class Router:
             self._version = replica_set.version
             self._exists = replica_set.exists
             self._failed = replica_set.failed
+            self.pickle = replica_set.pickle
             self._max_queued = replica_set.max_queued_requests
             self._published = list(replica_set.replicas)
             self._dead.clear()  # the controller's newer word: it published these again
@@ -241,9 +243,9 @@ class Router:
         timeout = max(0.001, call.deadline - time.monotonic())
         try:
             if call.stream:
-                pending: Any = ref.ask_stream(call.request, timeout=timeout)
+                pending: Any = ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle)
             else:
-                pending = ref.ask(call.request, timeout=timeout)
+                pending = ref.ask(call.request, timeout=timeout, pickle=self.pickle)
         except (PeerUnavailable, ActorNotFound) as exc:
             self._finished(replica, call, None, exc)
             return

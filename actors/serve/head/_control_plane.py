@@ -70,6 +70,7 @@ class ControlPlane:
 
     def __init__(self, settings: ServeSettings, checkpointing: bool = False, store_location: str = "") -> None:
         self.settings = settings
+        self.pickle_allowed = False  # the shell says whether the cluster's transport is authenticated or local
         self.limits = make_limits(
             settings.constructor_retries_per_replica,
             settings.max_constructor_retries,
@@ -254,6 +255,12 @@ class ControlPlane:
             config = DeploymentConfig.from_dict(spec.config)
         except DeploymentOptionError as exc:
             raise DeploymentOptionError(f"deployment {spec.name!r}: {exc}") from None
+        if config.serializer == "pickle" and not self.pickle_allowed:
+            raise DeploymentOptionError(
+                f"deployment {spec.name!r}: serializer='pickle' is refused on this cluster: its transport is plain "
+                "TCP without CurveZMQ, and a pickle from anyone who can reach a port runs their code. Start the "
+                "cluster with keys (`corral start` does) or on ipc (one machine) to opt in"
+            )
         request = config.resource_request()
         gang = config.gang()
         if gang is not None and self.cluster.nodes and not self.cluster.could_ever_hold(

@@ -107,6 +107,7 @@ class Controller(Actor):
     # ---- life cycle -------------------------------------------------------------------
 
     def on_start(self) -> None:
+        self.core.pickle_allowed = self.system.accepts_pickle
         self.coordinator = self.system.spawn(GangCoordinator, self._coordinator_report, _describe, name=COORDINATOR_NAME)
         if self._restored is not None:
             self.core.restore(self._restored, time.monotonic(), time.time())

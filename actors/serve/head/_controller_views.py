@@ -49,7 +49,10 @@ class StatusViews:
         ]
         version = self.replica_set_version(key)
         failed = state.status()[1] if state.failed else ""
-        return ReplicaSet(key[0], key[1], version, replicas, True, state.config.max_queued_requests, failed)
+        return ReplicaSet(
+            key[0], key[1], version, replicas, True, state.config.max_queued_requests, failed,
+            state.config.serializer == "pickle",
+        )
 
     def status(self) -> ServeStatusInfo:
         """Every application's and deployment's status, the nodes and the reservations."""

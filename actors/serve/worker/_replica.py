@@ -17,6 +17,7 @@ from protocol import (
     HandleRequest,
     HealthCheck,
     Reconfigure,
+    unseal,
 )
 
 from ..._actor import Actor
@@ -84,8 +85,9 @@ class Replica(Actor):
         try:
             deployment = load_import_path(self.spec.import_path, self.spec.main_file, self.spec.import_dirs)
             cls = getattr(deployment, "func_or_class", deployment)
-            args = self.session.resolve(self.spec.init_args)
-            kwargs = self.session.resolve(self.spec.init_kwargs)
+            accepts_pickle = self.system.accepts_pickle
+            args = self.session.resolve(unseal(self.spec.init_args, accepts_pickle))
+            kwargs = self.session.resolve(unseal(self.spec.init_kwargs, accepts_pickle))
             self.instance = cls(*args, **kwargs)
             if self.config.user_config is not None and hasattr(self.instance, "reconfigure"):
                 self._call_now(self.instance.reconfigure, self.config.user_config)
