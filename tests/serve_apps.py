@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 import time
 from typing import Any
+
+from pydantic import BaseModel
 
 from actors import serve
 from actors.serve import get_replica_context
@@ -294,3 +297,51 @@ class NeedsMissingDependency:
 
     def __init__(self) -> None:
         import corral_no_such_dependency  # noqa: F401
+
+
+@dataclasses.dataclass
+class Reading:
+    """A dataclass that crosses the wire (both ends import it from here)."""
+
+    sensor: str
+    values: Any
+
+
+class Ticket(BaseModel):
+    """A pydantic model that crosses the wire."""
+
+    title: str
+    seats: list[int]
+
+
+class Unregistered:
+    """A plain class: only a pickle-opted deployment can receive it."""
+
+    def __init__(self, payload: Any) -> None:
+        self.payload = payload
+
+
+@serve.deployment(num_replicas=1)
+class Arrays:
+    """Returns what it is given, or works on arrays (numpy imported lazily, as users do)."""
+
+    def __init__(self, weights: Any = None) -> None:
+        self.weights = weights
+
+    def echo(self, value: Any) -> Any:
+        return value
+
+    def scaled(self, array: Any, factor: float) -> Any:
+        return array * factor
+
+    def weights_sum(self) -> float:
+        return float(self.weights.sum())
+
+    def chunks(self, n: int, size: int) -> Any:
+        import numpy
+
+        for i in range(n):
+            yield numpy.full(size, i, dtype=numpy.int64)
+
+    def describe(self, value: Any) -> str:
+        return type(value).__name__

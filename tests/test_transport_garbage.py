@@ -230,3 +230,23 @@ def test_a_frame_from_an_address_found_dead_lifts_its_quarantine(target: ActorSy
     raw.send(msgpack.packb([1, "data", 5, None, raw.address, "echo", None, 1, [["again"]]]))
     (answer,) = raw.answers(2000)
     assert answer.body.value == ["again"], "a new process at the same address (a reused port) is answered"
+
+
+def _array_request(raw: RawClient, msg_id: int, size: int) -> bytes:
+    """A request whose argument is an array of ``size`` bytes in out-of-band frame 0."""
+    ext = msgpack.ExtType(4, msgpack.packb(["|u1", [size], "C", [0, size]]))
+    return msgpack.packb([1, "data", msg_id, None, raw.address, "echo", None, 1, [ext]])
+
+
+def test_corrupted_out_of_band_frames_are_counted_and_answered_like_any_bad_frame(target: ActorSystem, raw: RawClient) -> None:
+    raw.send(_array_request(raw, 90, 100), b"x" * 100)  # a good one first: the endpoint takes buffers
+    raw.send(_array_request(raw, 91, 100), b"x" * 99)  # the header says 100 bytes
+    raw.send(_array_request(raw, 92, 100))  # the frame it refers to is missing
+    raw.send(_array_request(raw, 93, 100), b"x" * 100, b"y" * 5)  # one frame too many
+    answers = {env.corr_id: env.body for env in raw.answers(2000)}
+    assert answers.pop(90).value.tolist() == [120] * 100
+    assert answers[91].type_name == "BadPayload" and "has 99 bytes but its header says 100" in answers[91].message
+    assert answers[92].type_name == "BadPayload" and "refers to out-of-band frame 0 but the message has 0" in answers[92].message
+    assert answers[93].type_name == "BadPayload" and "carries 2 out-of-band frames but refers to 1" in answers[93].message
+    assert {a.code for a in answers.values()} == {"protocol"}
+    assert target.statistics().transport.bad_frames == {"bad_payload": 3}

@@ -33,7 +33,7 @@ def check_size(frame: Any, limit: int) -> None:
 def receive(router: zmq.Socket) -> tuple[bytes, bytes | None, list[memoryview]]:
     """One message off a ROUTER: the sender's identity, the envelope's frame
     (None if there is none) and the out-of-band buffers, left where ZeroMQ
-    received them (not copied).
+    received them (not copied) and read-only, as Ray's zero-copy arrays are.
 
     Raises:
         zmq.Again: nothing waits.
@@ -42,7 +42,7 @@ def receive(router: zmq.Socket) -> tuple[bytes, bytes | None, list[memoryview]]:
     frame = router.recv(zmq.NOBLOCK) if router.rcvmore else None
     buffers = []
     while router.rcvmore:
-        buffers.append(router.recv(zmq.NOBLOCK, copy=False).buffer)
+        buffers.append(router.recv(zmq.NOBLOCK, copy=False).buffer.toreadonly())
     return identity, frame, buffers
 
 
