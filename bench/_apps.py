@@ -71,3 +71,22 @@ class Sturdy:
 
         if os.path.exists(self.flag):
             raise RuntimeError("told to fail")
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=4)
+class Spin:
+    """CPU-bound pure Python: holds the GIL for the whole request."""
+
+    def __call__(self, n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += i * i % 7
+        return total
+
+
+@serve.deployment(num_replicas=1)
+class Echo:
+    """Answers with its argument (arrays, bytes, anything)."""
+
+    def __call__(self, x: Any = None) -> Any:
+        return x

@@ -1,5 +1,7 @@
 """The floor: a bare pyzmq ROUTER that echoes msgpack frames (run as a
-script; ends when stdin closes), and the DEALER client that measures it."""
+script; ends when stdin closes), and the DEALER client that measures it.
+With ``--buffers`` it echoes every frame of a message as received
+(``copy=False`` both ways), the floor for large payloads."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import zmq
 
 
 def main() -> None:
+    buffers = "--buffers" in sys.argv
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     address = f"ipc://{tempfile.gettempdir()}/corral-raw-{os.getpid()}.sock"
@@ -24,6 +27,13 @@ def main() -> None:
         if not router.poll(200):
             continue
         while True:
+            if buffers:
+                try:
+                    parts = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                router.send_multipart(parts, copy=False)
+                continue
             try:
                 ident, frame = router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -58,6 +68,12 @@ class RawClient:
                 sent += 1
             msgpack.unpackb(sock.recv())
             done += 1
+
+    def buffer_round_trip(self, header: bytes, buffer: object) -> int:
+        """Send a header and one buffer without copying; wait for them to come back. Returns bytes received."""
+        self._sock.send_multipart([header, buffer], copy=False)
+        parts = self._sock.recv_multipart(copy=False)
+        return sum(len(p.buffer) for p in parts)
 
     def close(self) -> None:
         self._sock.close(linger=0)

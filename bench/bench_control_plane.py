@@ -2,7 +2,8 @@
 
 With a trivial deployment on 2 worker processes: time from ``serve.run``
 (num_replicas=8) to all RUNNING; time to scale 8 -> 2 until only 2 replicas
-exist; time to delete. Then the controller's reconcile-loop iteration time in
+exist; time to delete; with thread-mode replicas (the figures earlier runs
+compare with) and with replicas in their own processes (``process_*``). Then the controller's reconcile-loop iteration time in
 steady state with 4096 lightweight replicas over 4 workers (the controller
 times its own loop). Ray Serve's figures on this kind of machine (from the
 issue, for scale): 2.1 s to run 2, 6.3 s to reach 8, 6.1 s to scale 8 -> 2,
@@ -35,17 +36,17 @@ def replica_states(app: str) -> dict[str, int]:
     return {} if a is None else a.deployments["Noop"].replica_states
 
 
-def lifecycle_round(app: str) -> dict[str, float]:
+def lifecycle_round(app: str, isolation: str) -> dict[str, float]:
     start = time.perf_counter()
-    handle = serve.run(Noop.options(num_replicas=2).bind(), name=app)
+    handle = serve.run(Noop.options(num_replicas=2, isolation=isolation).bind(), name=app)
     run2 = time.perf_counter() - start
     serve.delete(app)
     start = time.perf_counter()
-    handle = serve.run(Noop.options(num_replicas=8).bind(), name=app)
+    handle = serve.run(Noop.options(num_replicas=8, isolation=isolation).bind(), name=app)
     run8 = time.perf_counter() - start
     assert handle.remote(1).result(timeout_s=10) == 1
     start = time.perf_counter()
-    serve.run(Noop.options(num_replicas=2).bind(), name=app, wait_for_ready=False)
+    serve.run(Noop.options(num_replicas=2, isolation=isolation).bind(), name=app, wait_for_ready=False)
     wait_until(lambda: replica_states(app) == {"RUNNING": 2}, 60)
     scale = time.perf_counter() - start
     start = time.perf_counter()
@@ -61,17 +62,19 @@ def main() -> int:
     figures: dict[str, float | int | str] = {}
     serve.start(workers=2, config=Config(serve=settings))
     try:
-        samples = [lifecycle_round(f"bench{i}") for i in range(rounds)]
+        samples = [lifecycle_round(f"bench{i}", "thread") for i in range(rounds)]
+        process = [lifecycle_round(f"bench-p{i}", "process") for i in range(rounds)]
     finally:
         serve.shutdown()
     for key in ("run2_s", "run8_s", "scale_8_to_2_s", "delete_s"):
         figures[key] = round(median([s[key] for s in samples]), 3)
+        figures[f"process_{key}"] = round(median([s[key] for s in process]), 3)
     n = 4096
     store = Path(tempfile.mkdtemp(prefix="corral-bench-")) / "checkpoint.sqlite"
     start = time.perf_counter()
     serve.start(workers=4, config=Config(serve=dataclasses.replace(settings, checkpoint_store=f"sqlite:///{store}")))
     try:
-        serve.run(Noop.options(num_replicas=n, max_ongoing_requests=1).bind(), name="big", timeout_s=600)
+        serve.run(Noop.options(num_replicas=n, max_ongoing_requests=1, isolation="thread").bind(), name="big", timeout_s=600)
         figures["run4096_s"] = round(time.perf_counter() - start, 2)
         # steady state only: a fresh window that spans more than one health-check period
         window = 12.0 if args.quick else 40.0
@@ -105,6 +108,11 @@ def main() -> int:
             ["run 8 replicas", figures["run8_s"], RAY["run8_s"], figures["run8_s_speedup_vs_ray"], ">= 10x"],
             ["scale 8 -> 2", figures["scale_8_to_2_s"], RAY["scale_8_to_2_s"], figures["scale_8_to_2_s_speedup_vs_ray"], ">= 10x"],
             ["delete", figures["delete_s"], "n/a", "", ""],
+            ["run 2, process replicas", figures["process_run2_s"], RAY["run2_s"], round(RAY["run2_s"] / figures["process_run2_s"], 1), ""],  # type: ignore[operator]
+            ["run 8, process replicas", figures["process_run8_s"], RAY["run8_s"], round(RAY["run8_s"] / figures["process_run8_s"], 1), ""],  # type: ignore[operator]
+            ["scale 8 -> 2, process replicas", figures["process_scale_8_to_2_s"], RAY["scale_8_to_2_s"],
+             round(RAY["scale_8_to_2_s"] / figures["process_scale_8_to_2_s"], 1), ""],  # type: ignore[operator]
+            ["delete, process replicas", figures["process_delete_s"], "n/a", "", ""],
         ],
     )
     print_table(

@@ -3,8 +3,10 @@
 In one run: the raw pyzmq msgpack echo between two processes (the floor);
 a corral no-op deployment with 2 replicas and max_ongoing_requests=32:
 sequential ``.result()`` latency (p50, p99), and throughput with 64 requests
-in flight from threads and from asyncio; and the same with Ray Serve when
-``ray[serve]`` is importable (skipped otherwise; never a dependency).
+in flight from threads and from asyncio, with thread-mode replicas (the
+figures earlier runs compare with) and with replicas in their own processes
+(the default, ``process_*``); and the same with Ray Serve when ``ray[serve]``
+is importable (skipped otherwise; never a dependency).
 
     python bench/bench_requests.py [--quick] [--json FILE]
 """
@@ -81,24 +83,30 @@ def asyncio_rate(handle: Any, n: int) -> float:
 
 
 def measure_corral(rounds: int, seq_n: int, rate_n: int, raw: RawClient) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {k: [] for k in ("raw_p50", "raw_p99", "raw_rate", "seq_p50", "seq_p99", "threads_rate", "asyncio_rate")}
+    keys = ("seq_p50", "seq_p99", "threads_rate", "asyncio_rate")
+    figures: dict[str, list[float]] = {k: [] for k in ("raw_p50", "raw_p99", "raw_rate", *keys, *(f"process_{k}" for k in keys))}
     serve.start(workers=2)
     try:
-        handle = serve.run(Noop.options(num_replicas=2, max_ongoing_requests=32).bind(), name="bench")
-        sequential(lambda: handle.remote(PAYLOAD).result(timeout_s=30), 300)
+        handles = {
+            "": serve.run(Noop.options(num_replicas=2, max_ongoing_requests=32, isolation="thread").bind(), name="bench"),
+            "process_": serve.run(Noop.options(num_replicas=2, max_ongoing_requests=32).bind(), name="bench-process"),
+        }
+        for handle in handles.values():
+            sequential(lambda: handle.remote(PAYLOAD).result(timeout_s=30), 300)
         sequential(raw.one, 300)
         for _ in range(rounds):
             raw_seq = sequential(raw.one, seq_n)
-            seq = sequential(lambda: handle.remote(PAYLOAD).result(timeout_s=30), seq_n)
             figures["raw_p50"].append(percentile(raw_seq, 50) * 1e6)
             figures["raw_p99"].append(percentile(raw_seq, 99) * 1e6)
-            figures["seq_p50"].append(percentile(seq, 50) * 1e6)
-            figures["seq_p99"].append(percentile(seq, 99) * 1e6)
             start = time.perf_counter()
             raw.pipelined(rate_n * 4, IN_FLIGHT)
             figures["raw_rate"].append(rate_n * 4 / (time.perf_counter() - start))
-            figures["threads_rate"].append(threaded_rate(handle, rate_n))
-            figures["asyncio_rate"].append(asyncio_rate(handle, rate_n))
+            for prefix, handle in handles.items():
+                seq = sequential(lambda: handle.remote(PAYLOAD).result(timeout_s=30), seq_n)
+                figures[f"{prefix}seq_p50"].append(percentile(seq, 50) * 1e6)
+                figures[f"{prefix}seq_p99"].append(percentile(seq, 99) * 1e6)
+                figures[f"{prefix}threads_rate"].append(threaded_rate(handle, rate_n))
+                figures[f"{prefix}asyncio_rate"].append(asyncio_rate(handle, rate_n))
     finally:
         serve.shutdown()
     return figures
@@ -153,12 +161,19 @@ def main() -> int:
         "asyncio_rps": round(m["asyncio_rate"]),
         "throughput_rps": round(best_rate),
         "throughput_vs_raw": round(best_rate / m["raw_rate"], 3),
+        "process_seq_p50_us": round(m["process_seq_p50"], 1),
+        "process_seq_p99_us": round(m["process_seq_p99"], 1),
+        "process_threads_rps": round(m["process_threads_rate"]),
+        "process_asyncio_rps": round(m["process_asyncio_rate"]),
+        "process_seq_p50_vs_raw": round(m["process_seq_p50"] / m["raw_p50"], 2),
     }
     ray = measure_ray(min(seq_n, 1000), min(rate_n, 3200))
     rows = [
         ["raw pyzmq echo (floor)", out["raw_p50_us"], out["raw_p99_us"], out["raw_msgs_per_s"], ""],
-        ["corral handle, threads", out["seq_p50_us"], out["seq_p99_us"], out["threads_rps"], ""],
-        ["corral handle, asyncio", "", "", out["asyncio_rps"], ""],
+        ["corral handle, threads (thread replicas)", out["seq_p50_us"], out["seq_p99_us"], out["threads_rps"], ""],
+        ["corral handle, asyncio (thread replicas)", "", "", out["asyncio_rps"], ""],
+        ["corral handle, threads (process replicas)", out["process_seq_p50_us"], out["process_seq_p99_us"], out["process_threads_rps"], ""],
+        ["corral handle, asyncio (process replicas)", "", "", out["process_asyncio_rps"], ""],
         ["corral / raw", out["seq_p50_vs_raw"], "", out["throughput_vs_raw"], "targets: <= 2, >= 0.25"],
     ]
     if ray is None:

@@ -5,7 +5,7 @@
     corral stop [--port P]
     corral run module:app [--workers N] [--name NAME]
     corral deploy config.yaml [--prune]
-    corral status [--json]
+    corral status [--json] [-v]
     corral call APP [--method M] [JSON_ARGS]
     corral delete APP
 
@@ -376,11 +376,19 @@ def cmd_status(args: argparse.Namespace) -> int:
             replicas = " ".join(f"{k}={v}" for k, v in sorted(d.replica_states.items())) or "-"
             rows.append((name, dname, app.status, d.status, f"{replicas} (target {d.target_replicas})", d.message.split("\n")[0][:80]))
     _table(rows)
+    if args.verbose:
+        print()
+        _table([("REPLICA", "STATE", "NODE", "PID", "MEMORY", "MODE")] + [
+            (r.replica_id, r.state, r.node_id, str(r.pid or "-"), f"{r.rss_bytes / 2**20:.0f} MiB" if r.rss_bytes else "-", r.isolation)
+            for _, app in sorted(status.applications.items())
+            for _, d in sorted(app.deployments.items())
+            for r in sorted(d.replicas, key=lambda r: r.replica_id)
+        ])
     print()
     restarts = _local_restarts(args)
     _table([("NODE", "ADDRESS", "REPLICAS", "RESOURCES (free / total)", "RESTARTS")] + [
         (n.node_id, n.address, str(n.replicas),
-         ", ".join(f"{k} {n.available.get(k, 0):g}/{v:g}" for k, v in sorted(n.total.items())),
+         ", ".join(_amounts(k, n.available.get(k, 0), v) for k, v in sorted(n.total.items())),
          str(restarts.get(n.node_id, "-")))
         for n in status.nodes
     ])
@@ -390,6 +398,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             (r.gang_id, f"{r.app}/{r.deployment}", ",".join(r.nodes), json.dumps(r.bundle)) for r in status.reservations
         ])
     return 0
+
+
+def _amounts(name: str, free: float, total: float) -> str:
+    if name == "memory":
+        return f"memory {free / 2**30:.1f}/{total / 2**30:.1f} GiB"
+    return f"{name} {free:g}/{total:g}"
 
 
 def _local_restarts(args: argparse.Namespace) -> dict[str, int]:
@@ -607,6 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_deploy)
     p = sub.add_parser("status", help="applications, deployments, nodes and gangs")
     p.add_argument("--json", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="one row per replica: state, node, process id, memory")
     target(p)
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("call", help="send one request to an application")

@@ -69,6 +69,11 @@ def test_start_deploy_status_call_delete_stop(cluster: Callable[..., str], tmp_p
     assert "worker-0" in status.stdout and "worker-1" in status.stdout
     data = json.loads(corral("status", "--json", "--port", port).stdout)
     assert data["applications"]["echo"]["deployments"]["Echo"]["replica_states"] == {"RUNNING": 3}
+    pids = {r["replica_id"]: r["pid"] for r in data["applications"]["echo"]["deployments"]["Echo"]["replicas"]}
+    assert len(pids) == 3 and all(alive(pid) for pid in pids.values()), "each replica's own process"
+    verbose = corral("status", "-v", "--port", port).stdout
+    for rid, pid in pids.items():
+        assert re.search(rf"{re.escape(rid)}\s+RUNNING\s+worker-\d\s+{pid}\s+(\d+ MiB|-)\s+process", verbose), verbose
     assert corral("call", "echo", '["x"]', "--port", port).stdout.strip() == '"cfg:x"'
     assert corral("call", "echo", '{"x": 5}', "--port", port).stdout.strip() == '"cfg:5"'
     assert json.loads(corral("call", "echo", "--method", "whoami", "--port", port).stdout)["app"] == "echo"

@@ -114,6 +114,7 @@ def test_dataclasses_and_pydantic_models_round_trip_with_nested_arrays() -> None
     assert round_trip(order)[0] == order
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_a_value_with_no_codec_names_its_type_and_path_and_how_to_opt_in() -> None:
     with pytest.raises(TypeError, match=r"value\[0\]\['images'\]\[1\]: cannot send numpy.matrix; .*serializer='pickle'"):
         encode_envelope(Envelope("handle_request", HandleRequest("m", [{"images": [np.zeros(2), np.matrix([[1]])]}], {}), 1, None, "a", "r"))
