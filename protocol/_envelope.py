@@ -24,8 +24,8 @@ from ._errors import (
     UnknownKind,
     UnsupportedVersion,
 )
-from ._payload import PayloadDecoder, PayloadEncoder
-from ._schema import decoder_for, encode_fields
+from ._payload import OUT_OF_BAND_MIN, PayloadDecoder, PayloadEncoder
+from ._schema import RAW, decoder_for, encode_fields
 
 PROTOCOL_VERSION = 1
 FLAG_WANTS_REPLY = 1
@@ -35,6 +35,7 @@ _HEADER_LEN = 9
 
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
+_NO_BUFFERS = (PayloadDecoder(), PayloadDecoder(allow_pickle=True))  # shared: a frame without buffers leaves them unchanged
 
 
 @dataclass(slots=True)
@@ -77,23 +78,32 @@ def encode_envelope(env: Envelope) -> Any:
         TypeError: if a value in the body cannot be encoded; the message names
             the message kind, the offending type and where it is.
     """
+    header = [
+        env.version,
+        env.kind,
+        env.msg_id,
+        env.corr_id,
+        env.sender,
+        env.target,
+        env.deadline,
+        (FLAG_WANTS_REPLY if env.wants_reply else 0) | (FLAG_STREAM if env.stream else 0) | (FLAG_PICKLE if env.pickle else 0),
+        None,
+    ]
+    body = env.body
+    if type(body).__wire_payload__:
+        # the common case at C speed: plain msgpack values (exact types: no tuple, bytearray,
+        # memoryview...) in a short frame (so no buffer long enough to travel on its own)
+        header[8] = encode_fields(body, RAW)
+        try:
+            head = _packb(header, use_bin_type=True, strict_types=True)
+            if len(head) < OUT_OF_BAND_MIN:
+                return head
+        except (TypeError, ValueError, OverflowError):
+            pass
     payload = PayloadEncoder(env.pickle)
     try:
-        head = _packb(
-            [
-                env.version,
-                env.kind,
-                env.msg_id,
-                env.corr_id,
-                env.sender,
-                env.target,
-                env.deadline,
-                (FLAG_WANTS_REPLY if env.wants_reply else 0) | (FLAG_STREAM if env.stream else 0)
-                | (FLAG_PICKLE if env.pickle else 0),
-                encode_fields(env.body, payload),
-            ],
-            use_bin_type=True,
-        )
+        header[8] = encode_fields(body, payload)
+        head = _packb(header, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"cannot encode message {env.kind!r}: {exc}") from None
     return [head, *payload.buffers] if payload.buffers else head
@@ -117,7 +127,7 @@ def decode_envelope(frame: bytes, max_bytes: int, buffers: Sequence[Any] = (), a
     """
     if len(frame) > max_bytes:
         raise FrameTooLarge(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes} bytes")
-    payload = PayloadDecoder(buffers, allow_pickle)
+    payload = PayloadDecoder(buffers, allow_pickle) if buffers else _NO_BUFFERS[allow_pickle]
     try:
         raw = _unpackb(frame, raw=False, strict_map_key=False, use_list=True, ext_hook=payload)
         if buffers:

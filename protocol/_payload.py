@@ -126,6 +126,12 @@ class PayloadEncoder:
             return self._typed(EXT_PYDANTIC, kind, fields)
         if kind is _ExtType and value.code == EXT_SEALED:
             return value  # sealed by the deploying process: passed on untouched
+        if isinstance(value, (int, float, str)):
+            return value  # an IntEnum, a str subclass...: msgpack packs them as their base type
+        if isinstance(value, (list, tuple)):
+            return self._encode(list(value))  # a namedtuple, a list subclass: an array
+        if isinstance(value, dict):
+            return self._encode(dict(value))
         if self.allow_pickle:
             return self._pickle(value)
         raise _Unsendable(value, f"cannot send {_type_name(kind)}")

@@ -166,6 +166,7 @@ def message(kind: str) -> Callable[[type[T]], type[T]]:
         cls.__wire_required__ = required  # type: ignore[attr-defined]
         encoders = tuple(_encoder(hints[f.name]) for f in fields)
         cls.__wire_encoders__ = encoders if any(e is not None for e in encoders) else ()  # type: ignore[attr-defined]
+        cls.__wire_payload__ = any(hints[f.name] is Payload for f in fields)  # type: ignore[attr-defined]
         _REGISTRY[kind] = cls
         _DECODERS[kind] = lambda body, _cls=cls: decode_fields(_cls, body, kind)
         return cls
@@ -179,7 +180,7 @@ def encode_fields(msg: Any, payload: PayloadEncoder | None = None) -> list[Any]:
     Args:
         msg: the message.
         payload: encodes :class:`Payload` fields and keeps their out-of-band
-            buffers; None keeps every buffer inline.
+            buffers; None keeps every buffer inline; :data:`RAW` leaves them as they are.
 
     Raises:
         TypeError: a payload value cannot be sent (the message names its path).
@@ -198,8 +199,12 @@ def encode_fields(msg: Any, payload: PayloadEncoder | None = None) -> list[Any]:
 _Encode = Callable[[Any, PayloadEncoder], Any]
 
 
+RAW: Any = object()
+"""Pass as ``payload`` to :func:`encode_fields` to leave payload fields as they are."""
+
+
 def _encode_payload(value: Any, payload: PayloadEncoder) -> Any:
-    return payload.encode(value)
+    return value if payload is RAW else payload.encode(value)
 
 
 def _encoder(annotation: Any) -> _Encode | None:

@@ -148,7 +148,8 @@ class Transport:
             SendQueueFull: the I/O thread has ``handoff_capacity`` frames waiting.
             PeerUnavailable: the peer was found dead moments ago (quarantine).
         """
-        check_size(frame, self._config.max_frame_bytes)
+        if type(frame) is list or len(frame) > self._config.max_frame_bytes:
+            check_size(frame, self._config.max_frame_bytes)
         if self._quarantine.until:
             why = self._quarantine.reason(peer, time.monotonic())
             if why is not None:
