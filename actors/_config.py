@@ -56,6 +56,9 @@ class ServeSettings:
             every ``recovery_retry_s`` until it answers.
         exit_timeout_s: the longest a process whose main thread ended without
             ``serve.shutdown()`` spends shutting serve down before it exits.
+        serializer: ``"pickle"`` opts every deployment of the cluster in to
+            pickling values with no codec (as a deployment's own
+            ``serializer="pickle"`` does; refused on a plain-TCP cluster).
     """
 
     reconcile_interval_s: float = 0.1
@@ -77,6 +80,7 @@ class ServeSettings:
     recovery_retry_s: float = 1.0
     subscription_refresh_s: float = 10.0
     exit_timeout_s: float = 10.0
+    serializer: str = "msgpack"
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -105,6 +109,8 @@ class ServeSettings:
         )
         if self.metrics_staleness_s is not None:
             _check_positive("ServeSettings", self, ("metrics_staleness_s",))
+        if self.serializer not in ("msgpack", "pickle"):
+            raise ValueError(f"ServeSettings.serializer: expected 'msgpack' or 'pickle', got {self.serializer!r}")
         if self.metrics_mode not in ("process", "handle"):
             raise ValueError(f"ServeSettings.metrics_mode: expected 'process' or 'handle', got {self.metrics_mode!r}")
         if self.checkpoint_recovery not in ("auto", "required", "fresh"):

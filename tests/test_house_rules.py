@@ -36,6 +36,8 @@ PURE = (
     "actors.serve.head._reconcile",
     "actors.serve.head._recovery",
     "actors.serve.head._replica_states",
+    "actors.serve.worker._devices",
+    "protocol._payload",
     "scripts._supervisor:Backoff",
 )
 IO_MODULES = ("zmq", "pykka", "socket", "threading", "subprocess", "transport", "actors._system", "actors._actor")

@@ -81,7 +81,7 @@ def tcp_cluster() -> Iterator[Any]:
 
 
 def test_the_pickle_opt_in_is_refused_on_an_unauthenticated_tcp_cluster(tcp_cluster: Any) -> None:
-    with pytest.raises(Exception, match=r"serializer='pickle' is refused on this cluster: its transport is plain TCP without CurveZMQ"):
+    with pytest.raises(Exception, match=r"serializer='pickle' \(its own or ServeSettings.serializer\) is refused on this cluster: its transport is plain TCP without CurveZMQ"):
         serve.run(serve_apps.Arrays.options(serializer="pickle").bind(), name="pickled")
     assert "pickled" not in serve.status().applications
     assert serve.run(serve_apps.Arrays.bind(), name="plain").echo.remote(np.arange(3)).result(timeout_s=10).tolist() == [0, 1, 2]
@@ -102,3 +102,21 @@ def test_a_message_over_the_transports_limit_is_refused_naming_the_limit(small_f
     with pytest.raises(Exception, match=r"exceeds the transport's limit of 1048576 bytes \(TransportConfig.max_frame_bytes"):
         handle.echo.remote(np.zeros(2 << 20, dtype=np.uint8)).result(timeout_s=10)
     assert handle.echo.remote(np.zeros(1000)).result(timeout_s=10).shape == (1000,)
+
+
+@pytest.fixture
+def pickling_cluster() -> Iterator[Any]:
+    """A local (ipc) cluster whose every deployment may pickle."""
+    base = fast_serve_config()
+    serve.start(workers=1, config=Config(transport=base.transport, ask_timeout_s=10.0,
+                                         serve=ServeSettings(reconcile_interval_s=0.05, serializer="pickle")))
+    try:
+        yield serve
+    finally:
+        serve.shutdown()
+
+
+def test_the_cluster_wide_pickle_opt_in_covers_every_deployment(pickling_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Arrays.bind(serve_apps.Unregistered(1)), name="cluster-pickled")
+    got = handle.echo.remote(serve_apps.Unregistered({"k": np.arange(3)})).result(timeout_s=30)
+    assert type(got) is serve_apps.Unregistered and got.payload["k"].tolist() == [0, 1, 2]

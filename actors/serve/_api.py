@@ -213,7 +213,8 @@ def run(
     """
     if not isinstance(name, str) or not name or "#" in name:
         raise ValueError(f"application name must be a non-empty string without '#', got {name!r}")
-    specs, ingress = build_application(target, name)
+    cluster_pickles = has_session() and current_session().config.serve.serializer == "pickle"
+    specs, ingress = build_application(target, name, allow_pickle=cluster_pickles)
     if not has_session():
         log.info("serve is not started: starting an embedded cluster with 2 workers")
         start()

@@ -135,11 +135,15 @@ def import_dirs_of(cls: type, main_file: str | None) -> list[str]:
     return [root]
 
 
-def build_application(root: Application, app_name: str, marker: Callable[[Any], Any] | None = None) -> tuple[list[DeploymentSpec], str]:
+def build_application(
+    root: Application, app_name: str, marker: Callable[[Any], Any] | None = None, allow_pickle: bool = False
+) -> tuple[list[DeploymentSpec], str]:
     """Turn an application graph into one spec per deployment.
 
-    Nested applications in the arguments become handle markers. Returns the
-    specs and the ingress (root) deployment's name.
+    Nested applications in the arguments become handle markers; other values
+    that are not msgpack are sealed for the replica (pickled only where
+    ``allow_pickle``, the cluster's opt-in, or the deployment's own). Returns
+    the specs and the ingress (root) deployment's name.
 
     Raises:
         DeploymentOptionError: a class cannot be imported by path.
@@ -174,7 +178,7 @@ def build_application(root: Application, app_name: str, marker: Callable[[Any], 
                 return {k: convert(v, f"{where}[{k!r}]") for k, v in value.items()}
             return value
 
-        pickled = app.deployment.config.serializer == "pickle"
+        pickled = allow_pickle or app.deployment.config.serializer == "pickle"
         try:
             args = [seal(convert(a, f"argument {i}"), pickled, f"argument {i}") for i, a in enumerate(app.args)]
             kwargs = {k: seal(convert(v, f"argument {k!r}"), pickled, f"argument {k!r}") for k, v in app.kwargs.items()}

@@ -250,14 +250,19 @@ class ControlPlane:
         self.tick()
         return "ok"
 
+    def pickles(self, config: DeploymentConfig) -> bool:
+        """Whether a deployment's values with no codec are pickled (its own opt-in or the cluster's)."""
+        return config.serializer == "pickle" or self.settings.serializer == "pickle"
+
     def _checked_config(self, spec: Any) -> DeploymentConfig:
         try:
             config = DeploymentConfig.from_dict(spec.config)
         except DeploymentOptionError as exc:
             raise DeploymentOptionError(f"deployment {spec.name!r}: {exc}") from None
-        if config.serializer == "pickle" and not self.pickle_allowed:
+        if self.pickles(config) and not self.pickle_allowed:
             raise DeploymentOptionError(
-                f"deployment {spec.name!r}: serializer='pickle' is refused on this cluster: its transport is plain "
+                f"deployment {spec.name!r}: serializer='pickle' (its own or ServeSettings.serializer) is refused on "
+                "this cluster: its transport is plain "
                 "TCP without CurveZMQ, and a pickle from anyone who can reach a port runs their code. Start the "
                 "cluster with keys (`corral start` does) or on ipc (one machine) to opt in"
             )

@@ -51,7 +51,7 @@ class StatusViews:
         failed = state.status()[1] if state.failed else ""
         return ReplicaSet(
             key[0], key[1], version, replicas, True, state.config.max_queued_requests, failed,
-            state.config.serializer == "pickle",
+            self.core.pickles(state.config),
         )
 
     def status(self) -> ServeStatusInfo:

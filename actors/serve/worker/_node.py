@@ -26,7 +26,7 @@ from .._context import GangContext, ReplicaContext
 from .._options import DeploymentConfig
 from ..client._session import Session
 from ._children import ChildExited, ChildReady, ReplicaProcesses
-from ._devices import DeviceError, GpuIds, declared_gpu_ids
+from ._devices import GpuIds, declared_gpu_ids
 from ._replica import Replica, drain_message
 from ._replica_process import ReplicaPlan
 
@@ -223,7 +223,7 @@ class NodeAgent(Actor):
             return ready
         try:
             self._start_process(message, config)
-        except (DeviceError, ValueError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # the zygote or the pipe failed: a failed start, said so, never a hang
             self.ready.pop(rid, None)
             self.gpus.release(rid)
             ready.set_exception(ReplicaStartFailed(f"cannot start a process for replica {rid}: {exc}"))
