@@ -14,6 +14,7 @@ from typing import Any, Callable
 from protocol import Data, Envelope, ErrorReply, encode_envelope
 from transport import TransportStatistics
 
+from ._actor import Request
 from ._errors import ActorNotFound, MessageNotHandled
 from ._future import Future
 from ._stream import Stream
@@ -160,3 +161,18 @@ def answer_frame(
     else:
         code = "encode" if not tb and isinstance(error, TypeError) else "user"
     return encode_envelope(Envelope("error", ErrorReply(code, type_name(error), str(error), tb), 0, msg_id, address, ""))
+
+
+def answer_leftovers(inbox: Any, actor: str) -> None:
+    """Answer every ask left in a stopped actor's inbox: it was never handled
+    (so the asker may send it elsewhere); keep the rest."""
+    keep = []
+    while not inbox.empty():
+        envelope = inbox.get()
+        message = envelope.message
+        if type(message) is Request and message.respond is not None:
+            message.respond(None, MessageNotHandled(f"actor {actor!r} stopped before handling the message"), "")
+        else:
+            keep.append(envelope)
+    for envelope in keep:
+        inbox.put(envelope)

@@ -13,8 +13,7 @@ from typing import Any, Callable
 import pykka
 
 from protocol import ActorDied, Envelope, ErrorReply, StreamItem, Unwatch, Watch, encode_envelope
-from transport import PeerUnavailable, Transport, TransportClosed, check_endpoint
-from transport import LogLimiter
+from transport import LogLimiter, PeerUnavailable, Transport, TransportClosed, check_endpoint
 
 from ._actor import Actor, Request, done_spawning, spawning
 from ._callbacks import (
@@ -26,6 +25,7 @@ from ._callbacks import (
     SendFailure,
     SystemStatistics,
     answer_frame,
+    answer_leftovers,
     unwrap,
     wrap,
 )
@@ -72,6 +72,7 @@ class ActorSystem:
         self._dropped = 0
         self._expired = 0
         self._closed = False
+        self._lanes: dict[str, tuple[tuple[type, ...], Callable[[Request], None]]] = {}
         self._transport = Transport(self.config.transport, self._on_envelope, self._on_peer_down, self._on_tick)
         self.address = self._transport.start()
         self.accepts_pickle = self._transport.accepts_pickle  # pickled payloads are taken (CURVE or ipc)
@@ -197,15 +198,17 @@ class ActorSystem:
 
     def statistics(self) -> SystemStatistics:
         """A snapshot of the runtime's and the transport's counters."""
-        return SystemStatistics(
-            actors=len(self._actors),
-            pending_asks=len(self._pending),
-            timed_out_asks=self._timed_out,
-            late_replies=self._late,
-            dropped_messages=self._dropped,
-            expired_requests=self._expired,
-            transport=self._transport.statistics(),
-        )
+        return SystemStatistics(len(self._actors), len(self._pending), self._timed_out, self._late, self._dropped,
+                                self._expired, self._transport.statistics())
+
+    def serve_directly(self, name: str, kinds: tuple[type, ...], handler: Callable[[Request], None] | None) -> None:
+        """Hand asks of ``kinds`` for local actor ``name`` to ``handler`` on the thread they
+        arrive on (the I/O thread, or a local asker's) instead of the actor's inbox: a thread
+        hop less. It must not block and must answer each request; None removes it."""
+        if handler is None:
+            self._lanes.pop(name, None)
+        else:
+            self._lanes[name] = (kinds, handler)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop every local actor, fail every pending ask, close the transport.
@@ -261,8 +264,10 @@ class ActorSystem:
             actor = self._local(ref.name)
             self._register(msg_id, future, ref, timeout)
             emit = LocalEmitter(self._emit_local, msg_id) if stream else None
+            request = Request(message, LocalResponder(self._settle, msg_id), deadline, emit)
+            lane = self._lanes.get(ref.name)
             try:
-                actor.tell(Request(message, LocalResponder(self._settle, msg_id), deadline, emit))
+                (lane[1] if lane is not None and type(message) in lane[0] else actor.tell)(request)
             except pykka.ActorDeadError:
                 self._settle(msg_id, MessageNotHandled(f"actor {ref} stopped before handling the message"))
             return future
@@ -358,8 +363,10 @@ class ActorSystem:
             return
         respond = RemoteResponder(self._respond_remote, env.sender, env.msg_id, env.target, env.pickle) if env.wants_reply else None
         emit = RemoteEmitter(self._emit_remote, env.sender, env.msg_id, env.pickle) if env.stream and env.wants_reply else None
+        request = Request(unwrap(env), respond, env.deadline, emit)
+        lane = self._lanes.get(env.target)
         try:
-            actor.tell(Request(unwrap(env), respond, env.deadline, emit))
+            (lane[1] if lane is not None and type(request.payload) in lane[0] else actor.tell)(request)
         except pykka.ActorDeadError:
             self._error_to(env, "not_handled", "MessageNotHandled", f"actor {env.target!r} in {self.address} stopped before handling the message")
 
@@ -408,22 +415,13 @@ class ActorSystem:
     # ---- actor life cycle (actor threads) -------------------------------------------
 
     def _note_expired(self, name: str) -> None:
-        self._expired += 1
+        self._expired += 1  # no lock: a counter for statistics, off by one at worst
 
     def _answer_leftovers(self, actor: Actor) -> None:
-        inbox = actor.actor_inbox
-        keep = []
-        while not inbox.empty():
-            envelope = inbox.get()
-            message = envelope.message
-            if type(message) is Request and message.respond is not None:
-                message.respond(None, MessageNotHandled(f"actor {actor.name!r} stopped before handling the message"), "")
-            else:
-                keep.append(envelope)
-        for envelope in keep:
-            inbox.put(envelope)
+        answer_leftovers(actor.actor_inbox, actor.name)
 
     def _actor_finished(self, actor: Actor, reason: str) -> None:
+        self._lanes.pop(actor.name, None)
         with self._actors_lock:
             current = self._actors.get(actor.name)
             if current is not None and current.actor_class is type(actor) and not current.is_alive():

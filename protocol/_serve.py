@@ -164,7 +164,10 @@ class HandleRequest:
 @message("get_status")
 @dataclass(frozen=True, slots=True)
 class GetStatus:
-    """Ask the controller for the status of every application."""
+    """Ask the controller for the status of every application, or of one
+    (``app``: then no nodes and no reservations, and the cost is that app's alone)."""
+
+    app: str | None = None
 
 
 @message("replica_detail")

@@ -237,7 +237,7 @@ def _wait_for_app(name: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     pause = threading.Event()
     while True:
-        app = status().applications.get(name)
+        app = _app_status(name)
         if app is None:
             raise DeploymentNotFoundError(f"application {name!r} disappeared while deploying")
         if app.status == "DEPLOY_FAILED":
@@ -254,6 +254,11 @@ def status() -> ServeStatus:
     return from_info(current_session().status_info())
 
 
+def _app_status(name: str) -> Any:
+    """One application's status, asked for alone (its cost does not grow with the other apps)."""
+    return from_info(current_session().status_info(name)).applications.get(name)
+
+
 def delete(name: str, _blocking: bool = True, timeout_s: float | None = None) -> None:
     """Delete an application: its replicas stop (gracefully) and it disappears.
 
@@ -268,7 +273,7 @@ def delete(name: str, _blocking: bool = True, timeout_s: float | None = None) ->
         return
     deadline = time.monotonic() + (timeout_s if timeout_s is not None else session.config.serve.run_timeout_s)
     pause = threading.Event()
-    while name in status().applications:
+    while _app_status(name) is not None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"application {name!r} was not deleted within the timeout")
         pause.wait(_POLL_S)
@@ -285,7 +290,7 @@ def get_app_handle(name: str) -> DeploymentHandle:
     Raises:
         DeploymentNotFoundError: no such application.
     """
-    app = status().applications.get(name)
+    app = _app_status(name)
     if app is None:
         raise DeploymentNotFoundError(f"no application named {name!r}")
     return _attached(name, app.ingress)
@@ -297,7 +302,7 @@ def get_deployment_handle(deployment_name: str, app_name: str = "default") -> De
     Raises:
         DeploymentNotFoundError: no such application or deployment.
     """
-    app = status().applications.get(app_name)
+    app = _app_status(app_name)
     if app is None or deployment_name not in app.deployments:
         raise DeploymentNotFoundError(f"no deployment {deployment_name!r} in application {app_name!r}")
     return _attached(app_name, deployment_name)

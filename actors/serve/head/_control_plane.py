@@ -99,7 +99,7 @@ class ControlPlane:
             ev.Hello: lambda e: self._hello(e.request),
             ev.Subscribe: lambda e: self._subscribe(e.request),
             ev.MetricsPushed: lambda e: self.ledger.on_push(e.push),
-            ev.StatusAsked: lambda _e: self.views.status(),
+            ev.StatusAsked: lambda e: self.views.status(e.app),
             ev.StatsAsked: lambda _e: self.views.stats(),
             ev.ClearAsked: lambda _e: self.recovery.clear(),
             ev.StartReplied: self._on_start_replied,

@@ -87,7 +87,7 @@ class Controller(Actor):
             ReplicaExited: lambda m: self._run(ev.ReplicaDied(m.replica_id, m.reason)),
             SubscribeReplicas: lambda m: self._run(ev.Subscribe(m)),
             MetricsPush: lambda m: self._run(ev.MetricsPushed(m)),
-            GetStatus: lambda _m: self._run(ev.StatusAsked()),
+            GetStatus: lambda m: self._run(ev.StatusAsked(m.app)),
             GetControllerStats: self._stats,
             ClearCheckpoint: lambda _m: self._run(ev.ClearAsked()),
         }

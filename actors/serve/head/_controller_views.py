@@ -54,11 +54,13 @@ class StatusViews:
             self.core.pickles(state.config),
         )
 
-    def status(self) -> ServeStatusInfo:
-        """Every application's and deployment's status, the nodes and the reservations."""
+    def status(self, only: str | None = None) -> ServeStatusInfo:
+        """Every application's and deployment's status, the nodes and the
+        reservations; with ``only``, that application's alone (O(its size))."""
         core = self.core
         apps = {}
-        for app in core.apps.values():
+        chosen = core.apps.values() if only is None else [a for a in (core.apps.get(only),) if a is not None]
+        for app in chosen:
             deployments = {}
             for name, state in app.deployments.items():
                 status, message = state.status()
@@ -79,6 +81,8 @@ class StatusViews:
                     name, status, message, state.replica_states(), state.config.num_replicas, autoscaling, replicas
                 )
             apps[app.name] = ApplicationStatusInfo(app.name, *_app_status(app, deployments), app.ingress, deployments)
+        if only is not None:
+            return ServeStatusInfo(apps, [], [])
         nodes = [
             NodeInfo(n.node_id, n.address, dict(n.total), {k: round(v, 6) for k, v in n.available.items()}, n.replicas)
             for n in core.cluster.nodes

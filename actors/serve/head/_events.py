@@ -63,7 +63,9 @@ class MetricsPushed:
 
 @dataclass(frozen=True)
 class StatusAsked:
-    """``serve.status()`` (answered with a ServeStatusInfo)."""
+    """``serve.status()`` (answered with a ServeStatusInfo); ``app``: that application only."""
+
+    app: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import inspect
 import itertools
 import threading
 import time
+import traceback
 from typing import Any, Callable
 
 from protocol import (
@@ -20,7 +21,8 @@ from protocol import (
     unseal,
 )
 
-from ..._actor import Actor
+from ..._actor import Actor, Request, Respond
+from ..._errors import MessageNotHandled
 from ..._future import Future
 from .._context import ReplicaContext, set_replica_context
 from .._errors import ReplicaStoppingError
@@ -79,6 +81,7 @@ class Replica(Actor):
         self.async_limit: asyncio.Semaphore | None = None
         self.idle = threading.Condition()
         self.draining = False
+        self._loop_lock = threading.Lock()
 
     def on_start(self) -> None:
         set_replica_context(self.context)
@@ -102,6 +105,7 @@ class Replica(Actor):
             initializer=set_replica_context,
             initargs=(self.context,),
         )
+        self.system.serve_directly(self.name, (HandleRequest,), self._accept)  # requests skip the inbox
         self.ready.set_result(True)
 
     def _register_metrics(self) -> None:
@@ -158,12 +162,36 @@ class Replica(Actor):
         return found
 
     def _handle(self, request: HandleRequest) -> Any:
+        """A request that came through the inbox (before the direct lane was open)."""
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def respond(value: Any, error: BaseException | None, _tb: str) -> None:
+            if error is None:
+                done.set_result(value)
+            else:
+                done.set_exception(error)
+
+        self._start(request, self.current_emitter(), respond)
+        return done
+
+    def _accept(self, request: Request) -> None:
+        """The direct lane, on the I/O thread: hand the request to the pool or the
+        event loop (the one thread hop before user code) and return at once."""
+        respond = request.respond
+        if respond is None:
+            return
+        if request.deadline is not None and time.time() > request.deadline:
+            self.system._note_expired(self.name)
+            return
+        try:
+            self._start(request.payload, request.emit, respond)
+        except Exception as exc:
+            respond(None, exc, "")
+
+    def _start(self, request: HandleRequest, emit: Callable[[Any], None] | None, respond: Respond) -> None:
         if self.draining:
             raise ReplicaStoppingError(f"replica {self.context.replica_id} is stopping")
         method, kind = self._method(request.method)
-        args = self.session.resolve(request.args) if request.args else request.args
-        kwargs = self.session.resolve(request.kwargs) if request.kwargs else request.kwargs
-        emit = self.current_emitter()
         is_generator = kind in ("gen", "agen")
         if emit is not None and not is_generator:
             raise TypeError(
@@ -178,31 +206,68 @@ class Replica(Actor):
         with self.idle:
             self.in_flight += 1
         started = time.perf_counter()
-        if kind == "agen":
-            done = asyncio.run_coroutine_threadsafe(self._limited(_pump_async(method(*args, **kwargs), emit)), self._event_loop())
-        elif kind == "async":
-            done = asyncio.run_coroutine_threadsafe(self._limited(method(*args, **kwargs)), self._event_loop())
-        else:
-            assert self.pool is not None
-            if emit is not None:
-                done = self.pool.submit(_pump_sync, method, args, kwargs, emit)
-            else:
-                done = self.pool.submit(method, *args, **kwargs)
-        done.add_done_callback(lambda fut: self._finished(fut, started))
-        return done
+        if kind in ("async", "agen"):
+            try:
+                self._event_loop().call_soon_threadsafe(self._begin_async, request, method, kind, emit, respond, started)
+            except RuntimeError:  # the loop is closed: the replica is stopping, the request never ran
+                self._finished(started, True)
+                raise MessageNotHandled(f"replica {self.context.replica_id} stopped before it ran the request") from None
+            return
+        assert self.pool is not None
+        try:
+            done = self.pool.submit(self._run_sync, request, method, kind, emit, respond, started)
+        except RuntimeError:  # the pool is shut down: the replica is stopping, the request never ran
+            self._finished(started, True)
+            raise MessageNotHandled(f"replica {self.context.replica_id} stopped before it ran the request") from None
+        done.add_done_callback(lambda f: self._cancelled(f, respond, started))
 
-    async def _limited(self, coro: Any) -> Any:
+    def _run_sync(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
+        try:
+            args = self.session.resolve(request.args) if request.args else request.args
+            kwargs = self.session.resolve(request.kwargs) if request.kwargs else request.kwargs
+            value = _pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
+        except BaseException as exc:
+            respond(None, exc, _format(exc))
+            self._finished(started, True)
+            return
+        respond(value, None, "")
+        self._finished(started, False)
+
+    def _begin_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
+        assert self.loop is not None
+        self.loop.create_task(self._run_async(request, method, kind, emit, respond, started))
+
+    async def _run_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
+        try:
+            args = self.session.resolve(request.args) if request.args else request.args
+            kwargs = self.session.resolve(request.kwargs) if request.kwargs else request.kwargs
+            async with self._limit():
+                if kind == "agen":
+                    value = await _pump_async(method(*args, **kwargs), emit)
+                else:
+                    value = await method(*args, **kwargs)
+        except BaseException as exc:
+            respond(None, exc, _format(exc))
+            self._finished(started, True)
+            return
+        respond(value, None, "")
+        self._finished(started, False)
+
+    def _limit(self) -> asyncio.Semaphore:
         if self.async_limit is None:
             self.async_limit = asyncio.Semaphore(self.config.max_ongoing_requests)
-        async with self.async_limit:
-            return await coro
+        return self.async_limit
 
     async def _guarded(self, coro: Any) -> Any:
         return await coro
 
-    def _finished(self, done: Any, started: float) -> None:
+    def _cancelled(self, done: concurrent.futures.Future[Any], respond: Respond, started: float) -> None:
+        if done.cancelled():  # the pool shut down before it ran: another replica may take it
+            self._finished(started, True)
+            respond(None, MessageNotHandled("the request was cancelled before it ran (the replica is stopping)"), "")
+
+    def _finished(self, started: float, failed: bool) -> None:
         elapsed = time.perf_counter() - started
-        failed = done.cancelled() or done.exception() is not None
         with self.idle:
             self.in_flight -= 1
             self.requests_total += 1
@@ -221,6 +286,12 @@ class Replica(Actor):
         return result
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is not None:
+            return self.loop
+        with self._loop_lock:  # the I/O thread and the actor's thread may both ask first
+            return self._start_loop()
+
+    def _start_loop(self) -> asyncio.AbstractEventLoop:
         if self.loop is None:
             loop = asyncio.new_event_loop()
             started = threading.Event()
@@ -255,6 +326,7 @@ class Replica(Actor):
         threading.Thread(target=wait_then_stop, name=f"drain-{self.context.replica_id}", daemon=True).start()
 
     def _shutdown_executors(self) -> None:
+        self.system.serve_directly(self.name, (), None)
         token = getattr(self, "metrics_token", None)
         if token is not None:
             self.session.metrics.unregister(token)
@@ -279,6 +351,10 @@ async def _pump_async(generator: Any, emit: Callable[[Any], None]) -> int:
         emit(item)
         count += 1
     return count
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def drain_message(timeout_s: float) -> Any:
