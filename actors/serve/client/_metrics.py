@@ -6,7 +6,10 @@ Sources (routers and replicas) register with the process's
 weakly, so a router that is garbage-collected drops out. The aggregator
 samples every source each record interval, averages the samples over the push
 window, and sends one :class:`MetricsPush` per push interval. A push whose
-predecessor is still unanswered is skipped, so nothing piles up.
+predecessor is still unanswered is skipped, so nothing piles up. A source
+with a ``metrics_changes`` counter (a replica) is sampled only when it moved:
+an idle one costs a comparison per interval, and its last sample stands in
+for the intervals it skipped.
 """
 
 from __future__ import annotations
@@ -85,8 +88,31 @@ class _Window:
     running: dict[str, float] = field(default_factory=dict)
     waiting: bool = False
     counters: tuple[Any, ...] = (0, 0, [], 0.0)
+    last: tuple[Any, ...] | None = None
+    version: Any = None
+    skipped: int = 0
+
+    def skip(self) -> None:
+        """The source did not change this interval: its last sample repeats."""
+        self.skipped += 1
+
+    def _repeat(self) -> None:
+        n, last = self.skipped, self.last
+        self.skipped = 0
+        if not n or last is None:
+            return
+        self.samples += n
+        if self.kind == "handle":
+            self.queued += last[4] * n
+            for replica, count in last[5].items():
+                self.running[replica] = self.running.get(replica, 0.0) + count * n
+            self.waiting = self.waiting or bool(last[6])
+        else:
+            self.running[""] = self.running.get("", 0.0) + last[4] * n
 
     def add(self, sample: tuple[Any, ...]) -> None:
+        self._repeat()
+        self.last = sample
         self.samples += 1
         if self.kind == "handle":
             self.queued += sample[4]
@@ -99,6 +125,7 @@ class _Window:
                 self.counters = sample[5]
 
     def report(self, now: float) -> Any:
+        self._repeat()
         n = max(1, self.samples)
         app, deployment, ident = self.key
         if self.kind == "handle":
@@ -193,14 +220,19 @@ class MetricsAggregator(Actor):
         live = set()
         for token, source in self.registry.snapshot():
             live.add(token)
+            window = self.windows.get(token)
+            version = getattr(source, "metrics_changes", None)
+            if window is not None and version is not None and version == window.version:
+                window.skip()
+                continue
             try:
                 sample = source.metrics_sample()
             except Exception:
                 log.exception("metrics source %r failed to sample", source)
                 continue
-            window = self.windows.get(token)
             if window is None:
                 window = self.windows[token] = _Window(sample[0], (sample[1], sample[2], sample[3]))
+            window.version = version
             window.add(sample)
         for token in set(self.windows) - live:
             del self.windows[token]
@@ -210,7 +242,9 @@ class MetricsAggregator(Actor):
         self.next_push = time.monotonic() + self.settings.metrics_push_interval_s
         now = time.time()
         windows = self.windows
-        self.windows = {token: _Window(w.kind, w.key, counters=w.counters) for token, w in windows.items()}
+        self.windows = {
+            token: _Window(w.kind, w.key, counters=w.counters, last=w.last, version=w.version) for token, w in windows.items()
+        }
         if self.settings.metrics_mode == "handle":
             for token, window in windows.items():
                 self._send(token, [window.report(now)])

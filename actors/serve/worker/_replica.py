@@ -78,6 +78,7 @@ class Replica(Actor):
         self.latency_sum_s = 0.0
         self.latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.in_flight = 0
+        self.metrics_changes = 0  # grows with every change the metrics aggregator samples
         self.async_limit: asyncio.Semaphore | None = None
         self.idle = threading.Condition()
         self.draining = False
@@ -205,6 +206,7 @@ class Replica(Actor):
             )
         with self.idle:
             self.in_flight += 1
+            self.metrics_changes += 1
         started = time.perf_counter()
         if kind in ("async", "agen"):
             try:
@@ -270,6 +272,7 @@ class Replica(Actor):
         elapsed = time.perf_counter() - started
         with self.idle:
             self.in_flight -= 1
+            self.metrics_changes += 1
             self.requests_total += 1
             self.errors_total += failed
             self.latency_sum_s += elapsed
