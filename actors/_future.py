@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from typing import Any, Callable, Generator, Generic, TypeVar
 
 from ._errors import AskTimeout
@@ -107,14 +108,8 @@ class Future(Generic[T]):
         if not self._done:
             loop = asyncio.get_running_loop()
             waiter = loop.create_future()
-
-            def wake(_: Future[T]) -> None:
-                try:
-                    loop.call_soon_threadsafe(_resolve, waiter)
-                except RuntimeError:
-                    pass  # the loop was closed; nobody awaits any more
-
-            self.add_done_callback(wake)
+            wakeups = _wakeups_of(loop)
+            self.add_done_callback(lambda _: wakeups.add(waiter))
             yield from waiter.__await__()
         return self.get(0)
 
@@ -123,6 +118,46 @@ class Future(Generic[T]):
         return f"<Future {self._what} {state}>"
 
 
-def _resolve(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+class _Wakeups:
+    """Coroutines of one event loop to wake: answers completed together (one
+    batch of the I/O thread) wake the loop once, not once each."""
+
+    __slots__ = ("loop", "lock", "waiters", "__weakref__")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)  # weak: the table's value must not keep its key alive
+        self.lock = threading.Lock()
+        self.waiters: list[asyncio.Future[Any]] = []
+
+    def add(self, waiter: asyncio.Future[Any]) -> None:
+        with self.lock:
+            self.waiters.append(waiter)
+            first = len(self.waiters) == 1
+        loop = self.loop()
+        if first and loop is not None:
+            try:
+                loop.call_soon_threadsafe(self.flush)
+            except RuntimeError:
+                with self.lock:  # the loop was closed; nobody awaits any more
+                    self.waiters.clear()
+
+    def flush(self) -> None:
+        with self.lock:
+            waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = weakref.WeakKeyDictionary()
+_loops_lock = threading.Lock()
+
+
+def _wakeups_of(loop: asyncio.AbstractEventLoop) -> _Wakeups:
+    wakeups = _loops.get(loop)
+    if wakeups is None:
+        with _loops_lock:
+            wakeups = _loops.get(loop)
+            if wakeups is None:
+                wakeups = _loops[loop] = _Wakeups(loop)
+    return wakeups

@@ -13,7 +13,9 @@ class Sender(Protocol):
 
     def _tell(self, ref: ActorRef, message: Any) -> None: ...
 
-    def _ask(self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False, pickle: bool = False) -> Any: ...
+    def _ask(
+        self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False, pickle: bool = False, into: Any = None
+    ) -> Any: ...
 
 
 class ActorRef:
@@ -47,7 +49,7 @@ class ActorRef:
         """
         self._system._tell(self, message)
 
-    def ask(self, message: Any, timeout: float | None = None, pickle: bool = False) -> Future[Any]:
+    def ask(self, message: Any, timeout: float | None = None, pickle: bool = False, into: Any = None) -> Future[Any]:
         """Send a message and return a future of the answer.
 
         Args:
@@ -56,13 +58,16 @@ class ActorRef:
                 :class:`AskTimeout` after it. None uses ``Config.ask_timeout_s``.
             pickle: values with no codec in the message and in its answer may be
                 pickled (the target's transport must accept pickles).
+            into: complete this object's ``set_result``/``set_exception`` instead
+                of a new Future (returned as is): one completion object per ask.
+                They run on the thread that settles the ask and must not block.
 
         Raises:
             TypeError: the message cannot be encoded.
             ActorNotFound: the target is local and does not exist.
             PeerUnavailable: the target's process is known to be dead.
         """
-        return self._system._ask(self, message, timeout, pickle=pickle)
+        return self._system._ask(self, message, timeout, pickle=pickle, into=into)
 
     def ask_stream(self, message: Any, timeout: float | None = None, pickle: bool = False) -> Stream[Any]:
         """Send a message whose handler answers with many items, then ends.

@@ -251,14 +251,14 @@ class ActorSystem:
         kind, body = wrap(message)
         self._transport.send(ref.address, Envelope(kind, body, 0, None, self.address, ref.name))
 
-    def _ask(self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False, pickle: bool = False) -> Any:
+    def _ask(self, ref: ActorRef, message: Any, timeout: float | None, stream: bool = False, pickle: bool = False, into: Any = None) -> Any:
         timeout = self.config.ask_timeout_s if timeout is None else timeout
         msg_id = next(self._ids)
         future: Future[Any] | Stream[Any]
         if stream:
             future = Stream(f"stream from {ref}", time.monotonic() + timeout, self._transport.is_io_thread)
         else:
-            future = Future(f"ask to {ref}", self._transport.is_io_thread)
+            future = into if into is not None else Future(f"ask to {ref}", self._transport.is_io_thread)
         deadline = time.time() + timeout
         if ref.address == self.address:
             actor = self._local(ref.name)

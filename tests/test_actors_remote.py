@@ -99,6 +99,27 @@ def test_tells_from_two_sender_processes_arrive_in_each_senders_order(system: Ac
         assert [seq for t, seq in seen if t == tag] == list(range(500))
 
 
+def test_tells_from_many_threads_of_one_process_keep_each_threads_order(system: ActorSystem, peer: PeerFactory) -> None:
+    # a sending thread writes to the socket itself when nothing waits in the hand-off queue and
+    # hands off otherwise: both ways at once must never reorder one thread's messages
+    rec = system.ref(peer({"rec": "tests.helpers:Recorder"}).address, "rec")
+    rec.ask("dump").get(timeout=10)  # the connection is open: direct sends are possible from now on
+
+    def send(tag: str) -> None:
+        for seq in range(400):
+            rec.tell([tag, seq])
+
+    threads = [threading.Thread(target=send, args=(f"t{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    wait_for(lambda: len(rec.ask("dump").get(timeout=10)) == 1600, 20, "all 1600 tells to arrive")
+    seen = rec.ask("dump").get(timeout=10)
+    for i in range(4):
+        assert [seq for t, seq in seen if t == f"t{i}"] == list(range(400))
+
+
 def test_many_asks_in_flight_from_many_threads_all_get_their_own_answer(system: ActorSystem, peer: PeerFactory) -> None:
     ref = system.ref(peer().address, "echo")
     errors: list[BaseException] = []

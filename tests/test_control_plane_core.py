@@ -17,6 +17,7 @@ from actors.serve._options import DeploymentConfig
 from actors.serve.head import _effects as fx
 from actors.serve.head import _events as ev
 from actors.serve.head._control_plane import ControlPlane
+from actors.serve.head._deployment_state import DeploymentState
 from actors.serve.head._replica_states import ReplicaState
 from protocol import (
     DeleteApp,
@@ -416,3 +417,27 @@ def test_changing_the_gang_layout_replaces_whole_gangs_and_never_publishes_half_
     assert sim.states() == {"RUNNING": 1}
     assert [r.gang_id for _, _, r in sim.core.apps["app"].deployments["D"].replicas.items(LIVE)] == [None]
     assert sim.core.cluster.reservations == []
+
+
+def test_a_tick_looks_only_at_deployments_that_changed_or_have_a_check_due(monkeypatch: Any) -> None:
+    sim = Sim()
+    sim.register("n0", cpu=1000.0)
+    for i in range(40):
+        sim.send(ev.Deploy(deploy_message(app=f"a{i}", num_replicas=1)))
+    sim.answer_all()
+    looked: list[tuple[str, str]] = []
+    real = DeploymentState.handle
+
+    def counting(state: Any, event: Any, now: float) -> Any:
+        if isinstance(event, ev.Tick):
+            looked.append(state.key)
+        return real(state, event, now)
+
+    monkeypatch.setattr(DeploymentState, "handle", counting)
+    sim.tick(0.01)  # quiet: no change, and no health check due yet
+    assert looked == []
+    sim.send(ev.Deploy(deploy_message(app="a7", num_replicas=2)))
+    assert looked == [("a7", "D")], "the deploy's own tick looked at the changed deployment only"
+    looked.clear()
+    sim.tick(1.5)  # every health check (period 1 s) is due now
+    assert len(set(looked)) == 40

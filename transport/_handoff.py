@@ -52,5 +52,10 @@ class Handoff:
             items, self._items = self._items, []
         return items
 
+    def idle(self) -> bool:
+        """Nothing waits and it is open: a frame may go out at once without
+        passing one queued before it (the caller holds the transport's socket lock)."""
+        return not self._items and not self._closed
+
     def __len__(self) -> int:
         return len(self._items)

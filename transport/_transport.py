@@ -4,7 +4,10 @@ Sockets: one ROUTER bound at the process's address receives everything; one
 DEALER per peer, created on first send, sends everything to that peer (so
 per-peer order is FIFO). Each DEALER's routing id is this process's address,
 so a receiver knows who sent a frame before decoding it. Other threads hand
-frames over through a lock-protected list and an eventfd that wakes the loop.
+frames over through a lock-protected list and an eventfd that wakes the loop;
+when nothing waits there and the I/O thread is idle (in its poll), a sending
+thread takes the socket lock and writes to an open DEALER itself, a thread
+hop less. The I/O thread holds that lock whenever it touches a socket.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from ._config import TransportConfig
 from ._endpoint import ipc_path
 from ._errors import PeerUnavailable, TransportError
 from ._frames import check_size, open_message, receive
-from ._sockets import bind_router, open_dealer, open_zap
+from ._sockets import bind_router, open_zap
 from ._guard import REFUSAL_EVENTS, Guard
 from ._handoff import Handoff
+from ._dealers import Dealers
 from ._links import LinkWatch
 from ._statistics import TransportStatistics
 from ._liveness import Incarnations, LivenessTracker, LogLimiter, Quarantine
@@ -80,8 +84,8 @@ class Transport:
         self._handoff = Handoff(config.handoff_capacity)
         self._quarantine = Quarantine(config.quarantine_s)
         self._incarnations = Incarnations()
-        self._dealers: dict[str, zmq.Socket] = {}
         self._links = LinkWatch()
+        self._dealers = Dealers(self._links)
         self._router_monitor: zmq.Socket | None = None
         self._liveness = LivenessTracker(config.heartbeat_interval_s, config.heartbeat_liveness)
         self._log_limiter = LogLimiter(config.bad_frame_log_interval_s)
@@ -100,6 +104,7 @@ class Transport:
         self._waker: Waker | None = None
         self._ipc_file: str | None = None
         self._frames: dict[str, bytes] = {}
+        self._sockets = threading.RLock()  # whoever touches a socket holds it
         self.address = ""
         self.accepts_pickle = False  # whether pickled payloads are accepted (CURVE or ipc; set once bound)
 
@@ -154,6 +159,13 @@ class Transport:
             why = self._quarantine.reason(peer, time.monotonic())
             if why is not None:
                 raise PeerUnavailable(peer, f"found dead recently ({why}); retry after its quarantine")
+        if self._sockets.acquire(blocking=False):  # the I/O thread is in its poll (or this is it)
+            try:
+                if self._handoff.idle() and peer in self._dealers:
+                    self._send_now(peer, frame, on_error)
+                    return
+            finally:
+                self._sockets.release()
         self._enqueue((_SEND, peer, frame, on_error))
 
     def watch(self, peer: str) -> None:
@@ -177,12 +189,9 @@ class Transport:
 
     def statistics(self) -> TransportStatistics:
         """A snapshot of the counters."""
-        guard = self._guard
-        return TransportStatistics(
-            self.address, self._sent, self._received, self._send_failures, dict(guard.bad_frames),
-            len(self._dealers), len(self._liveness.watched), self._peers_lost, len(self._handoff),
-            self._config.handoff_capacity, guard.auth_failures,
-        )
+        g = self._guard
+        return TransportStatistics(self.address, self._sent, self._received, self._send_failures, dict(g.bad_frames), len(self._dealers),
+                                   len(self._liveness.watched), self._peers_lost, len(self._handoff), self._config.handoff_capacity, g.auth_failures)
 
     def _enqueue(self, item: tuple[int, str, bytes, OnError | None]) -> None:
         if self._handoff.put(item, self.address):
@@ -224,7 +233,8 @@ class Transport:
             log.exception("I/O thread of %s crashed", self.address)
             self._handoff.close()
         finally:
-            self._shutdown()
+            with self._sockets:
+                self._shutdown()
 
     def _loop(self) -> None:
         router, waker = self._router, self._waker
@@ -245,25 +255,32 @@ class Transport:
         while True:
             wait = min(next_tick, self._liveness.next_deadline()) - time.monotonic()
             events = poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
-            for sock, _ in events:
-                if sock is router:
-                    self._drain_router()
-                elif sock is zap:
-                    self._answer_zap()
-                elif sock == waker_fd:
-                    if self._drain_handoff():
-                        return
-                elif sock is refusals:
-                    self._on_refusals()
-                else:
-                    self._on_link_events(sock)  # a sending socket's monitor (or one just closed: ignored)
-            now = time.monotonic()
-            if self._liveness.ping_due(now):
-                self._heartbeat(now)
-            if now >= next_tick:
-                next_tick = now + tick
-                if self._on_tick is not None:
-                    self._call(self._on_tick, time.time())
+            with self._sockets:
+                if self._serve(events, router, zap, waker_fd, refusals):
+                    return
+                now = time.monotonic()
+                if self._liveness.ping_due(now):
+                    self._heartbeat(now)
+                if now >= next_tick:
+                    next_tick = now + tick
+                    if self._on_tick is not None:
+                        self._call(self._on_tick, time.time())
+
+    def _serve(self, events: list[Any], router: Any, zap: Any, waker_fd: int, refusals: Any) -> bool:
+        """Act on what the poll found; True when the transport must stop."""
+        for sock, _ in events:
+            if sock is router:
+                self._drain_router()
+            elif sock is zap:
+                self._answer_zap()
+            elif sock == waker_fd:
+                if self._drain_handoff():
+                    return True
+            elif sock is refusals:
+                self._on_refusals()
+            else:
+                self._on_link_events(sock)  # a sending socket's monitor (or one just closed: ignored)
+        return False
 
     def _drain_handoff(self) -> bool:
         self._waker.drain()  # type: ignore[union-attr]
@@ -292,10 +309,7 @@ class Transport:
             self._fail(peer, on_error, PeerUnavailable(peer, "not an ipc:// or tcp:// address"))
             return None
         assert self._ctx is not None
-        sock = open_dealer(self._ctx, self._config, self.address)
-        self._links.add(sock, peer)
-        sock.connect(peer)
-        self._dealers[peer] = sock
+        sock = self._dealers.open(self._ctx, self._config, self.address, peer)
         self._quarantine.release(peer)
         self._liveness.watch(peer, time.monotonic())
         try:  # at once, not at the next heartbeat: its pong tells us which process is there
@@ -398,15 +412,9 @@ class Transport:
             self._peers_lost += 1
             self._call(self._on_peer_down, peer, "it restarted (a new process at its address)")
 
-    def _close_dealer(self, peer: str, linger_ms: int = 0) -> None:
-        sock = self._dealers.pop(peer, None)
-        if sock is not None:
-            self._links.remove(sock, peer)
-            sock.close(linger=linger_ms)
-
     def _declare_down(self, peer: str, reason: str, quarantine_s: float | None = None) -> None:
         self._incarnations.forget(peer)
-        self._close_dealer(peer)
+        self._dealers.close(peer)
         self._liveness.forget(peer)
         self._quarantine.add(peer, reason, time.monotonic(), quarantine_s)
         self._peers_lost += 1
@@ -419,20 +427,11 @@ class Transport:
             log.exception("callback %r failed on the I/O thread of %s", fn, self.address)
 
     def _shutdown(self) -> None:
-        bye = self._frames.get("bye")
-        linger_ms = int(self._config.linger_s * 1000)
-        for peer, sock in list(self._dealers.items()):
-            if bye is not None:
-                try:
-                    sock.send(bye, zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    pass
-            self._close_dealer(peer, linger_ms)
+        self._dealers.close_all(self._frames.get("bye"), int(self._config.linger_s * 1000))
         self._teardown_sockets()
 
     def _teardown_sockets(self) -> None:
-        for peer in list(self._dealers):
-            self._close_dealer(peer)
+        self._dealers.close_all(None, 0)
         if self._router is not None and self._router_monitor is not None:
             self._router.disable_monitor()  # before its reader closes (libzmq reports blocking)
         for sock in (self._router_monitor, self._zap, self._router):

@@ -95,6 +95,23 @@ class Call:
         self.on_sent = on_sent
 
 
+class _Answer:
+    """Where the actor system puts a request's answer: straight into the router."""
+
+    __slots__ = ("router", "replica", "call")
+
+    def __init__(self, router: Router, replica: ReplicaInfo, call: Call) -> None:
+        self.router = router
+        self.replica = replica
+        self.call = call
+
+    def set_result(self, value: Any) -> None:
+        self.router._finished(self.replica, self.call, value, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.router._finished(self.replica, self.call, None, error)
+
+
 class Router:
     """Routes one deployment's requests from this process."""
 
@@ -244,8 +261,9 @@ class Router:
         try:
             if call.stream:
                 pending: Any = ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle)
-            else:
-                pending = ref.ask(call.request, timeout=timeout, pickle=self.pickle)
+            else:  # the answer completes the call through the router: no Future of its own
+                ref.ask(call.request, timeout=timeout, pickle=self.pickle, into=_Answer(self, replica, call))
+                return
         except (PeerUnavailable, ActorNotFound) as exc:
             self._finished(replica, call, None, exc)
             return
@@ -257,15 +275,7 @@ class Router:
         pending.add_done_callback(lambda done: self._on_done(replica, call, done))
 
     def _on_done(self, replica: ReplicaInfo, call: Call, done: Any) -> None:
-        if call.stream:
-            self._finished(replica, call, done, done.error)
-            return
-        try:
-            value = done.get(0)
-        except Exception as exc:
-            self._finished(replica, call, None, exc)
-            return
-        self._finished(replica, call, value, None)
+        self._finished(replica, call, done, done.error)
 
     def _finished(self, replica: ReplicaInfo, call: Call, value: Any, error: BaseException | None) -> None:
         with self._lock:

@@ -28,6 +28,7 @@ from .._names import NODE_ACTOR
 from .._options import DeploymentConfig, DeploymentOptionError
 from . import _effects as fx
 from . import _events as ev
+from ._agenda import Agenda
 from ._commands import Command
 from ._controller_metrics import MetricsLedger, whole_gangs
 from ._command_effects import CommandEffects
@@ -70,6 +71,7 @@ class ControlPlane:
 
     def __init__(self, settings: ServeSettings, checkpointing: bool = False, store_location: str = "") -> None:
         self.settings = settings
+        self.agenda = Agenda()
         self.pickle_allowed = False  # the shell says whether the cluster's transport is authenticated or local
         self.limits = make_limits(
             settings.constructor_retries_per_replica,
@@ -236,7 +238,7 @@ class ControlPlane:
                 start = state.config.num_replicas if keep else autoscaling.start_replicas  # type: ignore[union-attr]
                 config = config.replace(num_replicas=whole_gangs(start, config))
             if state is None:
-                state = app.deployments[spec.name] = DeploymentState(spec, config, self.cluster, self.limits)
+                state = app.deployments[spec.name] = self.agenda.adopt(DeploymentState(spec, config, self.cluster, self.limits))
             else:
                 state.deleting = False
                 state.set_target(spec, config)
@@ -244,6 +246,7 @@ class ControlPlane:
                 state.autoscaler = None
             elif not keep:
                 state.autoscaler = AutoscalingDecider(autoscaling, policies.get(spec.name))
+            self.agenda.adopt(state)  # again: whether it autoscales may have changed
         for name, state in app.deployments.items():
             if name not in configs:
                 state.delete()
@@ -312,27 +315,45 @@ class ControlPlane:
     # ---- the loop ---------------------------------------------------------------------
 
     def tick(self) -> None:
-        """One pass of the reconcile loop: only deployments that changed or have a check due do work."""
+        """One pass of the reconcile loop: it looks only at the deployments on the
+        agenda (changed, or a check due) and the autoscaled ones, never at all."""
         now = self.now
         self.recovery.tick()
-        for app in list(self.apps.values()):
-            for name, state in list(app.deployments.items()):
-                if state.autoscaler is not None and not state.deleting and now >= state.next_autoscale:
-                    self.ledger.autoscale(app.name, state, now)
-                if not state.needs_reconcile(now):
-                    continue
-                self.execute(state, state.handle(ev.Tick(), now))
-                if state.finished_deleting:
-                    del app.deployments[name]
-                    self.revision += 1
-                    self.ledger.forget((app.name, name))
-                    self.publish((app.name, name), force=True)
-                else:
-                    self.publish((app.name, name))
+        agenda = self.agenda
+        for key in list(agenda.autoscaled):
+            state = self._state(key)
+            if state is None:
+                agenda.autoscaled.discard(key)
+            elif state.autoscaler is not None and not state.deleting and now >= state.next_autoscale:
+                self.ledger.autoscale(key[0], state, now)
+        for key in agenda.take(now):
+            state = self._state(key)
+            if state is None:
+                continue
+            if not state.needs_reconcile(now):
+                if state._dirty:  # waiting for its replicas to be recovered: look again next tick
+                    agenda.dirty.add(key)
+                continue
+            self.execute(state, state.handle(ev.Tick(), now))
+            app = self.apps[key[0]]
+            if state.finished_deleting:
+                del app.deployments[key[1]]
+                agenda.autoscaled.discard(key)
+                self.revision += 1
+                self.ledger.forget(key)
+                self.publish(key, force=True)
+            else:
+                self.publish(key)
+                if state._health_heap:  # its next check, whoever scheduled it
+                    agenda.at(state._health_heap[0][0], key)
             if app.deleting and not app.deployments:
                 del self.apps[app.name]
                 self.revision += 1
         self.recovery.maybe_checkpoint()
+
+    def _state(self, key: tuple[str, str]) -> DeploymentState | None:
+        app = self.apps.get(key[0])
+        return None if app is None else app.deployments.get(key[1])
 
     def execute(self, state: DeploymentState, cmds: list[Command]) -> None:
         """Turn a deployment's commands into effects (see :class:`CommandEffects`)."""

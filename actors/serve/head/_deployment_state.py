@@ -20,8 +20,10 @@ from protocol import CheckpointDeployment, DeploymentSpec
 
 from .._options import DeploymentConfig
 from . import _events as ev
+from ._agenda import Agenda
 from ._commands import Command, Failures, Limits, ReplicaRecord, StopReplicaCmd, make_limits
 from ._deployment_recovery import DeploymentRecovery
+from ._deployment_status import deployment_status
 from ._gang_state import Gang, GangLifecycle
 from ._gang_placement import Reservation
 from ._placement import Cluster
@@ -74,7 +76,8 @@ class DeploymentState:
         self.gangs: dict[str, Gang] = {}
         self._queued: list[Command] = []
         self.next_autoscale = 0.0
-        self._dirty = True
+        self.agenda: Agenda | None = None  # the control plane's: told when this changes or a check falls due
+        self._is_dirty = True
         self.adopted_total = 0  # replicas re-adopted after controller restarts
         self._gangs = GangLifecycle(self)
         self._reconciler = Reconciler(self)
@@ -162,6 +165,21 @@ class DeploymentState:
         """Commands an event queued (a gang's siblings to stop), to carry out now."""
         queued, self._queued = self._queued, []
         return queued
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(app, deployment)``."""
+        return (self.app, self.name)
+
+    @property
+    def _dirty(self) -> bool:
+        return self._is_dirty
+
+    @_dirty.setter
+    def _dirty(self, value: bool) -> None:
+        self._is_dirty = value
+        if value and self.agenda is not None:
+            self.agenda.dirty.add((self.app, self.name))
 
     def mark_dirty(self) -> None:
         """Something outside changed (e.g. a worker joined): look again."""
@@ -336,6 +354,8 @@ class DeploymentState:
     def _schedule_health(self, record: ReplicaRecord, at: float) -> None:
         record.next_health_check = at
         heapq.heappush(self._health_heap, (at, record.replica_id))
+        if self.agenda is not None:
+            self.agenda.at(at, (self.app, self.name))
 
     # ---- bookkeeping ----------------------------------------------------------------
 
@@ -418,29 +438,8 @@ class DeploymentState:
         return serving
 
     def status(self) -> tuple[str, str]:
-        """``(status, message)`` in Ray Serve's vocabulary."""
-        target = self.config.num_replicas
-        version = self.spec.version
-        serving = self._serving_by_version[version]
-        if self.failed:
-            unit = " (counting gangs)" if self.config.gang() is not None else ""
-            return "DEPLOY_FAILED", (
-                f"the constructor of {self.name} failed {self._failures.count} times{unit}; "
-                f"last error: {self._failures.last_error}"
-            )
-        waiting = f"; {self._waiting}" if self._waiting else ""
-        if self.replicas.count(LIVE_STATES) != self._live_by_version[version] or self._to_reconfigure or self.replicas.count([S.UPDATING]):
-            return "UPDATING", f"updating to version {version}: {serving} of {target} replicas updated{waiting}"
-        if serving < target:
-            if self._transition == "up":
-                return "UPSCALING", f"upscaling from {self._previous_target} to {target} replicas: {serving} running{waiting}"
-            if self._transition == "deploy":
-                retry = f"; {self._failures.count} failed starts, last: {self._failures.last_error}" if self._failures.count else ""
-                return "UPDATING", f"deploying: {serving} of {target} replicas running{waiting}{retry}"
-            return "UNHEALTHY", f"{serving} of {target} replicas running; {self._note or 'replacing lost replicas'}{waiting}"
-        if self.replicas.count(LIVE_STATES) > target or (self._transition == "down" and self.replicas.count([S.STOPPING])):
-            return "DOWNSCALING", f"downscaling from {self._previous_target} to {target} replicas"
-        return "HEALTHY", ""
+        """``(status, message)`` in Ray Serve's vocabulary (see :func:`deployment_status`)."""
+        return deployment_status(self)
 
     def replica_states(self) -> dict[str, int]:
         """Replica counts by state."""

@@ -182,6 +182,7 @@ class Recovery:
                 state = app.deployments[spec.name] = DeploymentState(spec, config, core.cluster, core.limits)
                 state.restore(d)
                 state.autoscaler = _autoscaler_of(spec, config)
+                core.agenda.adopt(state)
                 for replica in d.replicas:
                     core.owner[replica.replica_id] = (spec.app, spec.name)
                     if replica.gang_id is None:  # gang members hold their reservation's bundles
