@@ -159,7 +159,7 @@ class Transport:
             why = self._quarantine.reason(peer, time.monotonic())
             if why is not None:
                 raise PeerUnavailable(peer, f"found dead recently ({why}); retry after its quarantine")
-        if self._sockets.acquire(blocking=False):  # the I/O thread is in its poll (or this is it)
+        if self._config.direct_send and self._sockets.acquire(blocking=False):  # the I/O thread is in its poll (or this is it)
             try:
                 if self._handoff.idle() and peer in self._dealers:
                     self._send_now(peer, frame, on_error)
