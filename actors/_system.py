@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pykka
 
 from protocol import ActorDied, Envelope, ErrorReply, StreamItem, Unwatch, Watch, encode_envelope
-from transport import LogLimiter, PeerUnavailable, Transport, TransportClosed, check_endpoint
+from transport import PEER_LEFT, LogLimiter, PeerUnavailable, Transport, TransportClosed, check_endpoint
 
 from ._actor import Actor, Request, done_spawning, spawning
 from ._callbacks import (
@@ -386,9 +386,11 @@ class ActorSystem:
             self._notify_watchers((env.sender, body.actor), body.reason)
 
     def _on_peer_down(self, peer: str, reason: str) -> None:
+        # a process that said goodbye answered everything it took first: what is left never ran
+        gone = MessageNotHandled if reason == PEER_LEFT else ActorStopped
         for msg_id, pending in list(self._pending.items()):
             if pending.address == peer:
-                self._settle(msg_id, ActorStopped(f"process {peer} of actor {pending.name!r} is gone: {reason}"), answer=False)
+                self._settle(msg_id, gone(f"process {peer} of actor {pending.name!r} is gone: {reason}"), answer=False)
         keys = self._watches.keys_at(peer)
         self._watches.forget_peer(peer)
         for key in keys:

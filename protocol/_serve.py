@@ -69,15 +69,16 @@ class RegisterNode:
 @message("node_hello")
 @dataclass(frozen=True, slots=True)
 class NodeHello:
-    """A node agent's periodic hello, listing the replicas it runs and, for
-    each, ``[process id, resident bytes]`` (a thread-mode replica shows its
-    worker's). The controller answers ``{"known": bool, "stop": [replica ids
-    it does not know]}``."""
+    """A node agent's periodic hello, listing the replicas it runs, ``[process
+    id, resident bytes]`` of each replica process (``processes``) and of the
+    worker itself (``worker``: its thread-mode replicas live there). The
+    controller answers ``{"known": bool, "stop": [replica ids it does not know]}``."""
 
     node_id: str
     address: str
     replicas: list[str]
     processes: dict[str, list[int]] = field(default_factory=dict)
+    worker: list[int] = field(default_factory=list)
 
 
 @message("replica_exited")

@@ -104,6 +104,8 @@ def test_a_partitioned_worker_is_replaced_and_rejoins_cleanly_when_healed(hosts:
 
 
 def test_a_head_container_killed_and_restarted_recovers_from_its_persisted_store(hosts: DockerCluster) -> None:
+    # a clean slate: a replica the previous test stopped must not be mistaken for one of these
+    serve.delete("default")
     handle = serve.run(Echo.bind(), name="default")
     before = whoami_all()
     hosts.kill("head")

@@ -101,6 +101,10 @@ def test_thread_mode_replicas_share_their_workers_process(one_worker: Any) -> No
     handle = serve.run(serve_apps.Echo.options(num_replicas=3, isolation="thread").bind(), name="packed")
     answers = [handle.whoami.remote().result(timeout_s=10) for _ in range(40)]
     assert len({a["replica_id"] for a in answers}) == 3 and len({a["pid"] for a in answers}) == 1
+    worker_pid = answers[0]["pid"]
+    shown = wait_for(lambda: (r := _replicas("packed", "Echo")) and all(x.pid == worker_pid and x.rss_bytes > 0 for x in r) and r,
+                     15, "the worker's process in the status of each thread-mode replica")
+    assert {r.isolation for r in shown} == {"thread"}
 
 
 def test_num_gpus_in_thread_mode_is_refused_with_the_reason() -> None:

@@ -6,13 +6,14 @@ Knows frames and envelopes, peers and heartbeats; nothing about actors.
 from ._config import TransportConfig
 from ._curve import CurveKeys, generate_keys, load_keys
 from ._endpoint import check_endpoint, ipc_path, private_ipc_dir
-from ._errors import PeerUnavailable, SendQueueFull, TransportClosed, TransportError
+from ._errors import PEER_LEFT, PeerUnavailable, SendQueueFull, TransportClosed, TransportError
 from ._liveness import LivenessTracker, LogLimiter
 from ._links import NOTHING_LISTENS
 from ._transport import Transport, TransportStatistics
 
 __all__ = [
     "NOTHING_LISTENS",
+    "PEER_LEFT",
     "CurveKeys",
     "generate_keys",
     "load_keys",

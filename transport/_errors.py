@@ -25,3 +25,8 @@ class PeerUnavailable(TransportError):
 
 class SendQueueFull(TransportError):
     """The hand-off queue to the I/O thread is full; the send was refused."""
+
+
+PEER_LEFT = "it shut down"
+"""The reason given when a peer said goodbye: it shut down cleanly, after
+answering what it had taken."""

@@ -34,7 +34,7 @@ from protocol import (
 
 from ._config import TransportConfig
 from ._endpoint import ipc_path
-from ._errors import PeerUnavailable, TransportError
+from ._errors import PEER_LEFT, PeerUnavailable, TransportError
 from ._frames import check_size, open_message, receive
 from ._sockets import bind_router, open_zap
 from ._guard import REFUSAL_EVENTS, Guard
@@ -374,7 +374,7 @@ class Transport:
             elif kind == "pong":
                 self._note_incarnation(peer, env.body.incarnation)
             elif kind == "bye":
-                self._declare_down(peer, "it shut down")
+                self._declare_down(peer, PEER_LEFT)
             else:
                 self._call(self._on_envelope, env)
 

@@ -58,6 +58,8 @@ class NodeRecord:
     node_id: str
     address: str
     resources: dict[str, float]
+    pid: int = 0  # the worker process and its resident memory, from its last hello
+    rss: int = 0
 
 
 class ControlPlane:
@@ -192,19 +194,20 @@ class ControlPlane:
         if node is None or node.address != message.address:
             return {"known": False, "stop": []}
         self.recovery.reachable(message.node_id)
+        if len(message.worker) == 2:
+            node.pid, node.rss = message.worker
         for rid, info in message.processes.items():
             state = self.state_of(rid)
             record = None if state is None else state.replicas.get(rid)
             if record is not None and len(info) == 2 and record.node_id == message.node_id:
                 record.pid, record.rss_bytes = info
-        mine = {
-            rid
-            for app in self.apps.values()
-            for state in app.deployments.values()
-            for rid, _, record in state.replicas.items()
-            if record.node_id == message.node_id
-        }
-        return {"known": True, "stop": [rid for rid in message.replicas if rid not in mine]}
+        return {"known": True, "stop": [rid for rid in message.replicas if not self._runs_on(rid, message.node_id)]}
+
+    def _runs_on(self, rid: str, node_id: str) -> bool:
+        """Whether the controller has replica ``rid`` on that worker (O(1): hellos cost what they list)."""
+        state = self.state_of(rid)
+        record = None if state is None else state.replicas.get(rid)
+        return record is not None and record.node_id == node_id
 
     def _deploy(self, message: Any) -> str:
         if not message.name or "#" in message.name:

@@ -73,8 +73,9 @@ class StatusViews:
                         "min_replicas": state.autoscaler.config.min_replicas,
                         "max_replicas": state.autoscaler.config.max_replicas,
                     }
+                mode = state.config.isolation
                 replicas = [
-                    ReplicaDetail(rid, replica_state.value, r.node_id, r.pid, r.rss_bytes, state.config.isolation)
+                    ReplicaDetail(rid, replica_state.value, r.node_id, *_process_of(core, r, mode), mode)
                     for rid, replica_state, r in state.replicas.items()
                 ]
                 deployments[name] = DeploymentStatusInfo(
@@ -121,3 +122,11 @@ def _app_status(app: Any, deployments: dict[str, DeploymentStatusInfo]) -> tuple
             failing = [f"{d.name}: {d.message}" for d in deployments.values() if d.status == status]
             return app_status, "; ".join(failing)
     return "RUNNING", ""
+
+
+def _process_of(core: Any, record: Any, mode: str) -> tuple[int, int]:
+    """``(pid, resident bytes)`` of the process a replica runs in: its own, or its worker's in thread mode."""
+    if mode == "thread":
+        node = core.nodes.get(record.node_id)
+        return (node.pid, node.rss) if node is not None else (0, 0)
+    return record.pid, record.rss_bytes

@@ -156,7 +156,9 @@ class NodeAgent(Actor):
             return
         me = self.actor_ref
         try:
-            hello = NodeHello(self.node_id, self.system.address, self._all_replicas(), self._process_info())
+            hello = NodeHello(
+                self.node_id, self.system.address, self._all_replicas(), self._process_info(), [os.getpid(), _own_rss()]
+            )
             future = self.controller.ask(hello, timeout=self.hello_interval_s)
         except Exception as exc:  # the controller is unreachable now: try again next time
             log.debug("hello to the controller not sent: %s", exc)
@@ -273,11 +275,7 @@ class NodeAgent(Actor):
             _tell_quietly(self.controller, ReplicaExited(rid, event.reason))
 
     def _process_info(self) -> dict[str, list[int]]:
-        info = {rid: [pid, rss] for rid, (pid, rss) in (self.children.info() if self.children else {}).items()}
-        if self.replicas:
-            rss = _own_rss()
-            info.update({rid: [os.getpid(), rss] for rid in self.replicas})
-        return info
+        return {rid: [pid, rss] for rid, (pid, rss) in (self.children.info() if self.children else {}).items()}
 
     def _stop_replica(self, message: StopReplica) -> Any:
         rid = message.replica_id

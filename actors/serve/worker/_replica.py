@@ -25,7 +25,7 @@ from ..._actor import Actor, Request, Respond
 from ..._errors import MessageNotHandled
 from ..._future import Future
 from .._context import ReplicaContext, set_replica_context
-from .._errors import ReplicaStoppingError
+from .._errors import ReplicaDiedError, ReplicaStoppingError
 from .._options import DeploymentConfig
 from ..client._session import Session
 from ._user_code import load_import_path
@@ -79,6 +79,7 @@ class Replica(Actor):
         self.latency_counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.in_flight = 0
         self.metrics_changes = 0  # grows with every change the metrics aggregator samples
+        self.open: set[Respond] = set()  # how to answer each request running now
         self.async_limit: asyncio.Semaphore | None = None
         self.idle = threading.Condition()
         self.draining = False
@@ -190,8 +191,6 @@ class Replica(Actor):
             respond(None, exc, "")
 
     def _start(self, request: HandleRequest, emit: Callable[[Any], None] | None, respond: Respond) -> None:
-        if self.draining:
-            raise ReplicaStoppingError(f"replica {self.context.replica_id} is stopping")
         method, kind = self._method(request.method)
         is_generator = kind in ("gen", "agen")
         if emit is not None and not is_generator:
@@ -204,22 +203,25 @@ class Replica(Actor):
                 f"method {request.method!r} of deployment {self.context.deployment!r} is a generator; "
                 "call it with handle.options(stream=True)"
             )
-        with self.idle:
+        with self.idle:  # with the drain's flag, under one lock: a drain never misses a request it let in
+            if self.draining:
+                raise ReplicaStoppingError(f"replica {self.context.replica_id} is stopping")
             self.in_flight += 1
             self.metrics_changes += 1
+            self.open.add(respond)
         started = time.perf_counter()
         if kind in ("async", "agen"):
             try:
                 self._event_loop().call_soon_threadsafe(self._begin_async, request, method, kind, emit, respond, started)
             except RuntimeError:  # the loop is closed: the replica is stopping, the request never ran
-                self._finished(started, True)
+                self._finished(started, True, respond)
                 raise MessageNotHandled(f"replica {self.context.replica_id} stopped before it ran the request") from None
             return
         assert self.pool is not None
         try:
             done = self.pool.submit(self._run_sync, request, method, kind, emit, respond, started)
         except RuntimeError:  # the pool is shut down: the replica is stopping, the request never ran
-            self._finished(started, True)
+            self._finished(started, True, respond)
             raise MessageNotHandled(f"replica {self.context.replica_id} stopped before it ran the request") from None
         done.add_done_callback(lambda f: self._cancelled(f, respond, started))
 
@@ -230,10 +232,10 @@ class Replica(Actor):
             value = _pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
         except BaseException as exc:
             respond(None, exc, _format(exc))
-            self._finished(started, True)
+            self._finished(started, True, respond)
             return
         respond(value, None, "")
-        self._finished(started, False)
+        self._finished(started, False, respond)
 
     def _begin_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
         assert self.loop is not None
@@ -250,10 +252,10 @@ class Replica(Actor):
                     value = await method(*args, **kwargs)
         except BaseException as exc:
             respond(None, exc, _format(exc))
-            self._finished(started, True)
+            self._finished(started, True, respond)
             return
         respond(value, None, "")
-        self._finished(started, False)
+        self._finished(started, False, respond)
 
     def _limit(self) -> asyncio.Semaphore:
         if self.async_limit is None:
@@ -265,12 +267,13 @@ class Replica(Actor):
 
     def _cancelled(self, done: concurrent.futures.Future[Any], respond: Respond, started: float) -> None:
         if done.cancelled():  # the pool shut down before it ran: another replica may take it
-            self._finished(started, True)
+            self._finished(started, True, respond)
             respond(None, MessageNotHandled("the request was cancelled before it ran (the replica is stopping)"), "")
 
-    def _finished(self, started: float, failed: bool) -> None:
+    def _finished(self, started: float, failed: bool, respond: Respond) -> None:
         elapsed = time.perf_counter() - started
         with self.idle:
+            self.open.discard(respond)
             self.in_flight -= 1
             self.metrics_changes += 1
             self.requests_total += 1
@@ -313,7 +316,8 @@ class Replica(Actor):
         return self.loop
 
     def _drain(self, timeout_s: float) -> None:
-        self.draining = True
+        with self.idle:
+            self.draining = True
         deadline = time.monotonic() + timeout_s
         me = self.actor_ref
 
@@ -330,6 +334,12 @@ class Replica(Actor):
 
     def _shutdown_executors(self) -> None:
         self.system.serve_directly(self.name, (), None)
+        with self.idle:
+            still_running, self.open = list(self.open), set()
+        for respond in still_running:  # past graceful_shutdown_timeout_s: say so before the process says goodbye
+            respond(None, ReplicaDiedError(
+                f"replica {self.context.replica_id} of deployment {self.context.deployment!r} stopped while handling "
+                "the request (graceful_shutdown_timeout_s passed)"), "")
         token = getattr(self, "metrics_token", None)
         if token is not None:
             self.session.metrics.unregister(token)
