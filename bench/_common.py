@@ -45,6 +45,16 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str = "the co
         pause.wait(poll_s)
 
 
+def sequential(one: Callable[[], Any], n: int) -> list[float]:
+    """Call ``one`` n times in a row; the seconds each call took."""
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        one()
+        out.append(time.perf_counter() - start)
+    return out
+
+
 def percentile(samples: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) of samples, nearest rank."""
     ordered = sorted(samples)

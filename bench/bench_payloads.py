@@ -13,9 +13,8 @@ of the frame it arrived in. Also the request path of a 1 KiB array against a
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -23,19 +22,10 @@ import numpy as np  # noqa: E402
 
 from actors import serve  # noqa: E402
 from bench._apps import Echo  # noqa: E402
-from bench._common import Child, median, parse_args, percentile, print_table, write_json  # noqa: E402
+from bench._common import Child, median, parse_args, percentile, print_table, sequential, write_json  # noqa: E402
 from bench._raw_echo import RawClient  # noqa: E402
 
 SIZES = {"1kib": 1 << 10, "1mib": 1 << 20, "64mib": 64 << 20}
-
-
-def timed(one: Callable[[], Any], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        one()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def counts(quick: bool) -> dict[str, int]:
@@ -60,9 +50,9 @@ def measure(quick: bool) -> dict[str, float]:
             handle.remote(small_bytes).result(timeout_s=60)
             for _ in range(rounds):
                 for name, array in arrays.items():
-                    got.setdefault(f"raw_{name}", []).append(median(timed(lambda: raw.buffer_round_trip(b"h", array), n[name])))
-                    got.setdefault(f"corral_{name}", []).append(median(timed(lambda: handle.remote(array).result(timeout_s=60), n[name])))
-                bytes_seq = timed(lambda: handle.remote(small_bytes).result(timeout_s=60), n["1kib"])
+                    got.setdefault(f"raw_{name}", []).append(median(sequential(lambda: raw.buffer_round_trip(b"h", array), n[name])))
+                    got.setdefault(f"corral_{name}", []).append(median(sequential(lambda: handle.remote(array).result(timeout_s=60), n[name])))
+                bytes_seq = sequential(lambda: handle.remote(small_bytes).result(timeout_s=60), n["1kib"])
                 got.setdefault("corral_bytes_1kib", []).append(median(bytes_seq))
                 got.setdefault("corral_bytes_1kib_p99", []).append(percentile(bytes_seq, 99))
             check = handle.remote(arrays["1mib"]).result(timeout_s=60)
@@ -93,7 +83,7 @@ def measure_ray(quick: bool) -> dict[str, float] | None:
         for name, array in arrays.items():
             for _ in range(2):
                 handle.remote(array).result()
-            out[f"ray_{name}"] = median(timed(lambda: handle.remote(array).result(), max(3, n[name] // 3)))
+            out[f"ray_{name}"] = median(sequential(lambda: handle.remote(array).result(), max(3, n[name] // 3)))
         return out
     finally:
         ray_serve.shutdown()

@@ -19,27 +19,18 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors import serve  # noqa: E402
 from bench._apps import Noop  # noqa: E402
-from bench._common import Child, median, parse_args, percentile, print_table, write_json  # noqa: E402
+from bench._common import Child, median, parse_args, percentile, print_table, sequential, write_json  # noqa: E402
 from bench._raw_echo import RawClient  # noqa: E402
 
 IN_FLIGHT = 64
 THREADS = 4
 PAYLOAD = [1, "request", None]
-
-
-def sequential(one: Callable[[], Any], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        one()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def threaded_rate(handle: Any, n: int) -> float:

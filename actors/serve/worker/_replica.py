@@ -227,15 +227,21 @@ class Replica(Actor):
 
     def _run_sync(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
         try:
-            args = self.session.resolve(request.args) if request.args else request.args
-            kwargs = self.session.resolve(request.kwargs) if request.kwargs else request.kwargs
+            args, kwargs = self._arguments(request)
             value = _pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
         except BaseException as exc:
-            respond(None, exc, _format(exc))
-            self._finished(started, True, respond)
+            self._answer(respond, started, None, exc)
             return
-        respond(value, None, "")
-        self._finished(started, False, respond)
+        self._answer(respond, started, value, None)
+
+    def _arguments(self, request: HandleRequest) -> tuple[Any, Any]:
+        args = self.session.resolve(request.args) if request.args else request.args
+        return args, self.session.resolve(request.kwargs) if request.kwargs else request.kwargs
+
+    def _answer(self, respond: Respond, started: float, value: Any, error: BaseException | None) -> None:
+        """Answer first, then count the request done: a drain waiting for it must not stop the replica before its answer left."""
+        respond(value, error, "" if error is None else _format(error))
+        self._finished(started, error is not None, respond)
 
     def _begin_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
         assert self.loop is not None
@@ -243,19 +249,16 @@ class Replica(Actor):
 
     async def _run_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
         try:
-            args = self.session.resolve(request.args) if request.args else request.args
-            kwargs = self.session.resolve(request.kwargs) if request.kwargs else request.kwargs
+            args, kwargs = self._arguments(request)
             async with self._limit():
                 if kind == "agen":
                     value = await _pump_async(method(*args, **kwargs), emit)
                 else:
                     value = await method(*args, **kwargs)
         except BaseException as exc:
-            respond(None, exc, _format(exc))
-            self._finished(started, True, respond)
+            self._answer(respond, started, None, exc)
             return
-        respond(value, None, "")
-        self._finished(started, False, respond)
+        self._answer(respond, started, value, None)
 
     def _limit(self) -> asyncio.Semaphore:
         if self.async_limit is None:
