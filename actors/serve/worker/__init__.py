@@ -5,7 +5,9 @@ House rules:
 
 - Lives here: :class:`NodeAgent` (starts, supervises and stops replicas; says
   hello to the controller), :class:`Replica` (the user's object behind an
-  actor), loading code by import path, and the worker's command line.
+  actor), replica processes (``_children``: the zygote and the watcher;
+  ``_replica_process``: what the child runs), GPU ids (``_devices``, pure),
+  loading code by import path, and the worker's command line.
 - May import: ``actors`` (the runtime), ``protocol``, the shared definitions
   of ``actors.serve`` (options, context, errors, names) and ``client`` (a
   replica calls other deployments through the process's session). Never
