@@ -20,7 +20,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors import ActorSystem  # noqa: E402
-from bench._common import Child, median, parse_args, percentile, print_table, write_json  # noqa: E402
+from bench._common import Child, median, parse_args, percentile, print_table, sequential, write_json  # noqa: E402
 from bench._raw_echo import RawClient  # noqa: E402
 
 IN_FLIGHT = 64
@@ -43,15 +43,6 @@ def corral_client(system: ActorSystem, address: str) -> tuple[Callable[[], None]
             window.popleft().get()
 
     return one, pipelined
-
-
-def sequential(one: Callable[[], None], n: int) -> list[float]:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        one()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def rate(pipelined: Callable[[int], None], n: int) -> float:

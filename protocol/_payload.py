@@ -97,14 +97,7 @@ class PayloadEncoder:
                     raise
             return out
         if kind is dict:
-            out_map = {}
-            for key, item in value.items():
-                try:
-                    out_map[key] = item if type(item) in _NATIVE else self._encode(item)
-                except _Unsendable as exc:
-                    exc.path.append(f"[{key!r}]")
-                    raise
-            return out_map
+            return self._map(value, "[{!r}]")
         if kind is bytes:
             if len(value) < OUT_OF_BAND_MIN or self.inline:
                 return value
@@ -161,14 +154,19 @@ class PayloadEncoder:
         header = [_descr(array.dtype), list(array.shape), order + ("s" if scalar else ""), self._buffer(memoryview(flat))]
         return _ExtType(EXT_NDARRAY, _packb(header, use_bin_type=True))
 
-    def _typed(self, code: int, kind: type, fields: dict[str, Any]) -> Any:
-        encoded = {}
-        for name, item in fields.items():
+    def _map(self, value: dict[Any, Any], step: str) -> dict[Any, Any]:
+        """Encode a map's values; a failure's path gains ``step`` formatted with the key."""
+        out = {}
+        for key, item in value.items():
             try:
-                encoded[name] = item if type(item) in _NATIVE else self._encode(item)
+                out[key] = item if type(item) in _NATIVE else self._encode(item)
             except _Unsendable as exc:
-                exc.path.append(f".{name}")
+                exc.path.append(step.format(key))
                 raise
+        return out
+
+    def _typed(self, code: int, kind: type, fields: dict[str, Any]) -> Any:
+        encoded = self._map(fields, ".{}")
         module = "__main__" if kind.__module__ == "__mp_main__" else kind.__module__  # a worker runs the script as __mp_main__
         return _ExtType(code, _packb([f"{module}:{kind.__qualname__}", encoded], use_bin_type=True))
 

@@ -46,7 +46,3 @@ class Agenda:
         else:
             self.autoscaled.discard(state.key)
         return state
-
-    def pending(self) -> int:
-        """Entries waiting (dirty ones and checks to come); for statistics."""
-        return len(self.dirty) + len(self._due)

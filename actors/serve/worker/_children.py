@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import psutil
@@ -64,7 +64,6 @@ class _Child:
     killed_for: str = ""
     rss: int = 0
     ps: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def zygote_context() -> Any:
@@ -140,11 +139,6 @@ class ReplicaProcesses:
         """``{replica_id: (pid, resident bytes)}`` of every live replica process."""
         with self._lock:
             return {rid: (c.process.pid or 0, c.rss) for rid, c in self._children.items()}
-
-    def known(self, replica_id: str) -> bool:
-        """Whether this replica's process is still tracked (not yet exited)."""
-        with self._lock:
-            return replica_id in self._children
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop every replica process now (no drain), killing those that do not exit within ``timeout_s``."""

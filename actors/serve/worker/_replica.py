@@ -214,15 +214,13 @@ class Replica(Actor):
             try:
                 self._event_loop().call_soon_threadsafe(self._begin_async, request, method, kind, emit, respond, started)
             except RuntimeError:  # the loop is closed: the replica is stopping, the request never ran
-                self._finished(started, True, respond)
-                raise MessageNotHandled(f"replica {self.context.replica_id} stopped before it ran the request") from None
+                raise self._never_ran(started, respond) from None
             return
         assert self.pool is not None
         try:
             done = self.pool.submit(self._run_sync, request, method, kind, emit, respond, started)
         except RuntimeError:  # the pool is shut down: the replica is stopping, the request never ran
-            self._finished(started, True, respond)
-            raise MessageNotHandled(f"replica {self.context.replica_id} stopped before it ran the request") from None
+            raise self._never_ran(started, respond) from None
         done.add_done_callback(lambda f: self._cancelled(f, respond, started))
 
     def _run_sync(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
@@ -267,6 +265,10 @@ class Replica(Actor):
 
     async def _guarded(self, coro: Any) -> Any:
         return await coro
+
+    def _never_ran(self, started: float, respond: Respond) -> MessageNotHandled:
+        self._finished(started, True, respond)
+        return MessageNotHandled(f"replica {self.context.replica_id} stopped before it ran the request")
 
     def _cancelled(self, done: concurrent.futures.Future[Any], respond: Respond, started: float) -> None:
         if done.cancelled():  # the pool shut down before it ran: another replica may take it
