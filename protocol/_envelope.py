@@ -128,12 +128,16 @@ def decode_envelope(frame: bytes, max_bytes: int, buffers: Sequence[Any] = (), a
     if len(frame) > max_bytes:
         raise FrameTooLarge(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes} bytes")
     payload = PayloadDecoder(buffers, allow_pickle) if buffers else _NO_BUFFERS[allow_pickle]
+    bad_payload: BadPayload | None = None
     try:
         raw = _unpackb(frame, raw=False, strict_map_key=False, use_list=True, ext_hook=payload)
         if buffers:
             payload.finish()
-    except BadPayload:
-        raise
+    except BadPayload as exc:
+        # judge the frame's shape first: garbage that merely looks like an extension is malformed,
+        # a well-formed envelope with a bad payload gets its header read for the error answer
+        bad_payload = exc
+        raw = _structure(frame)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise MalformedFrame(f"not a valid msgpack frame ({type(exc).__name__}: {exc})") from None
     if type(raw) is not list or len(raw) != _HEADER_LEN:
@@ -145,6 +149,8 @@ def decode_envelope(frame: bytes, max_bytes: int, buffers: Sequence[Any] = (), a
         decode = decoder_for(kind)
         if decode is None:
             raise UnknownKind(f"unknown message kind {kind!r}")
+        if bad_payload is not None:
+            raise bad_payload
         message = decode(body)
     except ProtocolError as err:
         err.msg_id = msg_id if type(msg_id) is int else None
@@ -164,6 +170,18 @@ def decode_envelope(frame: bytes, max_bytes: int, buffers: Sequence[Any] = (), a
         bool(flags & FLAG_STREAM),
         bool(flags & FLAG_PICKLE),
     )
+
+
+def _structure(frame: bytes) -> Any:
+    """The frame decoded with its extensions left undecoded (only after a payload failed).
+
+    Raises:
+        MalformedFrame: it is not msgpack at all.
+    """
+    try:
+        return _unpackb(frame, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:
+        raise MalformedFrame(f"not a valid msgpack frame ({type(exc).__name__}: {exc})") from None
 
 
 def _check_header(

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+import msgpack
 from pydantic import BaseModel
 
 from protocol import (
@@ -152,3 +153,16 @@ def test_any_scalar_dtype_any_shape_either_order_round_trips(array: np.ndarray, 
     assert got[0].dtype == array.dtype and got[0].shape == array.shape
     assert got[0].tobytes(order="A") == array.tobytes(order="A"), "the same bits"
     assert got[0].flags.f_contiguous == array.flags.f_contiguous
+
+
+def test_garbage_that_looks_like_a_payload_extension_is_judged_by_its_shape_first() -> None:
+    from protocol import MalformedEnvelope, MalformedFrame
+
+    with pytest.raises(MalformedEnvelope):
+        decode_envelope(msgpack.packb(msgpack.ExtType(4, b"junk")), LIMIT)
+    with pytest.raises(MalformedFrame):
+        decode_envelope(msgpack.packb(msgpack.ExtType(4, b"junk")) + b"\xc1trailing", LIMIT)
+    good_header = [1, "data", 7, None, "ipc://a", "echo", None, 1, [msgpack.ExtType(4, b"junk")]]
+    with pytest.raises(BadPayload) as caught:
+        decode_envelope(msgpack.packb(good_header), LIMIT)
+    assert caught.value.msg_id == 7, "a bad payload in a good envelope is answered by its id"
