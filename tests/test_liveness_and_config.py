@@ -46,6 +46,32 @@ def test_pings_are_due_once_per_interval() -> None:
     assert tracker.ping_due(now=1.0)
 
 
+def test_a_watcher_stalled_past_the_window_does_not_blame_its_silent_peers() -> None:
+    tracker = LivenessTracker(interval_s=0.1, liveness=5)
+    assert tracker.ping_due(now=10.0)
+    tracker.watch("p", now=10.0)
+    # the owner's thread did not run for 2 s: no pings went out, so no pongs came back
+    assert tracker.ping_due(now=12.0)
+    assert tracker.expired(now=12.0) == []
+    assert tracker.stalled_s == pytest.approx(1.9)
+    assert tracker.ping_due(now=12.1)
+    tracker.heard("p", now=12.1)
+    assert tracker.expired(now=12.5) == []
+
+
+def test_a_peer_silent_after_a_stall_still_expires_once_pings_go_unanswered() -> None:
+    tracker = LivenessTracker(interval_s=0.1, liveness=5)
+    assert tracker.ping_due(now=10.0)
+    tracker.watch("p", now=10.0)
+    assert tracker.ping_due(now=12.0)
+    now = 12.0
+    while not tracker.expired(now):
+        now = round(now + 0.1, 3)
+        assert tracker.ping_due(now)
+        assert now < 13.0, "never expired"
+    assert now == pytest.approx(12.5)
+
+
 def test_the_log_limiter_allows_one_line_per_key_per_interval() -> None:
     limiter = LogLimiter(interval_s=10.0)
     assert limiter.allow("a", now=0.0)

@@ -115,4 +115,4 @@ def test_a_head_container_killed_and_restarted_recovers_from_its_persisted_store
     hosts.restart_killed("head", "head.ready")
     after = wait_for(recovered, 30, "the recovery")
     assert after["recovery"]["epoch"] == 1 and after["recovery"]["adopted"] == 2, hosts.logs("head")[-3000:]
-    assert whoami_all() == before, "the same replicas in the same processes"
+    assert whoami_all() == before, "the same replicas in the same processes:\n" + hosts.logs("head")[-4000:]

@@ -12,6 +12,11 @@ class LivenessTracker:
     :meth:`ping_due` whether to ping every watched peer now, and collects
     :meth:`expired` peers (which stop being watched).
 
+    Silence is counted on a clock that stops while the owner itself was
+    stalled: a ping that goes out more than one interval late (the owner's
+    thread did not run) adds its lateness to a debt, and time in debt is not
+    held against any peer, which sent no pong only because it got no ping.
+
     Args:
         interval_s: heartbeat interval.
         liveness: missed intervals after which a peer is dead.
@@ -20,17 +25,23 @@ class LivenessTracker:
     def __init__(self, interval_s: float, liveness: int) -> None:
         self._interval = interval_s
         self._window = interval_s * liveness
-        self._last_heard: dict[str, float] = {}
+        self._last_heard: dict[str, float] = {}  # on the clock that excludes stalls
         self._next_ping = 0.0
+        self._stalled = 0.0
+
+    @property
+    def stalled_s(self) -> float:
+        """Total time the owner's pings went out late, which no peer is blamed for."""
+        return self._stalled
 
     def watch(self, peer: str, now: float) -> None:
         """Start watching a peer; silence is counted from ``now``."""
-        self._last_heard.setdefault(peer, now)
+        self._last_heard.setdefault(peer, now - self._stalled)
 
     def heard(self, peer: str, now: float) -> None:
         """Record that a frame arrived from ``peer`` (ignored if not watched)."""
         if peer in self._last_heard:
-            self._last_heard[peer] = now
+            self._last_heard[peer] = now - self._stalled
 
     def forget(self, peer: str) -> None:
         """Stop watching a peer."""
@@ -49,6 +60,9 @@ class LivenessTracker:
         """Whether the watched peers should be pinged now; if so, schedules the next ping."""
         if now < self._next_ping:
             return False
+        late = now - self._next_ping
+        if self._next_ping and late > self._interval:
+            self._stalled += late
         self._next_ping = now + self._interval
         return True
 
@@ -58,6 +72,7 @@ class LivenessTracker:
 
     def expired(self, now: float) -> list[tuple[str, float]]:
         """Remove and return ``(peer, silence_s)`` for every peer silent past the window."""
+        now -= self._stalled
         limit = now - self._window
         dead = [(peer, now - last) for peer, last in self._last_heard.items() if last < limit]
         for peer, _ in dead:

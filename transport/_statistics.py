@@ -21,6 +21,8 @@ class TransportStatistics:
         handoff_queued: frames waiting for the I/O thread.
         handoff_capacity: the hand-off queue's bound.
         auth_failures: connections refused for not holding the cluster's keys.
+        heartbeat_stalled_s: time this process's own heartbeats went out late
+            (its I/O thread did not run), not held against silent peers.
     """
 
     address: str
@@ -34,3 +36,4 @@ class TransportStatistics:
     handoff_queued: int = 0
     handoff_capacity: int = 0
     auth_failures: int = 0
+    heartbeat_stalled_s: float = 0.0
