@@ -18,12 +18,13 @@ other processes by address and name.
 """
 
 from ._actor import Actor
-from ._config import Config, ServeSettings
+from ._config import Config, HttpOptions, ServeSettings
 from ._errors import (
     ActorError,
     ActorNotFound,
     ActorStopped,
     ActorSystemShutDown,
+    AskCancelled,
     AskTimeout,
     MessageNotHandled,
     RemoteError,
@@ -42,12 +43,14 @@ __all__ = [
     "ActorStopped",
     "ActorSystem",
     "ActorSystemShutDown",
+    "AskCancelled",
     "AskTimeout",
     "Config",
     "Future",
     "MessageNotHandled",
     "RemoteError",
     "RemoteProtocolError",
+    "HttpOptions",
     "ServeSettings",
     "Stream",
     "SystemStatistics",

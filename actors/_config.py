@@ -125,6 +125,70 @@ class ServeSettings:
         return self.metrics_staleness_s if self.metrics_staleness_s is not None else 3 * self.metrics_push_interval_s
 
 
+PROXY_LOCATIONS = ("HeadOnly", "EveryNode", "Disabled")
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """The HTTP proxies' settings (Ray Serve's ``http_options``).
+
+    Attributes:
+        host: the address the proxies listen on.
+        port: their port (0: any free one; ``serve.status().proxies`` says which).
+        proxy_location: ``"HeadOnly"`` (a proxy in the head), ``"EveryNode"``
+            (also one in every worker; on one machine they share the port and
+            the kernel spreads connections) or ``"Disabled"``.
+        request_timeout_s: a request not answered by then gets 408 and is
+            cancelled in the replica (None: ``ServeSettings.request_timeout_s``).
+        max_body_bytes: a request body beyond this gets 413.
+        keep_alive_timeout_s: how long an idle keep-alive connection stays open.
+        routes_refresh_s: how often a proxy asks the controller for its routes
+            (and at once when a path matches none).
+        show_tracebacks: a 500's body carries the replica's traceback (else it
+            is only in the replica's log).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    proxy_location: str = "HeadOnly"
+    request_timeout_s: float | None = None
+    max_body_bytes: int = 64 * 1024 * 1024
+    keep_alive_timeout_s: float = 5.0
+    routes_refresh_s: float = 1.0
+    show_tracebacks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.proxy_location not in PROXY_LOCATIONS:
+            raise ValueError(f"http_options.proxy_location: expected one of {PROXY_LOCATIONS}, got {self.proxy_location!r}")
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError(f"http_options.host: expected a host name or address, got {self.host!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ValueError(f"http_options.port: expected an int in 0..65535, got {self.port!r}")
+        _check_positive("http_options", self, ("max_body_bytes",), integer=True)
+        _check_positive("http_options", self, ("keep_alive_timeout_s", "routes_refresh_s"))
+        if self.request_timeout_s is not None:
+            _check_positive("http_options", self, ("request_timeout_s",))
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any] | HttpOptions | None) -> HttpOptions:
+        """Options from a dict (unknown keys are an error naming them).
+
+        Raises:
+            ValueError: an unknown or invalid option.
+        """
+        if options is None:
+            return cls()
+        if isinstance(options, HttpOptions):
+            return options
+        if not isinstance(options, dict):
+            raise ValueError(f"http_options: expected a dict, got {options!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"http_options: unknown option(s) {unknown}; known: {sorted(known)}")
+        return cls(**options)
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings of an :class:`~actors.ActorSystem` and everything above it.
@@ -134,18 +198,22 @@ class Config:
         ask_timeout_s: the deadline of an ``ask`` that names none.
         stop_timeout_s: how long shutdown waits for each actor to stop.
         serve: the serving layer's settings.
+        http: the HTTP proxies' settings.
     """
 
     transport: TransportConfig = field(default_factory=TransportConfig)
     ask_timeout_s: float = 30.0
     stop_timeout_s: float = 10.0
     serve: ServeSettings = field(default_factory=ServeSettings)
+    http: HttpOptions = field(default_factory=HttpOptions)
 
     def __post_init__(self) -> None:
         if not isinstance(self.transport, TransportConfig):
             raise ValueError(f"Config.transport: expected a TransportConfig, got {self.transport!r}")
         if not isinstance(self.serve, ServeSettings):
             raise ValueError(f"Config.serve: expected a ServeSettings, got {self.serve!r}")
+        if not isinstance(self.http, HttpOptions):
+            raise ValueError(f"Config.http: expected an HttpOptions, got {self.http!r}")
         _check_positive("Config", self, ("ask_timeout_s", "stop_timeout_s"))
 
 
@@ -165,6 +233,7 @@ def config_from_json(text: str) -> Config:
         return Config(
             transport=TransportConfig(**data.pop("transport", {})),
             serve=ServeSettings(**data.pop("serve", {})),
+            http=HttpOptions(**data.pop("http", {})),
             **data,
         )
     except (TypeError, json.JSONDecodeError) as exc:

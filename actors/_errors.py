@@ -30,6 +30,10 @@ class ActorSystemShutDown(ActorStopped):
     """This process's own actor system shut down before the answer came."""
 
 
+class AskCancelled(ActorError):
+    """The asker cancelled the request (its answer is no longer wanted)."""
+
+
 class AskTimeout(ActorError, TimeoutError):
     """No answer arrived before the deadline."""
 

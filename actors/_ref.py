@@ -73,7 +73,12 @@ class ActorRef:
         """Send a message whose handler answers with many items, then ends.
 
         The handler sends items with :meth:`Actor.current_emitter`; its final
-        answer (or error) ends the stream.
+        answer (or error) ends the stream. A final answer other than None is
+        the stream's last item (one frame carries both), so a handler that
+        produces a single item at once sends no separate end.
+        :meth:`Stream.cancel` tells the handler's actor that the items are no
+        longer wanted (an actor that serves ``CancelRequest`` on its direct
+        lane stops the work).
 
         Args:
             message: a msgpack value or a registered protocol message.

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from typing import Any, AsyncIterator, Callable, Generic, Iterator, TypeVar
 
-from ._errors import AskTimeout
+from ._errors import AskCancelled, AskTimeout
 
 T = TypeVar("T")
 _END = object()
@@ -36,6 +36,7 @@ class Stream(Generic[T]):
         self._ended = False
         self._wakers: list[Callable[[], None]] = []
         self._callbacks: list[Callable[[Stream[T]], None]] = []
+        self.canceller: Callable[[], None] | None = None  # set by the runtime: tells the producer to stop
 
     def push(self, item: T) -> None:
         """Add an item (runtime side)."""
@@ -66,6 +67,16 @@ class Stream(Generic[T]):
                 callback(self)
             except Exception:  # a callback must not break the producer
                 pass
+        return True
+
+    def cancel(self, reason: str = "cancelled by the caller") -> bool:
+        """Stop waiting for items and ask the producer to stop (a generator
+        being run for it is closed). Returns False if the stream had ended."""
+        if not self.finish(AskCancelled(f"{self._what}: {reason}")):
+            return False
+        canceller, self.canceller = self.canceller, None
+        if canceller is not None:
+            canceller()
         return True
 
     def add_done_callback(self, callback: Callable[[Stream[T]], None]) -> None:

@@ -3,7 +3,6 @@ other processes through the transport."""
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import threading
@@ -12,7 +11,7 @@ from typing import Any, Callable
 
 import pykka
 
-from protocol import ActorDied, Envelope, ErrorReply, StreamItem, Unwatch, Watch, encode_envelope
+from protocol import ActorDied, CancelRequest, Envelope, ErrorReply, StreamItem, Unwatch, Watch, encode_envelope
 from transport import PEER_LEFT, LogLimiter, PeerUnavailable, Transport, TransportClosed, check_endpoint
 
 from ._actor import Actor, Request, done_spawning, spawning
@@ -30,10 +29,11 @@ from ._callbacks import (
     wrap,
 )
 from ._config import Config
-from ._errors import ActorNotFound, ActorStopped, ActorSystemShutDown, AskTimeout, MessageNotHandled, rebuild_error
+from ._errors import ActorNotFound, ActorStopped, ActorSystemShutDown, MessageNotHandled, rebuild_error
 from ._future import Future
 from ._ref import ActorRef
 from ._watches import WatchBook
+from ._pending import PendingAsks
 from ._stream import Stream
 
 log = logging.getLogger("corral.actors")
@@ -60,15 +60,11 @@ class ActorSystem:
         self.config = config or Config()
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
         self._actors_lock = threading.Lock()
-        self._pending: dict[int, Pending] = {}
-        self._deadlines: list[tuple[float, int]] = []
-        self._deadlines_lock = threading.Lock()
+        self._pending = PendingAsks()
         self._ids = itertools.count(1)
         self._watches = WatchBook()
         self._log_limiter = LogLimiter(10.0)
         self._peer_listeners: list[Callable[[str, str], None]] = []
-        self._timed_out = 0
-        self._late = 0
         self._dropped = 0
         self._expired = 0
         self._closed = False
@@ -198,7 +194,7 @@ class ActorSystem:
 
     def statistics(self) -> SystemStatistics:
         """A snapshot of the runtime's and the transport's counters."""
-        return SystemStatistics(len(self._actors), len(self._pending), self._timed_out, self._late, self._dropped,
+        return SystemStatistics(len(self._actors), len(self._pending), self._pending.timed_out, self._pending.late, self._dropped,
                                 self._expired, self._transport.statistics())
 
     def serve_directly(self, name: str, kinds: tuple[type, ...], handler: Callable[[Request], None] | None) -> None:
@@ -228,10 +224,7 @@ class ActorSystem:
             except pykka.Timeout:
                 log.error("actor %s did not stop within %.1fs", actor, per_actor)
         self._transport.close()
-        for msg_id in list(self._pending):
-            pending = self._pending.pop(msg_id, None)
-            if pending is not None:
-                pending.future.set_exception(ActorSystemShutDown("the actor system shut down before an answer came"))
+        self._pending.fail_all(lambda: ActorSystemShutDown("the actor system shut down before an answer came"))
 
     def __enter__(self) -> ActorSystem:
         return self
@@ -257,6 +250,7 @@ class ActorSystem:
         future: Future[Any] | Stream[Any]
         if stream:
             future = Stream(f"stream from {ref}", time.monotonic() + timeout, self._transport.is_io_thread)
+            future.canceller = lambda: self._cancel(ref, msg_id)
         else:
             future = into if into is not None else Future(f"ask to {ref}", self._transport.is_io_thread)
         deadline = time.time() + timeout
@@ -264,7 +258,7 @@ class ActorSystem:
             actor = self._local(ref.name)
             self._register(msg_id, future, ref, timeout)
             emit = LocalEmitter(self._emit_local, msg_id) if stream else None
-            request = Request(message, LocalResponder(self._settle, msg_id), deadline, emit)
+            request = Request(message, LocalResponder(self._settle, msg_id), deadline, emit, self.address, msg_id)
             lane = self._lanes.get(ref.name)
             try:
                 (lane[1] if lane is not None and type(message) in lane[0] else actor.tell)(request)
@@ -277,9 +271,22 @@ class ActorSystem:
         try:
             self._transport.send_frame(ref.address, frame, SendFailure(self._settle, msg_id))
         except Exception:
-            self._pending.pop(msg_id, None)
+            self._pending.pop(msg_id)
             raise
         return future
+
+    def _cancel(self, ref: ActorRef, msg_id: int) -> None:
+        """The asker gave up on ask ``msg_id``: forget it, and tell the actor if its lane takes cancels."""
+        self._pending.pop(msg_id)
+        if ref.address != self.address:
+            try:
+                self._transport.send(ref.address, Envelope("cancel", CancelRequest(msg_id), 0, None, self.address, ref.name))
+            except Exception as exc:  # the replica's process is gone: nothing runs there any more
+                log.debug("cancel of %s to %s not sent: %s", msg_id, ref, exc)
+            return
+        lane = self._lanes.get(ref.name)
+        if lane is not None and CancelRequest in lane[0]:
+            lane[1](Request(CancelRequest(msg_id), None, None, None, self.address, msg_id))
 
     def _local(self, name: str) -> pykka.ActorRef[Any]:
         actor = self._actors.get(name)
@@ -288,27 +295,13 @@ class ActorSystem:
         return actor
 
     def _register(self, msg_id: int, future: Future[Any] | Stream[Any], ref: ActorRef, timeout: float) -> None:
-        self._pending[msg_id] = Pending(future, ref.address, ref.name)
-        with self._deadlines_lock:
-            heapq.heappush(self._deadlines, (time.monotonic() + timeout, msg_id))
+        self._pending.add(msg_id, Pending(future, ref.address, ref.name), timeout)
 
     def _settle(self, msg_id: int, error: BaseException | None, value: Any = None, answer: bool = True) -> None:
-        pending = self._pending.pop(msg_id, None)
-        if pending is None:
-            self._late += answer
-            return
-        if error is None:
-            if pending.stream:
-                pending.future.finish()  # type: ignore[union-attr]
-            else:
-                pending.future.set_result(value)  # type: ignore[union-attr]
-        else:
-            pending.future.set_exception(error)
+        self._pending.settle(msg_id, error, value, answer)
 
     def _emit_local(self, msg_id: int, value: Any) -> None:
-        pending = self._pending.get(msg_id)
-        if pending is not None and pending.stream:
-            pending.future.push(value)  # type: ignore[union-attr]
+        self._pending.push(msg_id, value)
 
     def _emit_remote(self, sender: str, msg_id: int, value: Any, pickle: bool = False) -> None:
         frame = encode_envelope(Envelope("stream_item", StreamItem(value), 0, msg_id, self.address, "", pickle=pickle))
@@ -338,21 +331,14 @@ class ActorSystem:
         corr = env.corr_id
         if corr is not None:
             if env.kind == "stream_item":
-                pending = self._pending.get(corr)
-                if pending is not None and pending.stream:
-                    pending.future.push(env.body.value)  # type: ignore[union-attr]
-                else:
-                    self._late += 1
+                if not self._pending.push(corr, env.body.value):
+                    self._pending.late += 1
                 return
-            pending = self._pending.pop(corr, None)
-            if pending is None:
-                self._late += 1
-            elif env.kind == "error":
-                pending.future.set_exception(rebuild_error(env.body, f"{pending.address}#{pending.name}"))
-            elif pending.stream:
-                pending.future.finish()  # type: ignore[union-attr]
+            pending = self._pending.get(corr)
+            if pending is not None and env.kind == "error":
+                self._pending.settle(corr, rebuild_error(env.body, f"{pending.address}#{pending.name}"))
             else:
-                pending.future.set_result(unwrap(env))  # type: ignore[union-attr]
+                self._pending.settle(corr, None, unwrap(env))
             return
         if env.kind in _SYSTEM_KINDS and not env.target:
             self._on_system_message(env)
@@ -363,8 +349,10 @@ class ActorSystem:
             return
         respond = RemoteResponder(self._respond_remote, env.sender, env.msg_id, env.target, env.pickle) if env.wants_reply else None
         emit = RemoteEmitter(self._emit_remote, env.sender, env.msg_id, env.pickle) if env.stream and env.wants_reply else None
-        request = Request(unwrap(env), respond, env.deadline, emit)
+        request = Request(unwrap(env), respond, env.deadline, emit, env.sender, env.msg_id)
         lane = self._lanes.get(env.target)
+        if env.kind == "cancel" and (lane is None or CancelRequest not in lane[0]):
+            return  # the actor does not stop work it started: nothing to cancel
         try:
             (lane[1] if lane is not None and type(request.payload) in lane[0] else actor.tell)(request)
         except pykka.ActorDeadError:
@@ -388,9 +376,7 @@ class ActorSystem:
     def _on_peer_down(self, peer: str, reason: str) -> None:
         # a process that said goodbye answered everything it took first: what is left never ran
         gone = MessageNotHandled if reason == PEER_LEFT else ActorStopped
-        for msg_id, pending in list(self._pending.items()):
-            if pending.address == peer:
-                self._settle(msg_id, gone(f"process {peer} of actor {pending.name!r} is gone: {reason}"), answer=False)
+        self._pending.fail_peer(peer, lambda p: gone(f"process {peer} of actor {p.name!r} is gone: {reason}"))
         keys = self._watches.keys_at(peer)
         self._watches.forget_peer(peer)
         for key in keys:
@@ -402,17 +388,7 @@ class ActorSystem:
                 log.exception("peer listener %r failed", listener)
 
     def _on_tick(self, _now: float) -> None:
-        now = time.monotonic()
-        expired = []
-        with self._deadlines_lock:
-            heap = self._deadlines
-            while heap and heap[0][0] <= now:
-                expired.append(heapq.heappop(heap)[1])
-        for msg_id in expired:
-            pending = self._pending.pop(msg_id, None)
-            if pending is not None:
-                self._timed_out += 1
-                pending.future.set_exception(AskTimeout(f"ask to {pending.address}#{pending.name}: no answer by its deadline"))
+        self._pending.expire(time.monotonic())
 
     # ---- actor life cycle (actor threads) -------------------------------------------
 

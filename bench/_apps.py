@@ -90,3 +90,23 @@ class Echo:
 
     def __call__(self, x: Any = None) -> Any:
         return x
+
+
+@serve.deployment(num_replicas=1)
+class HttpNoop:
+    """The HTTP bench's no-op: answers "ok" as text."""
+
+    async def __call__(self, _request: Any) -> str:
+        return "ok"
+
+
+@serve.deployment(num_replicas=1)
+class HttpStream:
+    """Streams 3 chunks (the HTTP bench times the first)."""
+
+    async def __call__(self, _request: Any) -> Any:
+        async def chunks() -> Any:
+            for i in range(3):
+                yield f"chunk {i}\n"
+
+        return chunks()

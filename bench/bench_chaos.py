@@ -337,8 +337,8 @@ def run(seconds_baseline: float, rounds: int, docker: bool) -> dict[str, Any]:
     try:
         control.start(workers=3)
         serve.start(address=control.address, config=Config(transport=control.client_transport, serve=ServeSettings(**SETTINGS)))
-        svc = serve.run(Sturdy.bind(flag_dir), name="svc")
-        gang = serve.run(GangMember.options(num_replicas=4, gang_scheduling_config={"gang_size": 2}).bind(flag_dir), name="gang")
+        svc = serve.run(Sturdy.bind(flag_dir), name="svc", route_prefix=None)
+        gang = serve.run(GangMember.options(num_replicas=4, gang_scheduling_config={"gang_size": 2}).bind(flag_dir), name="gang", route_prefix=None)
         calls = [lambda: svc.remote().result(timeout_s=REQUEST_TIMEOUT_S), lambda: gang.remote().result(timeout_s=REQUEST_TIMEOUT_S)]
 
         baseline = Load(calls).start()

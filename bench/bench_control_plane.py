@@ -38,15 +38,15 @@ def replica_states(app: str) -> dict[str, int]:
 
 def lifecycle_round(app: str, isolation: str) -> dict[str, float]:
     start = time.perf_counter()
-    handle = serve.run(Noop.options(num_replicas=2, isolation=isolation).bind(), name=app)
+    handle = serve.run(Noop.options(num_replicas=2, isolation=isolation).bind(), name=app, route_prefix=None)
     run2 = time.perf_counter() - start
     serve.delete(app)
     start = time.perf_counter()
-    handle = serve.run(Noop.options(num_replicas=8, isolation=isolation).bind(), name=app)
+    handle = serve.run(Noop.options(num_replicas=8, isolation=isolation).bind(), name=app, route_prefix=None)
     run8 = time.perf_counter() - start
     assert handle.remote(1).result(timeout_s=10) == 1
     start = time.perf_counter()
-    serve.run(Noop.options(num_replicas=2, isolation=isolation).bind(), name=app, wait_for_ready=False)
+    serve.run(Noop.options(num_replicas=2, isolation=isolation).bind(), name=app, wait_for_ready=False, route_prefix=None)
     wait_until(lambda: replica_states(app) == {"RUNNING": 2}, 60)
     scale = time.perf_counter() - start
     start = time.perf_counter()
@@ -74,7 +74,7 @@ def main() -> int:
     start = time.perf_counter()
     serve.start(workers=4, config=Config(serve=dataclasses.replace(settings, checkpoint_store=f"sqlite:///{store}")))
     try:
-        serve.run(Noop.options(num_replicas=n, max_ongoing_requests=1, isolation="thread").bind(), name="big", timeout_s=600)
+        serve.run(Noop.options(num_replicas=n, max_ongoing_requests=1, isolation="thread").bind(), name="big", timeout_s=600, route_prefix=None)
         figures["run4096_s"] = round(time.perf_counter() - start, 2)
         # steady state only: a fresh window that spans more than one health-check period
         window = 12.0 if args.quick else 40.0

@@ -38,7 +38,7 @@ def start_and_teardown(size: int, flag_dir: str) -> tuple[float, float]:
     app = f"gangs{size}"
     options = GangMember.options(num_replicas=K * size, gang_scheduling_config={"gang_size": size})
     start = time.perf_counter()
-    serve.run(options.bind(flag_dir), name=app)
+    serve.run(options.bind(flag_dir), name=app, route_prefix=None)
     started = time.perf_counter() - start
     assert deployment(app).replica_states == {"RUNNING": K * size}
     start = time.perf_counter()
@@ -47,7 +47,7 @@ def start_and_teardown(size: int, flag_dir: str) -> tuple[float, float]:
 
 
 def chaos(seconds: float, flag_dir: str) -> dict[str, Any]:
-    handle = serve.run(GangMember.options(num_replicas=K * 4).bind(flag_dir), name="chaos")
+    handle = serve.run(GangMember.options(num_replicas=K * 4).bind(flag_dir), name="chaos", route_prefix=None)
     handle.remote().result(timeout_s=10)
     router = current_session().router("chaos", "GangMember")
     published: list[Any] = []

@@ -85,7 +85,7 @@ def main() -> int:
         try:
             deployment = Noop.options(autoscaling_config=autoscaling.to_dict(), max_ongoing_requests=8)
             for i in range(apps):
-                serve.run(deployment.bind(), name=f"app{i}", wait_for_ready=False)
+                serve.run(deployment.bind(), name=f"app{i}", wait_for_ready=False, route_prefix=None)
             deadline = time.monotonic() + 120
             while not all(a.status == "RUNNING" for a in serve.status().applications.values()):
                 if time.monotonic() > deadline:

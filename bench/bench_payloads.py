@@ -41,7 +41,7 @@ def measure(quick: bool) -> dict[str, float]:
         raw = RawClient(server.address, None)
         serve.start(workers=1)
         try:
-            handle = serve.run(Echo.bind(), name="payloads")
+            handle = serve.run(Echo.bind(), name="payloads", route_prefix=None)
             small_bytes = bytes(1024)
             for name, array in arrays.items():
                 for _ in range(3):
@@ -78,7 +78,7 @@ def measure_ray(quick: bool) -> dict[str, float] | None:
             def __call__(self, x: Any = None) -> Any:
                 return x
 
-        handle = ray_serve.run(RayEcho.bind(), name="payloads")
+        handle = ray_serve.run(RayEcho.bind(), name="payloads", route_prefix=None)
         out = {}
         for name, array in arrays.items():
             for _ in range(2):

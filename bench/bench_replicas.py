@@ -38,7 +38,7 @@ CLIENTS = 8
 
 def cpu_rate(isolation: str, replicas: int, seconds: float) -> float:
     """Requests/s of the Spin deployment with ``replicas`` replicas on the one worker."""
-    handle = serve.run(Spin.options(num_replicas=replicas, isolation=isolation).bind(), name=f"spin-{isolation}-{replicas}")
+    handle = serve.run(Spin.options(num_replicas=replicas, isolation=isolation).bind(), name=f"spin-{isolation}-{replicas}", route_prefix=None)
     for _ in range(20):
         handle.remote(SPIN_N).result(timeout_s=60)
     done = [0] * CLIENTS
@@ -107,7 +107,7 @@ def cold_imports(n: int) -> list[float]:
 
 def deploy_many(isolation: str, replicas: int) -> float:
     started = time.perf_counter()
-    serve.run(Noop.options(num_replicas=replicas, isolation=isolation).bind(), name=f"many-{isolation}")
+    serve.run(Noop.options(num_replicas=replicas, isolation=isolation).bind(), name=f"many-{isolation}", route_prefix=None)
     elapsed = time.perf_counter() - started
     serve.delete(f"many-{isolation}")
     return elapsed

@@ -79,8 +79,8 @@ def measure_corral(rounds: int, seq_n: int, rate_n: int, raw: RawClient) -> dict
     serve.start(workers=2)
     try:
         handles = {
-            "": serve.run(Noop.options(num_replicas=2, max_ongoing_requests=32, isolation="thread").bind(), name="bench"),
-            "process_": serve.run(Noop.options(num_replicas=2, max_ongoing_requests=32).bind(), name="bench-process"),
+            "": serve.run(Noop.options(num_replicas=2, max_ongoing_requests=32, isolation="thread").bind(), name="bench", route_prefix=None),
+            "process_": serve.run(Noop.options(num_replicas=2, max_ongoing_requests=32).bind(), name="bench-process", route_prefix=None),
         }
         for handle in handles.values():
             sequential(lambda: handle.remote(PAYLOAD).result(timeout_s=30), 300)
@@ -116,7 +116,7 @@ def measure_ray(seq_n: int, rate_n: int) -> dict[str, float] | None:
             def __call__(self, x: Any = None) -> Any:
                 return x
 
-        handle = ray_serve.run(RayNoop.bind(), name="bench")
+        handle = ray_serve.run(RayNoop.bind(), name="bench", route_prefix=None)
         sequential(lambda: handle.remote(PAYLOAD).result(), 100)
         seq = sequential(lambda: handle.remote(PAYLOAD).result(), seq_n)
         return {

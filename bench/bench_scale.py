@@ -48,7 +48,7 @@ def many_apps(counts: list[int]) -> dict[str, float]:
     try:
         for i in range(counts[-1]):
             start = time.perf_counter()
-            serve.run(Noop.options(isolation="thread").bind(), name=f"app{i}")
+            serve.run(Noop.options(isolation="thread").bind(), name=f"app{i}", route_prefix=None)
             times.append(time.perf_counter() - start)
             if i + 1 in counts:
                 n = i + 1
@@ -72,7 +72,7 @@ def many_replicas(n: int) -> dict[str, float]:
     serve.start(workers=4, config=Config(serve=SETTINGS))
     try:
         start = time.perf_counter()
-        serve.run(Noop.options(num_replicas=n, max_ongoing_requests=1, isolation="thread").bind(), name="big")
+        serve.run(Noop.options(num_replicas=n, max_ongoing_requests=1, isolation="thread").bind(), name="big", route_prefix=None)
         out[f"run_s_{n}"] = round(time.perf_counter() - start, 2)
         stats = loop_stats(10.0)
         out[f"loop_p50_ms_{n}"] = round(stats["loop_ms_p50"], 2)

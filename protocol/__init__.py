@@ -37,7 +37,7 @@ from ._errors import (
     UnknownKind,
     UnsupportedVersion,
 )
-from ._messages import ActorDied, Bye, Data, ErrorReply, Ping, Pong, StreamItem, Unwatch, Watch
+from ._messages import ActorDied, Bye, CancelRequest, Data, ErrorReply, Ping, Pong, StreamItem, Unwatch, Watch
 from ._payload import OUT_OF_BAND_MIN, PayloadDecoder, PayloadEncoder, seal, unseal
 from ._schema import Payload, decode_fields, encode_fields, message, registered_kinds
 from ._serve import (
@@ -47,6 +47,7 @@ from ._serve import (
     DeploymentSpec,
     DeploymentStatusInfo,
     GetControllerStats,
+    GetRoutes,
     GetStatus,
     LATENCY_BUCKETS_S,
     HandleMetrics,
@@ -99,6 +100,7 @@ __all__ = [
     "DeploymentSpec",
     "DeploymentStatusInfo",
     "GetControllerStats",
+    "GetRoutes",
     "GetStatus",
     "HandleMetrics",
     "LATENCY_BUCKETS_S",
@@ -138,6 +140,7 @@ __all__ = [
     "UnsupportedVersion",
     "Unwatch",
     "Watch",
+    "CancelRequest",
     "decode_envelope",
     "decode_fields",
     "encode_envelope",

@@ -100,6 +100,7 @@ class CheckpointApp:
     ingress: str
     deleting: bool
     deployments: list[CheckpointDeployment]
+    route_prefix: str | None = None
 
 
 @message("checkpoint_node")

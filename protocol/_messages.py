@@ -78,6 +78,15 @@ class Watch:
     actor: str
 
 
+@message("cancel")
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    """The sender no longer wants the answer to its ask ``msg_id`` (sent to
+    the actor it asked): work still running for it may be stopped."""
+
+    msg_id: int
+
+
 @message("unwatch")
 @dataclass(frozen=True, slots=True)
 class Unwatch:

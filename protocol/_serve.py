@@ -41,11 +41,17 @@ class DeploymentSpec:
 @message("deploy_app")
 @dataclass(frozen=True, slots=True)
 class DeployApp:
-    """Create or update an application (sent to the controller)."""
+    """Create or update an application (sent to the controller).
+
+    Attributes:
+        route_prefix: where the HTTP proxies expose its ingress; None: not
+            over HTTP (``serve.run`` sends ``"/"`` unless told otherwise).
+    """
 
     name: str
     ingress: str
     deployments: list[DeploymentSpec]
+    route_prefix: str | None = None
 
 
 @message("delete_app")
@@ -162,6 +168,24 @@ class HandleRequest:
     kwargs: Payload
 
 
+@message("get_routes")
+@dataclass(frozen=True, slots=True)
+class GetRoutes:
+    """An HTTP proxy asks which application serves which route prefix.
+
+    The controller answers ``{"revision": int, "routes": {prefix: [app, ingress]}}``,
+    or ``{"revision": int}`` alone when ``known`` is the current revision.
+
+    Attributes:
+        known: the revision the proxy has (-1: none).
+        proxy: the proxy's ``node``, ``url``, ``pid`` and counters: the ask is
+            also how the controller knows the proxies that are alive.
+    """
+
+    known: int = -1
+    proxy: dict[str, Any] = field(default_factory=dict)
+
+
 @message("get_status")
 @dataclass(frozen=True, slots=True)
 class GetStatus:
@@ -214,6 +238,7 @@ class ApplicationStatusInfo:
     message: str
     ingress: str
     deployments: dict[str, DeploymentStatusInfo]
+    route_prefix: str | None = None
 
 
 @message("node_info")
@@ -249,6 +274,7 @@ class ServeStatusInfo:
     applications: dict[str, ApplicationStatusInfo]
     nodes: list[NodeInfo] = field(default_factory=list)
     reservations: list[ReservationInfo] = field(default_factory=list)
+    proxies: list[dict[str, Any]] = field(default_factory=list)
 
 
 @message("subscribe_replicas")

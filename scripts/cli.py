@@ -490,7 +490,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         names = {a.name for a in apps}
         for app in apps:
             try:
-                serve.run(app.app, name=app.name, wait_for_ready=False)
+                serve.run(app.app, name=app.name, wait_for_ready=False, route_prefix=None)
             except (ValueError, TypeError) as exc:
                 raise CliError(f"{args.config}: applications[{app.name}]: {exc}") from None
         if args.prune:
@@ -551,7 +551,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     serve.start(workers=args.workers)
     record = cluster_dir(port) / "head.json"
     try:
-        serve.run(app, name=args.name)
+        serve.run(app, name=args.name, route_prefix=None)
         from actors.serve._api import current_session
 
         address = f"{current_session().system.address}#controller"

@@ -100,8 +100,8 @@ def main() -> int:
     try:
         say(f"1. started a local cluster: a head and 3 worker processes in {time.perf_counter() - started:.2f}s")
         started = time.perf_counter()
-        scoring = serve.run(app, name="scoring")
-        shards = serve.run(Shard.bind(), name="shards")
+        scoring = serve.run(app, name="scoring", route_prefix=None)
+        shards = serve.run(Shard.bind(), name="shards", route_prefix=None)
         say(f"2. deployed 'scoring' (Ingress -> Model) and 'shards' (2 gangs of 2) in {time.perf_counter() - started:.2f}s")
         say(f"3. a request: {scoring.remote('hello corral').result(timeout_s=10)}")
         samples = []
@@ -117,8 +117,8 @@ def main() -> int:
         say(f"5. gang members answering: {sorted(dict(m)['gang'] + '/rank' + str(dict(m)['rank']) for m in members)}")
         say("6. `corral status` against this cluster:")
         _corral_status()
-        serve.run(Model.options(num_replicas=4).bind(0.5), name="scoring")
-        serve.run(Ingress.bind(Model.options(num_replicas=4).bind(0.5)), name="scoring")
+        serve.run(Model.options(num_replicas=4).bind(0.5), name="scoring", route_prefix=None)
+        serve.run(Ingress.bind(Model.options(num_replicas=4).bind(0.5)), name="scoring", route_prefix=None)
         say(f"7. scaled Model to 4: {serve.status().applications['scoring'].deployments['Model'].replica_states}")
         victim_node, victim_pid = _worker_of(model)
         os.kill(victim_pid, signal.SIGKILL)
@@ -166,7 +166,7 @@ def controller_restart() -> int:
         for node in ("w0", "w1"):
             cluster.start_worker(node, {"CPU": 2})
         serve.start(address=cluster.address, config=Config(transport=TransportConfig(**transport)))
-        scoring = serve.run(app, name="scoring")
+        scoring = serve.run(app, name="scoring", route_prefix=None)
         model = serve.get_deployment_handle("Model", "scoring")
         before = {model.identity.remote().result(timeout_s=10) for _ in range(40)}
         say(f"10. a head process and 2 workers; 'scoring' deployed, its Model replicas: {sorted(before)}")

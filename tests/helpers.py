@@ -120,6 +120,16 @@ class Sleeper(Actor):
         return "slept"
 
 
+class LastItem(Actor):
+    """A streaming ask of n emits 0..n-1, then answers "last" (the stream's last item)."""
+
+    def receive(self, message: Any) -> Any:
+        emit = self.current_emitter()
+        for i in range(int(message)):
+            emit(i)  # type: ignore[misc]
+        return "last"
+
+
 class Stats(Actor):
     """Answers with its process's actor-system statistics."""
 
@@ -130,8 +140,8 @@ class Stats(Actor):
 
 
 class Counter(Actor):
-    """A streaming ask of n emits 0..n-1 from a helper thread, then answers n;
-    a negative n fails after emitting two items."""
+    """A streaming ask of n emits 0..n-1 from a helper thread, then answers
+    None (the end); a negative n fails after emitting two items."""
 
     def receive(self, message: Any) -> Any:
         emit = self.current_emitter()
@@ -139,7 +149,7 @@ class Counter(Actor):
             return "not a stream"
         from actors import Future
 
-        done: Future[int] = Future("count")
+        done: Future[None] = Future("count")
 
         def produce() -> None:
             count = abs(int(message))
@@ -148,7 +158,7 @@ class Counter(Actor):
             if message < 0:
                 done.set_exception(ValueError("stream broke"))
             else:
-                done.set_result(count)
+                done.set_result(None)
 
         threading.Thread(target=produce, daemon=True).start()
         return done

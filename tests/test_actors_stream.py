@@ -49,3 +49,19 @@ def test_a_stream_that_stalls_fails_by_its_deadline(system: ActorSystem) -> None
 def test_a_normal_ask_to_a_streaming_handler_gets_no_emitter(system: ActorSystem) -> None:
     ref = system.spawn(Counter, name="counter")
     assert ref.ask(3).get(timeout=5) == "not a stream"
+
+
+def test_a_final_answer_other_than_none_is_the_streams_last_item(system: ActorSystem, peer: Callable[..., Peer]) -> None:
+    ref = system.ref(peer({"last": "tests.helpers:LastItem"}).address, "last")
+    assert list(ref.ask_stream(3)) == [0, 1, 2, "last"]
+
+
+def test_a_cancelled_stream_ends_at_once_with_an_error_and_drops_later_items(system: ActorSystem, peer: Callable[..., Peer]) -> None:
+    from actors import AskCancelled
+
+    ref = system.ref(peer({"counter": "tests.helpers:Sleeper"}).address, "counter")
+    stream = ref.ask_stream(1.0, timeout=10)
+    assert stream.cancel()
+    with pytest.raises(AskCancelled, match="cancelled by the caller"):
+        next(stream)
+    assert not stream.cancel(), "a second cancel does nothing"

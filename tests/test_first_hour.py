@@ -79,7 +79,7 @@ from actors.serve._api import current_session
 from tests.serve_apps import Echo
 
 serve.start(workers=1, config=Config(serve=ServeSettings(reconcile_interval_s=0.05)))
-handle = serve.run(Echo.bind("x:"), name="e")
+handle = serve.run(Echo.bind("x:"), name="e", route_prefix=None)
 print("READY", handle.remote("y").result(timeout_s=30), *[w.proc.pid for w in current_session().workers], flush=True)
 if sys.argv[1] == "raise":
     raise RuntimeError("an uncaught error")
@@ -215,7 +215,7 @@ def slow_heartbeat_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 def test_with_the_head_down_a_killed_workers_replicas_fail_fast_and_get_no_more_requests(
     slow_heartbeat_cluster: LocalCluster,
 ) -> None:
-    handle = serve.run(Echo.options(num_replicas=2).bind(), name="spread")
+    handle = serve.run(Echo.options(num_replicas=2).bind(), name="spread", route_prefix=None)
     nodes: dict[str, str] = {}
     wait_for(lambda: nodes.update({(a := handle.whoami.remote().result(10))["node"]: a["replica_id"]}) or len(nodes) == 2,
              30, "a replica on each worker")
@@ -251,7 +251,7 @@ def test_with_the_head_down_a_killed_workers_replicas_fail_fast_and_get_no_more_
 
 
 def test_a_request_to_a_deploy_failed_app_fails_at_once_with_its_message(serve_cluster: Any) -> None:
-    handle = serve.run(FailsToStart.bind(), name="broken", wait_for_ready=False)
+    handle = serve.run(FailsToStart.bind(), name="broken", wait_for_ready=False, route_prefix=None)
     early = handle.remote()  # waits at the handle: no replica yet
     wait_for(lambda: serve.status().applications["broken"].status == "DEPLOY_FAILED", 60, "DEPLOY_FAILED")
     with pytest.raises(DeployFailedError, match="cannot load the model file"):
@@ -263,7 +263,7 @@ def test_a_request_to_a_deploy_failed_app_fails_at_once_with_its_message(serve_c
 
 
 def test_a_request_that_waits_for_replicas_that_do_not_exist_says_so_when_it_times_out(serve_cluster: Any) -> None:
-    handle = serve.run(SlowToStart.bind(60.0), name="nowhere", wait_for_ready=False)
+    handle = serve.run(SlowToStart.bind(60.0), name="nowhere", wait_for_ready=False, route_prefix=None)
     with pytest.raises(TimeoutError, match="no running replica"):
         handle.remote("x").result(timeout_s=0.5)
 
@@ -410,7 +410,7 @@ from actors.serve._api import current_session
 from tests.serve_apps import Echo
 
 serve.start(workers=1, config=Config(serve=ServeSettings(reconcile_interval_s=0.05, exit_timeout_s=60)))
-serve.run(Echo.bind(), name="e")
+serve.run(Echo.bind(), name="e", route_prefix=None)
 current_session().close = lambda: time.sleep(60)  # a clean-up that would take a minute
 print("READY", *[w.proc.pid for w in current_session().workers], flush=True)
 """
@@ -440,7 +440,7 @@ def test_a_second_ctrl_c_exits_at_once_while_the_clean_up_runs(tmp_path: Path) -
 def test_a_worker_that_died_while_the_head_was_down_is_given_up_as_soon_as_the_head_is_back(
     slow_heartbeat_cluster: LocalCluster,
 ) -> None:
-    serve.run(Echo.options(num_replicas=2).bind(), name="spread")
+    serve.run(Echo.options(num_replicas=2).bind(), name="spread", route_prefix=None)
     slow_heartbeat_cluster.kill_head()
     slow_heartbeat_cluster.kill_worker("w0")
     slow_heartbeat_cluster.start_head(recovery="required")

@@ -26,7 +26,7 @@ def fuzz_cluster() -> Iterator[dict[str, Any]]:
     serve.start(workers=1, config=fast_serve_config())
     client = ActorSystem(fast_config())
     try:
-        handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind("ok:"), name="fuzzed-app")
+        handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind("ok:"), name="fuzzed-app", route_prefix=None)
         assert handle.remote(1).result(timeout_s=10) == "ok:1"
         session = current_session()
         node = serve.status().nodes[0]

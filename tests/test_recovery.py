@@ -100,7 +100,7 @@ def test_handles_keep_serving_while_the_controller_is_down(cluster: LocalCluster
 
 
 def test_composed_deployments_keep_calling_each_other_while_the_controller_is_down(cluster: LocalCluster) -> None:
-    handle = serve.run(Ingress.bind(Model.bind(2.0), 1.0), name="composed")
+    handle = serve.run(Ingress.bind(Model.bind(2.0), 1.0), name="composed", route_prefix=None)
     cluster.kill_head()
     with Traffic(lambda: handle.remote(3.0).result(10), threads=2) as traffic:
         wait_for(lambda: len(traffic.answers) >= 100, 30, "100 answers through both deployments with the controller down")
@@ -123,7 +123,7 @@ def test_a_replica_whose_worker_died_while_the_controller_was_down_is_replaced_o
 
 
 def test_a_gang_is_readopted_whole_with_its_context_and_reservation(cluster: LocalCluster) -> None:
-    serve.run(Shard.options(num_replicas=4).bind(), name="gang")
+    serve.run(Shard.options(num_replicas=4).bind(), name="gang", route_prefix=None)
     handle = serve.get_app_handle("gang")
     before = distinct_answers(lambda: handle.remote().result(10), "replica", 4)
     reservations = [r.name for r in serve.status().reservations]

@@ -117,7 +117,7 @@ def test_a_store_that_goes_away_is_retried_every_tick_while_serving_goes_on(redi
         handle = serve.run(Echo.options(num_replicas=1).bind(), name="default")
         assert serve.controller_stats()["recovery"]["checkpoint_writes"] >= 1
         redis_server.stop()
-        serve.run(Echo.options(num_replicas=1).bind(), name="second")  # a change to write, with the store away
+        serve.run(Echo.options(num_replicas=1).bind(), name="second", route_prefix=None)  # a change to write, with the store away
         assert handle.remote("still").result(10) == "still"
         failing = wait_for(lambda: (r := serve.controller_stats()["recovery"])["checkpoint_failures"] >= 2 and r, 20, "failed writes, retried")
         redis_server.start()  # empty: the key comes back only with a new write

@@ -32,7 +32,7 @@ def _replicas(app: str, deployment: str) -> list[Any]:
 
 
 def test_each_replica_runs_in_its_own_process_and_status_shows_pid_node_and_memory(one_worker: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=3).bind(), name="own")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=3).bind(), name="own", route_prefix=None)
     pids = {handle.whoami.remote().result(timeout_s=10)["pid"] for _ in range(60)}
     assert len(pids) == 3 and os.getpid() not in pids
     shown = wait_for(lambda: (r := _replicas("own", "Echo")) and all(x.rss_bytes > 0 for x in r) and r, 15,
@@ -45,9 +45,9 @@ def test_each_replica_runs_in_its_own_process_and_status_shows_pid_node_and_memo
 
 @pytest.mark.parametrize("how", ["exit", "segfault", "memory"])
 def test_a_replica_process_that_dies_dies_alone_and_is_replaced_within_a_second(one_worker: Any, how: str) -> None:
-    siblings = serve.run(serve_apps.Echo.options(num_replicas=2).bind(), name="siblings")
+    siblings = serve.run(serve_apps.Echo.options(num_replicas=2).bind(), name="siblings", route_prefix=None)
     fragile = serve.run(
-        serve_apps.Mortal.options(ray_actor_options={"memory": 200 * 2**20}).bind(), name="fragile"
+        serve_apps.Mortal.options(ray_actor_options={"memory": 200 * 2**20}).bind(), name="fragile", route_prefix=None
     )
     victim = fragile.whoami.remote().result(timeout_s=10)
     with Traffic(lambda: siblings.remote("ok").result(timeout_s=10), threads=2) as traffic:
@@ -69,25 +69,25 @@ def test_a_replica_process_that_dies_dies_alone_and_is_replaced_within_a_second(
 
 
 def test_gpu_replicas_see_disjoint_devices_and_fractions_share_one(one_worker: Any) -> None:
-    whole = serve.run(serve_apps.Mortal.options(num_replicas=2, ray_actor_options={"num_gpus": 1}).bind(), name="whole")
+    whole = serve.run(serve_apps.Mortal.options(num_replicas=2, ray_actor_options={"num_gpus": 1}).bind(), name="whole", route_prefix=None)
     seen = wait_for(lambda: s if len(s := {whole.devices.remote().result(timeout_s=10) for _ in range(20)}) == 2 else None,
                     10, "both replicas to answer")
     assert seen == {"0", "1"}
     serve.delete("whole")
-    halves = serve.run(serve_apps.Mortal.options(num_replicas=2, ray_actor_options={"num_gpus": 0.5}).bind(), name="halves")
+    halves = serve.run(serve_apps.Mortal.options(num_replicas=2, ray_actor_options={"num_gpus": 0.5}).bind(), name="halves", route_prefix=None)
     assert {halves.devices.remote().result(timeout_s=10) for _ in range(20)} == {"0"}, "two halves pack onto one GPU"
-    plain = serve.run(serve_apps.Mortal.bind(), name="plain")
+    plain = serve.run(serve_apps.Mortal.bind(), name="plain", route_prefix=None)
     assert plain.devices.remote().result(timeout_s=10) == "", "a replica that asked for no GPU sees none"
 
 
 def test_a_replica_process_that_cannot_import_its_dependency_is_deploy_failed_with_the_childs_error(one_worker: Any) -> None:
     with pytest.raises(DeployFailedError, match="No module named 'corral_no_such_dependency'"):
-        serve.run(serve_apps.NeedsMissingDependency.bind(), name="missing")
-    assert serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="after").remote("x").result(timeout_s=10) == "x"
+        serve.run(serve_apps.NeedsMissingDependency.bind(), name="missing", route_prefix=None)
+    assert serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="after", route_prefix=None).remote("x").result(timeout_s=10) == "x"
 
 
 def test_a_replica_that_overstays_its_stop_is_killed_and_its_request_fails(one_worker: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=1, graceful_shutdown_timeout_s=0.2).bind(), name="overstay")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=1, graceful_shutdown_timeout_s=0.2).bind(), name="overstay", route_prefix=None)
     pid = handle.whoami.remote().result(timeout_s=10)["pid"]
     slow = handle.slow.remote(30)
     wait_for(lambda: handle._router is not None and sum(handle._router.statistics().in_flight.values()) == 1, 10, "the request in flight")
@@ -98,7 +98,7 @@ def test_a_replica_that_overstays_its_stop_is_killed_and_its_request_fails(one_w
 
 
 def test_thread_mode_replicas_share_their_workers_process(one_worker: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=3, isolation="thread").bind(), name="packed")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=3, isolation="thread").bind(), name="packed", route_prefix=None)
     answers = [handle.whoami.remote().result(timeout_s=10) for _ in range(40)]
     assert len({a["replica_id"] for a in answers}) == 3 and len({a["pid"] for a in answers}) == 1
     worker_pid = answers[0]["pid"]

@@ -30,7 +30,7 @@ def load(handle: Any, stop: threading.Event, seconds: float) -> None:
 
 
 def test_an_autoscaled_deployment_scales_up_under_load_and_back_down_when_idle(autoscaling_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Elastic.bind(), name="elastic")
+    handle = serve.run(serve_apps.Elastic.bind(), name="elastic", route_prefix=None)
     assert deployment("elastic", "Elastic").replica_states == {"RUNNING": 1}
     stop = threading.Event()
     threads = [threading.Thread(target=load, args=(handle, stop, 0.2)) for _ in range(8)]
@@ -55,7 +55,7 @@ def test_scale_to_zero_and_a_cold_start_from_zero(autoscaling_cluster: Any) -> N
             "upscale_delay_s": 5.0, "downscale_delay_s": 5.0, "downscale_to_zero_delay_s": 0.5, "look_back_period_s": 0.5,
         }
     ).bind()
-    handle = serve.run(app, name="zero")
+    handle = serve.run(app, name="zero", route_prefix=None)
     assert handle.remote(0).result(timeout_s=10)
     wait_for(lambda: deployment("zero", "Elastic").replica_states == {}, 30, "scale to zero")
     started = time.monotonic()
@@ -68,14 +68,14 @@ def test_a_custom_policy_is_named_by_import_path(autoscaling_cluster: Any) -> No
     app = serve_apps.Elastic.options(
         autoscaling_config={"min_replicas": 1, "max_replicas": 5, "upscale_delay_s": 0, "policy": "tests.serve_apps:always_three"}
     ).bind()
-    serve.run(app, name="custom")
+    serve.run(app, name="custom", route_prefix=None)
     wait_for(lambda: deployment("custom", "Elastic").replica_states == {"RUNNING": 3}, 20, "the custom policy's 3 replicas")
 
 
 def test_a_custom_policy_that_cannot_be_imported_is_refused_at_run(autoscaling_cluster: Any) -> None:
     app = serve_apps.Elastic.options(autoscaling_config={"max_replicas": 2, "policy": "tests.serve_apps:nope"}).bind()
     with pytest.raises(DeploymentOptionError, match="policy: cannot import 'tests.serve_apps:nope'"):
-        serve.run(app, name="badpolicy")
+        serve.run(app, name="badpolicy", route_prefix=None)
     assert "badpolicy" not in serve.status().applications
 
 
@@ -113,7 +113,7 @@ def test_a_stale_report_does_not_move_the_target() -> None:
         app = serve_apps.Elastic.options(
             autoscaling_config={"target_ongoing_requests": 1, "max_replicas": 4, "upscale_delay_s": 1.0, "look_back_period_s": 5}
         ).bind()
-        serve.run(app, name="stale")
+        serve.run(app, name="stale", route_prefix=None)
         session = current_session()
         burst = HandleMetrics("stale", "Elastic", "fake-handle", 100.0, {}, False, time.time())
         session.ask_controller(push_of([burst]))
@@ -130,7 +130,7 @@ def test_a_stale_report_does_not_move_the_target() -> None:
 
 
 def test_malformed_reports_and_reports_of_unknown_deployments_are_dropped_and_counted(autoscaling_cluster: Any) -> None:
-    serve.run(serve_apps.Echo.bind(), name="known")
+    serve.run(serve_apps.Echo.bind(), name="known", route_prefix=None)
     session = current_session()
     before = serve.controller_stats()["metrics_dropped"]
     assert session.ask_controller(MetricsPush("ipc://x", 1, True, b"not zlib at all")) == "dropped"
@@ -140,12 +140,12 @@ def test_malformed_reports_and_reports_of_unknown_deployments_are_dropped_and_co
     unknown = HandleMetrics("nope", "Nope", "h", 1.0, {}, False, 0.0)
     assert session.ask_controller(push_of([unknown])) == "ok"
     assert serve.controller_stats()["metrics_dropped"] == before + 4
-    assert serve.run(serve_apps.Echo.bind("still:"), name="known").remote(1).result(timeout_s=10) == "still:1"
+    assert serve.run(serve_apps.Echo.bind("still:"), name="known", route_prefix=None).remote(1).result(timeout_s=10) == "still:1"
 
 
 def test_one_push_per_process_carries_every_handle_of_the_process(autoscaling_cluster: Any) -> None:
     for name in ("a", "b", "c"):
-        serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name=name)
+        serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name=name, route_prefix=None)
     handles = [serve.get_app_handle(n) for n in ("a", "b", "c")]
     for h in handles:
         h.remote(1).result(timeout_s=10)

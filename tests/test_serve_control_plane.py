@@ -28,7 +28,7 @@ def deployment_status(app: str, name: str) -> Any:
 
 
 def test_run_returns_once_running_and_requests_reach_replicas_on_both_workers(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.bind("hi:"), name="echo")
+    handle = serve.run(serve_apps.Echo.bind("hi:"), name="echo", route_prefix=None)
     assert handle.remote("x").result(timeout_s=10) == "hi:x"
     seen = [handle.whoami.remote().result(timeout_s=10) for _ in range(40)]
     assert len({s["replica_id"] for s in seen}) == 2
@@ -37,7 +37,7 @@ def test_run_returns_once_running_and_requests_reach_replicas_on_both_workers(se
 
 
 def test_status_has_ray_serve_shape(serve_cluster: Any) -> None:
-    serve.run(serve_apps.Echo.bind(), name="echo")
+    serve.run(serve_apps.Echo.bind(), name="echo", route_prefix=None)
     status = serve.status()
     app = status.applications["echo"]
     assert (app.status, app.ingress) == ("RUNNING", "Echo")
@@ -48,7 +48,7 @@ def test_status_has_ray_serve_shape(serve_cluster: Any) -> None:
 
 
 def test_the_replica_context_names_replica_deployment_app_and_node(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="ctx")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="ctx", route_prefix=None)
     info = handle.whoami.remote().result(timeout_s=10)
     assert info["deployment"] == "Echo" and info["app"] == "ctx" and info["node"] in ("worker-0", "worker-1")
     assert info["replica_id"].startswith("ctx.Echo.")
@@ -57,41 +57,41 @@ def test_the_replica_context_names_replica_deployment_app_and_node(serve_cluster
 
 
 def test_wait_for_ready_false_returns_the_handle_at_once(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.bind("q:"), name="quick", wait_for_ready=False)
+    handle = serve.run(serve_apps.Echo.bind("q:"), name="quick", wait_for_ready=False, route_prefix=None)
     assert serve.status().applications["quick"].status in ("DEPLOYING", "RUNNING")
     assert handle.remote(1).result(timeout_s=20) == "q:1"
 
 
 def test_scaling_through_options_and_run_again_changes_the_replica_count(serve_cluster: Any) -> None:
-    serve.run(serve_apps.Echo.bind(), name="scale")
-    serve.run(serve_apps.Echo.options(num_replicas=4).bind(), name="scale")
+    serve.run(serve_apps.Echo.bind(), name="scale", route_prefix=None)
+    serve.run(serve_apps.Echo.options(num_replicas=4).bind(), name="scale", route_prefix=None)
     assert deployment_status("scale", "Echo").replica_states == {"RUNNING": 4}
-    handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="scale")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="scale", route_prefix=None)
     assert deployment_status("scale", "Echo").replica_states == {"RUNNING": 1}
     assert len(replica_ids(handle, 10)) == 1
 
 
 def test_many_thread_mode_replicas_share_one_worker_process(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=6, isolation="thread").bind(), name="many")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=6, isolation="thread").bind(), name="many", route_prefix=None)
     assert sorted(n.replicas for n in serve.status().nodes) == [3, 3]
     pids = {handle.whoami.remote().result(timeout_s=10)["pid"] for _ in range(60)}
     assert len(pids) == 2
 
 
 def test_a_user_config_change_calls_reconfigure_without_restarting(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Configurable.options(user_config={"threshold": 1}).bind(), name="cfg")
+    handle = serve.run(serve_apps.Configurable.options(user_config={"threshold": 1}).bind(), name="cfg", route_prefix=None)
     first = handle.remote().result(timeout_s=10)
     assert first["config"] == {"threshold": 1} and first["reconfigured"] == 1
-    serve.run(serve_apps.Configurable.options(user_config={"threshold": 2}).bind(), name="cfg")
+    serve.run(serve_apps.Configurable.options(user_config={"threshold": 2}).bind(), name="cfg", route_prefix=None)
     second = handle.remote().result(timeout_s=10)
     assert second == {"config": {"threshold": 2}, "reconfigured": 2, "instance": first["instance"]}
 
 
 def test_a_code_change_rolls_the_replicas_while_serving_with_zero_failed_requests(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind("v1:"), name="roll")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind("v1:"), name="roll", route_prefix=None)
     old = replica_ids(handle)
     with Traffic(lambda: handle.remote("x").result(timeout_s=10)) as traffic:
-        serve.run(serve_apps.Echo.options(num_replicas=4).bind("v2:"), name="roll")
+        serve.run(serve_apps.Echo.options(num_replicas=4).bind("v2:"), name="roll", route_prefix=None)
     assert traffic.failures == [] and traffic.answers
     assert set(traffic.answers) <= {"v1:x", "v2:x"}
     assert handle.remote("x").result(timeout_s=10) == "v2:x", "once run returns, requests reach the new version"
@@ -101,20 +101,20 @@ def test_a_code_change_rolls_the_replicas_while_serving_with_zero_failed_request
 
 def test_a_crashing_constructor_gives_deploy_failed_with_its_error_and_the_cluster_stays_usable(serve_cluster: Any) -> None:
     with pytest.raises(DeployFailedError, match="cannot load the model file"):
-        serve.run(serve_apps.FailsToStart.bind(), name="broken")
+        serve.run(serve_apps.FailsToStart.bind(), name="broken", route_prefix=None)
     app = serve.status().applications["broken"]
     assert app.status == "DEPLOY_FAILED"
     d = app.deployments["FailsToStart"]
     assert d.status == "DEPLOY_FAILED" and "RuntimeError: cannot load the model file" in d.message
     assert "Traceback" in d.message and "serve_apps.py" in d.message, "the constructor's traceback is shown"
     assert d.replica_states == {}
-    handle = serve.run(serve_apps.Echo.bind("ok:"), name="fine")
+    handle = serve.run(serve_apps.Echo.bind("ok:"), name="fine", route_prefix=None)
     assert handle.remote(1).result(timeout_s=10) == "ok:1"
 
 
 def test_a_replica_failing_its_health_checks_is_replaced(serve_cluster: Any, tmp_path: Path) -> None:
     flag = tmp_path / "unhealthy"
-    handle = serve.run(serve_apps.Fragile.bind(str(flag)), name="fragile")
+    handle = serve.run(serve_apps.Fragile.bind(str(flag)), name="fragile", route_prefix=None)
     sick = handle.remote().result(timeout_s=10)
     flag.write_text(sick)
     wait_for(lambda: _answer_other_than(handle, sick), 20, "a replacement replica")
@@ -129,7 +129,7 @@ def _answer_other_than(handle: Any, instance: str) -> bool:
 
 
 def test_replicas_of_a_sigkilled_worker_are_replaced_on_the_survivor(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=4, isolation="thread").bind(), name="kill")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=4, isolation="thread").bind(), name="kill", route_prefix=None)
     victim = handle.whoami.remote().result(timeout_s=10)
     os.kill(victim["pid"], signal.SIGKILL)
     survivor = {"worker-0", "worker-1"} - {victim["node"]}
@@ -144,7 +144,7 @@ def test_replicas_of_a_sigkilled_worker_are_replaced_on_the_survivor(serve_clust
 
 
 def test_delete_stops_every_replica_and_removes_the_application(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.bind(), name="gone")
+    handle = serve.run(serve_apps.Echo.bind(), name="gone", route_prefix=None)
     serve.delete("gone")
     assert "gone" not in serve.status().applications
     assert all(n.replicas == 0 for n in serve.status().nodes)
@@ -154,14 +154,14 @@ def test_delete_stops_every_replica_and_removes_the_application(serve_cluster: A
 
 
 def test_downscaling_lets_in_flight_requests_finish(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=2).bind(), name="graceful")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=2).bind(), name="graceful", route_prefix=None)
     slow = [handle.slow.remote(1.0) for _ in range(4)]
-    serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="graceful")
+    serve.run(serve_apps.Echo.options(num_replicas=1).bind(), name="graceful", route_prefix=None)
     assert [r.result(timeout_s=20) for r in slow] == ["slept 1.0"] * 4
 
 
 def test_async_methods_and_named_methods_are_called_through_the_handle(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.bind(), name="methods")
+    handle = serve.run(serve_apps.Echo.bind(), name="methods", route_prefix=None)
     assert handle.async_echo.remote(3).result(timeout_s=10) == {"async": 3}
     assert handle.options(method_name="async_echo").remote(4).result(timeout_s=10) == {"async": 4}
     with pytest.raises(ValueError, match="boom"):
@@ -174,7 +174,7 @@ def test_async_methods_and_named_methods_are_called_through_the_handle(serve_clu
 
 
 def test_result_with_a_timeout_raises_timeout_error(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Sleepy.bind(), name="sleepy")
+    handle = serve.run(serve_apps.Sleepy.bind(), name="sleepy", route_prefix=None)
     with pytest.raises(TimeoutError):
         handle.remote(2.0).result(timeout_s=0.2)
 
@@ -203,18 +203,18 @@ def test_invalid_options_are_refused_naming_the_field(make: Any, error: type, te
 
 def test_bad_applications_are_refused_and_nothing_is_deployed(serve_cluster: Any) -> None:
     with pytest.raises(TypeError, match=r"Echo.bind\(\): argument 0: cannot send tests.test_serve_control_plane.NotEncodable"):
-        serve.run(serve_apps.Echo.bind(NotEncodable()), name="bad1")
+        serve.run(serve_apps.Echo.bind(NotEncodable()), name="bad1", route_prefix=None)
 
     @serve.deployment
     class Local:
         pass
 
     with pytest.raises(DeploymentOptionError, match="defined inside a function"):
-        serve.run(Local.bind(), name="bad2")
+        serve.run(Local.bind(), name="bad2", route_prefix=None)
     with pytest.raises(DeploymentOptionError, match="more than any worker has"):
-        serve.run(serve_apps.Echo.options(actor_options={"num_cpus": 64}).bind(), name="bad3")
+        serve.run(serve_apps.Echo.options(actor_options={"num_cpus": 64}).bind(), name="bad3", route_prefix=None)
     with pytest.raises(TypeError, match=r"takes an application made with .bind\(\)"):
-        serve.run(serve_apps.Echo, name="bad4")  # type: ignore[arg-type]
+        serve.run(serve_apps.Echo, name="bad4", route_prefix=None)  # type: ignore[arg-type]
     assert serve.status().applications == {}
     with pytest.raises(TypeError, match="cannot be called directly"):
         serve_apps.Echo()
@@ -233,7 +233,7 @@ def test_a_deployment_defined_in_the_users_own_script_runs_in_workers(tmp_path: 
         "        return f'{self.greeting}, {name} from pid {os.getpid()}'\n"
         "if __name__ == '__main__':\n"
         "    serve.start(workers=1)\n"
-        "    handle = serve.run(Greeter.bind('hello'), name='greet')\n"
+        "    handle = serve.run(Greeter.bind('hello'), name='greet', route_prefix=None)\n"
         "    print(handle.remote('you').result(timeout_s=10), flush=True)\n"
         "    print(serve.status().applications['greet'].status, flush=True)\n"
         "    print(os.getpid(), flush=True)\n"
@@ -258,7 +258,7 @@ def test_shutdown_leaves_no_worker_process_behind() -> None:
     serve.start(workers=2, config=fast_serve_config())
     try:
         assert len(child_pids() - before) == 2
-        serve.run(serve_apps.Echo.bind(), name="x")
+        serve.run(serve_apps.Echo.bind(), name="x", route_prefix=None)
     finally:
         serve.shutdown()
     assert child_pids() <= before
@@ -302,7 +302,7 @@ def test_a_second_process_connects_to_a_running_head_by_address(tmp_path: Path) 
         address = line.split()[1]
         serve.start(address=address, config=fast_serve_config())
         try:
-            handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind("remote:"), name="via-address")
+            handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind("remote:"), name="via-address", route_prefix=None)
             assert handle.remote(1).result(timeout_s=10) == "remote:1"
             assert [n.node_id for n in serve.status().nodes] == ["worker-0"]
         finally:
@@ -327,7 +327,7 @@ def test_a_worker_cut_off_and_back_rejoins_cleanly_with_its_stale_replicas_stopp
     from actors.serve._api import current_session
     from protocol import ListReplicas
 
-    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind(), name="cut")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind(), name="cut", route_prefix=None)
     session = current_session()
     victim = session.workers[0]
     node_ref = session.system.ref(victim.address, "node")

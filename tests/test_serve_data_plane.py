@@ -18,14 +18,14 @@ from tests.helpers import Traffic, wait_for
 
 def test_a_bound_deployment_reaches_the_ingress_constructor_as_a_handle(serve_cluster: Any) -> None:
     app = serve_apps.Ingress.bind(serve_apps.Model.bind(3.0), 1.0)
-    handle = serve.run(app, name="composed")
+    handle = serve.run(app, name="composed", route_prefix=None)
     assert handle.remote(2.0).result(timeout_s=10) == 7.0
     status = serve.status().applications["composed"]
     assert status.ingress == "Ingress" and set(status.deployments) == {"Ingress", "Model"}
 
 
 def test_a_response_passed_to_another_call_is_resolved_first(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Ingress.bind(serve_apps.Model.bind(2.0), 0.0), name="chain")
+    handle = serve.run(serve_apps.Ingress.bind(serve_apps.Model.bind(2.0), 0.0), name="chain", route_prefix=None)
     assert handle.chained.remote(5.0).result(timeout_s=10) == 20.0
     model = serve.get_deployment_handle("Model", "chain")
     first = model.remote(1.5)
@@ -33,14 +33,14 @@ def test_a_response_passed_to_another_call_is_resolved_first(serve_cluster: Any)
 
 
 def test_a_response_that_failed_fails_the_call_it_was_passed_to(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.bind(), name="failchain")
+    handle = serve.run(serve_apps.Echo.bind(), name="failchain", route_prefix=None)
     broken = handle.fail.remote("upstream broke")
     with pytest.raises(ValueError, match="upstream broke"):
         handle.remote(broken).result(timeout_s=10)
 
 
 def test_app_and_deployment_handles_are_found_by_name(serve_cluster: Any) -> None:
-    serve.run(serve_apps.Ingress.bind(serve_apps.Model.bind(1.0), 0.5), name="named")
+    serve.run(serve_apps.Ingress.bind(serve_apps.Model.bind(1.0), 0.5), name="named", route_prefix=None)
     assert serve.get_app_handle("named").remote(1.0).result(timeout_s=10) == 1.5
     assert serve.get_deployment_handle("Model", "named").remote(4.0).result(timeout_s=10) == 4.0
     with pytest.raises(DeploymentNotFoundError, match="no application named 'nope'"):
@@ -50,12 +50,12 @@ def test_app_and_deployment_handles_are_found_by_name(serve_cluster: Any) -> Non
 
 
 def test_a_generator_method_streams_its_results_with_for(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Model.bind(1.0), name="stream")
+    handle = serve.run(serve_apps.Model.bind(1.0), name="stream", route_prefix=None)
     assert list(handle.options(stream=True).tokens.remote(200)) == [f"tok{i}" for i in range(200)]
 
 
 def test_an_async_generator_streams_with_async_for(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Model.bind(1.0), name="astream")
+    handle = serve.run(serve_apps.Model.bind(1.0), name="astream", route_prefix=None)
 
     async def main() -> list[Any]:
         return [item async for item in handle.options(stream=True, method_name="atokens").remote(50)]
@@ -64,12 +64,12 @@ def test_an_async_generator_streams_with_async_for(serve_cluster: Any) -> None:
 
 
 def test_a_replica_can_relay_a_stream_from_another_deployment(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Ingress.bind(serve_apps.Model.bind(1.0), 0.0), name="relay")
+    handle = serve.run(serve_apps.Ingress.bind(serve_apps.Model.bind(1.0), 0.0), name="relay", route_prefix=None)
     assert handle.relay.remote(5).result(timeout_s=10) == [f"tok{i}" for i in range(5)]
 
 
 def test_a_stream_that_raises_delivers_what_came_before_then_the_error(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Model.bind(1.0), name="brokenstream")
+    handle = serve.run(serve_apps.Model.bind(1.0), name="brokenstream", route_prefix=None)
     stream = handle.options(stream=True).broken_stream.remote()
     assert next(stream) == "first"
     with pytest.raises(KeyError, match="second is missing"):
@@ -77,7 +77,7 @@ def test_a_stream_that_raises_delivers_what_came_before_then_the_error(serve_clu
 
 
 def test_stream_true_must_match_the_kind_of_method(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Model.bind(1.0), name="mismatch")
+    handle = serve.run(serve_apps.Model.bind(1.0), name="mismatch", route_prefix=None)
     with pytest.raises(TypeError, match="is a generator; call it with handle.options"):
         handle.tokens.remote(3).result(timeout_s=10)
     with pytest.raises(TypeError, match="is not a generator"):
@@ -85,7 +85,7 @@ def test_stream_true_must_match_the_kind_of_method(serve_cluster: Any) -> None:
 
 
 def test_responses_can_be_awaited_concurrently_from_asyncio(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.bind("a:"), name="awaits")
+    handle = serve.run(serve_apps.Echo.bind("a:"), name="awaits", route_prefix=None)
 
     async def main() -> list[Any]:
         return list(await asyncio.gather(*(handle.remote(i) for i in range(100))))
@@ -94,17 +94,17 @@ def test_responses_can_be_awaited_concurrently_from_asyncio(serve_cluster: Any) 
 
 
 def test_sync_methods_run_concurrently_up_to_max_ongoing_requests(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Concurrent.bind(), name="sync-conc")
+    handle = serve.run(serve_apps.Concurrent.bind(), name="sync-conc", route_prefix=None)
     assert [r.result(timeout_s=15) for r in [handle.gather.remote(4) for _ in range(4)]] == [4] * 4
 
 
 def test_async_methods_run_concurrently_on_the_replica_event_loop(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Concurrent.bind(), name="async-conc")
+    handle = serve.run(serve_apps.Concurrent.bind(), name="async-conc", route_prefix=None)
     assert [r.result(timeout_s=15) for r in [handle.agather.remote(4) for _ in range(4)]] == [4] * 4
 
 
 def test_a_replica_is_never_sent_more_than_max_ongoing_requests_and_the_rest_wait_at_the_handle(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Concurrent.options(max_ongoing_requests=2).bind(), name="limit")
+    handle = serve.run(serve_apps.Concurrent.options(max_ongoing_requests=2).bind(), name="limit", route_prefix=None)
     responses = [handle.hold.remote(0.3) for _ in range(6)]
     router = current_session().router("limit", "Concurrent")
     stats = router.statistics()
@@ -115,7 +115,7 @@ def test_a_replica_is_never_sent_more_than_max_ongoing_requests_and_the_rest_wai
 
 def test_beyond_max_queued_requests_remote_fails_fast_with_backpressure(serve_cluster: Any) -> None:
     handle = serve.run(
-        serve_apps.Concurrent.options(max_ongoing_requests=1, max_queued_requests=2).bind(), name="bp"
+        serve_apps.Concurrent.options(max_ongoing_requests=1, max_queued_requests=2).bind(), name="bp", route_prefix=None
     )
     accepted = [handle.hold.remote(0.5) for _ in range(3)]
     with pytest.raises(BackPressureError, match="max_queued_requests=2"):
@@ -125,7 +125,7 @@ def test_beyond_max_queued_requests_remote_fails_fast_with_backpressure(serve_cl
 
 
 def test_requests_in_flight_on_a_replica_that_dies_fail_naming_the_replica(serve_cluster: Any, tmp_path: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=2).bind(), name="dies")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=2).bind(), name="dies", route_prefix=None)
     marker = tmp_path / "pid"
     slow = handle.slow_marked.remote(str(marker), 30.0)
     router = current_session().router("dies", "Echo")
@@ -138,17 +138,17 @@ def test_requests_in_flight_on_a_replica_that_dies_fail_naming_the_replica(serve
 
 
 def test_scaling_down_and_up_under_traffic_fails_no_request(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind("s:"), name="churn")
+    handle = serve.run(serve_apps.Echo.options(num_replicas=4).bind("s:"), name="churn", route_prefix=None)
     with Traffic(lambda: handle.remote(1).result(timeout_s=10), threads=4) as traffic:
         for n in (1, 4, 2, 4):
-            serve.run(serve_apps.Echo.options(num_replicas=n).bind("s:"), name="churn")
+            serve.run(serve_apps.Echo.options(num_replicas=n).bind("s:"), name="churn", route_prefix=None)
     assert traffic.failures == [] and traffic.answers
     assert set(traffic.answers) == {"s:1"}
 
 
 def test_a_thousand_handles_in_one_process_cost_the_controller_one_subscription(serve_cluster: Any) -> None:
     before = serve.controller_stats()["subscriptions"]
-    serve.run(serve_apps.Echo.bind("h:"), name="handles")  # its handle subscribes this process
+    serve.run(serve_apps.Echo.bind("h:"), name="handles", route_prefix=None)  # its handle subscribes this process
     handles = [DeploymentHandle("handles", "Echo") for _ in range(1000)]
     responses = [h.remote(i) for i, h in enumerate(handles)]
     assert [r.result(timeout_s=30) for r in responses] == [f"h:{i}" for i in range(1000)]
@@ -156,7 +156,7 @@ def test_a_thousand_handles_in_one_process_cost_the_controller_one_subscription(
 
 
 def test_an_argument_that_cannot_be_encoded_is_named(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Echo.bind(), name="badarg")
+    handle = serve.run(serve_apps.Echo.bind(), name="badarg", route_prefix=None)
     with pytest.raises(TypeError, match=r"Echo.__call__.remote\(\): argument 'x': cannot send object"):
         handle.remote(x=object())
     with pytest.raises(TypeError, match=r"Echo.__call__.remote\(\): argument 1: cannot send set"):

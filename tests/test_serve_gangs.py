@@ -26,7 +26,7 @@ def members_seen(handle: Any, n: int = 80) -> dict[str, dict[str, Any]]:
 
 
 def test_gang_members_get_ranks_one_member_list_and_pack_on_one_worker(gang_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Shard.bind(), name="gangs")
+    handle = serve.run(serve_apps.Shard.bind(), name="gangs", route_prefix=None)
     seen = members_seen(handle)
     assert len(seen) == 8
     gangs: dict[str, list[dict[str, Any]]] = {}
@@ -46,12 +46,12 @@ def test_strict_spread_puts_members_on_distinct_workers(gang_cluster: Any) -> No
     app = serve_apps.Shard.options(
         num_replicas=2, gang_scheduling_config=GangSchedulingConfig(gang_size=2, gang_placement_strategy="STRICT_SPREAD")
     ).bind()
-    handle = serve.run(app, name="spread")
+    handle = serve.run(app, name="spread", route_prefix=None)
     assert {info["node"] for info in members_seen(handle, 30).values()} == {"worker-0", "worker-1"}
 
 
 def test_deleting_a_gang_app_releases_every_reservation(gang_cluster: Any) -> None:
-    serve.run(serve_apps.Shard.bind(), name="gangs")
+    serve.run(serve_apps.Shard.bind(), name="gangs", route_prefix=None)
     serve.delete("gangs")
     status = serve.status()
     assert status.reservations == [] and all(n.available["CPU"] == 1.0 for n in status.nodes)
@@ -60,7 +60,7 @@ def test_deleting_a_gang_app_releases_every_reservation(gang_cluster: Any) -> No
 def test_two_gang_deployments_in_one_app(gang_cluster: Any) -> None:
     other = serve_apps.Shard.options(name="Other", num_replicas=2, gang_scheduling_config={"gang_size": 2})
     app = serve_apps.Ingress.bind(serve_apps.Shard.options(num_replicas=4).bind(), other.bind())
-    serve.run(app, name="two")
+    serve.run(app, name="two", route_prefix=None)
     deployments = serve.status().applications["two"].deployments
     assert deployments["Shard"].replica_states == {"RUNNING": 4}
     assert deployments["Other"].replica_states == {"RUNNING": 2}
@@ -68,7 +68,7 @@ def test_two_gang_deployments_in_one_app(gang_cluster: Any) -> None:
 
 
 def test_twelve_in_gangs_of_four_with_room_for_eight_run_eight_then_all_after_a_worker_joins(gang_cluster: Any) -> None:
-    serve.run(serve_apps.Shard.options(num_replicas=12).bind(), name="gangs", wait_for_ready=False)
+    serve.run(serve_apps.Shard.options(num_replicas=12).bind(), name="gangs", wait_for_ready=False, route_prefix=None)
     wait_for(lambda: shard_status().replica_states == {"RUNNING": 8}, 20, "two gangs running")
     d = shard_status()
     assert d.status == "UPDATING" and "waiting for resources: a gang of 4" in d.message
@@ -79,7 +79,7 @@ def test_twelve_in_gangs_of_four_with_room_for_eight_run_eight_then_all_after_a_
 
 def test_a_member_whose_constructor_fails_once_retries_its_whole_gang_never_partial(gang_cluster: Any, tmp_path: Path) -> None:
     (tmp_path / "fail-once-rank-2").write_text("")
-    handle = serve.run(serve_apps.Shard.options(num_replicas=4).bind(str(tmp_path)), name="gangs")
+    handle = serve.run(serve_apps.Shard.options(num_replicas=4).bind(str(tmp_path)), name="gangs", route_prefix=None)
     seen = members_seen(handle, 40)
     assert len(seen) == 4 and sorted(i["rank"] for i in seen.values()) == [0, 1, 2, 3]
     assert not (tmp_path / "fail-once-rank-2").exists()
@@ -88,13 +88,13 @@ def test_a_member_whose_constructor_fails_once_retries_its_whole_gang_never_part
 def test_a_constructor_that_always_fails_gives_deploy_failed_with_nothing_running(gang_cluster: Any, tmp_path: Path) -> None:
     (tmp_path / "always-fail-rank-1").write_text("")
     with pytest.raises(serve.DeployFailedError, match="rank 1 always fails"):
-        serve.run(serve_apps.Shard.options(num_replicas=4).bind(str(tmp_path)), name="gangs")
+        serve.run(serve_apps.Shard.options(num_replicas=4).bind(str(tmp_path)), name="gangs", route_prefix=None)
     wait_for(lambda: shard_status().replica_states == {}, 10, "every member stopped")
     assert serve.status().reservations == []
 
 
 def test_a_member_failing_health_checks_replaces_its_gang_while_the_other_serves(gang_cluster: Any, tmp_path: Path) -> None:
-    handle = serve.run(serve_apps.Shard.bind(str(tmp_path)), name="gangs")
+    handle = serve.run(serve_apps.Shard.bind(str(tmp_path)), name="gangs", route_prefix=None)
     seen = members_seen(handle)
     victim = next(iter(seen.values()))
     with Traffic(lambda: handle.remote().result(timeout_s=10)) as traffic:
@@ -105,17 +105,17 @@ def test_a_member_failing_health_checks_replaces_its_gang_while_the_other_serves
 
 
 def test_scaling_eight_to_four_to_eight_fails_no_request(gang_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Shard.bind(), name="gangs")
+    handle = serve.run(serve_apps.Shard.bind(), name="gangs", route_prefix=None)
     with Traffic(lambda: handle.remote().result(timeout_s=10)) as traffic:
-        serve.run(serve_apps.Shard.options(num_replicas=4).bind(), name="gangs")
+        serve.run(serve_apps.Shard.options(num_replicas=4).bind(), name="gangs", route_prefix=None)
         assert len(serve.status().reservations) == 1
-        serve.run(serve_apps.Shard.options(num_replicas=8).bind(), name="gangs")
+        serve.run(serve_apps.Shard.options(num_replicas=8).bind(), name="gangs", route_prefix=None)
     assert traffic.failures == [] and traffic.answers, [repr(f) for f in traffic.failures[:3]]
     assert shard_status().replica_states == {"RUNNING": 8}
 
 
 def test_chaos_no_published_replica_set_ever_holds_an_incomplete_gang(gang_cluster: Any, tmp_path: Path) -> None:
-    handle = serve.run(serve_apps.Shard.bind(str(tmp_path)), name="gangs")
+    handle = serve.run(serve_apps.Shard.bind(str(tmp_path)), name="gangs", route_prefix=None)
     handle.remote().result(timeout_s=10)
     router = current_session().router("gangs", "Shard")
     published: list[ReplicaSet] = []
@@ -166,5 +166,5 @@ def test_a_gang_that_could_never_fit_is_refused_at_run_and_nothing_is_reserved(g
         actor_options={"num_cpus": 0.5},
     ).bind()
     with pytest.raises(DeploymentOptionError, match="does not fit on the workers even when they are empty"):
-        serve.run(app, name="toobig")
+        serve.run(app, name="toobig", route_prefix=None)
     assert serve.status().reservations == [] and "toobig" not in serve.status().applications

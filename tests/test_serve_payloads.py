@@ -16,7 +16,7 @@ from transport import TransportConfig
 
 @pytest.fixture
 def arrays_app(serve_cluster: Any) -> Any:
-    return serve.run(serve_apps.Arrays.bind(np.arange(10.0)), name="arrays")
+    return serve.run(serve_apps.Arrays.bind(np.arange(10.0)), name="arrays", route_prefix=None)
 
 
 def test_a_numpy_array_round_trip_keeps_dtype_shape_order_and_values(arrays_app: Any) -> None:
@@ -60,7 +60,7 @@ def test_a_value_with_no_codec_is_refused_before_anything_is_sent(arrays_app: An
 
 
 def test_a_pickle_opted_deployment_takes_any_object_on_a_local_cluster(serve_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Arrays.options(serializer="pickle").bind(serve_apps.Unregistered(np.arange(4))), name="pickled")
+    handle = serve.run(serve_apps.Arrays.options(serializer="pickle").bind(serve_apps.Unregistered(np.arange(4))), name="pickled", route_prefix=None)
     got = handle.echo.remote(serve_apps.Unregistered(np.arange(200_000))).result(timeout_s=30)
     assert type(got) is serve_apps.Unregistered and np.array_equal(got.payload, np.arange(200_000))
 
@@ -82,9 +82,9 @@ def tcp_cluster() -> Iterator[Any]:
 
 def test_the_pickle_opt_in_is_refused_on_an_unauthenticated_tcp_cluster(tcp_cluster: Any) -> None:
     with pytest.raises(Exception, match=r"serializer='pickle' \(its own or ServeSettings.serializer\) is refused on this cluster: its transport is plain TCP without CurveZMQ"):
-        serve.run(serve_apps.Arrays.options(serializer="pickle").bind(), name="pickled")
+        serve.run(serve_apps.Arrays.options(serializer="pickle").bind(), name="pickled", route_prefix=None)
     assert "pickled" not in serve.status().applications
-    assert serve.run(serve_apps.Arrays.bind(), name="plain").echo.remote(np.arange(3)).result(timeout_s=10).tolist() == [0, 1, 2]
+    assert serve.run(serve_apps.Arrays.bind(), name="plain", route_prefix=None).echo.remote(np.arange(3)).result(timeout_s=10).tolist() == [0, 1, 2]
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def small_frames() -> Iterator[Any]:
 
 
 def test_a_message_over_the_transports_limit_is_refused_naming_the_limit(small_frames: Any) -> None:
-    handle = serve.run(serve_apps.Arrays.bind(), name="small")
+    handle = serve.run(serve_apps.Arrays.bind(), name="small", route_prefix=None)
     with pytest.raises(Exception, match=r"exceeds the transport's limit of 1048576 bytes \(TransportConfig.max_frame_bytes"):
         handle.echo.remote(np.zeros(2 << 20, dtype=np.uint8)).result(timeout_s=10)
     assert handle.echo.remote(np.zeros(1000)).result(timeout_s=10).shape == (1000,)
@@ -117,6 +117,6 @@ def pickling_cluster() -> Iterator[Any]:
 
 
 def test_the_cluster_wide_pickle_opt_in_covers_every_deployment(pickling_cluster: Any) -> None:
-    handle = serve.run(serve_apps.Arrays.bind(serve_apps.Unregistered(1)), name="cluster-pickled")
+    handle = serve.run(serve_apps.Arrays.bind(serve_apps.Unregistered(1)), name="cluster-pickled", route_prefix=None)
     got = handle.echo.remote(serve_apps.Unregistered({"k": np.arange(3)})).result(timeout_s=30)
     assert type(got) is serve_apps.Unregistered and got.payload["k"].tolist() == [0, 1, 2]

@@ -58,11 +58,13 @@ from ._errors import (
     StoreError,
 )
 from ._gangs import GangSchedulingConfig
+from ._ingress import ingress
 from ._options import DeploymentConfig, DeploymentOptionError
 from ._status import (
     ApplicationStatusOverview,
     DeploymentStatusOverview,
     NodeStatus,
+    ProxyStatus,
     ReservationStatus,
     ServeStatus,
 )
@@ -93,6 +95,7 @@ __all__ = [
     "GangContext",
     "GangSchedulingConfig",
     "NodeStatus",
+    "ProxyStatus",
     "ReplicaContext",
     "ReplicaStoppingError",
     "ReservationStatus",
@@ -104,6 +107,7 @@ __all__ = [
     "get_app_handle",
     "get_deployment_handle",
     "get_replica_context",
+    "ingress",
     "run",
     "shutdown",
     "start",

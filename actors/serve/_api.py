@@ -21,11 +21,12 @@ from typing import Any
 from protocol import DeleteApp, DeployApp
 from transport import load_keys
 
-from .._config import Config
+from .._config import Config, HttpOptions
 from .._errors import RemoteError
 from ._app import Application, build_application
 from ._errors import DeployFailedError, DeploymentNotFoundError
 from ._options import DeploymentOptionError
+from ._routes import check_route_prefix
 from ._status import ServeStatus, from_info
 from .client._handle import DeploymentHandle
 from .client._session import Session, client_bind_host, connect
@@ -115,6 +116,7 @@ def start(
     address: str | None = None,
     keys: str | None = None,
     config: Config | None = None,
+    http_options: dict[str, Any] | HttpOptions | None = None,
 ) -> None:
     """Start serving in this process, or connect to a running cluster.
 
@@ -127,16 +129,24 @@ def start(
         keys: with ``address``: the cluster's key folder (``corral start``
             prints it); a cluster it started admits only holders of its keys.
         config: settings; None uses the defaults.
+        http_options: the HTTP proxies' settings (``host``, ``port``,
+            ``proxy_location``, ``request_timeout_s``... see
+            :class:`~actors.HttpOptions`); overrides ``config.http``. Only
+            for a cluster started here: a connecting process runs no proxy.
 
     Raises:
-        ValueError: ``workers`` is malformed, or ``keys`` cannot be read.
-        RuntimeError: serve already runs in this process, or a worker failed to start.
+        ValueError: ``workers`` or an HTTP option is malformed, or ``keys`` cannot be read.
+        RuntimeError: serve already runs in this process, a worker failed to
+            start, or the HTTP proxy cannot listen on its port.
         ConnectionError: nothing answers at ``address``.
     """
     with _session_lock:
         if _session is not None:
             raise RuntimeError("serve is already started in this process; call serve.shutdown() first")
-        _adopt(_start(workers, address, keys, config or Config()))
+        config = config or Config()
+        if http_options is not None:
+            config = dataclasses.replace(config, http=HttpOptions.from_dict(http_options))
+        _adopt(_start(workers, address, keys, config))
 
 
 def _start(workers: int | list[dict[str, float]], address: str | None, keys: str | None, config: Config) -> Session:
@@ -190,7 +200,7 @@ def run(
     target: Application,
     *,
     name: str = "default",
-    route_prefix: str | None = None,
+    route_prefix: str | None = "/",
     wait_for_ready: bool = True,
     timeout_s: float | None = None,
 ) -> DeploymentHandle:
@@ -201,18 +211,21 @@ def run(
     Args:
         target: ``Deployment.bind(...)``.
         name: the application's name.
-        route_prefix: accepted for Ray Serve compatibility; corral has no HTTP proxy.
+        route_prefix: where the HTTP proxies serve the ingress (``"/"``:
+            the root); None: not over HTTP. Two applications cannot share one.
         wait_for_ready: wait until every deployment reached its target.
         timeout_s: how long to wait; None uses ``ServeSettings.run_timeout_s``.
 
     Raises:
         DeploymentOptionError: an option or class is invalid (nothing is deployed).
+        ValueError: ``route_prefix`` is malformed or another application serves it.
         TypeError: a bound argument cannot be encoded (the message names it).
         DeployFailedError: the application ended in DEPLOY_FAILED.
         TimeoutError: not ready in time.
     """
     if not isinstance(name, str) or not name or "#" in name:
         raise ValueError(f"application name must be a non-empty string without '#', got {name!r}")
+    check_route_prefix(route_prefix)
     cluster_pickles = has_session() and current_session().config.serve.serializer == "pickle"
     specs, ingress = build_application(target, name, allow_pickle=cluster_pickles)
     if not has_session():
@@ -220,7 +233,7 @@ def run(
         start()
     session = current_session()
     try:
-        session.ask_controller(DeployApp(name, ingress, specs))
+        session.ask_controller(DeployApp(name, ingress, specs, route_prefix))
     except RemoteError as exc:
         if exc.type_name.endswith("DeploymentOptionError"):
             raise DeploymentOptionError(str(exc)) from None

@@ -19,6 +19,7 @@ import time
 from .._config import Config, config_to_json
 from .._system import ActorSystem
 from ._names import CONTROLLER_NAME
+from .client._proxy_server import PROXY_ACTOR, HttpProxy
 from .client._session import Session, attach
 from .head._controller import ClearCheckpoint, Controller
 from .head._store import load_checkpoint, open_store
@@ -121,6 +122,10 @@ def start_embedded(workers: list[dict[str, float]], config: Config) -> Session:
             session.workers.append(WorkerProcess(f"worker-{i}", str(controller), resources, config))
         for worker in session.workers:
             worker.wait_ready(deadline)
+        if config.http.proxy_location != "Disabled":
+            proxy = system.spawn(HttpProxy, session, config.http, "head", config.http.proxy_location == "EveryNode",
+                                 name=PROXY_ACTOR)
+            session.on_close(lambda: system.stop(proxy), first=True)  # no new requests while the rest stops
     except BaseException:
         for worker in session.workers if session is not None else []:
             worker.kill()

@@ -62,12 +62,14 @@ class ApplicationStatusOverview:
         message: why, in words.
         ingress: the deployment that takes the application's requests.
         deployments: by name.
+        route_prefix: where the HTTP proxies serve it (None: not over HTTP).
     """
 
     status: str
     message: str
     ingress: str
     deployments: dict[str, DeploymentStatusOverview]
+    route_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,30 @@ class ReservationStatus:
 
 
 @dataclass(frozen=True)
+class ProxyStatus:
+    """An HTTP proxy the controller heard from lately.
+
+    Attributes:
+        node_id: where it runs (``"head"`` or a worker's node id).
+        url: where it listens.
+        pid: its process.
+        requests: requests it served so far.
+    """
+
+    node_id: str
+    url: str
+    pid: int
+    requests: int
+
+
+@dataclass(frozen=True)
 class ServeStatus:
-    """Every application, the worker nodes, and the gang reservations."""
+    """Every application, the worker nodes, the gang reservations and the HTTP proxies."""
 
     applications: dict[str, ApplicationStatusOverview] = field(default_factory=dict)
     nodes: list[NodeStatus] = field(default_factory=list)
     reservations: list[ReservationStatus] = field(default_factory=list)
+    proxies: list[ProxyStatus] = field(default_factory=list)
 
 
 def from_info(info: ServeStatusInfo) -> ServeStatus:
@@ -116,9 +136,12 @@ def from_info(info: ServeStatusInfo) -> ServeStatus:
                 )
                 for dname, d in app.deployments.items()
             },
+            app.route_prefix,
         )
         for name, app in info.applications.items()
     }
     nodes = [NodeStatus(n.node_id, n.address, dict(n.total), dict(n.available), n.replicas) for n in info.nodes]
     reservations = [ReservationStatus(r.name, r.app, r.deployment, r.gang_id, list(r.nodes), dict(r.bundle)) for r in info.reservations]
-    return ServeStatus(apps, nodes, reservations)
+    proxies = [ProxyStatus(str(p.get("node", "")), str(p.get("url", "")), int(p.get("pid", 0)), int(p.get("requests", 0)))
+               for p in info.proxies]
+    return ServeStatus(apps, nodes, reservations, proxies)

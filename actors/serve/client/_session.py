@@ -183,10 +183,11 @@ class Session:
     def resolve(self, value: Any) -> Any:
         return resolve_markers(value, self.make_handle)
 
-    def on_close(self, hook: Callable[[], None]) -> None:
+    def on_close(self, hook: Callable[[], None], first: bool = False) -> None:
         """Run ``hook`` when the session closes, before its actor system shuts
-        down (the embedded head stops its controller and workers this way)."""
-        self._close_hooks.append(hook)
+        down (the embedded head stops its controller and workers this way);
+        ``first``: before the hooks added so far."""
+        self._close_hooks.insert(0, hook) if first else self._close_hooks.append(hook)
 
     def close(self) -> None:
         """Stop what this session started; idempotent."""

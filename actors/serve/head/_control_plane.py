@@ -23,16 +23,17 @@ from typing import Any, Callable
 from protocol import Checkpoint, ReplicaSet
 
 from ..._config import ServeSettings
-from .._autoscaling import AutoscalingConfigError, AutoscalingDecider, load_policy
+from .._autoscaling import AutoscalingDecider
 from .._names import NODE_ACTOR
 from .._options import DeploymentConfig, DeploymentOptionError
 from . import _effects as fx
 from . import _events as ev
 from ._agenda import Agenda
 from ._commands import Command
-from ._controller_metrics import MetricsLedger, whole_gangs
+from ._controller_metrics import MetricsLedger, load_policies, whole_gangs
 from ._command_effects import CommandEffects
 from ._controller_views import StatusViews
+from ._route_book import RouteBook
 from ._deployment_state import DeploymentState, make_limits
 from ._placement import Cluster
 from ._recovery import Recovery
@@ -49,6 +50,7 @@ class App:
     ingress: str
     deployments: dict[str, DeploymentState]
     deleting: bool = False
+    route_prefix: str | None = None
 
 
 @dataclass
@@ -74,6 +76,7 @@ class ControlPlane:
     def __init__(self, settings: ServeSettings, checkpointing: bool = False, store_location: str = "") -> None:
         self.settings = settings
         self.agenda = Agenda()
+        self.route_book = RouteBook()
         self.pickle_allowed = False  # the shell says whether the cluster's transport is authenticated or local
         self.limits = make_limits(
             settings.constructor_retries_per_replica,
@@ -216,20 +219,14 @@ class ControlPlane:
         if message.ingress not in names:
             raise ValueError(f"ingress deployment {message.ingress!r} is not among the deployments {names}")
         configs = {spec.name: self._checked_config(spec) for spec in message.deployments}
-        policies = {}
-        for spec in message.deployments:
-            autoscaling = configs[spec.name].autoscaling()
-            if autoscaling is not None and autoscaling.policy:
-                try:
-                    policies[spec.name] = load_policy(autoscaling.policy)
-                except AutoscalingConfigError as exc:
-                    raise DeploymentOptionError(f"deployment {spec.name!r}: {exc}") from None
+        policies = load_policies(configs)
         app = self.apps.get(message.name)
         if app is not None and app.deleting:
             raise RuntimeError(f"application {message.name!r} is being deleted; deploy it again once it is gone")
+        prefix = self.route_book.check(self.apps.values(), message.name, message.route_prefix)
         if app is None:
             app = self.apps[message.name] = self.new_app(message.name, message.ingress)
-        app.ingress = message.ingress
+        app.ingress, app.route_prefix = message.ingress, prefix
         self.revision += 1
         for spec in message.deployments:
             config = configs[spec.name]

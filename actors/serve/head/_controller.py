@@ -21,6 +21,7 @@ from protocol import (
     DeleteApp,
     DeployApp,
     GetControllerStats,
+    GetRoutes,
     GetStatus,
     MetricsPush,
     NodeHello,
@@ -88,6 +89,7 @@ class Controller(Actor):
             SubscribeReplicas: lambda m: self._run(ev.Subscribe(m)),
             MetricsPush: lambda m: self._run(ev.MetricsPushed(m)),
             GetStatus: lambda m: self._run(ev.StatusAsked(m.app)),
+            GetRoutes: lambda m: self.core.route_book.answer(self.core.apps.values(), m.known, m.proxy, time.monotonic()),
             GetControllerStats: self._stats,
             ClearCheckpoint: lambda _m: self._run(ev.ClearAsked()),
         }

@@ -20,8 +20,8 @@ from protocol import (
     decode_fields,
 )
 
-from .._autoscaling import PolicyContext
-from .._options import DeploymentConfig
+from .._autoscaling import AutoscalingConfigError, PolicyContext, load_policy
+from .._options import DeploymentConfig, DeploymentOptionError
 from ._deployment_state import DeploymentState
 from ._metrics_store import MetricsStore
 
@@ -164,3 +164,20 @@ def decode_push(push: MetricsPush, max_bytes: int = 64 * 1024 * 1024) -> tuple[l
     if not (isinstance(data, list) and len(data) == 2 and all(isinstance(x, list) for x in data)):
         raise ValueError("a metrics payload must be [handle_reports, replica_reports]")
     return data[0], data[1]
+
+
+def load_policies(configs: dict[str, Any]) -> dict[str, Any]:
+    """Each deployment's custom autoscaling policy, loaded, by deployment name.
+
+    Raises:
+        DeploymentOptionError: a policy cannot be loaded (the message names its deployment).
+    """
+    policies = {}
+    for name, config in configs.items():
+        autoscaling = config.autoscaling()
+        if autoscaling is not None and autoscaling.policy:
+            try:
+                policies[name] = load_policy(autoscaling.policy)
+            except AutoscalingConfigError as exc:
+                raise DeploymentOptionError(f"deployment {name!r}: {exc}") from None
+    return policies

@@ -81,7 +81,7 @@ class StatusViews:
                 deployments[name] = DeploymentStatusInfo(
                     name, status, message, state.replica_states(), state.config.num_replicas, autoscaling, replicas
                 )
-            apps[app.name] = ApplicationStatusInfo(app.name, *_app_status(app, deployments), app.ingress, deployments)
+            apps[app.name] = ApplicationStatusInfo(app.name, *_app_status(app, deployments), app.ingress, deployments, app.route_prefix)
         if only is not None:
             return ServeStatusInfo(apps, [], [])
         nodes = [
@@ -94,7 +94,7 @@ class StatusViews:
             for name, state in app.deployments.items()
             for g in state.gangs.values()
         ]
-        return ServeStatusInfo(apps, nodes, reservations)
+        return ServeStatusInfo(apps, nodes, reservations, core.route_book.proxies(core.now))
 
     def stats(self) -> dict[str, Any]:
         """The control plane's counters (the shell adds its loop timings)."""

@@ -139,7 +139,7 @@ class Recovery:
     def snapshot(self) -> Checkpoint:
         core = self.core
         apps = [
-            CheckpointApp(app.name, app.ingress, app.deleting, [s.checkpoint() for s in app.deployments.values()])
+            CheckpointApp(app.name, app.ingress, app.deleting, [s.checkpoint() for s in app.deployments.values()], app.route_prefix)
             for app in core.apps.values()
         ]
         nodes = [CheckpointNode(n.node_id, n.address, dict(n.resources)) for n in core.nodes.values()]
@@ -173,6 +173,7 @@ class Recovery:
         allocations: list[tuple[str, dict[str, float]]] = []
         for entry in checkpoint.apps:
             app = core.apps[entry.name] = core.new_app(entry.name, entry.ingress, entry.deleting)
+            app.route_prefix = entry.route_prefix
             for d in entry.deployments:
                 spec = decode_fields(DeploymentSpec, d.spec, "spec")
                 try:

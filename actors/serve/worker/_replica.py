@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from protocol import (
     LATENCY_BUCKETS_S,
+    CancelRequest,
     DeploymentSpec,
     HandleRequest,
     HealthCheck,
@@ -26,8 +27,10 @@ from ..._errors import MessageNotHandled
 from ..._future import Future
 from .._context import ReplicaContext, set_replica_context
 from .._errors import ReplicaDiedError, ReplicaStoppingError
+from .._names import HTTP_METHOD
 from .._options import DeploymentConfig
 from ..client._session import Session
+from ._http import HttpServer
 from ._user_code import load_import_path
 
 
@@ -84,6 +87,8 @@ class Replica(Actor):
         self.idle = threading.Condition()
         self.draining = False
         self._loop_lock = threading.Lock()
+        self.http: HttpServer | None = None
+        self.tasks: dict[tuple[str, int], asyncio.Task[Any]] = {}  # running async requests, by (sender, ask id); loop thread only
 
     def on_start(self) -> None:
         set_replica_context(self.context)
@@ -107,7 +112,8 @@ class Replica(Actor):
             initializer=set_replica_context,
             initargs=(self.context,),
         )
-        self.system.serve_directly(self.name, (HandleRequest,), self._accept)  # requests skip the inbox
+        self.http = HttpServer(self.instance, self.context.deployment, self._in_pool)
+        self.system.serve_directly(self.name, (HandleRequest, CancelRequest), self._accept)  # requests skip the inbox
         self.ready.set_result(True)
 
     def _register_metrics(self) -> None:
@@ -181,18 +187,23 @@ class Replica(Actor):
         event loop (the one thread hop before user code) and return at once."""
         respond = request.respond
         if respond is None:
+            if isinstance(request.payload, CancelRequest) and self.loop is not None:
+                self.loop.call_soon_threadsafe(self._cancel, (request.sender, request.payload.msg_id))
             return
         if request.deadline is not None and time.time() > request.deadline:
             self.system._note_expired(self.name)
             return
         try:
-            self._start(request.payload, request.emit, respond)
+            self._start(request.payload, request.emit, respond, (request.sender, request.msg_id))
         except Exception as exc:
             respond(None, exc, "")
 
-    def _start(self, request: HandleRequest, emit: Callable[[Any], None] | None, respond: Respond) -> None:
-        method, kind = self._method(request.method)
-        is_generator = kind in ("gen", "agen")
+    def _start(self, request: HandleRequest, emit: Callable[[Any], None] | None, respond: Respond, key: tuple[str, int] = ("", 0)) -> None:
+        if request.method == HTTP_METHOD and self.http is not None:
+            method, kind = self.http.serve, "http"  # a proxy forwards an HTTP request, always streaming
+        else:
+            method, kind = self._method(request.method)
+        is_generator = kind in ("gen", "agen", "http")
         if emit is not None and not is_generator:
             raise TypeError(
                 f"method {request.method!r} of deployment {self.context.deployment!r} is not a generator; "
@@ -210,9 +221,9 @@ class Replica(Actor):
             self.metrics_changes += 1
             self.open.add(respond)
         started = time.perf_counter()
-        if kind in ("async", "agen"):
+        if kind in ("async", "agen", "http"):
             try:
-                self._event_loop().call_soon_threadsafe(self._begin_async, request, method, kind, emit, respond, started)
+                self._event_loop().call_soon_threadsafe(self._begin_async, request, method, kind, emit, respond, started, key)
             except RuntimeError:  # the loop is closed: the replica is stopping, the request never ran
                 raise self._never_ran(started, respond) from None
             return
@@ -241,22 +252,41 @@ class Replica(Actor):
         respond(value, error, "" if error is None else _format(error))
         self._finished(started, error is not None, respond)
 
-    def _begin_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
+    def _begin_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float,
+                     key: tuple[str, int]) -> None:
         assert self.loop is not None
-        self.loop.create_task(self._run_async(request, method, kind, emit, respond, started))
+        task = self.loop.create_task(self._run_async(request, method, kind, emit, respond, started))
+        if key[1]:
+            self.tasks[key] = task
+            task.add_done_callback(lambda _t: self.tasks.pop(key, None))
+
+    def _cancel(self, key: tuple[str, int]) -> None:
+        """On the loop: the caller gave up on a request (its HTTP client went away,
+        its handle cancelled it): the method is cancelled, a generator closed."""
+        task = self.tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
 
     async def _run_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
         try:
-            args, kwargs = self._arguments(request)
             async with self._limit():
-                if kind == "agen":
-                    value = await _pump_async(method(*args, **kwargs), emit)
+                if kind == "http":
+                    value = await method(request.args[0], request.args[1], emit)
                 else:
-                    value = await method(*args, **kwargs)
+                    args, kwargs = self._arguments(request)
+                    if kind == "agen":
+                        value = await _pump_async(method(*args, **kwargs), emit)
+                    else:
+                        value = await method(*args, **kwargs)
         except BaseException as exc:
             self._answer(respond, started, None, exc)
             return
         self._answer(respond, started, value, None)
+
+    def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Awaitable: ``fn(*args)`` on the replica's pool (a blocking method called from the loop)."""
+        assert self.loop is not None and self.pool is not None
+        return self.loop.run_in_executor(self.pool, lambda: fn(*args))
 
     def _limit(self) -> asyncio.Semaphore:
         if self.async_limit is None:
@@ -355,20 +385,14 @@ class Replica(Actor):
         set_replica_context(None)
 
 
-def _pump_sync(method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], emit: Callable[[Any], None]) -> int:
-    count = 0
+def _pump_sync(method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], emit: Callable[[Any], None]) -> None:
     for item in method(*args, **kwargs):
         emit(item)
-        count += 1
-    return count
 
 
-async def _pump_async(generator: Any, emit: Callable[[Any], None]) -> int:
-    count = 0
+async def _pump_async(generator: Any, emit: Callable[[Any], None]) -> None:
     async for item in generator:
         emit(item)
-        count += 1
-    return count
 
 
 def _format(exc: BaseException) -> str:

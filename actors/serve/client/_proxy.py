@@ -1,0 +1,317 @@
+"""The HTTP proxy's ASGI app: routes a request by prefix to its application's
+ingress, sends it through this process's router and writes back what the
+replica answers (see ``worker/_http.py`` for the pieces that travel)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from protocol import GetRoutes, HandleRequest
+
+from ..._config import HttpOptions
+from .._errors import BackPressureError, DeploymentNotFoundError
+from .._names import HTTP_METHOD
+from .._routes import Route, RouteTable
+from ._router import Call, not_handled
+
+log = logging.getLogger("corral.serve")
+
+class _Exchange:
+    """The router's sink for one proxied request: the replica's stream of
+    response pieces, attached again when the router re-sends the request."""
+
+    __slots__ = ("loop", "stream", "error", "changed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.stream: Any = None
+        self.error: BaseException | None = None
+        self.changed = asyncio.Event()
+
+    def _signal(self) -> None:
+        try:
+            if asyncio.get_running_loop() is self.loop:
+                self.changed.set()
+                return
+        except RuntimeError:
+            pass
+        try:
+            self.loop.call_soon_threadsafe(self.changed.set)
+        except RuntimeError:
+            pass  # the proxy's loop is closed
+
+    def attach(self, stream: Any) -> None:
+        self.stream = stream
+        self._signal()
+
+    def set_exception(self, error: BaseException) -> bool:
+        if self.error is None:
+            self.error = error
+        self._signal()
+        return True
+
+    def done(self) -> bool:
+        return self.error is not None
+
+    async def first(self) -> tuple[Any, list[Any]]:
+        """The stream that answered and its first piece (re-sends are waited for).
+
+        Raises:
+            Exception: the request failed for good (the router's error).
+        """
+        while True:
+            if self.error is not None:
+                raise self.error
+            stream = self.stream
+            if stream is None:
+                self.changed.clear()
+                if self.stream is None and self.error is None:
+                    await self.changed.wait()
+                continue
+            try:
+                return stream, await stream.__anext__()
+            except StopAsyncIteration:
+                raise RuntimeError("the replica ended the response without sending it") from None
+            except Exception as exc:
+                if not not_handled(exc):
+                    raise
+            while self.stream is stream and self.error is None:  # the router sends it again, or gives up
+                self.changed.clear()
+                if self.stream is stream and self.error is None:
+                    await self.changed.wait()
+
+
+class ProxyApp:
+    """The ASGI app of one HTTP proxy.
+
+    Args:
+        session: this process's session (routers, the controller).
+        options: the HTTP settings.
+        node_id: where the proxy runs (``"head"`` or a worker's node id).
+    """
+
+    def __init__(self, session: Any, options: HttpOptions, node_id: str) -> None:
+        self.session = session
+        self.options = options
+        self.node_id = node_id
+        self.url = ""
+        self.routes = RouteTable()
+        self.routers: dict[tuple[str, str], Any] = {}
+        self.counts: Counter[str] = Counter()  # by "route status", e.g. "/api 200"
+        self.latency_sum_s = 0.0
+        self.requests = 0
+        self._refresh: asyncio.Task[Any] | None = None
+        self._refreshed_at = 0.0
+        self._lock = threading.Lock()
+
+    # ---- routes --------------------------------------------------------------------------
+
+    async def keep_routes(self, stop: asyncio.Event) -> None:
+        """Ask the controller for the routes every ``routes_refresh_s`` until ``stop``."""
+        while not stop.is_set():
+            await self.refresh_routes()
+            try:
+                await asyncio.wait_for(stop.wait(), self.options.routes_refresh_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def refresh_routes(self) -> None:
+        """One ask for the routes (concurrent callers share it); the old routes stay if the controller does not answer."""
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self._ask_routes())
+        await asyncio.shield(self._refresh)
+
+    async def _ask_routes(self) -> None:
+        info = {"node": self.node_id, "url": self.url, "pid": os.getpid(), "refresh_s": self.options.routes_refresh_s,
+                "requests": self.requests}
+        message = GetRoutes(self.routes.revision, info)
+        try:
+            answer = await self.session.controller.ask(message, timeout=min(5.0, self.session.config.serve.control_timeout_s))
+        except Exception as exc:  # the controller is restarting: keep the routes known
+            log.debug("proxy %s: routes not refreshed: %s", self.node_id, exc)
+            return
+        self._refreshed_at = time.monotonic()
+        if "routes" in answer:
+            table = RouteTable({p: (a, i) for p, (a, i) in answer["routes"].items()}, answer["revision"])
+            live = {(r.app, r.ingress) for r in (table.match(p) for p in answer["routes"]) if r is not None}
+            self.routes = table
+            self.routers = {k: v for k, v in self.routers.items() if k in live}
+
+    async def _router(self, route: Route) -> Any:
+        key = (route.app, route.ingress)
+        router = self.routers.get(key)
+        if router is None:  # the first request: subscribing asks the controller, off the loop
+            router = await asyncio.get_running_loop().run_in_executor(None, self.session.router, route.app, route.ingress)
+            self.routers[key] = router
+        return router
+
+    # ---- requests --------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":  # websockets are not served
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        label = path if path.startswith("/-/") else ""
+        try:
+            if path == "/-/healthz":
+                ok = self.routes.revision >= 0
+                status = await _reply(send, 200 if ok else 503, b"success" if ok else b"no routes from the controller yet")
+            elif path == "/-/routes":
+                status = await _reply(send, 200, json.dumps(self.routes.as_dict()).encode(), b"application/json")
+            else:
+                route = self.routes.match(path)
+                if route is None:
+                    await self.refresh_routes()  # deployed a moment ago?
+                    route = self.routes.match(path)
+                label = route.prefix if route is not None else "404"
+                status = await (self._forward(route, scope, receive, send) if route is not None
+                                else _reply(send, 404, f"no application serves {path!r}; see /-/routes".encode()))
+        finally:
+            with self._lock:
+                self.requests += 1
+                self.latency_sum_s += time.perf_counter() - started
+        self.counts[f"{label} {status}"] += 1
+
+    async def _forward(self, route: Route, scope: dict[str, Any], receive: Any, send: Any) -> int:
+        body = await _read_body(scope, receive, self.options.max_body_bytes)
+        if isinstance(body, int):
+            return await _reply(send, body, b"request body too large" if body == 413 else b"client went away")
+        timeout = self.options.request_timeout_s or self.session.config.serve.request_timeout_s
+        loop = asyncio.get_running_loop()
+        exchange = _Exchange(loop)
+        wire = wire_request(scope, route.prefix)
+        try:
+            router = await self._router(route)
+            router.submit(Call(HandleRequest(HTTP_METHOD, [wire, body], {}), True, time.monotonic() + timeout, exchange, exchange.attach))
+        except BackPressureError as exc:
+            return await _reply(send, 503, str(exc).encode(), extra=[(b"retry-after", b"1")])
+        except DeploymentNotFoundError as exc:
+            return await _reply(send, 404, str(exc).encode())
+        gone = asyncio.ensure_future(_disconnected(receive))
+        started: list[bool] = []  # becomes [True] once the response head was sent
+        work = asyncio.ensure_future(self._respond(exchange, send, started))
+        try:
+            done, _ = await asyncio.wait((work, gone), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            done = set()
+        if work in done:
+            gone.cancel()
+            return work.result()
+        work.cancel()
+        if exchange.stream is not None:
+            exchange.stream.cancel("the HTTP client went away" if gone in done else "the request timed out")
+        exchange.set_exception(TimeoutError("cancelled"))
+        if gone in done:
+            return 499
+        gone.cancel()
+        if started:
+            raise TimeoutError(f"request to {route.prefix!r} timed out after {timeout}s mid-response")
+        return await _reply(send, 408, f"request timed out after {timeout}s".encode())
+
+    async def _respond(self, exchange: _Exchange, send: Any, started: list[bool]) -> int:
+        try:
+            stream, first = await exchange.first()
+        except BackPressureError as exc:
+            return await _reply(send, 503, str(exc).encode(), extra=[(b"retry-after", b"1")])
+        except DeploymentNotFoundError as exc:
+            return await _reply(send, 404, str(exc).encode())
+        except Exception as exc:
+            log.warning("proxy %s: request failed: %s", self.node_id, exc)
+            return await _reply(send, 500, b"Internal Server Error")
+        status, headers = first[0], [(bytes(k), bytes(v)) for k, v in first[1]]
+        started.append(True)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if len(first) == 4:
+            await send({"type": "http.response.body", "body": bytes(first[2])})
+            return int(status)
+        await send({"type": "http.response.body", "body": bytes(first[2]), "more_body": True})
+        async for piece in stream:
+            await send({"type": "http.response.body", "body": bytes(piece[0]), "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return int(status)
+
+    def statistics(self) -> dict[str, Any]:
+        """Requests served, by route and status, and the mean latency."""
+        with self._lock:
+            requests, latency = self.requests, self.latency_sum_s
+        return {"node": self.node_id, "url": self.url, "pid": os.getpid(), "requests": requests,
+                "mean_latency_ms": round(1000 * latency / requests, 3) if requests else 0.0,
+                "by_route_status": dict(self.counts), "routes": self.routes.as_dict()}
+
+
+def wire_request(scope: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """What a replica needs to rebuild the request's ASGI scope (msgpack values only)."""
+    client, server = scope.get("client"), scope.get("server")
+    return {
+        "method": scope["method"],
+        "scheme": scope.get("scheme", "http"),
+        "http_version": scope.get("http_version", "1.1"),
+        "path": scope["path"],
+        "raw_path": scope.get("raw_path") or scope["path"].encode(),
+        "root_path": "" if prefix == "/" else prefix,
+        "query_string": scope.get("query_string", b""),
+        "headers": [[k, v] for k, v in scope.get("headers", [])],
+        "client": list(client) if client else None,
+        "server": list(server) if server and server[1] is not None else None,
+    }
+
+
+async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes | int:
+    """The whole body; 413 past ``limit``, 499 when the client went away."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                if int(value) > limit:
+                    return 413
+            except ValueError:
+                return 400
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return 499
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return 413
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _reply(send: Any, status: int, body: bytes, content_type: bytes = b"text/plain; charset=utf-8",
+                 extra: list[tuple[bytes, bytes]] | None = None) -> int:
+    headers = [(b"content-type", content_type), *(extra or [])]
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    except Exception:  # the client is gone
+        pass
+    return status
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,163 @@
+"""The HTTP proxy actor: a uvicorn server on its own thread and event loop,
+serving :class:`ProxyApp` (uvloop and httptools where installed)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from typing import Any
+
+from ..._actor import Actor
+from ..._config import HttpOptions
+from ._proxy import ProxyApp
+
+log = logging.getLogger("corral.serve")
+
+PROXY_ACTOR = "http-proxy"
+
+
+class ProxyStatistics:
+    """Ask the proxy actor for its counters (answered with a dict)."""
+
+
+def listen(options: HttpOptions, share_port: bool) -> socket.socket:
+    """The proxy's listening socket.
+
+    Raises:
+        RuntimeError: the address cannot be bound (the message says which option to change).
+    """
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if share_port and hasattr(socket, "SO_REUSEPORT"):  # EveryNode on one machine: the kernel spreads connections
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((options.host, options.port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise RuntimeError(
+            f"the HTTP proxy cannot listen on {options.host}:{options.port}: {exc}; choose another "
+            "http_options port (0: any free one) or proxy_location='Disabled'"
+        ) from None
+    sock.set_inheritable(False)
+    return sock
+
+
+class HttpProxy(Actor):
+    """Serves HTTP on ``http_options.host:port`` for this process's session.
+
+    Args:
+        session: this process's session.
+        options: the HTTP settings.
+        node_id: where it runs (``"head"`` or the worker's node id).
+        share_port: bind with SO_REUSEPORT (several proxies on one machine).
+
+    Raises (from spawn):
+        RuntimeError: the port cannot be bound, or the server did not start.
+    """
+
+    def __init__(self, session: Any, options: HttpOptions, node_id: str, share_port: bool = False) -> None:
+        super().__init__()
+        self.app = ProxyApp(session, options, node_id)
+        self.options = options
+        self.sock = listen(options, share_port)
+        host, port = self.sock.getsockname()[:2]
+        self.app.url = f"http://{host}:{port}"
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._routes_stop: asyncio.Event | None = None
+        self._serve()  # here, not in on_start: a proxy that cannot serve fails its spawn
+
+    def _serve(self) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(
+            self.app,
+            loop="none",  # the loop is ours (_new_loop)
+            http=_best("httptools", "h11"),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=self.options.keep_alive_timeout_s,
+            server_header=False,
+            backlog=2048,
+        )
+        self.server = uvicorn.Server(config)
+        ready = threading.Event()
+        failed: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(ready, failed), name="http-proxy", daemon=True)
+        self.thread.start()
+        if not ready.wait(30) or failed:
+            self.sock.close()
+            raise RuntimeError(f"the HTTP proxy did not start: {failed[0] if failed else 'no answer in 30s'}")
+
+    def _run(self, ready: threading.Event, failed: list[BaseException]) -> None:
+        loop = _new_loop()
+        self.loop = loop
+        asyncio.set_event_loop(loop)
+
+        async def main() -> None:
+            self._routes_stop = asyncio.Event()
+            routes = asyncio.ensure_future(self.app.keep_routes(self._routes_stop))
+            serving = asyncio.ensure_future(self.server.serve(sockets=[self.sock]))
+            for _ in range(6000):  # uvicorn says it started once it listens: within 30 s
+                if self.server.started or serving.done():
+                    break
+                await asyncio.sleep(0.005)
+            if serving.done() and serving.exception() is not None:
+                failed.append(serving.exception())  # type: ignore[arg-type]
+            ready.set()
+            await serving
+            self._routes_stop.set()
+            await routes
+
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:  # noqa: BLE001 - reported to on_start or logged
+            if not ready.is_set():
+                failed.append(exc)
+                ready.set()
+            else:
+                log.error("the HTTP proxy stopped: %s", exc)
+        finally:
+            loop.close()
+
+    def on_stop(self) -> None:
+        self._shutdown()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(10)
+        self.sock.close()
+
+    def handlers(self) -> dict[type, Any]:
+        return {ProxyStatistics: lambda _m: self.app.statistics()}
+
+    @property
+    def url(self) -> str:
+        return self.app.url
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+
+
+def _best(preferred: str, fallback: str) -> str:
+    try:
+        __import__(preferred)
+    except ImportError:
+        return fallback
+    return preferred
