@@ -161,3 +161,9 @@ def _wakeups_of(loop: asyncio.AbstractEventLoop) -> _Wakeups:
             if wakeups is None:
                 wakeups = _loops[loop] = _Wakeups(loop)
     return wakeups
+
+
+def wake_threadsafe(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> None:
+    """Resolve ``waiter`` (with None) on ``loop`` from any thread; waiters of
+    one loop woken by one I/O batch cost one ``call_soon_threadsafe``."""
+    _wakeups_of(loop).add(waiter)

@@ -1,7 +1,9 @@
 """``corral deploy`` config files, modelled on Ray Serve's.
 
+    http_options: {host: 127.0.0.1, port: 8000}   # optional; checked, applied by corral start/run
     applications:
       - name: echo
+        route_prefix: /echo               # default "/"; null: not over HTTP
         import_path: my_module:app        # an application (.bind()), a deployment, or a builder function
         args: {prefix: "hi:"}             # for a deployment: .bind(**args); for a builder: builder(args)
         deployments:                      # per-deployment overrides, by deployment name
@@ -21,7 +23,9 @@ from typing import Any
 
 import yaml
 
+from actors._config import HttpOptions
 from actors._imports import import_object
+from actors.serve._routes import check_route_prefix
 from actors.serve import Application, Deployment, DeploymentOptionError
 
 _APP_FIELDS = {"name", "import_path", "args", "deployments", "route_prefix"}
@@ -37,6 +41,7 @@ class AppConfig:
 
     name: str
     app: Application
+    route_prefix: str | None = "/"
 
 
 def load_config(path: str) -> list[AppConfig]:
@@ -54,13 +59,18 @@ def load_config(path: str) -> list[AppConfig]:
         raise ConfigFileError(f"{path}: no such file") from None
     except yaml.YAMLError as exc:
         raise ConfigFileError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or set(data) - {"applications"}:
-        raise fail("(top level)", "expected a mapping with one key, 'applications'")
+    if not isinstance(data, dict) or set(data) - {"applications", "http_options"}:
+        raise fail("(top level)", "expected a mapping with 'applications' (and optionally 'http_options')")
+    try:
+        HttpOptions.from_dict(data.get("http_options"))
+    except ValueError as exc:
+        raise fail("http_options", str(exc).replace("http_options: ", "").replace("http_options.", "")) from None
     apps = data.get("applications")
     if not isinstance(apps, list) or not apps:
         raise fail("applications", "expected a non-empty list of applications")
     out: list[AppConfig] = []
     seen: set[str] = set()
+    prefixes: dict[str, str] = {}
     for i, entry in enumerate(apps):
         where = f"applications[{i}]"
         if not isinstance(entry, dict):
@@ -74,9 +84,17 @@ def load_config(path: str) -> list[AppConfig]:
         if name in seen:
             raise fail(f"{where}.name", f"application {name!r} appears twice")
         seen.add(name)
+        try:
+            prefix = check_route_prefix(entry.get("route_prefix", "/"), "expected")
+        except ValueError as exc:
+            raise fail(f"{where}.route_prefix", str(exc).removeprefix("expected: ")) from None
+        if prefix is not None and prefix in prefixes:
+            raise fail(f"{where}.route_prefix", f"{prefix!r} is also the route_prefix of application {prefixes[prefix]!r}")
+        if prefix is not None:
+            prefixes[prefix] = name
         app = _build(entry, f"{where}", fail)
         _apply_overrides(app, entry.get("deployments") or [], f"{where}.deployments", fail)
-        out.append(AppConfig(name, app))
+        out.append(AppConfig(name, app, prefix))
     return out
 
 

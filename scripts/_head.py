@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from actors import Config, ServeSettings, serve
+from actors import Config, HttpOptions, ServeSettings, serve
 from actors._process import stop_event
 from actors.serve import CheckpointError, StoreError
 from actors.serve._api import current_session
@@ -39,6 +39,7 @@ def head_args(
     keys: str | None = None,
     metrics_port: int | None = None,
     head_file: str | None = None,
+    http: str = "{}",
 ) -> list[str]:
     """The arguments (after the interpreter) that start a head process; see the module docstring."""
     args = ["-m", "scripts._head", "--port", str(port), "--host", host, "--ready-file", ready_file,
@@ -49,6 +50,8 @@ def head_args(
         args += ["--metrics-port", str(metrics_port)]
     if head_file:
         args += ["--head-file", head_file]
+    if http != "{}":
+        args += ["--http", http]
     return args
 
 
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="{}", help="JSON of ServeSettings fields")
     parser.add_argument("--keys", help="directory of the cluster's CurveZMQ keys")
     parser.add_argument("--transport", default="{}", help="JSON of further TransportConfig fields (heartbeats...)")
+    parser.add_argument("--http", default="{}", help="JSON of HttpOptions fields (the HTTP proxy)")
     parser.add_argument("--head-file", help="the cluster's head record: restart the local workers it lists when they die")
     args = parser.parse_args(argv)
     stop = stop_event(watch_stdin=False)
@@ -71,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     config = Config(
         transport=TransportConfig(**{**json.loads(args.transport), "host": args.host, "port": args.port, "curve": curve}),
         serve=ServeSettings(**settings),
+        http=HttpOptions.from_dict(json.loads(args.http)),
     )
     try:
         serve.start(workers=[], config=config)
-    except (CheckpointError, StoreError) as exc:
+    except (CheckpointError, StoreError, RuntimeError) as exc:  # RuntimeError: the HTTP proxy cannot listen
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     metrics = None

@@ -2,13 +2,15 @@
 
 Everything is read from the controller at scrape time: requests, errors and
 request latency per deployment (reported by replicas through the metrics
-aggregators), replicas by state, autoscaling targets, the reconcile loop's
+aggregators), HTTP requests per proxy, route and status code with their
+latency, replicas by state, autoscaling targets, the reconcile loop's
 iteration time, metrics pushes received, controller restarts, checkpoint
 writes and failures, and leaked gang reservations.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Iterator
 
 from prometheus_client import start_http_server
@@ -19,6 +21,23 @@ from actors.serve.client._session import Session
 from protocol import LATENCY_BUCKETS_S, GetControllerStats, GetStatus
 
 from ._supervisor import WorkerSupervisor
+
+
+def _http_metrics(proxies: list[dict[str, Any]]) -> Iterator[Any]:
+    """Per proxy and route: requests by status code, and the latency histogram."""
+    requests = CounterMetricFamily("corral_http_requests", "HTTP requests answered by a proxy",
+                                   labels=["proxy", "route", "status"])
+    latency = HistogramMetricFamily("corral_http_request_latency_seconds", "HTTP request latency at the proxy",
+                                    labels=["proxy", "route"])
+    bounds = [str(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
+    for proxy in proxies:
+        node = str(proxy.get("node", ""))
+        for route, stats in sorted((proxy.get("http") or {}).items()):
+            for code, count in sorted(stats["statuses"].items()):
+                requests.add_metric([node, route or "(none)", code], count)
+            cumulative = list(itertools.accumulate(stats["latency_buckets"]))
+            latency.add_metric([node, route or "(none)"], list(zip(bounds, cumulative)), stats["latency_sum_s"])
+    yield from (requests, latency)
 
 
 class ClusterCollector(Collector):
@@ -49,6 +68,7 @@ class ClusterCollector(Collector):
                     replicas.add_metric([app_name, name, state], count)
                 targets.add_metric([app_name, name], (d.autoscaling or {}).get("target", d.target_replicas))
         yield from (replicas, targets)
+        yield from _http_metrics(status.proxies)
         loop = GaugeMetricFamily("corral_reconcile_loop_seconds", "Reconcile loop iteration time", labels=["quantile"])
         for quantile, key in (("0.5", "loop_ms_p50"), ("0.99", "loop_ms_p99")):
             if key in stats:

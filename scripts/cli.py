@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from actors._config import HttpOptions
 from actors._process import stop_event
 from actors.serve.worker._args import worker_args
 from transport import generate_keys
@@ -92,6 +93,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             raise CliError(f"port {port} on {args.host} is in use by another program; choose one with --port") from None
     resources = json.dumps(_resources(args.resources))
     _settings(args.settings)
+    http = _http_options(args)
     folder = cluster_dir(port)
     # the head died and its workers live on: start the head again, recovering them
     orphans = [record for record in head_workers(head) if is_recorded_process(record)]
@@ -107,7 +109,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         proc = subprocess.Popen(
             [sys.executable, *head_args(port, str(ready), args.host, store, recovery, args.settings,
                                         keys=str(folder / "keys"), metrics_port=args.metrics_port,
-                                        head_file=str(folder / "head.json"))],
+                                        head_file=str(folder / "head.json"), http=json.dumps(http))],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
         )
     try:
@@ -119,7 +121,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     address = info["address"]
     keys = _keys_for(address, str(folder / "keys"))
     transport = {"host": args.host, **({"curve": dataclasses.asdict(keys)} if keys else {})}
-    config = json.dumps({"transport": transport, "serve": json.loads(args.settings)})
+    config = json.dumps({"transport": transport, "serve": json.loads(args.settings), "http": http})
     workers = orphans if restart else [
         record for record, _ in _spawn_workers(folder, address, [f"worker-{i}" for i in range(args.workers)], resources, config)
     ]
@@ -376,6 +378,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             replicas = " ".join(f"{k}={v}" for k, v in sorted(d.replica_states.items())) or "-"
             rows.append((name, dname, app.status, d.status, f"{replicas} (target {d.target_replicas})", d.message.split("\n")[0][:80]))
     _table(rows)
+    routes = [(app.route_prefix, name) for name, app in status.applications.items() if app.route_prefix is not None]
+    if routes or status.proxies:
+        print()
+        _table([("ROUTE", "APP")] + [(prefix, name) for prefix, name in sorted(routes)])
+        print()
+        _table([("PROXY", "NODE", "PID", "REQUESTS")] + [
+            (p.url, p.node_id, str(p.pid), str(p.requests)) for p in status.proxies
+        ])
     if args.verbose:
         print()
         _table([("REPLICA", "STATE", "NODE", "PID", "MEMORY", "MODE")] + [
@@ -490,7 +500,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         names = {a.name for a in apps}
         for app in apps:
             try:
-                serve.run(app.app, name=app.name, wait_for_ready=False, route_prefix=None)
+                serve.run(app.app, name=app.name, wait_for_ready=False, route_prefix=app.route_prefix)
             except (ValueError, TypeError) as exc:
                 raise CliError(f"{args.config}: applications[{app.name}]: {exc}") from None
         if args.prune:
@@ -548,10 +558,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigFileError as exc:
         raise CliError(str(exc)) from None
     stop = stop_event(watch_stdin=False)
-    serve.start(workers=args.workers)
+    serve.start(workers=args.workers, http_options=_http_options(args))
     record = cluster_dir(port) / "head.json"
     try:
-        serve.run(app, name=args.name, route_prefix=None)
+        serve.run(app, name=args.name, route_prefix=args.route_prefix)
         from actors.serve._api import current_session
 
         address = f"{current_session().system.address}#controller"
@@ -560,6 +570,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"serving {args.import_path} as {args.name!r} on {args.workers} workers at {address}; Ctrl-C to stop",
               flush=True)
         print(f"  status:  corral status --port {port}", flush=True)
+        for proxy in serve.status().proxies:
+            print(f"  HTTP:    curl {proxy.url}{args.route_prefix if args.route_prefix != '/' else '/'}", flush=True)
         stop.wait()
     finally:
         serve.shutdown()
@@ -570,6 +582,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _http_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The HTTP proxy's options from --http-host/--http-port/--proxy-location (validated)."""
+    options = {"host": args.http_host, "port": args.http_port, "proxy_location": args.proxy_location}
+    try:
+        HttpOptions(**options)
+    except ValueError as exc:
+        raise CliError(str(exc).replace("http_options.", "--http-").replace("--http-proxy_location", "--proxy-location")) from None
+    return options
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -578,6 +600,13 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
     return value
+
+
+def _http_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--http-host", default="127.0.0.1", help="where the HTTP proxy listens (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, default=8000, help="the HTTP proxy's port (default 8000; 0: any free one)")
+    p.add_argument("--proxy-location", default="HeadOnly", choices=("HeadOnly", "EveryNode", "Disabled"),
+                   help="where HTTP proxies run (default HeadOnly)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -601,6 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="where the controller keeps its checkpoint: sqlite:///path or redis://host:port/db "
                    "(default: an SQLite file in the cluster's directory)")
     p.add_argument("--fresh", action="store_true", help="discard the checkpoint and start empty")
+    _http_flags(p)
     p.set_defaults(func=cmd_start)
     p = sub.add_parser("stop", help="stop everything a cluster started here")
     p.add_argument("--port", type=int)
@@ -611,6 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="default")
     p.add_argument("--port", type=int, help=f"where corral status/call/stop find it (default {DEFAULT_PORT})")
     p.add_argument("--app-dir", default=".", help="the folder the user's code is imported from (default: this one)")
+    p.add_argument("--route-prefix", default="/", help="where the HTTP proxy serves the app (default /)")
+    _http_flags(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("deploy", help="create or update the applications of a config file")
     p.add_argument("config")

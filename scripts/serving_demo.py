@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,14 @@ class Shard:
         return {"gang": gang.gang_id.rsplit("-", 1)[1], "rank": gang.rank, "of": gang.world_size, "node": context.node_id}
 
 
+@serve.deployment(num_replicas=1)
+class Hello:
+    """Over HTTP: gets a Starlette request, answers JSON."""
+
+    async def __call__(self, request: Any) -> dict[str, Any]:
+        return {"hello": request.query_params.get("name", "world"), "path": request.url.path}
+
+
 # for `corral run scripts.serving_demo:app` and config files
 app = Ingress.bind(Model.bind(0.5))
 
@@ -96,7 +105,7 @@ def show_status() -> None:
 def main() -> int:
     started = time.perf_counter()
     config = Config(transport=TransportConfig(heartbeat_interval_s=0.2, heartbeat_liveness=5))
-    serve.start(workers=[{"CPU": 2}, {"CPU": 2}, {"CPU": 2}], config=config)
+    serve.start(workers=[{"CPU": 2}, {"CPU": 2}, {"CPU": 2}], config=config, http_options={"port": 0})
     try:
         say(f"1. started a local cluster: a head and 3 worker processes in {time.perf_counter() - started:.2f}s")
         started = time.perf_counter()
@@ -111,6 +120,10 @@ def main() -> int:
             samples.append(time.perf_counter() - t)
         samples.sort()
         say(f"   500 more through two deployments: p50 {samples[250] * 1e3:.2f} ms, p99 {samples[495] * 1e3:.2f} ms")
+        serve.run(Hello.bind(), name="web", route_prefix="/hello")
+        url = f"{serve.status().proxies[0].url}/hello?name=corral"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            say(f"   over HTTP: GET {url} -> {response.status} {response.read().decode()}")
         model = serve.get_deployment_handle("Model", "scoring")
         say(f"4. streamed: {list(model.options(stream=True).tokens.remote('one two three'))}")
         members = {tuple(sorted(m.items())) for m in (shards.remote().result(timeout_s=10) for _ in range(60))}

@@ -45,12 +45,13 @@ class SyncPlain:
 
 @serve.deployment
 class Slow:
-    """Sleeps the seconds in the query; writes <flag_dir>/cancelled if cancelled."""
+    """Sleeps the seconds in the query; writes <flag_dir>/started-<tag> first, and cancelled-<tag> if cancelled."""
 
     def __init__(self, flag_dir: str) -> None:
         self.flag_dir = Path(flag_dir)
 
     async def __call__(self, request: Request) -> str:
+        (self.flag_dir / f"started-{request.query_params.get('tag', 'x')}").write_text("yes")
         try:
             await asyncio.sleep(float(request.query_params.get("s", "0")))
         except asyncio.CancelledError:

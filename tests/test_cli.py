@@ -99,6 +99,37 @@ def test_a_worker_joins_from_another_shell_and_stop_stops_it_too(cluster: Callab
     wait_for(lambda: not alive(pid), 30, "the joined worker to stop")
 
 
+def test_a_cluster_started_with_an_http_port_serves_its_config_over_http(cluster: Callable[..., str], tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        http_port = probe.getsockname()[1]
+    metrics_port = free_port()
+    port = cluster("--workers", "1", "--http-port", str(http_port), "--metrics-port", str(metrics_port))
+    (tmp_path / "app.yaml").write_text(
+        f"http_options: {{port: {http_port}}}\napplications:\n"
+        "  - {name: web, import_path: tests.http_apps:SyncPlain, route_prefix: /web}\n"
+    )
+    out = corral("deploy", str(tmp_path / "app.yaml"), "--port", port)
+    assert out.returncode == 0, out.stderr
+    assert httpx.get(f"http://127.0.0.1:{http_port}/web/hi", timeout=10).text == "sync GET /web/hi"
+    assert httpx.get(f"http://127.0.0.1:{http_port}/nothing-here", timeout=10).status_code == 404
+    status = corral("status", "--port", port).stdout
+    assert re.search(r"/web\s+web", status) and f"http://127.0.0.1:{http_port}" in status, status
+
+    def scrape() -> str:
+        return httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+
+    counted = ('corral_http_requests_total{proxy="head",route="/web",status="200"} 1.0',
+               'corral_http_requests_total{proxy="head",route="(none)",status="404"} 1.0')
+    text = wait_for(lambda: all(line in (t := scrape()) for line in counted) and t, 20,
+                    "both HTTP requests to be counted per route and status")
+    assert 'corral_http_request_latency_seconds_count{proxy="head",route="/web"} 1.0' in text
+
+
 @pytest.mark.parametrize(
     ("config", "text"),
     [
@@ -110,6 +141,13 @@ def test_a_worker_joins_from_another_shell_and_stop_stops_it_too(cluster: Callab
         ("applications:\n  - name: a\n    import_path: tests.serve_apps:Echo\n    deployments:\n      - name: Nope\n",
          r"applications\[0\]\.deployments\[0\]\.name: no deployment 'Nope'"),
         ("applications: [\n", "not valid YAML"),
+        ("applications:\n  - name: a\n    import_path: tests.serve_apps:Echo\n    route_prefix: nope\n",
+         r"applications\[0\]\.route_prefix: expected None or a string starting with '/', got 'nope'"),
+        ("applications:\n  - {name: a, import_path: tests.serve_apps:Echo, route_prefix: /x}\n"
+         "  - {name: b, import_path: tests.serve_apps:Echo, route_prefix: /x}\n",
+         r"applications\[1\]\.route_prefix: '/x' is also the route_prefix of application 'a'"),
+        ("http_options: {prot: 1}\napplications:\n  - name: a\n    import_path: tests.serve_apps:Echo\n",
+         r"http_options: unknown option\(s\) \['prot'\]"),
     ],
 )
 def test_a_bad_config_names_the_file_and_field_exits_2_and_deploys_nothing(

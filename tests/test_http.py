@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -120,13 +121,13 @@ def test_a_client_that_disconnects_mid_request_cancels_the_method(base_url: str,
 def test_a_full_queue_answers_503_with_retry_after(base_url: str, flags: str) -> None:
     serve.run(http_apps.Slow.options(max_ongoing_requests=1, max_queued_requests=0).bind(flags), name="slow", route_prefix="/slow")
     with httpx.Client(base_url=base_url, timeout=20) as c:
-        import threading
-
-        busy = threading.Thread(target=lambda: c.get("/slow", params={"s": 1.5}))
+        busy = threading.Thread(target=lambda: c.get("/slow", params={"s": 2, "tag": "busy"}))
         busy.start()
         try:
-            r = wait_for(lambda: (x := c.get("/slow", params={"s": 0})).status_code == 503 and x, 5, "a 503")
-            assert r.headers["retry-after"] == "1"
+            wait_for(lambda: (Path(flags) / "started-busy").exists(), 10, "the first request to run")
+            r = c.get("/slow", params={"s": 0})
+            assert (r.status_code, r.headers["retry-after"]) == (503, "1")
+            assert "max_queued_requests=0" in r.text
         finally:
             busy.join(10)
 

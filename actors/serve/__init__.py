@@ -22,7 +22,8 @@ House rules of ``actors.serve``:
   status, shutdown; the composition root that remembers this process's
   session) and the definitions every side shares: deployment options and
   the application graph (``_options``, ``_app``), the autoscaling policy and
-  gang options (``_autoscaling``, ``_gangs``), replica context, status
+  gang options (``_autoscaling``, ``_gangs``), HTTP routes and
+  ``@serve.ingress`` (``_routes``, ``_ingress``), replica context, status
   views, error types and well-known actor names. They import no subpackage
   (``_api`` and ``_embedded`` excepted: they assemble the pieces).
 - Three subpackages, by where code runs: ``client`` (any process that calls

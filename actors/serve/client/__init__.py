@@ -6,8 +6,10 @@ House rules:
 - Lives here: :class:`DeploymentHandle` and its responses, the per-process
   :class:`Router` of each deployment (replica choice, in-flight counts,
   retries), the :class:`Session` (routers, subscriptions, the watch on the
-  controller), the ``Membership`` actor that takes replica-set pushes and the
-  ``MetricsAggregator`` that batches this process's reports.
+  controller), the ``Membership`` actor that takes replica-set pushes, the
+  ``MetricsAggregator`` that batches this process's reports, and the HTTP
+  proxy (``_proxy``: the ASGI app that routes through the router;
+  ``_proxy_server``: the actor running uvicorn on its own thread).
 - May import: ``actors`` (the runtime), ``protocol``, ``transport`` (its
   error types) and the shared definitions of ``actors.serve``. Never
   ``head`` or ``worker``: a client-only process loads no control plane.

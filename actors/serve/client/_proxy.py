@@ -5,6 +5,7 @@ replica answers (see ``worker/_http.py`` for the pieces that travel)."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 import os
@@ -13,43 +14,41 @@ import time
 from collections import Counter
 from typing import Any
 
-from protocol import GetRoutes, HandleRequest
+from protocol import LATENCY_BUCKETS_S, GetRoutes, HandleRequest
 
 from ..._config import HttpOptions
+from ..._errors import AskCancelled
 from .._errors import BackPressureError, DeploymentNotFoundError
 from .._names import HTTP_METHOD
 from .._routes import Route, RouteTable
+from ..._future import wake_threadsafe
 from ._router import Call, not_handled
 
 log = logging.getLogger("corral.serve")
 
 class _Exchange:
     """The router's sink for one proxied request: the replica's stream of
-    response pieces, attached again when the router re-sends the request."""
+    response pieces (attached again when the router re-sends the request),
+    awaited on the proxy's loop without a task of its own. A timer or the
+    client's disconnection ends the wait with :meth:`set_exception`."""
 
-    __slots__ = ("loop", "stream", "error", "changed")
+    __slots__ = ("loop", "stream", "error", "started", "_waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.stream: Any = None
         self.error: BaseException | None = None
-        self.changed = asyncio.Event()
+        self.started = False  # the response head went to the client
+        self._waiter: asyncio.Future[None] | None = None
 
     def _signal(self) -> None:
-        try:
-            if asyncio.get_running_loop() is self.loop:
-                self.changed.set()
-                return
-        except RuntimeError:
-            pass
-        try:
-            self.loop.call_soon_threadsafe(self.changed.set)
-        except RuntimeError:
-            pass  # the proxy's loop is closed
+        waiter = self._waiter
+        if waiter is not None:
+            wake_threadsafe(self.loop, waiter)
 
     def attach(self, stream: Any) -> None:
         self.stream = stream
-        self._signal()
+        stream.when_ready(self._signal)
 
     def set_exception(self, error: BaseException) -> bool:
         if self.error is None:
@@ -60,32 +59,37 @@ class _Exchange:
     def done(self) -> bool:
         return self.error is not None
 
+    def end(self, error: BaseException, why: str) -> None:
+        """Stop waiting (a timeout, the client gone) and stop the replica's work."""
+        self.set_exception(error)
+        stream = self.stream
+        if stream is not None:
+            stream.cancel(why)
+
     async def first(self) -> tuple[Any, list[Any]]:
         """The stream that answered and its first piece (re-sends are waited for).
 
         Raises:
-            Exception: the request failed for good (the router's error).
+            Exception: the request failed for good (the router's error, a timeout, a disconnection).
         """
         while True:
             if self.error is not None:
                 raise self.error
             stream = self.stream
-            if stream is None:
-                self.changed.clear()
-                if self.stream is None and self.error is None:
-                    await self.changed.wait()
-                continue
-            try:
-                return stream, await stream.__anext__()
-            except StopAsyncIteration:
-                raise RuntimeError("the replica ended the response without sending it") from None
-            except Exception as exc:
-                if not not_handled(exc):
-                    raise
-            while self.stream is stream and self.error is None:  # the router sends it again, or gives up
-                self.changed.clear()
-                if self.stream is stream and self.error is None:
-                    await self.changed.wait()
+            if stream is not None and stream.ready():
+                try:
+                    return stream, stream.next(0)
+                except StopIteration:
+                    raise RuntimeError("the replica ended the response without sending it") from None
+                except Exception as exc:
+                    if not not_handled(exc):
+                        raise
+                    self.stream = None if self.stream is stream else self.stream  # the router sends it again, or gives up
+                    continue
+            self._waiter = self.loop.create_future()
+            if self.error is None and not (self.stream is not None and self.stream.ready()):
+                await self._waiter
+            self._waiter = None
 
 
 class ProxyApp:
@@ -104,8 +108,7 @@ class ProxyApp:
         self.url = ""
         self.routes = RouteTable()
         self.routers: dict[tuple[str, str], Any] = {}
-        self.counts: Counter[str] = Counter()  # by "route status", e.g. "/api 200"
-        self.latency_sum_s = 0.0
+        self.by_route: dict[str, _RouteStats] = {}  # "" for no route; written on the proxy's loop only
         self.requests = 0
         self._refresh: asyncio.Task[Any] | None = None
         self._refreshed_at = 0.0
@@ -129,8 +132,7 @@ class ProxyApp:
         await asyncio.shield(self._refresh)
 
     async def _ask_routes(self) -> None:
-        info = {"node": self.node_id, "url": self.url, "pid": os.getpid(), "refresh_s": self.options.routes_refresh_s,
-                "requests": self.requests}
+        info = self.statistics()
         message = GetRoutes(self.routes.revision, info)
         try:
             answer = await self.session.controller.ask(message, timeout=min(5.0, self.session.config.serve.control_timeout_s))
@@ -162,7 +164,8 @@ class ProxyApp:
             return
         started = time.perf_counter()
         path = scope["path"]
-        label = path if path.startswith("/-/") else ""
+        label = path if path in ("/-/healthz", "/-/routes") else ""
+        status = 500
         try:
             if path == "/-/healthz":
                 ok = self.routes.revision >= 0
@@ -174,14 +177,16 @@ class ProxyApp:
                 if route is None:
                     await self.refresh_routes()  # deployed a moment ago?
                     route = self.routes.match(path)
-                label = route.prefix if route is not None else "404"
+                label = route.prefix if route is not None else ""
                 status = await (self._forward(route, scope, receive, send) if route is not None
                                 else _reply(send, 404, f"no application serves {path!r}; see /-/routes".encode()))
         finally:
-            with self._lock:
-                self.requests += 1
-                self.latency_sum_s += time.perf_counter() - started
-        self.counts[f"{label} {status}"] += 1
+            stats = self.by_route.get(label)
+            if stats is None:
+                with self._lock:
+                    stats = self.by_route[label] = _RouteStats()
+            stats.add(status, time.perf_counter() - started)
+            self.requests += 1
 
     async def _forward(self, route: Route, scope: dict[str, Any], receive: Any, send: Any) -> int:
         body = await _read_body(scope, receive, self.options.max_body_bytes)
@@ -198,30 +203,35 @@ class ProxyApp:
             return await _reply(send, 503, str(exc).encode(), extra=[(b"retry-after", b"1")])
         except DeploymentNotFoundError as exc:
             return await _reply(send, 404, str(exc).encode())
-        gone = asyncio.ensure_future(_disconnected(receive))
-        started: list[bool] = []  # becomes [True] once the response head was sent
-        work = asyncio.ensure_future(self._respond(exchange, send, started))
+        timer = loop.call_later(timeout, exchange.end, _TimedOut(), "the request timed out")
+        watch = loop.call_later(_WATCH_AFTER_S, self._watch_client, exchange, receive)
         try:
-            done, _ = await asyncio.wait((work, gone), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            done = set()
-        if work in done:
-            gone.cancel()
-            return work.result()
-        work.cancel()
-        if exchange.stream is not None:
-            exchange.stream.cancel("the HTTP client went away" if gone in done else "the request timed out")
-        exchange.set_exception(TimeoutError("cancelled"))
-        if gone in done:
+            return await self._respond(exchange, send)
+        except _TimedOut:
+            if exchange.started:  # mid-stream: the connection is closed, not answered
+                raise TimeoutError(f"request to {route.prefix!r} timed out after {timeout}s mid-response") from None
+            return await _reply(send, 408, f"request timed out after {timeout}s".encode())
+        except _ClientGone:
             return 499
-        gone.cancel()
-        if started:
-            raise TimeoutError(f"request to {route.prefix!r} timed out after {timeout}s mid-response")
-        return await _reply(send, 408, f"request timed out after {timeout}s".encode())
+        except BaseException:
+            exchange.end(_ClientGone(), "the proxy failed the request")
+            raise
+        finally:
+            timer.cancel()
+            watch.cancel()
+            exchange.set_exception(_ClientGone())  # late pieces wake nobody; a watcher still running ends
 
-    async def _respond(self, exchange: _Exchange, send: Any, started: list[bool]) -> int:
+    def _watch_client(self, exchange: _Exchange, receive: Any) -> None:
+        """Still no answer after a moment: watch for the client going away (the
+        quick requests never start this task)."""
+        if exchange.error is None:
+            asyncio.ensure_future(_watch_disconnect(exchange, receive))
+
+    async def _respond(self, exchange: _Exchange, send: Any) -> int:
         try:
             stream, first = await exchange.first()
+        except (_TimedOut, _ClientGone):
+            raise
         except BackPressureError as exc:
             return await _reply(send, 503, str(exc).encode(), extra=[(b"retry-after", b"1")])
         except DeploymentNotFoundError as exc:
@@ -230,24 +240,50 @@ class ProxyApp:
             log.warning("proxy %s: request failed: %s", self.node_id, exc)
             return await _reply(send, 500, b"Internal Server Error")
         status, headers = first[0], [(bytes(k), bytes(v)) for k, v in first[1]]
-        started.append(True)
+        exchange.started = True
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if len(first) == 4:
             await send({"type": "http.response.body", "body": bytes(first[2])})
             return int(status)
         await send({"type": "http.response.body", "body": bytes(first[2]), "more_body": True})
-        async for piece in stream:
+        while True:  # streaming: a timeout or a disconnection now ends the stream, so the loop ends
+            try:
+                piece = await stream.__anext__()
+            except StopAsyncIteration:
+                break
+            except AskCancelled:
+                raise exchange.error or _ClientGone() from None
             await send({"type": "http.response.body", "body": bytes(piece[0]), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return int(status)
 
     def statistics(self) -> dict[str, Any]:
-        """Requests served, by route and status, and the mean latency."""
-        with self._lock:
-            requests, latency = self.requests, self.latency_sum_s
-        return {"node": self.node_id, "url": self.url, "pid": os.getpid(), "requests": requests,
-                "mean_latency_ms": round(1000 * latency / requests, 3) if requests else 0.0,
-                "by_route_status": dict(self.counts), "routes": self.routes.as_dict()}
+        """Requests served, and per route ("" for paths no route covers):
+        counts by status code and a latency histogram (``LATENCY_BUCKETS_S``)."""
+        with self._lock:  # another thread may read while the loop adds a route
+            routes = list(self.by_route.items())
+        return {"node": self.node_id, "url": self.url, "pid": os.getpid(), "refresh_s": self.options.routes_refresh_s,
+                "requests": self.requests, "http": {route: stats.snapshot() for route, stats in routes}}
+
+
+class _RouteStats:
+    """One route's requests at one proxy: counts by status, latency histogram."""
+
+    __slots__ = ("statuses", "buckets", "latency_sum_s")
+
+    def __init__(self) -> None:
+        self.statuses: Counter[int] = Counter()
+        self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.latency_sum_s = 0.0
+
+    def add(self, status: int, seconds: float) -> None:
+        self.statuses[status] += 1
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.latency_sum_s += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"statuses": {str(k): v for k, v in self.statuses.items()}, "latency_buckets": list(self.buckets),
+                "latency_sum_s": self.latency_sum_s}
 
 
 def wire_request(scope: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -291,9 +327,23 @@ async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes |
             return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _disconnected(receive: Any) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+_WATCH_AFTER_S = 0.05
+
+
+class _TimedOut(Exception):
+    """The proxied request passed its timeout."""
+
+
+class _ClientGone(Exception):
+    """The HTTP client disconnected before the response ended."""
+
+
+async def _watch_disconnect(exchange: _Exchange, receive: Any) -> None:
+    while exchange.error is None:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            exchange.end(_ClientGone(), "the HTTP client went away")
+            return
 
 
 async def _reply(send: Any, status: int, body: bytes, content_type: bytes = b"text/plain; charset=utf-8",

@@ -84,6 +84,7 @@ class HttpProxy(Actor):
             access_log=False,
             timeout_keep_alive=self.options.keep_alive_timeout_s,
             server_header=False,
+            proxy_headers=False,  # clients connect directly; no X-Forwarded-* rewriting per request
             backlog=2048,
         )
         self.server = uvicorn.Server(config)

@@ -213,10 +213,11 @@ class DeploymentState:
             self._previous_target = old_target
         if self._failures.count and not code_changed and config != self.config:
             self._failures = Failures(ever_ran=self._failures.ever_ran)
+        routing = (self.config.max_ongoing_requests, self.config.max_queued_requests, self.config.serializer)
         self.spec = spec
         self.config = config
-        if self.failed != was_failed:
-            self.membership_version += 1  # handles learn that requests may wait for replicas again
+        if self.failed != was_failed or routing != (config.max_ongoing_requests, config.max_queued_requests, config.serializer):
+            self.membership_version += 1  # handles learn it: requests may wait again, or the routing limits changed
 
     def delete(self) -> None:
         """Stop every replica; the deployment is gone once none is left."""

@@ -17,7 +17,7 @@ class RouteBook:
     def __init__(self) -> None:
         self.revision = 0
         self._last: dict[str, list[str]] = {}
-        self._proxies: dict[str, tuple[dict[str, Any], float]] = {}  # by url: (what it said, when)
+        self._proxies: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}  # by (node, url): (what it said, when)
 
     @staticmethod
     def check(apps: Iterable[Any], name: str, prefix: Any) -> str | None:
@@ -49,8 +49,8 @@ class RouteBook:
         """A proxy's ask: the routes, unless it has this revision already."""
         routes = self.routes(apps)
         url = proxy.get("url")
-        if isinstance(url, str) and url:
-            self._proxies[url] = (dict(proxy), now)
+        if isinstance(url, str) and url:  # proxies of one machine may share a url: told apart by node
+            self._proxies[(str(proxy.get("node", "")), url)] = (dict(proxy), now)
         if known == self.revision:
             return {"revision": self.revision}
         return {"revision": self.revision, "routes": routes}
@@ -58,10 +58,10 @@ class RouteBook:
     def proxies(self, now: float) -> list[dict[str, Any]]:
         """The proxies heard from lately (the others are forgotten)."""
         alive = []
-        for url, (info, seen) in list(self._proxies.items()):
+        for key, (info, seen) in list(self._proxies.items()):
             refresh = info.get("refresh_s", 1.0)
             if now - seen > 3 * (refresh if isinstance(refresh, (int, float)) and refresh > 0 else 1.0) + 1.0:
-                del self._proxies[url]
+                del self._proxies[key]
             else:
                 alive.append({**info, "seen_s_ago": round(now - seen, 3)})
         return sorted(alive, key=lambda p: (str(p.get("node")), str(p.get("url"))))

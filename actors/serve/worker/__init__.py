@@ -7,7 +7,9 @@ House rules:
   hello to the controller), :class:`Replica` (the user's object behind an
   actor), replica processes (``_children``: the zygote and the watcher;
   ``_replica_process``: what the child runs), GPU ids (``_devices``, pure),
-  loading code by import path, and the worker's command line.
+  loading code by import path, the replica's HTTP side (``_http``: runs the
+  class's ASGI app or ``__call__(request)`` for a proxy), and the worker's
+  command line (which also starts an HTTP proxy with ``EveryNode``).
 - May import: ``actors`` (the runtime), ``protocol``, the shared definitions
   of ``actors.serve`` (options, context, errors, names) and ``client`` (a
   replica calls other deployments through the process's session). Never

@@ -21,6 +21,7 @@ from ..._config import Config, config_from_json
 from ..._process import stop_event
 from ..._system import ActorSystem
 from .._names import NODE_ACTOR
+from ..client._proxy_server import PROXY_ACTOR, HttpProxy
 from ..client._session import connect
 from ._args import parse_resources, worker_args
 from ._node import NodeAgent
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"error: cannot register with the controller at {args.controller}: {exc}", file=sys.stderr)
                     return 1
                 stop.wait(0.2)
+        if config.http.proxy_location == "EveryNode":  # a proxy here too, sharing the port on this machine
+            system.spawn(HttpProxy, session, config.http, args.node_id, True, name=PROXY_ACTOR)
         print(f"ADDRESS {system.address}", flush=True)
         if args.ready_file:
             with open(f"{args.ready_file}.partial", "w") as fh:
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             os.replace(f"{args.ready_file}.partial", args.ready_file)  # readers never see half a file
         stop.wait()
         return 0
-    except ConnectionError as exc:
+    except (ConnectionError, RuntimeError) as exc:  # no controller; or the HTTP proxy cannot listen
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
