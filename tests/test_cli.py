@@ -165,7 +165,7 @@ def test_a_bad_config_names_the_file_and_field_exits_2_and_deploys_nothing(
 def test_deploy_leaves_other_apps_alone_unless_told_to_prune(cluster: Callable[..., str], tmp_path: Path) -> None:
     port = cluster("--workers", "1")
     (tmp_path / "a.yaml").write_text(CONFIG)
-    (tmp_path / "b.yaml").write_text(CONFIG.replace("name: echo", "name: other"))
+    (tmp_path / "b.yaml").write_text(CONFIG.replace("name: echo", "name: other\n    route_prefix: /other"))
     assert corral("deploy", str(tmp_path / "a.yaml"), "--port", port).returncode == 0
     assert corral("deploy", str(tmp_path / "b.yaml"), "--port", port).returncode == 0
     apps = json.loads(corral("status", "--json", "--port", port).stdout)["applications"]
