@@ -118,11 +118,11 @@ class Pending:
 
     __slots__ = ("future", "address", "name", "stream")
 
-    def __init__(self, future: Future[Any] | Stream[Any], address: str, name: str) -> None:
+    def __init__(self, future: Future[Any] | Stream[Any], address: str, name: str, stream: bool = False) -> None:
         self.future = future
         self.address = address
         self.name = name
-        self.stream = isinstance(future, Stream)
+        self.stream = stream or isinstance(future, Stream)
 
 
 def wrap(message: Any) -> tuple[str, Any]:

@@ -69,7 +69,7 @@ class ActorRef:
         """
         return self._system._ask(self, message, timeout, pickle=pickle, into=into)
 
-    def ask_stream(self, message: Any, timeout: float | None = None, pickle: bool = False) -> Stream[Any]:
+    def ask_stream(self, message: Any, timeout: float | None = None, pickle: bool = False, into: Any = None) -> Stream[Any]:
         """Send a message whose handler answers with many items, then ends.
 
         The handler sends items with :meth:`Actor.current_emitter`; its final
@@ -84,11 +84,14 @@ class ActorRef:
             message: a msgpack value or a registered protocol message.
             timeout: the whole stream's deadline; None uses ``Config.ask_timeout_s``.
             pickle: as for :meth:`ask`.
+            into: instead of a new :class:`Stream`, push the items into this
+                object (``push(item)``, ``finish(error=None)``, ``set_exception(error)``;
+                the runtime sets its ``canceller``); it is returned.
 
         Raises:
             TypeError, ActorNotFound, PeerUnavailable: as for :meth:`ask`.
         """
-        return self._system._ask(self, message, timeout, stream=True, pickle=pickle)  # type: ignore[return-value]
+        return self._system._ask(self, message, timeout, stream=True, pickle=pickle, into=into)  # type: ignore[no-any-return]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorRef) and (self.address, self.name) == (other.address, other.name)

@@ -249,14 +249,14 @@ class ActorSystem:
         msg_id = next(self._ids)
         future: Future[Any] | Stream[Any]
         if stream:
-            future = Stream(f"stream from {ref}", time.monotonic() + timeout, self._transport.is_io_thread)
+            future = into if into is not None else Stream(f"stream from {ref}", time.monotonic() + timeout, self._transport.is_io_thread)
             future.canceller = lambda: self._cancel(ref, msg_id)
         else:
             future = into if into is not None else Future(f"ask to {ref}", self._transport.is_io_thread)
         deadline = time.time() + timeout
         if ref.address == self.address:
             actor = self._local(ref.name)
-            self._register(msg_id, future, ref, timeout)
+            self._register(msg_id, future, ref, timeout, stream)
             emit = LocalEmitter(self._emit_local, msg_id) if stream else None
             request = Request(message, LocalResponder(self._settle, msg_id), deadline, emit, self.address, msg_id)
             lane = self._lanes.get(ref.name)
@@ -267,7 +267,7 @@ class ActorSystem:
             return future
         kind, body = wrap(message)
         frame = encode_envelope(Envelope(kind, body, msg_id, None, self.address, ref.name, deadline, True, stream=stream, pickle=pickle))
-        self._register(msg_id, future, ref, timeout)
+        self._register(msg_id, future, ref, timeout, stream)
         try:
             self._transport.send_frame(ref.address, frame, SendFailure(self._settle, msg_id))
         except Exception:
@@ -294,8 +294,8 @@ class ActorSystem:
             raise ActorNotFound(f"no actor named {name!r} runs in {self.address}")
         return actor
 
-    def _register(self, msg_id: int, future: Future[Any] | Stream[Any], ref: ActorRef, timeout: float) -> None:
-        self._pending.add(msg_id, Pending(future, ref.address, ref.name), timeout)
+    def _register(self, msg_id: int, future: Any, ref: ActorRef, timeout: float, stream: bool = False) -> None:
+        self._pending.add(msg_id, Pending(future, ref.address, ref.name, stream), timeout)
 
     def _settle(self, msg_id: int, error: BaseException | None, value: Any = None, answer: bool = True) -> None:
         self._pending.settle(msg_id, error, value, answer)

@@ -11,34 +11,35 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from protocol import LATENCY_BUCKETS_S, GetRoutes, HandleRequest
 
 from ..._config import HttpOptions
-from ..._errors import AskCancelled
 from .._errors import BackPressureError, DeploymentNotFoundError
 from .._names import HTTP_METHOD
 from .._routes import Route, RouteTable
 from ..._future import wake_threadsafe
-from ._router import Call, not_handled
+from ._router import Call
 
 log = logging.getLogger("corral.serve")
 
 class _Exchange:
-    """The router's sink for one proxied request: the replica's stream of
-    response pieces (attached again when the router re-sends the request),
-    awaited on the proxy's loop without a task of its own. A timer or the
-    client's disconnection ends the wait with :meth:`set_exception`."""
+    """One proxied request's response pieces, pushed by the runtime (through
+    the router, which may send the request again) and awaited on the proxy's
+    loop without a task or a Stream of its own. A timer or the client's
+    disconnection ends it with :meth:`end`."""
 
-    __slots__ = ("loop", "stream", "error", "started", "_waiter")
+    __slots__ = ("loop", "items", "error", "ended", "started", "current", "_waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.stream: Any = None
+        self.items: deque[Any] = deque()
         self.error: BaseException | None = None
+        self.ended = False
         self.started = False  # the response head went to the client
+        self.current: Any = None  # the router's attempt now running (it can be cancelled)
         self._waiter: asyncio.Future[None] | None = None
 
     def _signal(self) -> None:
@@ -46,48 +47,48 @@ class _Exchange:
         if waiter is not None:
             wake_threadsafe(self.loop, waiter)
 
-    def attach(self, stream: Any) -> None:
-        self.stream = stream
-        stream.when_ready(self._signal)
+    # ---- the router's side (any thread) --------------------------------------------------
 
-    def set_exception(self, error: BaseException) -> bool:
-        if self.error is None:
-            self.error = error
+    def push(self, item: Any) -> None:
+        self.items.append(item)
+        self._signal()
+
+    def finish(self, error: BaseException | None = None) -> bool:
+        if self.ended:
+            return False
+        self.error, self.ended = error, True
         self._signal()
         return True
 
+    def set_exception(self, error: BaseException) -> bool:
+        return self.finish(error)
+
     def done(self) -> bool:
-        return self.error is not None
+        return self.ended
+
+    # ---- the proxy's side (its loop) -----------------------------------------------------
 
     def end(self, error: BaseException, why: str) -> None:
         """Stop waiting (a timeout, the client gone) and stop the replica's work."""
-        self.set_exception(error)
-        stream = self.stream
-        if stream is not None:
-            stream.cancel(why)
+        if self.finish(error) and self.current is not None:
+            self.current.cancel(why)
 
-    async def first(self) -> tuple[Any, list[Any]]:
-        """The stream that answered and its first piece (re-sends are waited for).
+    async def next(self) -> Any:
+        """The next piece.
 
         Raises:
-            Exception: the request failed for good (the router's error, a timeout, a disconnection).
+            StopAsyncIteration: the response ended.
+            Exception: it failed (the router's error, a timeout, a disconnection).
         """
         while True:
-            if self.error is not None:
-                raise self.error
-            stream = self.stream
-            if stream is not None and stream.ready():
-                try:
-                    return stream, stream.next(0)
-                except StopIteration:
-                    raise RuntimeError("the replica ended the response without sending it") from None
-                except Exception as exc:
-                    if not not_handled(exc):
-                        raise
-                    self.stream = None if self.stream is stream else self.stream  # the router sends it again, or gives up
-                    continue
+            if self.items:
+                return self.items.popleft()
+            if self.ended:
+                if self.error is not None:
+                    raise self.error
+                raise StopAsyncIteration
             self._waiter = self.loop.create_future()
-            if self.error is None and not (self.stream is not None and self.stream.ready()):
+            if not (self.items or self.ended):
                 await self._waiter
             self._waiter = None
 
@@ -198,7 +199,7 @@ class ProxyApp:
         wire = wire_request(scope, route.prefix)
         try:
             router = await self._router(route)
-            router.submit(Call(HandleRequest(HTTP_METHOD, [wire, body], {}), True, time.monotonic() + timeout, exchange, exchange.attach))
+            router.submit(Call(HandleRequest(HTTP_METHOD, [wire, body], {}), True, time.monotonic() + timeout, exchange))
         except BackPressureError as exc:
             return await _reply(send, 503, str(exc).encode(), extra=[(b"retry-after", b"1")])
         except DeploymentNotFoundError as exc:
@@ -224,14 +225,17 @@ class ProxyApp:
     def _watch_client(self, exchange: _Exchange, receive: Any) -> None:
         """Still no answer after a moment: watch for the client going away (the
         quick requests never start this task)."""
-        if exchange.error is None:
+        if not exchange.ended:
             asyncio.ensure_future(_watch_disconnect(exchange, receive))
 
     async def _respond(self, exchange: _Exchange, send: Any) -> int:
         try:
-            stream, first = await exchange.first()
+            first = await exchange.next()
         except (_TimedOut, _ClientGone):
             raise
+        except StopAsyncIteration:
+            log.warning("proxy %s: the replica ended a response without sending it", self.node_id)
+            return await _reply(send, 500, b"Internal Server Error")
         except BackPressureError as exc:
             return await _reply(send, 503, str(exc).encode(), extra=[(b"retry-after", b"1")])
         except DeploymentNotFoundError as exc:
@@ -239,23 +243,21 @@ class ProxyApp:
         except Exception as exc:
             log.warning("proxy %s: request failed: %s", self.node_id, exc)
             return await _reply(send, 500, b"Internal Server Error")
-        status, headers = first[0], [(bytes(k), bytes(v)) for k, v in first[1]]
+        status = int(first[0])
         exchange.started = True
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": [(bytes(k), bytes(v)) for k, v in first[1]]})
         if len(first) == 4:
             await send({"type": "http.response.body", "body": bytes(first[2])})
-            return int(status)
+            return status
         await send({"type": "http.response.body", "body": bytes(first[2]), "more_body": True})
-        while True:  # streaming: a timeout or a disconnection now ends the stream, so the loop ends
+        while True:  # streaming: a timeout or a disconnection ends the exchange, so the loop ends
             try:
-                piece = await stream.__anext__()
+                piece = await exchange.next()
             except StopAsyncIteration:
                 break
-            except AskCancelled:
-                raise exchange.error or _ClientGone() from None
             await send({"type": "http.response.body", "body": bytes(piece[0]), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-        return int(status)
+        return status
 
     def statistics(self) -> dict[str, Any]:
         """Requests served, and per route ("" for paths no route covers):
@@ -339,7 +341,7 @@ class _ClientGone(Exception):
 
 
 async def _watch_disconnect(exchange: _Exchange, receive: Any) -> None:
-    while exchange.error is None:
+    while not exchange.ended:
         message = await receive()
         if message["type"] == "http.disconnect":
             exchange.end(_ClientGone(), "the HTTP client went away")

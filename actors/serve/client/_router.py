@@ -26,6 +26,7 @@ from protocol import HandleRequest, ReplicaInfo, ReplicaSet
 from transport import PeerUnavailable
 
 from ..._errors import (
+    AskCancelled,
     ActorNotFound,
     ActorStopped,
     ActorSystemShutDown,
@@ -110,6 +111,42 @@ class _Answer:
 
     def set_exception(self, error: BaseException) -> None:
         self.router._finished(self.replica, self.call, None, error)
+
+
+class _StreamAnswer:
+    """Where the actor system puts one attempt's stream items: straight into
+    the call's sink; the stream's end goes through the router (which may send
+    the request again if it never ran)."""
+
+    __slots__ = ("router", "replica", "call", "canceller", "ended")
+
+    def __init__(self, router: Router, replica: ReplicaInfo, call: Call) -> None:
+        self.router = router
+        self.replica = replica
+        self.call = call
+        self.canceller: Callable[[], None] | None = None
+        self.ended = False
+        call.sink.current = self
+
+    def push(self, item: Any) -> None:
+        self.call.sink.push(item)
+
+    def finish(self, error: BaseException | None = None) -> bool:
+        if self.ended:  # the end came, then a cancel (or the other way round): counted once
+            return False
+        self.ended = True
+        self.router._finished(self.replica, self.call, None, error)
+        return True
+
+    def set_exception(self, error: BaseException) -> bool:
+        return self.finish(error)
+
+    def cancel(self, reason: str) -> None:
+        """Tell the replica to stop, and free the in-flight slot now."""
+        canceller, self.canceller = self.canceller, None
+        if canceller is not None and not self.ended:
+            canceller()
+            self.finish(AskCancelled(reason))
 
 
 class Router:
@@ -259,6 +296,9 @@ class Router:
         ref = self._refs.get(replica.replica_id) or self.session.system.ref(replica.address, replica.actor)
         timeout = max(0.001, call.deadline - time.monotonic())
         try:
+            if call.stream and call.on_sent is None:  # a sink that takes items itself: no Stream in between
+                ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle, into=_StreamAnswer(self, replica, call))
+                return
             if call.stream:
                 pending: Any = ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle)
             else:  # the answer completes the call through the router: no Future of its own
@@ -287,8 +327,11 @@ class Router:
                 self._resent += 1
                 self._queue.appendleft(call)
         elif call.stream:
-            if error is not None and not call.sink.done():
-                call.sink.set_exception(_explain(error, replica))
+            if error is not None:
+                if not call.sink.done():
+                    call.sink.set_exception(_explain(error, replica))
+            elif call.on_sent is None:
+                call.sink.finish()
         elif error is not None:
             call.sink.set_exception(_explain(error, replica))
         else:
