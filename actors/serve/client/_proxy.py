@@ -31,10 +31,13 @@ class _Exchange:
     loop without a task or a Stream of its own. A timer or the client's
     disconnection ends it with :meth:`end`."""
 
-    __slots__ = ("loop", "items", "error", "ended", "started", "current", "_waiter")
+    __slots__ = ("loop", "items", "error", "ended", "started", "current", "_waiter", "deadline", "watch_at", "receive")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float, receive: Any) -> None:
         self.loop = loop
+        self.deadline = deadline  # monotonic: past it, the sweep ends the request with 408
+        self.watch_at = time.monotonic() + _WATCH_AFTER_S  # still open then: watch for the client going away
+        self.receive = receive
         self.items: deque[Any] = deque()
         self.error: BaseException | None = None
         self.ended = False
@@ -69,8 +72,10 @@ class _Exchange:
     # ---- the proxy's side (its loop) -----------------------------------------------------
 
     def end(self, error: BaseException, why: str) -> None:
-        """Stop waiting (a timeout, the client gone) and stop the replica's work."""
-        if self.finish(error) and self.current is not None:
+        """Stop waiting (a timeout, the client gone) and stop the replica's work
+        (also when the ask's own deadline ended the exchange a moment before)."""
+        self.finish(error)
+        if self.current is not None:
             self.current.cancel(why)
 
     async def next(self) -> Any:
@@ -111,6 +116,7 @@ class ProxyApp:
         self.routers: dict[tuple[str, str], Any] = {}
         self.by_route: dict[str, _RouteStats] = {}  # "" for no route; written on the proxy's loop only
         self.requests = 0
+        self.open: set[_Exchange] = set()  # requests waiting for or streaming their answer (the sweep's)
         self._refresh: asyncio.Task[Any] | None = None
         self._refreshed_at = 0.0
         self._lock = threading.Lock()
@@ -194,18 +200,18 @@ class ProxyApp:
         if isinstance(body, int):
             return await _reply(send, body, b"request body too large" if body == 413 else b"client went away")
         timeout = self.options.request_timeout_s or self.session.config.serve.request_timeout_s
-        loop = asyncio.get_running_loop()
-        exchange = _Exchange(loop)
-        wire = wire_request(scope, route.prefix)
+        deadline = time.monotonic() + timeout
+        exchange = _Exchange(asyncio.get_running_loop(), deadline, receive)
         try:
-            router = await self._router(route)
-            router.submit(Call(HandleRequest(HTTP_METHOD, [wire, body], {}), True, time.monotonic() + timeout, exchange))
+            router = self.routers.get((route.app, route.ingress)) or await self._router(route)
+            # the ask's own deadline comes a little later: the sweep ends it first, with 408 and a cancel
+            request = HandleRequest(HTTP_METHOD, [wire_request(scope, route.prefix), body], {})
+            router.submit(Call(request, True, deadline + _ASK_GRACE_S, exchange))
         except BackPressureError as exc:
             return await _reply(send, 503, str(exc).encode(), extra=[(b"retry-after", b"1")])
         except DeploymentNotFoundError as exc:
             return await _reply(send, 404, str(exc).encode())
-        timer = loop.call_later(timeout, exchange.end, _TimedOut(), "the request timed out")
-        watch = loop.call_later(_WATCH_AFTER_S, self._watch_client, exchange, receive)
+        self.open.add(exchange)
         try:
             return await self._respond(exchange, send)
         except _TimedOut:
@@ -218,21 +224,34 @@ class ProxyApp:
             exchange.end(_ClientGone(), "the proxy failed the request")
             raise
         finally:
-            timer.cancel()
-            watch.cancel()
+            self.open.discard(exchange)
             exchange.set_exception(_ClientGone())  # late pieces wake nobody; a watcher still running ends
 
-    def _watch_client(self, exchange: _Exchange, receive: Any) -> None:
-        """Still no answer after a moment: watch for the client going away (the
-        quick requests never start this task)."""
-        if not exchange.ended:
-            asyncio.ensure_future(_watch_disconnect(exchange, receive))
+    async def sweep(self, stop: asyncio.Event) -> None:
+        """Every ``_WATCH_AFTER_S`` until ``stop``: end the requests past their
+        deadline (408), and watch for the client going away on those still
+        open after a moment (the quick requests never cost a timer or a task)."""
+        while not stop.is_set():
+            now = time.monotonic()
+            for exchange in list(self.open):
+                if now >= exchange.deadline:
+                    exchange.end(_TimedOut(), "the request timed out")
+                elif exchange.receive is not None and now >= exchange.watch_at:
+                    receive, exchange.receive = exchange.receive, None
+                    asyncio.ensure_future(_watch_disconnect(exchange, receive))
+            try:
+                await asyncio.wait_for(stop.wait(), _WATCH_AFTER_S)
+            except asyncio.TimeoutError:
+                pass
 
     async def _respond(self, exchange: _Exchange, send: Any) -> int:
         try:
             first = await exchange.next()
         except (_TimedOut, _ClientGone):
             raise
+        except TimeoutError:  # waited at the handle past the deadline, or the ask's own deadline came first
+            exchange.end(_TimedOut(), "the request timed out")
+            raise _TimedOut() from None
         except StopAsyncIteration:
             log.warning("proxy %s: the replica ended a response without sending it", self.node_id)
             return await _reply(send, 500, b"Internal Server Error")
@@ -245,7 +264,7 @@ class ProxyApp:
             return await _reply(send, 500, b"Internal Server Error")
         status = int(first[0])
         exchange.started = True
-        await send({"type": "http.response.start", "status": status, "headers": [(bytes(k), bytes(v)) for k, v in first[1]]})
+        await send({"type": "http.response.start", "status": status, "headers": first[1]})
         if len(first) == 4:
             await send({"type": "http.response.body", "body": bytes(first[2])})
             return status
@@ -288,21 +307,16 @@ class _RouteStats:
                 "latency_sum_s": self.latency_sum_s}
 
 
-def wire_request(scope: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """What a replica needs to rebuild the request's ASGI scope (msgpack values only)."""
-    client, server = scope.get("client"), scope.get("server")
-    return {
-        "method": scope["method"],
-        "scheme": scope.get("scheme", "http"),
-        "http_version": scope.get("http_version", "1.1"),
-        "path": scope["path"],
-        "raw_path": scope.get("raw_path") or scope["path"].encode(),
-        "root_path": "" if prefix == "/" else prefix,
-        "query_string": scope.get("query_string", b""),
-        "headers": [[k, v] for k, v in scope.get("headers", [])],
-        "client": list(client) if client else None,
-        "server": list(server) if server and server[1] is not None else None,
-    }
+def wire_request(scope: dict[str, Any], prefix: str) -> list[Any]:
+    """What a replica needs to rebuild the request's ASGI scope (msgpack values
+    only; positions as ``worker/_http.py``'s ``scope_of`` reads them)."""
+    server = scope.get("server")
+    return [
+        scope["method"], scope.get("scheme", "http"), scope.get("http_version", "1.1"), scope["path"],
+        scope.get("raw_path") or scope["path"].encode(), "" if prefix == "/" else prefix,
+        scope.get("query_string", b""), scope.get("headers", []), scope.get("client"),
+        server if server and server[1] is not None else None,
+    ]
 
 
 async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes | int:
@@ -330,6 +344,7 @@ async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes |
 
 
 _WATCH_AFTER_S = 0.05
+_ASK_GRACE_S = 1.0
 
 
 class _TimedOut(Exception):
@@ -344,7 +359,8 @@ async def _watch_disconnect(exchange: _Exchange, receive: Any) -> None:
     while not exchange.ended:
         message = await receive()
         if message["type"] == "http.disconnect":
-            exchange.end(_ClientGone(), "the HTTP client went away")
+            if not exchange.ended:  # (after a complete response, receive says "disconnect" too)
+                exchange.end(_ClientGone(), "the HTTP client went away")
             return
 
 

@@ -104,6 +104,7 @@ class HttpProxy(Actor):
         async def main() -> None:
             self._routes_stop = asyncio.Event()
             routes = asyncio.ensure_future(self.app.keep_routes(self._routes_stop))
+            sweep = asyncio.ensure_future(self.app.sweep(self._routes_stop))
             serving = asyncio.ensure_future(self.server.serve(sockets=[self.sock]))
             for _ in range(6000):  # uvicorn says it started once it listens: within 30 s
                 if self.server.started or serving.done():
@@ -115,6 +116,7 @@ class HttpProxy(Actor):
             await serving
             self._routes_stop.set()
             await routes
+            await sweep
 
         try:
             loop.run_until_complete(main())

@@ -144,9 +144,9 @@ class _StreamAnswer:
     def cancel(self, reason: str) -> None:
         """Tell the replica to stop, and free the in-flight slot now."""
         canceller, self.canceller = self.canceller, None
-        if canceller is not None and not self.ended:
+        if canceller is not None:  # even after the ask timed out here: the replica may still run it
             canceller()
-            self.finish(AskCancelled(reason))
+        self.finish(AskCancelled(reason))
 
 
 class Router:

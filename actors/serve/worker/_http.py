@@ -26,21 +26,28 @@ log = logging.getLogger("corral.serve")
 RunSync = Callable[..., Awaitable[Any]]
 
 
-def scope_of(wire: dict[str, Any]) -> dict[str, Any]:
-    """The ASGI scope of a forwarded request (see the proxy's ``wire_request``)."""
-    client = wire.get("client")
-    server = wire.get("server")
+def scope_of(wire: list[Any]) -> dict[str, Any]:
+    """The ASGI scope of a forwarded request: ``[method, scheme, http_version,
+    path, raw_path, root_path, query_string, headers, client, server]`` (the
+    proxy's ``wire_request``).
+
+    Raises:
+        ValueError: ``wire`` does not have that shape.
+    """
+    if not isinstance(wire, list) or len(wire) != 10:
+        raise ValueError(f"a forwarded HTTP request is a list of 10 fields, got {type(wire).__name__}")
+    method, scheme, version, path, raw_path, root_path, query, headers, client, server = wire
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": wire.get("http_version", "1.1"),
-        "method": wire["method"],
-        "scheme": wire.get("scheme", "http"),
-        "path": wire["path"],
-        "raw_path": wire.get("raw_path", wire["path"].encode()),
-        "root_path": wire.get("root_path", ""),
-        "query_string": wire.get("query_string", b""),
-        "headers": [(bytes(k), bytes(v)) for k, v in wire.get("headers", [])],
+        "http_version": version,
+        "method": method,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "root_path": root_path,
+        "query_string": query,
+        "headers": [(k, v) for k, v in headers],
         "client": tuple(client) if client else None,
         "server": tuple(server) if server else None,
         "state": {},
@@ -95,7 +102,7 @@ class HttpServer:
         self.show_tracebacks = show_tracebacks
         self.app = getattr(type(instance), ASGI_APP_ATTR, None) or self._call_app
 
-    async def serve(self, wire: dict[str, Any], body: bytes, emit: Callable[[Any], None]) -> list[Any] | None:
+    async def serve(self, wire: list[Any], body: bytes, emit: Callable[[Any], None]) -> list[Any] | None:
         """Run one request; the whole response, or None once a streamed one ended.
 
         Raises:
