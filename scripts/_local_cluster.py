@@ -50,6 +50,8 @@ class LocalCluster:
         settings: ServeSettings fields for the head and the workers.
         transport: TransportConfig fields for every process (heartbeats...).
         store: the checkpoint store (default: an SQLite file in ``folder``).
+        http: HttpOptions fields (default: the proxy on any free port, so
+            clusters side by side do not contend for 8000).
     """
 
     folder: Path
@@ -57,6 +59,7 @@ class LocalCluster:
     settings: dict[str, Any] = field(default_factory=dict)
     transport: dict[str, Any] = field(default_factory=dict)
     store: str = ""
+    http: dict[str, Any] = field(default_factory=lambda: {"port": 0})
     head: subprocess.Popen[bytes] | None = None
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     worker_addresses: dict[str, str] = field(default_factory=dict)
@@ -82,7 +85,8 @@ class LocalCluster:
         with open(log, "ab") as out:
             self.head = subprocess.Popen(
                 [sys.executable, *head_args(self.port, str(ready), store=store, recovery=recovery,
-                                            settings=json.dumps(self.settings), transport=json.dumps(self.transport))],
+                                            settings=json.dumps(self.settings), transport=json.dumps(self.transport),
+                                            http=json.dumps(self.http))],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=child_env(str(ROOT)), cwd=ROOT,
             )
         try:
@@ -94,7 +98,7 @@ class LocalCluster:
         """Start a detached worker that registers with the head; returns its address."""
         ready = self.folder / f"{node_id}-{self._starts}.ready"
         ready.unlink(missing_ok=True)
-        config = {"transport": self.transport, "serve": self.settings}
+        config = {"transport": self.transport, "serve": self.settings, "http": self.http}
         with open(self.folder / f"{node_id}.log", "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, *worker_args(f"{self.address}#controller", node_id, json.dumps(resources or {"CPU": 4}),

@@ -34,7 +34,8 @@ def cluster() -> Iterator[Callable[..., str]]:
     def start(*extra: str) -> str:
         port = free_port()
         ports.append(port)
-        out = corral("start", "--port", str(port), *extra)
+        http = () if "--http-port" in extra else ("--http-port", "0")  # clusters side by side: no contention for 8000
+        out = corral("start", "--port", str(port), *http, *extra)
         assert out.returncode == 0, out.stderr
         return str(port)
 

@@ -1,4 +1,4 @@
-"""HTTP across a cluster: proxies on every node, and a worker killed under HTTP load."""
+"""HTTP across a cluster: proxies on every node, a worker killed under HTTP load, the head down."""
 
 from __future__ import annotations
 
@@ -6,16 +6,20 @@ import dataclasses
 import os
 import signal
 import socket
+from pathlib import Path
 from typing import Iterator
 
 import httpx
 import pytest
 
-from actors import HttpOptions, serve
+from actors import Config, HttpOptions, ServeSettings, serve
+from scripts._local_cluster import LocalCluster
+from transport import TransportConfig
 
 from . import http_apps
-from .conftest import fast_serve_config
+from .conftest import FAST, fast_serve_config
 from .helpers import Traffic, wait_for
+from .test_recovery import SETTINGS, recovered
 
 
 def free_port() -> int:
@@ -80,3 +84,31 @@ def test_a_worker_killed_under_http_load_leaves_no_request_unanswered(head_only:
     # a request running on a replica of the killed worker fails (500), as a handle's does; none hangs
     assert set(statuses) <= {200, 500}
     assert statuses[-20:] == [200] * 20, "the survivors serve everything afterwards"
+
+
+def test_worker_proxies_keep_serving_while_the_head_is_down_and_after_it_recovers(tmp_path: Path) -> None:
+    port = free_port()
+    local = LocalCluster(tmp_path, settings=SETTINGS, transport=dict(FAST),
+                         http={"port": port, "proxy_location": "EveryNode", "routes_refresh_s": 0.2})
+    url = f"http://127.0.0.1:{port}/x"
+
+    def fresh_get() -> int:
+        with httpx.Client(timeout=10) as c:  # a new connection each time: any of the proxies may take it
+            return c.get(url).status_code
+
+    try:
+        local.start_head()
+        for node in ("w0", "w1"):
+            local.start_worker(node)
+        serve.start(address=local.address, config=Config(transport=TransportConfig(**FAST), serve=ServeSettings(**SETTINGS)))
+        serve.run(http_apps.SyncPlain.options(num_replicas=2).bind(), name="default")
+        wait_for(lambda: len(serve.status().proxies) == 3, 10, "a proxy on the head and on both workers")
+        wait_for(lambda: all(fresh_get() == 200 for _ in range(30)), 20, "every proxy to know the route")
+        local.kill_head()
+        assert [fresh_get() for _ in range(60)] == [200] * 60, "the workers' proxies serve without the head"
+        local.start_head(recovery="required")
+        wait_for(recovered, 30, "the recovery")
+        assert [fresh_get() for _ in range(30)] == [200] * 30
+    finally:
+        serve.shutdown()
+        local.close()
