@@ -64,6 +64,12 @@ def test_a_sync_call_method_runs_off_the_event_loop(client: httpx.Client) -> Non
     assert client.put("/sync/a").text == "sync PUT /sync/a"
 
 
+def test_thread_mode_replicas_serve_http_too(client: httpx.Client) -> None:
+    serve.run(http_apps.Plain.options(isolation="thread", num_replicas=2).bind(), name="packed", route_prefix="/packed")
+    assert client.get("/packed/text").text == "plain text"
+    assert client.post("/packed/echo", content=b"b").json()["body"] == "b"
+
+
 def test_an_exception_in_user_code_is_a_500_without_the_traceback(client: httpx.Client) -> None:
     serve.run(http_apps.Plain.bind(), name="plain", route_prefix="/plain")
     r = client.get("/plain/boom")
