@@ -128,7 +128,7 @@ def serve_cluster() -> Iterator[object]:
     """An embedded head with two worker processes, shut down after the test."""
     from actors import serve
 
-    serve.start(workers=2, config=fast_serve_config())
+    serve.start(workers=2, config=fast_serve_config(), http_options={"port": 0})
     try:
         yield serve
     finally:
@@ -154,7 +154,7 @@ def autoscaling_cluster() -> Iterator[object]:
     """An embedded head and two workers with short metrics intervals."""
     from actors import serve
 
-    serve.start(workers=2, config=autoscaling_serve_config())
+    serve.start(workers=2, config=autoscaling_serve_config(), http_options={"port": 0})
     try:
         yield serve
     finally:
@@ -166,7 +166,7 @@ def gang_cluster() -> Iterator[object]:
     """An embedded head and two workers of 1 CPU each."""
     from actors import serve
 
-    serve.start(workers=[{"CPU": 1}, {"CPU": 1}], config=fast_serve_config())
+    serve.start(workers=[{"CPU": 1}, {"CPU": 1}], config=fast_serve_config(), http_options={"port": 0})
     try:
         yield serve
     finally:

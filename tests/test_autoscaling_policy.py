@@ -44,10 +44,39 @@ def test_the_target_is_clamped_to_the_bounds() -> None:
     assert desired_replicas(ctx(0, 4, min_replicas=2, max_replicas=4)) == 2
 
 
-def test_with_nothing_running_waiting_requests_scale_up_at_once() -> None:
+def test_with_nothing_running_waiting_requests_scale_up_at_once_by_one_step_of_the_upscaling_factor() -> None:
     decider = AutoscalingDecider(AutoscalingConfig(min_replicas=0, max_replicas=4, upscale_delay_s=30))
     assert decider.decide(ctx(0, 0, target=0, waiting=True, min_replicas=0, max_replicas=4), now=0.0) == 1
-    assert decider.decide(ctx(6, 0, target=0, waiting=True, min_replicas=0, max_replicas=4), now=0.0) == 3
+    # as Ray Serve: from zero, one step (1 x upscaling_factor) however long the queue; the formula takes over once running
+    assert decider.decide(ctx(6, 0, target=0, waiting=True, min_replicas=0, max_replicas=4), now=0.0) == 1
+    factor = AutoscalingDecider(AutoscalingConfig(min_replicas=0, max_replicas=4, upscaling_factor=2.5))
+    assert factor.decide(ctx(6, 0, target=0, waiting=True, min_replicas=0, max_replicas=4, upscaling_factor=2.5), now=0.0) == 3
+
+
+def test_a_fractional_downscaling_factor_still_reaches_its_target() -> None:
+    # ceil(2 * (1 + (0 - 1) * 0.2)) = 2 = running: stuck before; Ray Serve takes one replica off
+    assert desired_replicas(ctx(0, 2, downscaling_factor=0.2)) == 1
+    assert desired_replicas(ctx(0, 5, downscaling_factor=0.2)) == 4
+    assert desired_replicas(ctx(0, 1, downscaling_factor=0.2)) == 0
+    assert desired_replicas(ctx(4, 2, downscaling_factor=0.2)) == 2, "at its target: nothing to take off"
+    config = AutoscalingConfig(min_replicas=0, max_replicas=5, downscale_delay_s=1, downscaling_factor=0.2)
+    decider, target, now = AutoscalingDecider(config), 5, 0.0
+    while target > 0 and now < 100:
+        target = decider.decide(PolicyContext(config, target, target, 0.0, False), now)
+        now += 0.5
+    assert target == 0, "an idle deployment reaches zero, a replica at a time"
+
+
+def test_scaling_to_zero_goes_through_one_replica_with_each_its_delay() -> None:
+    config = AutoscalingConfig(min_replicas=0, max_replicas=8, downscale_delay_s=1, downscale_to_zero_delay_s=300)
+    decider = AutoscalingDecider(config)
+    idle4 = PolicyContext(config, 4, 4, 0.0, False)
+    assert decider.decide(idle4, now=0.0) == 4
+    assert decider.decide(idle4, now=1.0) == 1, "N -> 1 after downscale_delay_s"
+    idle1 = PolicyContext(config, 1, 1, 0.0, False)
+    assert decider.decide(idle1, now=1.5) == 1
+    assert decider.decide(idle1, now=200.0) == 1, "1 -> 0 waits for downscale_to_zero_delay_s"
+    assert decider.decide(idle1, now=301.5) == 0
 
 
 def test_a_decision_must_hold_for_the_delay_before_it_is_applied() -> None:

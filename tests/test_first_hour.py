@@ -78,7 +78,7 @@ from actors import Config, ServeSettings, serve
 from actors.serve._api import current_session
 from tests.serve_apps import Echo
 
-serve.start(workers=1, config=Config(serve=ServeSettings(reconcile_interval_s=0.05)))
+serve.start(workers=1, config=Config(serve=ServeSettings(reconcile_interval_s=0.05)), http_options={"port": 0})
 handle = serve.run(Echo.bind("x:"), name="e", route_prefix=None)
 print("READY", handle.remote("y").result(timeout_s=30), *[w.proc.pid for w in current_session().workers], flush=True)
 if sys.argv[1] == "raise":
@@ -409,7 +409,7 @@ from actors import Config, ServeSettings, serve
 from actors.serve._api import current_session
 from tests.serve_apps import Echo
 
-serve.start(workers=1, config=Config(serve=ServeSettings(reconcile_interval_s=0.05, exit_timeout_s=60)))
+serve.start(workers=1, config=Config(serve=ServeSettings(reconcile_interval_s=0.05, exit_timeout_s=60)), http_options={"port": 0})
 serve.run(Echo.bind(), name="e", route_prefix=None)
 current_session().close = lambda: time.sleep(60)  # a clean-up that would take a minute
 print("READY", *[w.proc.pid for w in current_session().workers], flush=True)

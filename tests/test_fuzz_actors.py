@@ -23,7 +23,7 @@ ACTORS_IN_HEAD = ["controller", "scheduler", "gang-coordinator", "serve-membersh
 
 @pytest.fixture(scope="module")
 def fuzz_cluster() -> Iterator[dict[str, Any]]:
-    serve.start(workers=1, config=fast_serve_config())
+    serve.start(workers=1, config=fast_serve_config(), http_options={"port": 0})
     client = ActorSystem(fast_config())
     try:
         handle = serve.run(serve_apps.Echo.options(num_replicas=1).bind("ok:"), name="fuzzed-app", route_prefix=None)

@@ -173,7 +173,7 @@ def test_leaked_reservations_are_released_only_once_every_worker_has_answered(tm
         checkpoint_store=f"sqlite:///{path}", checkpoint_recovery="required",
         recovery_retry_s=0.1, recovery_timeout_s=3.0, reconcile_interval_s=0.05,
     )
-    serve.start(workers=[], config=Config(transport=TransportConfig(**FAST), serve=settings))
+    serve.start(workers=[], config=Config(transport=TransportConfig(**FAST), serve=settings), http_options={"port": 0})
     try:
         during = wait_for(lambda: (s := stats())["recovery"]["query_failures"] >= 3 and s, 10, "three failed asks")
         assert during["recovery"]["recovering_workers"] == ["confused"]
@@ -204,7 +204,7 @@ def test_replicas_on_a_worker_the_checkpoint_does_not_list_are_replaced_not_wait
     )))
     store.close()
     settings = ServeSettings(checkpoint_store=f"sqlite:///{path}", checkpoint_recovery="required", reconcile_interval_s=0.05)
-    serve.start(workers=[], config=Config(transport=TransportConfig(**FAST), serve=settings))
+    serve.start(workers=[], config=Config(transport=TransportConfig(**FAST), serve=settings), http_options={"port": 0})
     try:
         after = wait_for(recovered, 10, "the recovery to finish")
         assert after["recovery"]["dropped"] == 1

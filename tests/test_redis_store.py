@@ -112,7 +112,7 @@ def test_a_head_recovers_from_redis(redis_url: str, tmp_path: Path) -> None:
 
 def test_a_store_that_goes_away_is_retried_every_tick_while_serving_goes_on(redis_server: RedisServer) -> None:
     settings = ServeSettings(checkpoint_store=redis_server.url, reconcile_interval_s=0.05)
-    serve.start(workers=1, config=Config(transport=TransportConfig(**FAST), serve=settings))
+    serve.start(workers=1, config=Config(transport=TransportConfig(**FAST), serve=settings), http_options={"port": 0})
     try:
         handle = serve.run(Echo.options(num_replicas=1).bind(), name="default")
         assert serve.controller_stats()["recovery"]["checkpoint_writes"] >= 1

@@ -20,7 +20,7 @@ from tests.helpers import Traffic, wait_for
 @pytest.fixture
 def one_worker() -> Iterator[Any]:
     """An embedded head with one worker that declares two GPUs."""
-    serve.start(workers=[{"CPU": 2, "GPU": 2}], config=fast_serve_config())
+    serve.start(workers=[{"CPU": 2, "GPU": 2}], config=fast_serve_config(), http_options={"port": 0})
     try:
         yield serve
     finally:

@@ -108,7 +108,7 @@ def push_of(reports: list[HandleMetrics], sender: str = "ipc://test") -> Metrics
 def test_a_stale_report_does_not_move_the_target() -> None:
     from tests.conftest import autoscaling_serve_config
 
-    serve.start(workers=1, config=autoscaling_serve_config(metrics_staleness_s=0.3))
+    serve.start(workers=1, config=autoscaling_serve_config(metrics_staleness_s=0.3), http_options={"port": 0})
     try:
         app = serve_apps.Elastic.options(
             autoscaling_config={"target_ongoing_requests": 1, "max_replicas": 4, "upscale_delay_s": 1.0, "look_back_period_s": 5}

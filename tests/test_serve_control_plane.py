@@ -232,7 +232,7 @@ def test_a_deployment_defined_in_the_users_own_script_runs_in_workers(tmp_path: 
         "    def __call__(self, name):\n"
         "        return f'{self.greeting}, {name} from pid {os.getpid()}'\n"
         "if __name__ == '__main__':\n"
-        "    serve.start(workers=1)\n"
+        "    serve.start(workers=1, http_options={'port': 0})\n"
         "    handle = serve.run(Greeter.bind('hello'), name='greet', route_prefix=None)\n"
         "    print(handle.remote('you').result(timeout_s=10), flush=True)\n"
         "    print(serve.status().applications['greet'].status, flush=True)\n"
@@ -255,7 +255,7 @@ def test_shutdown_leaves_no_worker_process_behind() -> None:
     from tests.conftest import fast_serve_config
 
     before = child_pids()
-    serve.start(workers=2, config=fast_serve_config())
+    serve.start(workers=2, config=fast_serve_config(), http_options={"port": 0})
     try:
         assert len(child_pids() - before) == 2
         serve.run(serve_apps.Echo.bind(), name="x", route_prefix=None)
@@ -268,20 +268,20 @@ def test_shutdown_leaves_no_worker_process_behind() -> None:
 
 def test_starting_twice_in_one_process_is_refused(serve_cluster: Any) -> None:
     with pytest.raises(RuntimeError, match="already started"):
-        serve.start(workers=1)
+        serve.start(workers=1, http_options={"port": 0})
 
 
 @pytest.mark.parametrize("workers", [-1, "two", [5], [{"CPU": -1}]])
 def test_bad_worker_specs_are_refused(workers: Any) -> None:
     with pytest.raises(ValueError, match="workers"):
-        serve.start(workers=workers)
+        serve.start(workers=workers, http_options={"port": 0})
 
 
 HEAD_SCRIPT = """
 import sys, threading
 from actors import serve
 from tests.conftest import fast_serve_config
-serve.start(workers=1, config=fast_serve_config())
+serve.start(workers=1, config=fast_serve_config(), http_options={"port": 0})
 from actors.serve._api import current_session
 print("CONTROLLER", current_session().controller, flush=True)
 sys.stdin.read()

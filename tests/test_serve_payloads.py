@@ -73,7 +73,7 @@ def tcp_cluster() -> Iterator[Any]:
         ask_timeout_s=10.0,
         serve=ServeSettings(reconcile_interval_s=0.05, run_timeout_s=60.0, request_timeout_s=30.0),
     )
-    serve.start(workers=1, config=config)
+    serve.start(workers=1, config=config, http_options={"port": 0})
     try:
         yield serve
     finally:
@@ -90,7 +90,7 @@ def test_the_pickle_opt_in_is_refused_on_an_unauthenticated_tcp_cluster(tcp_clus
 @pytest.fixture
 def small_frames() -> Iterator[Any]:
     base = fast_serve_config()
-    serve.start(workers=1, config=Config(transport=TransportConfig(**FAST, max_frame_bytes=1 << 20), ask_timeout_s=10.0, serve=base.serve))  # type: ignore[arg-type]
+    serve.start(workers=1, config=Config(transport=TransportConfig(**FAST, max_frame_bytes=1 << 20), ask_timeout_s=10.0, serve=base.serve), http_options={"port": 0})  # type: ignore[arg-type]
     try:
         yield serve
     finally:
@@ -109,7 +109,7 @@ def pickling_cluster() -> Iterator[Any]:
     """A local (ipc) cluster whose every deployment may pickle."""
     base = fast_serve_config()
     serve.start(workers=1, config=Config(transport=base.transport, ask_timeout_s=10.0,
-                                         serve=ServeSettings(reconcile_interval_s=0.05, serializer="pickle")))
+                                         serve=ServeSettings(reconcile_interval_s=0.05, serializer="pickle")), http_options={"port": 0})
     try:
         yield serve
     finally:

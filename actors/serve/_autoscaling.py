@@ -140,15 +140,15 @@ def desired_replicas(ctx: PolicyContext) -> int:
     """The default policy: Ray Serve's formula, clamped to the bounds."""
     cfg = ctx.config
     running = ctx.running_replicas
-    if running == 0:
-        if ctx.total_requests > 0 or ctx.handles_waiting:
-            wanted = max(1, math.ceil(ctx.total_requests / cfg.target_ongoing_requests))
-        else:
-            wanted = ctx.current_target
+    if running == 0:  # from zero, as Ray Serve: one step of upscaling_factor, however long the queue
+        wanted = max(math.ceil(cfg.upscaling_factor), ctx.current_target) if ctx.total_requests > 0 or ctx.handles_waiting \
+            else ctx.current_target
         return max(cfg.min_replicas, min(cfg.max_replicas, wanted))
     ratio = ctx.total_requests / (cfg.target_ongoing_requests * running)
     factor = cfg.upscaling_factor if ratio > 1 else cfg.downscaling_factor
     wanted = math.ceil(running * (1 + (ratio - 1) * factor) - 1e-9)
+    if wanted == running and math.ceil(running * ratio - 1e-9) < running:
+        wanted -= 1  # a downscaling_factor below 1 rounds back to where it stands: take one replica off, as Ray Serve
     return max(cfg.min_replicas, min(cfg.max_replicas, wanted))
 
 
@@ -192,6 +192,8 @@ class AutoscalingDecider:
             return ctx.current_target
         wanted = max(cfg.min_replicas, min(cfg.max_replicas, wanted))
         current = ctx.current_target
+        if wanted == 0 and current > 1:
+            wanted = 1  # to zero only from one, as Ray Serve: N -> 1 after downscale_delay_s, then 1 -> 0
         if wanted == current:
             self._proposal = None
             return current
@@ -200,7 +202,7 @@ class AutoscalingDecider:
         if wanted > current:
             delay = 0.0 if ctx.running_replicas == 0 and (ctx.handles_waiting or ctx.total_requests > 0) else cfg.upscale_delay_s
         elif wanted == 0 and cfg.downscale_to_zero_delay_s is not None:
-            delay = cfg.downscale_to_zero_delay_s
+            delay = cfg.downscale_to_zero_delay_s  # (current is 1 here)
         else:
             delay = cfg.downscale_delay_s
         if now - self._since < delay:

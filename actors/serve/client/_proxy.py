@@ -139,14 +139,13 @@ class ProxyApp:
         await asyncio.shield(self._refresh)
 
     async def _ask_routes(self) -> None:
-        info = self.statistics()
-        message = GetRoutes(self.routes.revision, info)
+        self._refreshed_at = time.monotonic()  # when last asked, answered or not
+        message = GetRoutes(self.routes.revision, self.statistics())
         try:
             answer = await self.session.controller.ask(message, timeout=min(5.0, self.session.config.serve.control_timeout_s))
         except Exception as exc:  # the controller is restarting: keep the routes known
             log.debug("proxy %s: routes not refreshed: %s", self.node_id, exc)
             return
-        self._refreshed_at = time.monotonic()
         if "routes" in answer:
             table = RouteTable({p: (a, i) for p, (a, i) in answer["routes"].items()}, answer["revision"])
             live = {(r.app, r.ingress) for r in (table.match(p) for p in answer["routes"]) if r is not None}
@@ -167,7 +166,8 @@ class ProxyApp:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
-        if scope["type"] != "http":  # websockets are not served
+        if scope["type"] != "http":  # websockets are not served: refused before the handshake (403)
+            await send({"type": "websocket.close", "code": 1003})
             return
         started = time.perf_counter()
         path = scope["path"]
@@ -181,8 +181,8 @@ class ProxyApp:
                 status = await _reply(send, 200, json.dumps(self.routes.as_dict()).encode(), b"application/json")
             else:
                 route = self.routes.match(path)
-                if route is None:
-                    await self.refresh_routes()  # deployed a moment ago?
+                if route is None and time.monotonic() - self._refreshed_at > _MISS_REFRESH_S:
+                    await self.refresh_routes()  # deployed a moment ago? (a flood of 404s asks at most 10 times a second)
                     route = self.routes.match(path)
                 label = route.prefix if route is not None else ""
                 status = await (self._forward(route, scope, receive, send) if route is not None
@@ -344,6 +344,7 @@ async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes |
 
 
 _WATCH_AFTER_S = 0.05
+_MISS_REFRESH_S = 0.1
 _ASK_GRACE_S = 1.0
 
 
