@@ -253,6 +253,8 @@ class ActorSystem:
             future.canceller = lambda: self._cancel(ref, msg_id)
         else:
             future = into if into is not None else Future(f"ask to {ref}", self._transport.is_io_thread)
+            if into is not None and hasattr(into, "canceller"):  # a sink that may cancel the ask later
+                future.canceller = lambda: self._cancel(ref, msg_id)
         deadline = time.time() + timeout
         if ref.address == self.address:
             actor = self._local(ref.name)

@@ -345,3 +345,62 @@ class Arrays:
 
     def describe(self, value: Any) -> str:
         return type(value).__name__
+
+
+@serve.deployment(num_replicas=1)
+class AsyncInit:
+    """An ``async def __init__``, as Ray Serve allows."""
+
+    async def __init__(self, value: str) -> None:
+        await asyncio.sleep(0.01)
+        self.value = value
+
+    def __call__(self) -> str:
+        return self.value
+
+
+@serve.deployment(num_replicas=1)
+class GeneratorObjects:
+    """Methods that return generator objects (not generator functions)."""
+
+    def words(self, n: int) -> Any:
+        return (f"w{i}" for i in range(n))
+
+    async def awords(self, n: int) -> Any:
+        async def gen() -> Any:
+            for i in range(n):
+                yield f"a{i}"
+
+        return gen()
+
+    def plain(self) -> int:
+        return 1
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=1)
+class Cancellable:
+    """Long async work that notes, in flag files, when it starts and when it is cancelled or closed."""
+
+    def __init__(self, flag_dir: str) -> None:
+        self.flag_dir = flag_dir
+
+    def _flag(self, name: str) -> None:
+        with open(os.path.join(self.flag_dir, name), "w") as fh:
+            fh.write("yes")
+
+    async def wait(self, tag: str, seconds: float) -> str:
+        self._flag(f"started-{tag}")
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            self._flag(f"cancelled-{tag}")
+            raise
+        return tag
+
+    async def ticks(self, tag: str) -> Any:
+        try:
+            for i in range(100_000):
+                yield i
+                await asyncio.sleep(0.01)
+        finally:
+            self._flag(f"closed-{tag}")

@@ -80,7 +80,7 @@ def test_stream_true_must_match_the_kind_of_method(serve_cluster: Any) -> None:
     handle = serve.run(serve_apps.Model.bind(1.0), name="mismatch", route_prefix=None)
     with pytest.raises(TypeError, match="is a generator; call it with handle.options"):
         handle.tokens.remote(3).result(timeout_s=10)
-    with pytest.raises(TypeError, match="is not a generator"):
+    with pytest.raises(TypeError, match="returned float, not a generator; call it without stream=True"):
         list(handle.options(stream=True).remote(3.0))
 
 
@@ -166,3 +166,76 @@ def test_an_argument_that_cannot_be_encoded_is_named(serve_cluster: Any) -> None
 def test_a_handle_made_before_its_app_exists_says_so_without_hanging(serve_cluster: Any) -> None:
     with pytest.raises(DeploymentNotFoundError, match="no deployment 'Echo' in application 'later'"):
         DeploymentHandle("later", "Echo").remote(1)
+
+
+def test_a_method_that_returns_a_generator_object_streams(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.GeneratorObjects.bind(), name="genobj", route_prefix=None)
+    assert list(handle.options(stream=True).words.remote(3)) == ["w0", "w1", "w2"]
+    assert list(handle.options(stream=True).awords.remote(2)) == ["a0", "a1"]
+    with pytest.raises(TypeError, match="returned a generator; call it with handle.options"):
+        handle.words.remote(3).result(timeout_s=10)
+
+
+def test_an_async_constructor_runs_on_the_replicas_loop(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.AsyncInit.bind("ready"), name="asyncinit", route_prefix=None)
+    assert handle.remote().result(timeout_s=10) == "ready"
+
+
+def test_calling_a_missing_method_lists_the_ones_there_are(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.GeneratorObjects.bind(), name="genobj", route_prefix=None)
+    with pytest.raises(Exception, match=r"has no method 'nope'; its methods: awords, plain, words"):
+        handle.nope.remote().result(timeout_s=10)
+
+
+def test_num_replicas_zero_without_autoscaling_is_refused_by_name() -> None:
+    with pytest.raises(serve.DeploymentOptionError, match="'num_replicas': expected an int >= 1, got 0"):
+        serve_apps.Echo.options(num_replicas=0)
+
+
+def test_a_cancelled_request_stops_in_the_replica_and_frees_its_slot(serve_cluster: Any, tmp_path: Any) -> None:
+    from actors.serve import RequestCancelledError
+
+    handle = serve.run(serve_apps.Cancellable.bind(str(tmp_path)), name="cancel", route_prefix=None)
+    long = handle.wait.remote("long", 30.0)
+    wait_for(lambda: (tmp_path / "started-long").exists(), 10, "the request to start")
+    long.cancel()
+    with pytest.raises(RequestCancelledError):
+        long.result(timeout_s=5)
+    wait_for(lambda: (tmp_path / "cancelled-long").exists(), 10, "the replica's method to be cancelled")
+    # max_ongoing_requests=1: the slot is free again, so this runs at once
+    assert handle.wait.remote("next", 0.0).result(timeout_s=10) == "next"
+    long.cancel()  # a second cancel does nothing
+
+
+def test_a_request_cancelled_while_queued_at_the_handle_is_never_sent(serve_cluster: Any, tmp_path: Any) -> None:
+    from actors.serve import RequestCancelledError
+
+    handle = serve.run(serve_apps.Cancellable.bind(str(tmp_path)), name="cancel", route_prefix=None)
+    busy = handle.wait.remote("busy", 1.0)
+    wait_for(lambda: (tmp_path / "started-busy").exists(), 10, "the first request to start")
+    queued = handle.wait.remote("queued", 0.0)  # max_ongoing_requests=1: it waits at the handle
+    queued.cancel()
+    with pytest.raises(RequestCancelledError):
+        queued.result(timeout_s=5)
+    assert busy.result(timeout_s=10) == "busy"
+    assert not (tmp_path / "started-queued").exists(), "the cancelled request never reached the replica"
+
+
+def test_a_cancelled_stream_closes_the_generator_in_the_replica(serve_cluster: Any, tmp_path: Any) -> None:
+    from actors.serve import RequestCancelledError
+
+    handle = serve.run(serve_apps.Cancellable.bind(str(tmp_path)), name="cancel", route_prefix=None)
+    ticks = handle.options(stream=True).ticks.remote("s")
+    assert next(ticks) == 0
+    ticks.cancel()
+    with pytest.raises(RequestCancelledError):
+        next(ticks)
+    wait_for(lambda: (tmp_path / "closed-s").exists(), 10, "the replica's generator to be closed")
+    assert handle.wait.remote("after", 0.0).result(timeout_s=10) == "after", "its slot is free"
+
+
+def test_get_app_handle_returns_the_same_handle_each_time(serve_cluster: Any) -> None:
+    serve.run(serve_apps.Echo.bind("c:"), name="cached", route_prefix=None)
+    assert serve.get_app_handle("cached") is serve.get_app_handle("cached")
+    assert serve.get_deployment_handle("Echo", "cached") is serve.get_app_handle("cached")
+    assert serve.get_app_handle("cached").remote("x").result(timeout_s=10) == "c:x"

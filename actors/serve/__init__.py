@@ -56,6 +56,7 @@ from ._errors import (
     DeploymentNotFoundError,
     ReplicaDiedError,
     ReplicaStoppingError,
+    RequestCancelledError,
     StoreError,
 )
 from ._gangs import GangSchedulingConfig
@@ -99,6 +100,7 @@ __all__ = [
     "ProxyStatus",
     "ReplicaContext",
     "ReplicaStoppingError",
+    "RequestCancelledError",
     "ReservationStatus",
     "ServeStatus",
     "add_worker",

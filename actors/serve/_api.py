@@ -324,8 +324,12 @@ def get_deployment_handle(deployment_name: str, app_name: str = "default") -> De
 def _attached(app_name: str, deployment_name: str) -> DeploymentHandle:
     """A handle that knows its replicas from the start, so it serves even if the
     controller goes down before its first request."""
-    router = current_session().router(app_name, deployment_name)
-    return DeploymentHandle(app_name, deployment_name, _router=router)
+    session = current_session()
+    key = (app_name, deployment_name)
+    handle = session.handles.get(key)
+    if handle is None:  # one handle per deployment and process, as Ray Serve caches them
+        handle = session.handles[key] = DeploymentHandle(app_name, deployment_name, _router=session.router(app_name, deployment_name))
+    return handle
 
 
 def controller_stats(reset: bool = False) -> dict[str, Any]:

@@ -23,6 +23,11 @@ class DeployFailedError(RuntimeError):
     """An application ended in DEPLOY_FAILED; the message says why (the constructor's error)."""
 
 
+class RequestCancelledError(RuntimeError):
+    """The caller cancelled the request (``response.cancel()``, a closed HTTP
+    connection); the replica was told to stop it."""
+
+
 class ReplicaStoppingError(RuntimeError):
     """The replica is shutting down and takes no new requests (the caller may retry elsewhere)."""
 

@@ -218,6 +218,12 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
             raise DeploymentOptionError(
                 f"unknown deployment option {key!r}; known options: {', '.join(sorted(KNOWN_OPTIONS))}"
             )
+    replicas = config.get("num_replicas")
+    if isinstance(replicas, int) and not isinstance(replicas, bool) and replicas == 0:
+        raise DeploymentOptionError(
+            "deployment option 'num_replicas': expected an int >= 1, got 0 (as in Ray Serve; to scale to zero "
+            "when idle, use autoscaling_config with min_replicas=0)"
+        )
     if config.get("autoscaling_config") is not None and "num_replicas" in config:
         raise DeploymentOptionError(
             "deployment options 'num_replicas' and 'autoscaling_config' cannot be given together; "

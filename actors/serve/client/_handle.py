@@ -14,6 +14,7 @@ from ..._errors import AskTimeout
 from ..._future import Future
 from ..._stream import Stream
 from .._app import HANDLE_MARKER, check_payload
+from .._errors import RequestCancelledError
 from ._router import Call, DeploymentNotFoundError, not_handled
 
 __all__ = ["DeploymentHandle", "DeploymentNotFoundError", "DeploymentResponse", "DeploymentResponseGenerator"]
@@ -115,7 +116,9 @@ class DeploymentHandle:
                 if router.known:
                     check_payload(args_l, kwargs_d, where, router.pickle)
             target = sink if self.stream else sink._future
-            return Call(request, self.stream, deadline, target, sink._attach if self.stream else None)
+            call = Call(request, self.stream, deadline, target, sink._attach if self.stream else None)
+            sink._bind(router, call)
+            return call
 
         if not waiting:
             router.submit(build())
@@ -154,6 +157,8 @@ def _after(responses: list[DeploymentResponse], then: Any) -> None:
 
 
 def _submit_later(router: Any, build: Any, sink: Any) -> None:
+    if sink.cancelled:  # cancelled while its arguments were still coming: never sent
+        return
     try:
         router.submit(build())
     except BaseException as exc:  # an argument failed or the router refused: the response says so
@@ -166,6 +171,27 @@ class DeploymentResponse:
     def __init__(self, future: Future[Any], why_waiting: Callable[[], str] | None = None) -> None:
         self._future = future
         self._why_waiting = why_waiting
+        self._router: Any = None
+        self._call: Call | None = None
+        self.cancelled = False
+
+    def _bind(self, router: Any, call: Call) -> None:
+        self._router, self._call = router, call
+
+    def cancel(self) -> None:
+        """Cancel the request, as Ray Serve's ``response.cancel()``: one still
+        waiting at the handle is never sent; one running is stopped at the
+        replica (an ``async def`` method is cancelled; a sync one runs to its
+        end, but its answer is dropped) and frees its ``max_ongoing_requests``
+        slot at once. :meth:`result` then raises :class:`RequestCancelledError`.
+        Does nothing once the result is there."""
+        if self._future.done():
+            return
+        self.cancelled = True
+        error = RequestCancelledError("the request was cancelled by its caller")
+        if self._call is not None:
+            self._router.cancel(self._call, error)
+        self._future.set_exception(error)
 
     def result(self, timeout_s: float | None = None) -> Any:
         """Wait for the result.
@@ -198,6 +224,26 @@ class DeploymentResponseGenerator:
         self._cond = threading.Condition()
         self._current: Stream[Any] | None = None
         self._error: BaseException | None = None
+        self._router: Any = None
+        self._call: Call | None = None
+        self.cancelled = False
+
+    def _bind(self, router: Any, call: Call) -> None:
+        self._router, self._call = router, call
+
+    def cancel(self) -> None:
+        """Cancel the stream: the replica's generator is closed, the slot freed,
+        and iterating raises :class:`RequestCancelledError`."""
+        if self.done():
+            return
+        self.cancelled = True
+        error = RequestCancelledError("the stream was cancelled by its caller")
+        self.set_exception(error)
+        if self._call is not None:
+            self._router.cancel(self._call, error)
+        current = self._current
+        if current is not None:
+            current.cancel("cancelled by its caller")
 
     # router side
     def _attach(self, stream: Stream[Any]) -> None:
@@ -239,6 +285,8 @@ class DeploymentResponseGenerator:
             except StopIteration:
                 raise
             except Exception as exc:
+                if self.cancelled:
+                    raise self._error from None  # type: ignore[misc]
                 if not not_handled(exc):
                     raise
                 stream = self._stream(stream)
@@ -257,6 +305,8 @@ class DeploymentResponseGenerator:
             except StopAsyncIteration:
                 raise
             except Exception as exc:
+                if self.cancelled:
+                    raise self._error from None  # type: ignore[misc]
                 if not not_handled(exc):
                     raise
                 stream = await loop.run_in_executor(None, self._stream, stream)

@@ -17,6 +17,7 @@ from typing import Any
 from protocol import LATENCY_BUCKETS_S, GetRoutes, HandleRequest
 
 from ..._config import HttpOptions
+from ..._errors import AskCancelled
 from .._errors import BackPressureError, DeploymentNotFoundError
 from .._names import HTTP_METHOD
 from .._routes import Route, RouteTable
@@ -31,7 +32,7 @@ class _Exchange:
     loop without a task or a Stream of its own. A timer or the client's
     disconnection ends it with :meth:`end`."""
 
-    __slots__ = ("loop", "items", "error", "ended", "started", "current", "_waiter", "deadline", "watch_at", "receive")
+    __slots__ = ("loop", "items", "error", "ended", "started", "call", "_waiter", "deadline", "watch_at", "receive")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float, receive: Any) -> None:
         self.loop = loop
@@ -42,7 +43,7 @@ class _Exchange:
         self.error: BaseException | None = None
         self.ended = False
         self.started = False  # the response head went to the client
-        self.current: Any = None  # the router's attempt now running (it can be cancelled)
+        self.call: Any = None  # the router's call (its attempt in flight can be cancelled)
         self._waiter: asyncio.Future[None] | None = None
 
     def _signal(self) -> None:
@@ -75,8 +76,9 @@ class _Exchange:
         """Stop waiting (a timeout, the client gone) and stop the replica's work
         (also when the ask's own deadline ended the exchange a moment before)."""
         self.finish(error)
-        if self.current is not None:
-            self.current.cancel(why)
+        current = None if self.call is None else self.call.current
+        if current is not None:
+            current.cancel(AskCancelled(why))
 
     async def next(self) -> Any:
         """The next piece.
@@ -206,7 +208,8 @@ class ProxyApp:
             router = self.routers.get((route.app, route.ingress)) or await self._router(route)
             # the ask's own deadline comes a little later: the sweep ends it first, with 408 and a cancel
             request = HandleRequest(HTTP_METHOD, [wire_request(scope, route.prefix), body], {})
-            router.submit(Call(request, True, deadline + _ASK_GRACE_S, exchange))
+            exchange.call = Call(request, True, deadline + _ASK_GRACE_S, exchange)
+            router.submit(exchange.call)
         except BackPressureError as exc:
             return await _reply(send, 503, str(exc).encode(), extra=[(b"retry-after", b"1")])
         except DeploymentNotFoundError as exc:

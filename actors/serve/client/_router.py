@@ -26,7 +26,6 @@ from protocol import HandleRequest, ReplicaInfo, ReplicaSet
 from transport import PeerUnavailable
 
 from ..._errors import (
-    AskCancelled,
     ActorNotFound,
     ActorStopped,
     ActorSystemShutDown,
@@ -84,7 +83,7 @@ class Call:
     ``set_exception``) for a plain call, a Stream for a streaming call.
     """
 
-    __slots__ = ("request", "stream", "deadline", "tried", "attempts", "sink", "on_sent")
+    __slots__ = ("request", "stream", "deadline", "tried", "attempts", "sink", "on_sent", "current")
 
     def __init__(self, request: HandleRequest, stream: bool, deadline: float, sink: Any, on_sent: Callable[[Any], None] | None = None) -> None:
         self.request = request
@@ -94,23 +93,38 @@ class Call:
         self.attempts = 0
         self.sink = sink
         self.on_sent = on_sent
+        self.current: Any = None  # the attempt in flight (an _Answer or a _StreamAnswer): what a cancel stops
 
 
 class _Answer:
     """Where the actor system puts a request's answer: straight into the router."""
 
-    __slots__ = ("router", "replica", "call")
+    __slots__ = ("router", "replica", "call", "canceller", "ended")
 
     def __init__(self, router: Router, replica: ReplicaInfo, call: Call) -> None:
         self.router = router
         self.replica = replica
         self.call = call
+        self.canceller: Callable[[], None] | None = None
+        self.ended = False
+        call.current = self
 
     def set_result(self, value: Any) -> None:
-        self.router._finished(self.replica, self.call, value, None)
+        if not self.ended:
+            self.ended = True
+            self.router._finished(self.replica, self.call, value, None)
 
     def set_exception(self, error: BaseException) -> None:
-        self.router._finished(self.replica, self.call, None, error)
+        if not self.ended:
+            self.ended = True
+            self.router._finished(self.replica, self.call, None, error)
+
+    def cancel(self, error: BaseException) -> None:
+        """Tell the replica to stop the request (an async method is cancelled), and free its slot now."""
+        canceller, self.canceller = self.canceller, None
+        if canceller is not None and not self.ended:
+            canceller()
+        self.set_exception(error)
 
 
 class _StreamAnswer:
@@ -126,7 +140,7 @@ class _StreamAnswer:
         self.call = call
         self.canceller: Callable[[], None] | None = None
         self.ended = False
-        call.sink.current = self
+        call.current = self
 
     def push(self, item: Any) -> None:
         self.call.sink.push(item)
@@ -141,12 +155,12 @@ class _StreamAnswer:
     def set_exception(self, error: BaseException) -> bool:
         return self.finish(error)
 
-    def cancel(self, reason: str) -> None:
-        """Tell the replica to stop, and free the in-flight slot now."""
+    def cancel(self, error: BaseException) -> None:
+        """Tell the replica to stop (a generator is closed), and free the in-flight slot now."""
         canceller, self.canceller = self.canceller, None
         if canceller is not None:  # even after the ask timed out here: the replica may still run it
             canceller()
-        self.finish(AskCancelled(reason))
+        self.finish(error)
 
 
 class Router:
@@ -259,6 +273,22 @@ class Router:
             self._send(replica, call)  # type: ignore[arg-type]
         elif urgent:
             self.session.metrics.push_now.set()  # scale from zero: tell the controller now
+
+    def cancel(self, call: Call, error: BaseException) -> None:
+        """Cancel a call: out of the queue if it waits there, else its attempt
+        in flight is stopped at the replica; its sink gets ``error``."""
+        with self._lock:
+            queued = call in self._queue
+            if queued:
+                self._queue.remove(call)
+        if queued:
+            call.sink.set_exception(error)
+            return
+        current = call.current
+        if current is not None:
+            current.cancel(error)
+        elif call.stream and not call.sink.done():
+            call.sink.set_exception(error)
 
     def _pick(self, exclude: set[str]) -> ReplicaInfo | None:
         replicas = self._replicas

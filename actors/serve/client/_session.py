@@ -41,6 +41,7 @@ class Session:
     own_system: bool
     workers: list[Any] = field(default_factory=list)  # worker processes this process started (embedded head)
     routers: weakref.WeakValueDictionary[tuple[str, str], Router] = field(default_factory=weakref.WeakValueDictionary)
+    handles: dict[tuple[str, str], Any] = field(default_factory=dict)  # serve.get_app_handle's, one per deployment
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     _aggregator: ActorRef | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

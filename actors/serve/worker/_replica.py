@@ -98,7 +98,7 @@ class Replica(Actor):
             accepts_pickle = self.system.accepts_pickle
             args = self.session.resolve(unseal(self.spec.init_args, accepts_pickle))
             kwargs = self.session.resolve(unseal(self.spec.init_kwargs, accepts_pickle))
-            self.instance = cls(*args, **kwargs)
+            self.instance = self._construct(cls, args, kwargs)
             if self.config.user_config is not None and hasattr(self.instance, "reconfigure"):
                 self._call_now(self.instance.reconfigure, self.config.user_config)
         except BaseException as exc:
@@ -115,6 +115,15 @@ class Replica(Actor):
         self.http = HttpServer(self.instance, self.context.deployment, self._in_pool)
         self.system.serve_directly(self.name, (HandleRequest, CancelRequest), self._accept)  # requests skip the inbox
         self.ready.set_result(True)
+
+    def _construct(self, cls: Any, args: Any, kwargs: Any) -> Any:
+        """The user's object; an ``async def __init__`` runs on the replica's event loop, as in Ray Serve."""
+        if not (isinstance(cls, type) and inspect.iscoroutinefunction(cls.__init__)):
+            return cls(*args, **kwargs)
+        instance = cls.__new__(cls)
+        future = asyncio.run_coroutine_threadsafe(self._guarded(instance.__init__(*args, **kwargs)), self._event_loop())
+        future.result(self.session.config.serve.replica_start_timeout_s)  # as the controller bounds a start
+        return instance
 
     def _register_metrics(self) -> None:
         self.metrics_token = self.session.register_metrics(self)
@@ -157,7 +166,8 @@ class Replica(Actor):
         if found is None:
             method = getattr(self.instance, name, None)
             if method is None or not callable(method) or name.startswith("_") and name != "__call__":
-                raise AttributeError(f"deployment {self.context.deployment!r} has no method {name!r}")
+                raise AttributeError(f"deployment {self.context.deployment!r} has no method {name!r}; "
+                                     f"its methods: {', '.join(_public_methods(self.instance)) or '(none)'}")
             if inspect.isasyncgenfunction(method):
                 kind = "agen"
             elif inspect.isgeneratorfunction(method):
@@ -204,11 +214,6 @@ class Replica(Actor):
         else:
             method, kind = self._method(request.method)
         is_generator = kind in ("gen", "agen", "http")
-        if emit is not None and not is_generator:
-            raise TypeError(
-                f"method {request.method!r} of deployment {self.context.deployment!r} is not a generator; "
-                "call it without stream=True"
-            )
         if emit is None and is_generator:
             raise TypeError(
                 f"method {request.method!r} of deployment {self.context.deployment!r} is a generator; "
@@ -238,6 +243,8 @@ class Replica(Actor):
         try:
             args, kwargs = self._arguments(request)
             value = _pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
+            if kind == "sync":
+                value = self._returned(request, value, emit)
         except BaseException as exc:
             self._answer(respond, started, None, exc)
             return
@@ -277,11 +284,34 @@ class Replica(Actor):
                     if kind == "agen":
                         value = await _pump_async(method(*args, **kwargs), emit)
                     else:
-                        value = await method(*args, **kwargs)
+                        value = self._returned(request, await method(*args, **kwargs), emit)
+                        if inspect.isasyncgen(value):
+                            value = await _pump_async(value, emit)
         except BaseException as exc:
             self._answer(respond, started, None, exc)
             return
         self._answer(respond, started, value, None)
+
+    def _returned(self, request: HandleRequest, value: Any, emit: Any) -> Any:
+        """What a plain method returned: a generator object streams (with
+        stream=True: as a generator method does; an async generator is left
+        to the caller's loop); anything else is the answer.
+
+        Raises:
+            TypeError: a generator without stream=True, or stream=True without one.
+        """
+        streams = inspect.isgenerator(value) or inspect.isasyncgen(value)
+        if emit is None and streams:
+            raise TypeError(f"method {request.method!r} of deployment {self.context.deployment!r} returned a "
+                            "generator; call it with handle.options(stream=True)")
+        if emit is not None and not streams:
+            raise TypeError(f"method {request.method!r} of deployment {self.context.deployment!r} returned "
+                            f"{type(value).__name__}, not a generator; call it without stream=True")
+        if inspect.isgenerator(value):
+            for item in value:
+                emit(item)
+            return None
+        return value
 
     def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Awaitable: ``fn(*args)`` on the replica's pool (a blocking method called from the loop)."""
@@ -383,6 +413,12 @@ class Replica(Actor):
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
         set_replica_context(None)
+
+
+def _public_methods(instance: Any) -> list[str]:
+    cls = type(instance)
+    names = sorted(n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n, None)))
+    return (["__call__"] if any("__call__" in vars(k) for k in cls.__mro__[:-1]) else []) + names
 
 
 def _pump_sync(method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], emit: Callable[[Any], None]) -> None:
