@@ -5,7 +5,8 @@ House rules:
 
 - Lives here: :class:`DeploymentHandle` and its responses, the per-process
   :class:`Router` of each deployment (replica choice, in-flight counts,
-  retries), the :class:`Session` (routers, subscriptions, the watch on the
+  retries; ``_attempts``: one attempt at one replica, what a cancel
+  stops), the :class:`Session` (routers, subscriptions, the watch on the
   controller), the ``Membership`` actor that takes replica-set pushes, the
   ``MetricsAggregator`` that batches this process's reports, and the HTTP
   proxy (``_proxy``: the ASGI app that routes through the router;

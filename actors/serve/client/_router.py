@@ -38,6 +38,8 @@ from .._errors import (
     DeploymentNotFoundError,
     ReplicaDiedError,
 )
+from ._attempts import Answer, StreamAnswer
+
 
 class RouterHost(Protocol):
     """What a router uses of its process's session."""
@@ -93,74 +95,7 @@ class Call:
         self.attempts = 0
         self.sink = sink
         self.on_sent = on_sent
-        self.current: Any = None  # the attempt in flight (an _Answer or a _StreamAnswer): what a cancel stops
-
-
-class _Answer:
-    """Where the actor system puts a request's answer: straight into the router."""
-
-    __slots__ = ("router", "replica", "call", "canceller", "ended")
-
-    def __init__(self, router: Router, replica: ReplicaInfo, call: Call) -> None:
-        self.router = router
-        self.replica = replica
-        self.call = call
-        self.canceller: Callable[[], None] | None = None
-        self.ended = False
-        call.current = self
-
-    def set_result(self, value: Any) -> None:
-        if not self.ended:
-            self.ended = True
-            self.router._finished(self.replica, self.call, value, None)
-
-    def set_exception(self, error: BaseException) -> None:
-        if not self.ended:
-            self.ended = True
-            self.router._finished(self.replica, self.call, None, error)
-
-    def cancel(self, error: BaseException) -> None:
-        """Tell the replica to stop the request (an async method is cancelled), and free its slot now."""
-        canceller, self.canceller = self.canceller, None
-        if canceller is not None and not self.ended:
-            canceller()
-        self.set_exception(error)
-
-
-class _StreamAnswer:
-    """Where the actor system puts one attempt's stream items: straight into
-    the call's sink; the stream's end goes through the router (which may send
-    the request again if it never ran)."""
-
-    __slots__ = ("router", "replica", "call", "canceller", "ended")
-
-    def __init__(self, router: Router, replica: ReplicaInfo, call: Call) -> None:
-        self.router = router
-        self.replica = replica
-        self.call = call
-        self.canceller: Callable[[], None] | None = None
-        self.ended = False
-        call.current = self
-
-    def push(self, item: Any) -> None:
-        self.call.sink.push(item)
-
-    def finish(self, error: BaseException | None = None) -> bool:
-        if self.ended:  # the end came, then a cancel (or the other way round): counted once
-            return False
-        self.ended = True
-        self.router._finished(self.replica, self.call, None, error)
-        return True
-
-    def set_exception(self, error: BaseException) -> bool:
-        return self.finish(error)
-
-    def cancel(self, error: BaseException) -> None:
-        """Tell the replica to stop (a generator is closed), and free the in-flight slot now."""
-        canceller, self.canceller = self.canceller, None
-        if canceller is not None:  # even after the ask timed out here: the replica may still run it
-            canceller()
-        self.finish(error)
+        self.current: Any = None  # the attempt in flight (an Answer or a StreamAnswer, ``_attempts``): what a cancel stops
 
 
 class Router:
@@ -327,12 +262,12 @@ class Router:
         timeout = max(0.001, call.deadline - time.monotonic())
         try:
             if call.stream and call.on_sent is None:  # a sink that takes items itself: no Stream in between
-                ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle, into=_StreamAnswer(self, replica, call))
+                ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle, into=StreamAnswer(self, replica, call))
                 return
             if call.stream:
                 pending: Any = ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle)
             else:  # the answer completes the call through the router: no Future of its own
-                ref.ask(call.request, timeout=timeout, pickle=self.pickle, into=_Answer(self, replica, call))
+                ref.ask(call.request, timeout=timeout, pickle=self.pickle, into=Answer(self, replica, call))
                 return
         except (PeerUnavailable, ActorNotFound) as exc:
             self._finished(replica, call, None, exc)
