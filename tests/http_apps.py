@@ -114,3 +114,9 @@ class Api:
     @api.get("/raw")
     def raw(self) -> Response:
         return Response(b"raw bytes", media_type="application/octet-stream")
+
+
+@serve.deployment
+async def hello(request: Request) -> str:
+    """A function deployment over HTTP."""
+    return f"hello {request.query_params.get('name', 'world')}"

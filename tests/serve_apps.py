@@ -404,3 +404,20 @@ class Cancellable:
                 await asyncio.sleep(0.01)
         finally:
             self._flag(f"closed-{tag}")
+
+
+@serve.deployment
+def double(x: int) -> int:
+    """A function deployment."""
+    return 2 * x
+
+
+@serve.deployment(num_replicas=2)
+async def agreet(name: str) -> str:
+    await asyncio.sleep(0)
+    return f"hi {name}"
+
+
+@serve.deployment
+def upto(n: int) -> Any:
+    yield from range(n)

@@ -70,6 +70,11 @@ def test_thread_mode_replicas_serve_http_too(client: httpx.Client) -> None:
     assert client.post("/packed/echo", content=b"b").json()["body"] == "b"
 
 
+def test_a_function_deployment_serves_http(client: httpx.Client) -> None:
+    serve.run(http_apps.hello.bind(), name="fnhttp", route_prefix="/fn")
+    assert client.get("/fn", params={"name": "corral"}).text == "hello corral"
+
+
 def test_an_exception_in_user_code_is_a_500_without_the_traceback(client: httpx.Client) -> None:
     serve.run(http_apps.Plain.bind(), name="plain", route_prefix="/plain")
     r = client.get("/plain/boom")

@@ -239,3 +239,15 @@ def test_get_app_handle_returns_the_same_handle_each_time(serve_cluster: Any) ->
     assert serve.get_app_handle("cached") is serve.get_app_handle("cached")
     assert serve.get_deployment_handle("Echo", "cached") is serve.get_app_handle("cached")
     assert serve.get_app_handle("cached").remote("x").result(timeout_s=10) == "c:x"
+
+
+def test_function_deployments_serve_like_a_class_call_method(serve_cluster: Any) -> None:
+    assert serve.run(serve_apps.double.bind(), name="fn", route_prefix=None).remote(21).result(timeout_s=10) == 42
+    handle = serve.run(serve_apps.agreet.bind(), name="afn", route_prefix=None)
+    assert handle.remote("you").result(timeout_s=10) == "hi you"
+    streamed = serve.run(serve_apps.upto.bind(), name="gfn", route_prefix=None)
+    assert list(streamed.options(stream=True).remote(3)) == [0, 1, 2]
+    with pytest.raises(TypeError, match="function deployment 'double' takes no constructor arguments"):
+        serve_apps.double.bind(1)
+    with pytest.raises(TypeError, match="decorates classes and functions"):
+        serve.deployment(42)

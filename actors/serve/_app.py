@@ -4,6 +4,7 @@ application graph into deployment specs. Pure apart from importing modules."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import sys
 from typing import Any, Callable
@@ -19,10 +20,11 @@ HANDLE_MARKER = "__corral_handle__"
 
 
 class Deployment:
-    """A class made deployable by ``@serve.deployment``.
+    """A class (or a function) made deployable by ``@serve.deployment``.
 
     Attributes:
-        func_or_class: the user's class.
+        func_or_class: the user's class, or function (which is then the
+            deployment's ``__call__``, as in Ray Serve).
         name: the deployment's name (the class name unless given).
         version: an explicit code version, or None to derive one.
         config: the validated options.
@@ -35,7 +37,13 @@ class Deployment:
         self.config = config
 
     def bind(self, *args: Any, **kwargs: Any) -> Application:
-        """Bind constructor arguments; other bound deployments become handles."""
+        """Bind constructor arguments; other bound deployments become handles.
+
+        Raises:
+            TypeError: arguments for a function deployment (it has no constructor).
+        """
+        if inspect.isfunction(self.func_or_class) and (args or kwargs):
+            raise TypeError(f"function deployment {self.name!r} takes no constructor arguments; use {self.name}.bind()")
         return Application(self, args, kwargs)
 
     def options(self, **options: Any) -> Deployment:
@@ -68,19 +76,21 @@ class Application:
         self.kwargs = kwargs
 
 
-def deployment(_func_or_class: type | None = None, **options: Any) -> Any:
-    """Make a class a deployment: ``@serve.deployment`` or ``@serve.deployment(num_replicas=2, ...)``.
+def deployment(_func_or_class: Any = None, **options: Any) -> Any:
+    """Make a class (or a function) a deployment: ``@serve.deployment`` or
+    ``@serve.deployment(num_replicas=2, ...)``. A function deployment's
+    function is what its handle's ``.remote(...)`` and HTTP requests call.
 
     Raises:
         DeploymentOptionError: an option is unknown or has a wrong value.
-        TypeError: the decorated object is not a class.
+        TypeError: the decorated object is not a class or a function.
     """
     identity, config = split_options(options)
     validated = DeploymentConfig(**config)
 
-    def wrap(cls: type) -> Deployment:
-        if not isinstance(cls, type):
-            raise TypeError(f"@serve.deployment decorates classes, got {cls!r}")
+    def wrap(cls: Any) -> Deployment:
+        if not (isinstance(cls, type) or inspect.isfunction(cls)):
+            raise TypeError(f"@serve.deployment decorates classes and functions, got {cls!r}")
         return Deployment(cls, identity.get("name") or cls.__name__, identity.get("version"), validated)
 
     return wrap(_func_or_class) if _func_or_class is not None else wrap

@@ -31,7 +31,7 @@ from .._names import HTTP_METHOD
 from .._options import DeploymentConfig
 from ..client._session import Session
 from ._http import HttpServer
-from ._user_code import load_import_path
+from ._user_code import function_instance, load_import_path
 
 
 class _Drain:
@@ -118,6 +118,8 @@ class Replica(Actor):
 
     def _construct(self, cls: Any, args: Any, kwargs: Any) -> Any:
         """The user's object; an ``async def __init__`` runs on the replica's event loop, as in Ray Serve."""
+        if inspect.isfunction(cls):  # a function deployment: its function is the __call__
+            return function_instance(cls)
         if not (isinstance(cls, type) and inspect.iscoroutinefunction(cls.__init__)):
             return cls(*args, **kwargs)
         instance = cls.__new__(cls)

@@ -73,3 +73,25 @@ def _user_main(main_file: str | None, import_path: str) -> types.ModuleType:
             module.__file__ = main_file
             sys.modules["__mp_main__"] = module
     return module
+
+
+def function_instance(fn: Any) -> Any:
+    """An object whose ``__call__`` is a function deployment's function, of
+    the same kind (sync, async, generator or async generator), so the replica
+    serves it as it serves a class's ``__call__``."""
+    import inspect
+
+    if inspect.isasyncgenfunction(fn):
+        async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            async for item in fn(*args, **kwargs):
+                yield item
+    elif inspect.iscoroutinefunction(fn):
+        async def call(self: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return await fn(*args, **kwargs)
+    elif inspect.isgeneratorfunction(fn):
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            yield from fn(*args, **kwargs)
+    else:
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return fn(*args, **kwargs)
+    return type(fn.__name__, (), {"__call__": call, "__doc__": fn.__doc__})()
