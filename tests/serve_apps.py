@@ -421,3 +421,31 @@ async def agreet(name: str) -> str:
 @serve.deployment
 def upto(n: int) -> Any:
     yield from range(n)
+
+
+@serve.deployment(num_replicas=1, health_check_period_s=0.1, health_check_timeout_s=0.5)
+class NeverHealthy:
+    """Its check_health always raises."""
+
+    def check_health(self) -> None:
+        raise RuntimeError("never healthy")
+
+    def __call__(self) -> str:
+        return "served"
+
+
+@serve.deployment(num_replicas=1, health_check_period_s=0.2, health_check_timeout_s=0.5, graceful_shutdown_timeout_s=0.5)
+class HangingHealth:
+    """Its check_health hangs while a flag file names this replica (so its replacement is healthy)."""
+
+    def __init__(self, flag: str) -> None:
+        self.flag = flag
+        self.instance = os.urandom(4).hex()
+
+    def check_health(self) -> None:
+        deadline = time.monotonic() + 60
+        while os.path.exists(self.flag) and open(self.flag).read() == self.instance and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def __call__(self) -> str:
+        return self.instance

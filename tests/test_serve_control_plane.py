@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -344,3 +345,23 @@ def test_a_worker_cut_off_and_back_rejoins_cleanly_with_its_stale_replicas_stopp
     assert deployment_status("cut", "Echo").replica_states == {"RUNNING": 4}
     assert sum(n.replicas for n in status.nodes) == 4, "nothing counted twice"
     assert len(replica_ids(handle, 40)) == 4
+
+
+def test_a_deployment_whose_health_check_always_fails_is_never_running(serve_cluster: Any) -> None:
+    with pytest.raises(DeployFailedError, match="the first health check failed: RuntimeError: never healthy"):
+        serve.run(serve_apps.NeverHealthy.bind(), name="sick", route_prefix=None, timeout_s=60)
+    serve.delete("sick")
+
+
+def test_a_hanging_health_check_fails_without_blocking_requests_and_the_replica_is_replaced(serve_cluster: Any, tmp_path: Any) -> None:
+    flag = tmp_path / "hang"
+    handle = serve.run(serve_apps.HangingHealth.bind(str(flag)), name="hangs", route_prefix=None)
+    first = handle.remote().result(timeout_s=10)
+    flag.write_text(first)
+    started = time.monotonic()
+    assert handle.remote().result(timeout_s=5) == first and time.monotonic() - started < 0.5, \
+        "a request does not wait for the hung check"
+    wait_for(lambda: handle.remote().result(timeout_s=10) != first, 30, "the replica with the hung check replaced")
+    wait_for(lambda: deployment_status("hangs", "HangingHealth").replica_states == {"RUNNING": 1}, 30,
+             "the hung replica to stop (not STOPPING for ever)")
+    serve.delete("hangs")

@@ -31,7 +31,7 @@ from .._names import HTTP_METHOD
 from .._options import DeploymentConfig
 from ..client._session import Session
 from ._http import HttpServer
-from ._user_code import function_instance, load_import_path
+from ._user_code import function_instance, load_import_path, public_methods, pump_async, pump_sync, returned
 
 
 class _Drain:
@@ -88,6 +88,7 @@ class Replica(Actor):
         self.draining = False
         self._loop_lock = threading.Lock()
         self.http: HttpServer | None = None
+        self.health_pool: concurrent.futures.ThreadPoolExecutor | None = None  # one thread: a hung check never takes a request's
         self.tasks: dict[tuple[str, int], asyncio.Task[Any]] = {}  # running async requests, by (sender, ask id); loop thread only
 
     def on_start(self) -> None:
@@ -113,6 +114,12 @@ class Replica(Actor):
             initargs=(self.context,),
         )
         self.http = HttpServer(self.instance, self.context.deployment, self._in_pool)
+        try:  # a replica is ready once its first health check passed, as in Ray Serve
+            self._run_health_check()
+        except BaseException as exc:
+            self.ready.set_exception(RuntimeError(f"the first health check failed: {type(exc).__name__}: {exc}"))
+            self.stop()
+            return
         self.system.serve_directly(self.name, (HandleRequest, CancelRequest), self._accept)  # requests skip the inbox
         self.ready.set_result(True)
 
@@ -154,10 +161,34 @@ class Replica(Actor):
         }
 
     def _check_health(self, _message: HealthCheck) -> dict[str, int]:
-        check = getattr(self.instance, "check_health", None)
-        if check is not None:
-            self._call_now(check)
+        self._run_health_check()
         return {"ongoing": self.in_flight}
+
+    def _run_health_check(self) -> None:
+        """The user's ``check_health``, off the actor's thread and bounded by
+        ``health_check_timeout_s``: one that hangs fails its check and leaves
+        the replica able to drain and stop.
+
+        Raises:
+            TimeoutError: it did not return in time.
+            Exception: what it raised.
+        """
+        check = getattr(self.instance, "check_health", None)
+        if check is None:
+            return
+        timeout = self.config.health_check_timeout_s
+        if inspect.iscoroutinefunction(check):
+            done: Any = asyncio.run_coroutine_threadsafe(self._guarded(check()), self._event_loop())
+        else:
+            if self.health_pool is None:
+                self.health_pool = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix=f"health-{self.context.replica_id}", initializer=set_replica_context,
+                    initargs=(self.context,))
+            done = self.health_pool.submit(check)
+        try:
+            done.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"check_health did not return within health_check_timeout_s={timeout:g}s") from None
 
     def _reconfigure(self, message: Reconfigure) -> bool:
         self._call_now(self.instance.reconfigure, message.user_config)
@@ -169,7 +200,7 @@ class Replica(Actor):
             method = getattr(self.instance, name, None)
             if method is None or not callable(method) or name.startswith("_") and name != "__call__":
                 raise AttributeError(f"deployment {self.context.deployment!r} has no method {name!r}; "
-                                     f"its methods: {', '.join(_public_methods(self.instance)) or '(none)'}")
+                                     f"its methods: {', '.join(public_methods(self.instance)) or '(none)'}")
             if inspect.isasyncgenfunction(method):
                 kind = "agen"
             elif inspect.isgeneratorfunction(method):
@@ -244,9 +275,9 @@ class Replica(Actor):
     def _run_sync(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
         try:
             args, kwargs = self._arguments(request)
-            value = _pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
+            value = pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
             if kind == "sync":
-                value = self._returned(request, value, emit)
+                value = returned(self.context.deployment, request.method, value, emit)
         except BaseException as exc:
             self._answer(respond, started, None, exc)
             return
@@ -284,36 +315,15 @@ class Replica(Actor):
                 else:
                     args, kwargs = self._arguments(request)
                     if kind == "agen":
-                        value = await _pump_async(method(*args, **kwargs), emit)
+                        value = await pump_async(method(*args, **kwargs), emit)
                     else:
-                        value = self._returned(request, await method(*args, **kwargs), emit)
+                        value = returned(self.context.deployment, request.method, await method(*args, **kwargs), emit)
                         if inspect.isasyncgen(value):
-                            value = await _pump_async(value, emit)
+                            value = await pump_async(value, emit)
         except BaseException as exc:
             self._answer(respond, started, None, exc)
             return
         self._answer(respond, started, value, None)
-
-    def _returned(self, request: HandleRequest, value: Any, emit: Any) -> Any:
-        """What a plain method returned: a generator object streams (with
-        stream=True: as a generator method does; an async generator is left
-        to the caller's loop); anything else is the answer.
-
-        Raises:
-            TypeError: a generator without stream=True, or stream=True without one.
-        """
-        streams = inspect.isgenerator(value) or inspect.isasyncgen(value)
-        if emit is None and streams:
-            raise TypeError(f"method {request.method!r} of deployment {self.context.deployment!r} returned a "
-                            "generator; call it with handle.options(stream=True)")
-        if emit is not None and not streams:
-            raise TypeError(f"method {request.method!r} of deployment {self.context.deployment!r} returned "
-                            f"{type(value).__name__}, not a generator; call it without stream=True")
-        if inspect.isgenerator(value):
-            for item in value:
-                emit(item)
-            return None
-        return value
 
     def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Awaitable: ``fn(*args)`` on the replica's pool (a blocking method called from the loop)."""
@@ -412,25 +422,11 @@ class Replica(Actor):
             self.session.metrics.unregister(token)
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.health_pool is not None:
+            self.health_pool.shutdown(wait=False, cancel_futures=True)
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
         set_replica_context(None)
-
-
-def _public_methods(instance: Any) -> list[str]:
-    cls = type(instance)
-    names = sorted(n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n, None)))
-    return (["__call__"] if any("__call__" in vars(k) for k in cls.__mro__[:-1]) else []) + names
-
-
-def _pump_sync(method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], emit: Callable[[Any], None]) -> None:
-    for item in method(*args, **kwargs):
-        emit(item)
-
-
-async def _pump_async(generator: Any, emit: Callable[[Any], None]) -> None:
-    async for item in generator:
-        emit(item)
 
 
 def _format(exc: BaseException) -> str:

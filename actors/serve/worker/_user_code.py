@@ -1,14 +1,16 @@
-"""Finding the user's class from an import path, in a worker process."""
+"""Finding the user's code from an import path, and calling it: what a method
+returned (an answer, or a generator to stream), function deployments."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import runpy
 import sys
 import threading
 import types
-from typing import Any
+from typing import Any, Callable
 
 from ..._imports import import_object
 
@@ -79,8 +81,6 @@ def function_instance(fn: Any) -> Any:
     """An object whose ``__call__`` is a function deployment's function, of
     the same kind (sync, async, generator or async generator), so the replica
     serves it as it serves a class's ``__call__``."""
-    import inspect
-
     if inspect.isasyncgenfunction(fn):
         async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             async for item in fn(*args, **kwargs):
@@ -95,3 +95,41 @@ def function_instance(fn: Any) -> Any:
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
             return fn(*args, **kwargs)
     return type(fn.__name__, (), {"__call__": call, "__doc__": fn.__doc__})()
+
+
+def returned(deployment: str, method: str, value: Any, emit: Any) -> Any:
+    """What a plain method returned: a generator object streams (with
+    stream=True, as a generator method does; an async generator is left to
+    the caller's loop); anything else is the answer.
+
+    Raises:
+        TypeError: a generator without stream=True, or stream=True without one.
+    """
+    streams = inspect.isgenerator(value) or inspect.isasyncgen(value)
+    if emit is None and streams:
+        raise TypeError(f"method {method!r} of deployment {deployment!r} returned a generator; "
+                        "call it with handle.options(stream=True)")
+    if emit is not None and not streams:
+        raise TypeError(f"method {method!r} of deployment {deployment!r} returned {type(value).__name__}, "
+                        "not a generator; call it without stream=True")
+    if inspect.isgenerator(value):
+        for item in value:
+            emit(item)
+        return None
+    return value
+
+
+def public_methods(instance: Any) -> list[str]:
+    cls = type(instance)
+    names = sorted(n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n, None)))
+    return (["__call__"] if any("__call__" in vars(k) for k in cls.__mro__[:-1]) else []) + names
+
+
+def pump_sync(method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], emit: Callable[[Any], None]) -> None:
+    for item in method(*args, **kwargs):
+        emit(item)
+
+
+async def pump_async(generator: Any, emit: Callable[[Any], None]) -> None:
+    async for item in generator:
+        emit(item)
