@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from actors import serve
@@ -110,3 +111,17 @@ class HttpStream:
                 yield f"chunk {i}\n"
 
         return chunks()
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=64)
+class FixedCost:
+    """Each call costs 5 ms of one thread (a model's fixed per-call overhead), batched or not."""
+
+    def one(self, x: int) -> int:
+        time.sleep(0.005)
+        return x
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    def many(self, xs: list[int]) -> list[int]:
+        time.sleep(0.005)
+        return xs

@@ -449,3 +449,32 @@ class HangingHealth:
 
     def __call__(self) -> str:
         return self.instance
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=32)
+class Batched:
+    """@serve.batch on async and sync methods; records the batch sizes it saw."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.2)
+    async def __call__(self, inputs: list[int]) -> list[int]:
+        self.sizes.append(len(inputs))
+        return [x * 2 for x in inputs]
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.2)
+    def sync_double(self, inputs: list[int]) -> list[int]:
+        self.sizes.append(len(inputs))
+        return [x * 2 for x in inputs]
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.1)
+    async def short(self, inputs: list[int]) -> list[int]:
+        return inputs[:-1]
+
+    def seen(self) -> list[int]:
+        sizes, self.sizes = self.sizes, []
+        return sizes
+
+    def resize(self, n: int) -> None:
+        self.__call__.set_max_batch_size(n)

@@ -251,3 +251,35 @@ def test_function_deployments_serve_like_a_class_call_method(serve_cluster: Any)
         serve_apps.double.bind(1)
     with pytest.raises(TypeError, match="decorates classes and functions"):
         serve.deployment(42)
+
+
+def test_serve_batch_gathers_concurrent_calls_into_one_list_call(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Batched.bind(), name="batched", route_prefix=None)
+    responses = [handle.remote(i) for i in range(8)]
+    assert [r.result(timeout_s=10) for r in responses] == [2 * i for i in range(8)]
+    sizes = handle.seen.remote().result(timeout_s=10)
+    assert sum(sizes) == 8 and max(sizes) == 4, sizes
+    sync = [handle.sync_double.remote(i) for i in range(4)]
+    assert [r.result(timeout_s=10) for r in sync] == [0, 2, 4, 6]
+    assert handle.seen.remote().result(timeout_s=10) == [4], "the sync batch method got one list of 4"
+    handle.resize.remote(1).result(timeout_s=10)
+    assert [r.result(timeout_s=10) for r in [handle.remote(i) for i in range(3)]] == [0, 2, 4]
+    assert handle.seen.remote().result(timeout_s=10) == [1, 1, 1], "the batch size changed at run time"
+
+
+def test_a_batch_method_returning_the_wrong_number_of_results_fails_each_request_saying_so(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Batched.bind(), name="batched", route_prefix=None)
+    responses = [handle.short.remote(i) for i in range(3)]
+    for r in responses:
+        with pytest.raises(Exception, match=r"returned 2 results for a batch of 3 inputs"):
+            r.result(timeout_s=10)
+    assert handle.remote(5).result(timeout_s=10) == 10, "the replica still serves"
+
+
+def test_bad_batch_parameters_fail_at_decoration_naming_them() -> None:
+    with pytest.raises(ValueError, match="max_batch_size must be an int >= 1, got 0"):
+        serve.batch(max_batch_size=0)
+    with pytest.raises(ValueError, match="batch_wait_timeout_s must be a number >= 0, got -1"):
+        serve.batch(batch_wait_timeout_s=-1)
+    with pytest.raises(TypeError, match="must take self and one list of inputs"):
+        serve.batch(lambda: None)  # type: ignore[arg-type]

@@ -60,6 +60,7 @@ from ._errors import (
     StoreError,
 )
 from ._gangs import GangSchedulingConfig
+from ._batching import batch
 from ._ingress import ingress
 from ._options import DeploymentConfig, DeploymentOptionError
 from ._status import (
@@ -104,6 +105,7 @@ __all__ = [
     "ReservationStatus",
     "ServeStatus",
     "add_worker",
+    "batch",
     "controller_stats",
     "delete",
     "deployment",

@@ -148,7 +148,7 @@ class HttpServer:
         if method is None:
             raise TypeError(f"deployment {self.deployment!r} has no __call__ to serve HTTP requests with")
         request = Request(scope, receive)
-        if inspect.iscoroutinefunction(method):
+        if inspect.iscoroutinefunction(method) or getattr(method, "__corral_kind__", None) == "async":
             result = await method(request)
         elif inspect.isasyncgenfunction(method) or inspect.isgeneratorfunction(method):
             result = method(request)

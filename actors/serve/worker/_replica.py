@@ -201,7 +201,10 @@ class Replica(Actor):
             if method is None or not callable(method) or name.startswith("_") and name != "__call__":
                 raise AttributeError(f"deployment {self.context.deployment!r} has no method {name!r}; "
                                      f"its methods: {', '.join(public_methods(self.instance)) or '(none)'}")
-            if inspect.isasyncgenfunction(method):
+            marked = getattr(method, "__corral_kind__", None)  # a callable that says how it runs (@serve.batch)
+            if marked is not None:
+                kind = marked
+            elif inspect.isasyncgenfunction(method):
                 kind = "agen"
             elif inspect.isgeneratorfunction(method):
                 kind = "gen"

@@ -1,0 +1,156 @@
+"""``@serve.batch``: calls of a method from many requests, gathered into one
+call with a list, as Ray Serve's. The gathering runs on the replica's event
+loop; a sync batch function runs on a worker thread so the loop keeps serving.
+
+    @serve.deployment
+    class Model:
+        @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+        async def __call__(self, inputs: list[str]) -> list[int]:
+            return [len(x) for x in inputs]     # one result per input, in order
+
+Each request still calls ``handle.remote(x)`` with one input and gets its own
+result; ``self.__call__.set_max_batch_size(n)`` (and
+``set_batch_wait_timeout_s``) change the batching while it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from typing import Any, Callable
+
+
+def _check(max_batch_size: Any, batch_wait_timeout_s: Any) -> tuple[int, float]:
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
+        raise ValueError(f"serve.batch: max_batch_size must be an int >= 1, got {max_batch_size!r}")
+    if isinstance(batch_wait_timeout_s, bool) or not isinstance(batch_wait_timeout_s, (int, float)) or batch_wait_timeout_s < 0:
+        raise ValueError(f"serve.batch: batch_wait_timeout_s must be a number >= 0, got {batch_wait_timeout_s!r}")
+    return max_batch_size, float(batch_wait_timeout_s)
+
+
+def batch(_func: Callable[..., Any] | None = None, *, max_batch_size: int = 10, batch_wait_timeout_s: float = 0.0) -> Any:
+    """Gather single calls of a method into calls with a list (see the module docstring).
+
+    The decorated method takes ``self`` and one list, and returns a list of the
+    same length (sync or ``async def``).
+
+    Raises:
+        ValueError: ``max_batch_size`` is not an int >= 1, or ``batch_wait_timeout_s``
+            not a number >= 0 (at decoration).
+        TypeError: what is decorated is not a function taking ``self`` and a list,
+            or is a generator (not supported yet).
+    """
+    size, wait = _check(max_batch_size, batch_wait_timeout_s)
+
+    def decorate(func: Callable[..., Any]) -> _BatchMethod:
+        if not inspect.isfunction(func):
+            raise TypeError(f"serve.batch decorates a method, got {func!r}")
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(f"serve.batch: {func.__qualname__} is a generator; batched generators are not supported yet")
+        if len(inspect.signature(func).parameters) != 2:
+            raise TypeError(f"serve.batch: {func.__qualname__} must take self and one list of inputs")
+        return _BatchMethod(func, size, wait)
+
+    return decorate(_func) if _func is not None else decorate
+
+
+class _BatchMethod:
+    """The descriptor ``@serve.batch`` leaves in the class: each instance gets its own batcher."""
+
+    def __init__(self, func: Callable[..., Any], max_batch_size: int, batch_wait_timeout_s: float) -> None:
+        self.func = func
+        self.max_batch_size = max_batch_size
+        self.batch_wait_timeout_s = batch_wait_timeout_s
+        self.name = func.__name__
+        functools.update_wrapper(self, func)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        batchers = instance.__dict__.setdefault("__corral_batchers__", {})
+        bound = batchers.get(self.name)
+        if bound is None:
+            bound = batchers[self.name] = _Batcher(self.func.__get__(instance), self.max_batch_size, self.batch_wait_timeout_s)
+        return bound
+
+
+class _Batcher:
+    """One instance's batching of one method: queued calls, gathered on the running loop."""
+
+    __corral_kind__ = "async"  # the replica runs it on its event loop
+
+    def __init__(self, bound: Callable[..., Any], max_batch_size: int, batch_wait_timeout_s: float) -> None:
+        self.bound = bound
+        self.max_batch_size = max_batch_size
+        self.batch_wait_timeout_s = batch_wait_timeout_s
+        self.is_async = inspect.iscoroutinefunction(bound)
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self.batches = 0  # calls of the batch function, for tests and metrics
+
+    def set_max_batch_size(self, max_batch_size: int) -> None:
+        """Change the batch size while serving.
+
+        Raises:
+            ValueError: not an int >= 1.
+        """
+        self.max_batch_size, _ = _check(max_batch_size, self.batch_wait_timeout_s)
+
+    def set_batch_wait_timeout_s(self, batch_wait_timeout_s: float) -> None:
+        """Change how long a batch waits to fill up.
+
+        Raises:
+            ValueError: not a number >= 0.
+        """
+        _, self.batch_wait_timeout_s = _check(self.max_batch_size, batch_wait_timeout_s)
+
+    async def __call__(self, item: Any) -> Any:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._gather())
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def _gather(self) -> None:
+        queue = self._queue
+        assert queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            calls = [await queue.get()]
+            deadline = loop.time() + self.batch_wait_timeout_s
+            while len(calls) < self.max_batch_size:
+                remaining = deadline - loop.time()
+                try:
+                    calls.append(queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(queue.get(), remaining))
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    break
+            calls = [(item, future) for item, future in calls if not future.done()]  # cancelled callers drop out
+            if calls:
+                await self._run(calls)
+
+    async def _run(self, calls: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        inputs = [item for item, _ in calls]
+        self.batches += 1
+        try:
+            if self.is_async:
+                results = await self.bound(inputs)
+            else:
+                results = await asyncio.get_running_loop().run_in_executor(None, self.bound, inputs)
+            if not isinstance(results, (list, tuple)) or len(results) != len(inputs):
+                got = f"{len(results)} results" if isinstance(results, (list, tuple)) else f"a {type(results).__name__}"
+                raise ValueError(f"batch method {self.bound.__qualname__} returned {got} for a batch of {len(inputs)} "
+                                 "inputs; it must return one result per input, in order")
+        except Exception as exc:
+            for _, future in calls:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(calls, results):
+            if not future.done():
+                future.set_result(result)
