@@ -353,7 +353,7 @@ class ActorSystem:
         emit = RemoteEmitter(self._emit_remote, env.sender, env.msg_id, env.pickle) if env.stream and env.wants_reply else None
         request = Request(unwrap(env), respond, env.deadline, emit, env.sender, env.msg_id)
         lane = self._lanes.get(env.target)
-        if env.kind == "cancel" and (lane is None or CancelRequest not in lane[0]):
+        if env.kind == "cancel" and not env.wants_reply and (lane is None or CancelRequest not in lane[0]):
             return  # the actor does not stop work it started: nothing to cancel
         try:
             (lane[1] if lane is not None and type(request.payload) in lane[0] else actor.tell)(request)
