@@ -283,3 +283,11 @@ def test_bad_batch_parameters_fail_at_decoration_naming_them() -> None:
         serve.batch(batch_wait_timeout_s=-1)
     with pytest.raises(TypeError, match="must take self and one list of inputs"):
         serve.batch(lambda: None)  # type: ignore[arg-type]
+
+
+def test_ray_options_corral_does_not_take_are_refused_by_name_with_what_to_use() -> None:
+    with pytest.raises(serve.DeploymentOptionError, match="'placement_group_bundles': not supported; use gang_scheduling_config"):
+        serve_apps.Echo.options(placement_group_bundles=[{"CPU": 1}])
+    with pytest.raises(serve.DeploymentOptionError, match="'route_prefix': is given to serve.run"):
+        serve_apps.Echo.options(route_prefix="/x")
+    assert serve_apps.Echo.options(logging_config=None).name == "Echo", "None, as Ray's default, is accepted"

@@ -37,6 +37,7 @@ _POLL_S = 0.02
 
 _session: Session | None = None
 _session_lock = threading.RLock()
+_local: Any = None  # the LocalRuntime of serve.run(..., _local_testing_mode=True), made on first use
 _exit_hook_installed = False
 
 
@@ -203,6 +204,7 @@ def run(
     route_prefix: str | None = "/",
     wait_for_ready: bool = True,
     timeout_s: float | None = None,
+    _local_testing_mode: bool = False,
 ) -> DeploymentHandle:
     """Deploy (or update) an application and return a handle to its ingress.
 
@@ -215,6 +217,9 @@ def run(
             the root); None: not over HTTP. Two applications cannot share one.
         wait_for_ready: wait until every deployment reached its target.
         timeout_s: how long to wait; None uses ``ServeSettings.run_timeout_s``.
+        _local_testing_mode: construct the application in this process, with
+            no cluster (Ray Serve's name): for unit tests, and deployments
+            defined inside a test function. Returns a local handle.
 
     Raises:
         DeploymentOptionError: an option or class is invalid (nothing is deployed).
@@ -226,6 +231,8 @@ def run(
     if not isinstance(name, str) or not name or "#" in name:
         raise ValueError(f"application name must be a non-empty string without '#', got {name!r}")
     check_route_prefix(route_prefix)
+    if _local_testing_mode:
+        return _run_locally(target, name, timeout_s if timeout_s is not None else 60.0)
     cluster_pickles = has_session() and current_session().config.serve.serializer == "pickle"
     specs, ingress = build_application(target, name, allow_pickle=cluster_pickles)
     if not has_session():
@@ -244,6 +251,19 @@ def run(
         _wait_for_app(name, timeout_s if timeout_s is not None else session.config.serve.run_timeout_s)
         return _attached(name, ingress)
     return DeploymentHandle(name, ingress, _session=session)
+
+
+def _run_locally(target: Application, name: str, timeout_s: float) -> Any:
+    global _local
+    if not isinstance(target, Application):
+        raise TypeError(f"serve.run takes Deployment.bind(...), got {target!r}")
+    from .worker._local import LocalRuntime  # only a process that tests locally loads it
+
+    with _session_lock:
+        if _local is None:
+            _local = LocalRuntime()
+        runtime = _local
+    return runtime.run(target, name, timeout_s)
 
 
 def _wait_for_app(name: str, timeout_s: float) -> None:
@@ -293,7 +313,13 @@ def delete(name: str, _blocking: bool = True, timeout_s: float | None = None) ->
 
 
 def shutdown() -> None:
-    """Stop serving in this process: workers started here exit; a connection is closed."""
+    """Stop serving in this process: workers started here exit; a connection is
+    closed; applications run in local testing mode are dropped."""
+    global _local
+    with _session_lock:
+        local, _local = _local, None
+    if local is not None:
+        local.close()
     close_session()
 
 

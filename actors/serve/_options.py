@@ -19,7 +19,14 @@ from ._gangs import GangConfigError, GangSchedulingConfig
 # the deployment's identity, the rest its config.
 _ALIASES = {"ray_actor_options": "actor_options"}
 _ACTOR_OPTION_KEYS = ("num_cpus", "num_gpus", "memory", "resources")
-_NOT_YET: dict[str, str] = {}
+# Ray Serve options corral does not take, with what to use instead (refused by name unless None)
+_NOT_YET: dict[str, str] = {
+    "placement_group_bundles": "not supported; use gang_scheduling_config for replicas that must be placed together",
+    "placement_group_strategy": "not supported; use gang_scheduling_config.gang_placement_strategy",
+    "logging_config": "not supported; replicas log through Python's logging to their worker's output",
+    "request_router_config": "not supported; routing is power of two choices on in-flight requests",
+    "route_prefix": "is given to serve.run(..., route_prefix=...) or in a config file, not to a deployment",
+}
 ISOLATION_MODES = ("process", "thread")
 
 

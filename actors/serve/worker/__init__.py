@@ -9,7 +9,9 @@ House rules:
   ``_replica_process``: what the child runs), GPU ids (``_devices``, pure),
   loading code by import path, the replica's HTTP side (``_http``: runs the
   class's ASGI app or ``__call__(request)`` for a proxy), and the worker's
-  command line (which also starts an HTTP proxy with ``EveryNode``).
+  command line (which also starts an HTTP proxy with ``EveryNode``), and
+  local testing mode (``_local``: an app's deployments run in the calling
+  process, for ``serve.run(..., _local_testing_mode=True)``).
 - May import: ``actors`` (the runtime), ``protocol``, the shared definitions
   of ``actors.serve`` (options, context, errors, names) and ``client`` (a
   replica calls other deployments through the process's session). Never
