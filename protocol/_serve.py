@@ -186,6 +186,15 @@ class GetRoutes:
     proxy: dict[str, Any] = field(default_factory=dict)
 
 
+@message("routes_changed")
+@dataclass(frozen=True, slots=True)
+class RoutesChanged:
+    """The controller tells the proxies it knows that the routes changed
+    (a deploy, a move, a delete): they ask for them at once."""
+
+    revision: int
+
+
 @message("get_status")
 @dataclass(frozen=True, slots=True)
 class GetStatus:

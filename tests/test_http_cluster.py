@@ -112,3 +112,18 @@ def test_worker_proxies_keep_serving_while_the_head_is_down_and_after_it_recover
     finally:
         serve.shutdown()
         local.close()
+
+
+def test_proxies_are_told_when_routes_change_instead_of_waiting_for_their_next_ask() -> None:
+    http = HttpOptions(port=0, routes_refresh_s=60.0)  # the periodic ask would come only after a minute
+    serve.start(workers=1, config=dataclasses.replace(fast_serve_config(), http=http))
+    try:
+        url = wait_for(lambda: serve.status().proxies, 10, "the proxy")[0].url
+        with httpx.Client(base_url=url, timeout=10) as c:
+            serve.run(http_apps.SyncPlain.bind(), name="moving", route_prefix="/a")
+            assert c.get("/a/x").text == "sync GET /a/x"
+            serve.run(http_apps.SyncPlain.bind(), name="moving", route_prefix="/b")
+            wait_for(lambda: c.get("/a/x").status_code == 404, 3, "the old prefix to go (told, not asked)")
+            assert c.get("/b/x").text == "sync GET /b/x"
+    finally:
+        serve.shutdown()

@@ -114,13 +114,15 @@ class ProxyApp:
         self.options = options
         self.node_id = node_id
         self.url = ""
+        self.actor = ""  # address#name of the proxy's actor: where the controller says the routes changed
         self.routes = RouteTable()
         self.routers: dict[tuple[str, str], Any] = {}
         self.by_route: dict[str, _RouteStats] = {}  # "" for no route; written on the proxy's loop only
         self.requests = 0
         self.open: set[_Exchange] = set()  # requests waiting for or streaming their answer (the sweep's)
         self._refresh: asyncio.Task[Any] | None = None
-        self._refreshed_at = 0.0
+        self._miss: asyncio.Task[Any] | None = None  # the refresh a path with no route started
+        self._miss_started = 0.0
         self._lock = threading.Lock()
 
     # ---- routes --------------------------------------------------------------------------
@@ -141,7 +143,6 @@ class ProxyApp:
         await asyncio.shield(self._refresh)
 
     async def _ask_routes(self) -> None:
-        self._refreshed_at = time.monotonic()  # when last asked, answered or not
         message = GetRoutes(self.routes.revision, self.statistics())
         try:
             answer = await self.session.controller.ask(message, timeout=min(5.0, self.session.config.serve.control_timeout_s))
@@ -153,6 +154,23 @@ class ProxyApp:
             live = {(r.app, r.ingress) for r in (table.match(p) for p in answer["routes"]) if r is not None}
             self.routes = table
             self.routers = {k: v for k, v in self.routers.items() if k in live}
+
+    async def _route_after_refresh(self, path: str) -> Route | None:
+        """A path no route covers: the app may have been deployed a moment ago,
+        so ask the controller with an ask started after this miss (misses
+        within ``_MISS_REFRESH_S`` of each other share one: a flood of 404s
+        asks at most 10 times a second)."""
+        task = self._miss
+        if task is None or (task.done() and time.monotonic() - self._miss_started >= _MISS_REFRESH_S):
+            self._miss_started = time.monotonic()
+            task = self._miss = asyncio.ensure_future(self._fresh_routes())
+        await asyncio.shield(task)
+        return self.routes.match(path)
+
+    async def _fresh_routes(self) -> None:
+        if self._refresh is not None and not self._refresh.done():
+            await asyncio.shield(self._refresh)  # it may have been asked before the deploy
+        await self.refresh_routes()
 
     async def _router(self, route: Route) -> Any:
         key = (route.app, route.ingress)
@@ -183,9 +201,8 @@ class ProxyApp:
                 status = await _reply(send, 200, json.dumps(self.routes.as_dict()).encode(), b"application/json")
             else:
                 route = self.routes.match(path)
-                if route is None and time.monotonic() - self._refreshed_at > _MISS_REFRESH_S:
-                    await self.refresh_routes()  # deployed a moment ago? (a flood of 404s asks at most 10 times a second)
-                    route = self.routes.match(path)
+                if route is None:
+                    route = await self._route_after_refresh(path)
                 label = route.prefix if route is not None else ""
                 status = await (self._forward(route, scope, receive, send) if route is not None
                                 else _reply(send, 404, f"no application serves {path!r}; see /-/routes".encode()))
@@ -286,7 +303,7 @@ class ProxyApp:
         counts by status code and a latency histogram (``LATENCY_BUCKETS_S``)."""
         with self._lock:  # another thread may read while the loop adds a route
             routes = list(self.by_route.items())
-        return {"node": self.node_id, "url": self.url, "pid": os.getpid(), "refresh_s": self.options.routes_refresh_s,
+        return {"node": self.node_id, "url": self.url, "actor": self.actor, "pid": os.getpid(), "refresh_s": self.options.routes_refresh_s,
                 "requests": self.requests, "http": {route: stats.snapshot() for route, stats in routes}}
 
 

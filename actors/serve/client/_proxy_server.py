@@ -9,6 +9,8 @@ import socket
 import threading
 from typing import Any
 
+from protocol import RoutesChanged
+
 from ..._actor import Actor
 from ..._config import HttpOptions
 from ._proxy import ProxyApp
@@ -142,8 +144,16 @@ class HttpProxy(Actor):
             self.thread.join(10)
         self.sock.close()
 
+    def on_start(self) -> None:
+        self.app.actor = f"{self.system.address}#{self.name}"
+
     def handlers(self) -> dict[type, Any]:
-        return {ProxyStatistics: lambda _m: self.app.statistics()}
+        return {ProxyStatistics: lambda _m: self.app.statistics(), RoutesChanged: self._routes_changed}
+
+    def _routes_changed(self, message: RoutesChanged) -> None:
+        loop = self.loop
+        if loop is not None and message.revision != self.app.routes.revision:
+            asyncio.run_coroutine_threadsafe(self.app.refresh_routes(), loop)
 
     @property
     def url(self) -> str:

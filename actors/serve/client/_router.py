@@ -38,7 +38,7 @@ from .._errors import (
     DeploymentNotFoundError,
     ReplicaDiedError,
 )
-from ._attempts import Answer, StreamAnswer
+from ._attempts import Attempt
 
 
 class RouterHost(Protocol):
@@ -95,7 +95,7 @@ class Call:
         self.attempts = 0
         self.sink = sink
         self.on_sent = on_sent
-        self.current: Any = None  # the attempt in flight (an Answer or a StreamAnswer, ``_attempts``): what a cancel stops
+        self.current: Any = None  # the attempt in flight (an ``Attempt``): what a cancel stops
 
 
 class Router:
@@ -262,12 +262,12 @@ class Router:
         timeout = max(0.001, call.deadline - time.monotonic())
         try:
             if call.stream and call.on_sent is None:  # a sink that takes items itself: no Stream in between
-                ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle, into=StreamAnswer(self, replica, call))
+                ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle, into=Attempt(self, replica, call))
                 return
             if call.stream:
                 pending: Any = ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle)
             else:  # the answer completes the call through the router: no Future of its own
-                ref.ask(call.request, timeout=timeout, pickle=self.pickle, into=Answer(self, replica, call))
+                ref.ask(call.request, timeout=timeout, pickle=self.pickle, into=Attempt(self, replica, call))
                 return
         except (PeerUnavailable, ActorNotFound) as exc:
             self._finished(replica, call, None, exc)

@@ -76,7 +76,7 @@ class ControlPlane:
     def __init__(self, settings: ServeSettings, checkpointing: bool = False, store_location: str = "") -> None:
         self.settings = settings
         self.agenda = Agenda()
-        self.route_book = RouteBook()
+        self.route_book = RouteBook(self.emit)
         self.pickle_allowed = False  # the shell says whether the cluster's transport is authenticated or local
         self.limits = make_limits(
             settings.constructor_retries_per_replica,
@@ -251,6 +251,7 @@ class ControlPlane:
             if name not in configs:
                 state.delete()
         self.tick()
+        self.route_book.announce(self.apps.values())
         return "ok"
 
     def pickles(self, config: DeploymentConfig) -> bool:
@@ -297,6 +298,7 @@ class ControlPlane:
         for state in app.deployments.values():
             state.delete()
         self.tick()
+        self.route_book.announce(self.apps.values())
         return "deleting"
 
     def _subscribe(self, message: Any) -> ReplicaSet:

@@ -8,13 +8,21 @@ lists the proxies heard from within three of their refresh intervals.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+from protocol import RoutesChanged
 
 from .._routes import check_route_prefix
+from ._effects import Tell
 
 
 class RouteBook:
-    def __init__(self) -> None:
+    """Args:
+        emit: adds an effect for the controller to carry out (the tells to proxies).
+    """
+
+    def __init__(self, emit: Callable[[Any], None]) -> None:
+        self.emit = emit
         self.revision = 0
         self._last: dict[str, list[str]] = {}
         self._proxies: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}  # by (node, url): (what it said, when)
@@ -44,6 +52,18 @@ class RouteBook:
             self._last = current
             self.revision += 1
         return current
+
+    def announce(self, apps: Iterable[Any]) -> None:
+        """After a deploy or a delete: if the routes changed, tell every proxy
+        heard from lately, so none serves a stale table until its next ask."""
+        before = self.revision
+        self.routes(apps)
+        if self.revision == before:
+            return
+        for info, _seen in self._proxies.values():
+            address, _, actor = str(info.get("actor", "")).partition("#")
+            if address and actor:
+                self.emit(Tell(address, actor, RoutesChanged(self.revision)))
 
     def answer(self, apps: Iterable[Any], known: int, proxy: dict[str, Any], now: float) -> dict[str, Any]:
         """A proxy's ask: the routes, unless it has this revision already."""
