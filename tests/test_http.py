@@ -143,6 +143,18 @@ def test_a_full_queue_answers_503_with_retry_after(base_url: str, flags: str) ->
             busy.join(10)
 
 
+def test_an_app_that_failed_to_deploy_answers_503_naming_why(client: httpx.Client) -> None:
+    from actors.serve import DeployFailedError
+
+    from . import serve_apps
+
+    with pytest.raises(DeployFailedError):
+        serve.run(serve_apps.FailsToStart.bind(), name="broken", route_prefix="/broken")
+    r = client.get("/broken/x")
+    assert r.status_code == 503 and "DEPLOY_FAILED" in r.text and "cannot load the model file" in r.text
+    serve.delete("broken")
+
+
 def test_unknown_routes_get_404_and_oversized_bodies_413(client: httpx.Client) -> None:
     serve.run(http_apps.Plain.bind(), name="plain", route_prefix="/plain")
     assert client.get("/nowhere/at/all").status_code == 404

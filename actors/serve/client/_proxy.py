@@ -231,6 +231,9 @@ class ProxyApp:
             return await _reply(send, 503, str(exc).encode(), extra=[(b"retry-after", b"1")])
         except DeploymentNotFoundError as exc:
             return await _reply(send, 404, str(exc).encode())
+        except Exception as exc:  # DEPLOY_FAILED, or the controller unreachable for a first subscription
+            log.warning("proxy %s: %s not routable: %s", self.node_id, route.prefix, exc)
+            return await _reply(send, 503, f"{type(exc).__name__}: {exc}".encode(), extra=[(b"retry-after", b"1")])
         self.open.add(exchange)
         try:
             return await self._respond(exchange, send)
