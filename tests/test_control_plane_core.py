@@ -189,13 +189,17 @@ def test_a_new_version_rolls_in_batches_and_never_runs_more_than_target_plus_sur
     assert {r.version for _, _, r in sim.core.apps["app"].deployments["D"].replicas.items(LIVE)} == {"v2"}
 
 
-def test_a_user_config_change_reconfigures_in_place() -> None:
+def test_a_user_config_change_reconfigures_in_place_one_replica_at_a_time() -> None:
     sim = running_cluster(replicas=2)
     sim.send(ev.Deploy(deploy_message(num_replicas=2, user_config={"threshold": 3})))
     sim.tick()
-    reconfigures = sim.pending(Reconfigure)
-    assert len(reconfigures) == 2 and not sim.pending(StartReplica)
-    assert all(a.message.user_config == {"threshold": 3} for a in reconfigures)
+    first = sim.pending(Reconfigure)
+    assert len(first) == 1 and not sim.pending(StartReplica), "the other replica keeps serving"
+    sim.answer(first[0])
+    sim.tick()
+    second = sim.pending(Reconfigure)
+    assert len(second) == 1 and second[0].then.replica_id != first[0].then.replica_id
+    assert all(a.message.user_config == {"threshold": 3} for a in first + second)
 
 
 def test_a_replica_that_fails_its_health_checks_is_replaced() -> None:

@@ -108,19 +108,35 @@ def test_a_rolling_update_keeps_serving_capacity_and_moves_in_batches_of_about_2
     assert state.status() == ("HEALTHY", "")
 
 
-def test_a_user_config_change_reconfigures_in_place_without_new_replicas() -> None:
+def test_a_user_config_change_reconfigures_in_place_without_new_replicas_a_batch_at_a_time() -> None:
     state, _ = make(2, user_config={"a": 1})
     settle(state)
     ids = {r.replica_id for r in state.serving()}
     state.set_target(spec(), state.config.replace(user_config={"a": 2}))
-    cmds = state.reconcile(0.0)
-    assert all(isinstance(c, ReconfigureCmd) for c in cmds) and len(cmds) == 2
-    assert cmds[0].user_config == {"a": 2}
-    assert state.status()[0] == "UPDATING" and state.replica_states() == {"UPDATING": 2}
-    for c in cmds:
-        assert state.on_reconfigured(c.replica.replica_id, c.user_config_version, None) is None
-    state.reconcile(0.0)
+    reconfigured = []
+    for _ in range(2):  # a fifth of 2, at least one: one replica at a time, the other serving
+        cmds = state.reconcile(0.0)
+        assert len(cmds) == 1 and isinstance(cmds[0], ReconfigureCmd) and cmds[0].user_config == {"a": 2}
+        assert state.status()[0] == "UPDATING" and state.replica_states() == {"UPDATING": 1, "RUNNING": 1}
+        assert state.on_reconfigured(cmds[0].replica.replica_id, cmds[0].user_config_version, None) is None
+        reconfigured.append(cmds[0].replica.replica_id)
+    assert state.reconcile(0.0) == []
+    assert set(reconfigured) == ids
     assert {r.replica_id for r in state.serving()} == ids and state.status()[0] == "HEALTHY"
+
+
+def test_a_user_config_change_over_ten_replicas_reconfigures_two_at_a_time() -> None:
+    state, _ = make(10, user_config={"a": 1})
+    settle(state)
+    state.set_target(spec(), state.config.replace(user_config={"a": 2}))
+    rounds = 0
+    while state.status()[0] != "HEALTHY" and rounds < 20:
+        cmds = state.reconcile(0.0)
+        assert len(cmds) <= 2 and state.replica_states().get("UPDATING", 0) <= 2
+        for c in cmds:
+            state.on_reconfigured(c.replica.replica_id, c.user_config_version, None)
+        rounds += 1
+    assert rounds == 5 and state.replica_states() == {"RUNNING": 10}
 
 
 def test_a_constructor_that_always_fails_ends_in_deploy_failed_after_the_retry_limit() -> None:

@@ -122,13 +122,17 @@ class Reconciler:
         self.state._waiting = ""
 
     def _start_reconfigures(self, cmds: list[Command]) -> None:
+        """A user_config change rolls, as a new version does: at most a fifth
+        of the replicas (at least one) reconfigure at a time; the others serve."""
         pending, self.state._to_reconfigure = self.state._to_reconfigure, set()
-        for replica_id in pending:
+        room = max(1, math.ceil(0.2 * self.state.serving_count())) - self.state.replicas.count([S.UPDATING])
+        for replica_id in sorted(pending):
             record = self.state.replicas.get(replica_id)
-            if record is None or self.state.replicas.state_of(replica_id) is not S.RUNNING:
-                if record is not None and self.state.replicas.state_of(replica_id) is S.UPDATING:
-                    self.state._to_reconfigure.add(replica_id)
+            if record is None or self.state.replicas.state_of(replica_id) is not S.RUNNING or room <= 0:
+                if record is not None and self.state.replicas.state_of(replica_id) in (S.UPDATING, S.RUNNING):
+                    self.state._to_reconfigure.add(replica_id)  # its turn comes when a batch is done
                 continue
+            room -= 1
             self.state._move(record, S.UPDATING)
             cmds.append(ReconfigureCmd(record, self.state.config.user_config, self.state._user_config_version))
 
