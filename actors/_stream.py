@@ -79,19 +79,6 @@ class Stream(Generic[T]):
             canceller()
         return True
 
-    def ready(self) -> bool:
-        """Whether :meth:`next` would not wait (an item or the end is there)."""
-        return bool(self._items)
-
-    def when_ready(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once an item or the end is there (at once if one
-        is): it may run on the I/O thread, so it must be quick."""
-        with self._cond:
-            if not self._items:
-                self._wakers.append(callback)
-                return
-        callback()
-
     def add_done_callback(self, callback: Callable[[Stream[T]], None]) -> None:
         """Call ``callback(self)`` once the stream has ended (at once if it has)."""
         with self._cond:

@@ -250,11 +250,10 @@ class ActorSystem:
         future: Future[Any] | Stream[Any]
         if stream:
             future = into if into is not None else Stream(f"stream from {ref}", time.monotonic() + timeout, self._transport.is_io_thread)
-            future.canceller = lambda: self._cancel(ref, msg_id)
         else:
             future = into if into is not None else Future(f"ask to {ref}", self._transport.is_io_thread)
-            if into is not None and hasattr(into, "canceller"):  # a sink that may cancel the ask later
-                future.canceller = lambda: self._cancel(ref, msg_id)
+        if stream or hasattr(into, "canceller"):  # a stream, or a sink that may cancel the ask later
+            future.canceller = lambda: self._cancel(ref, msg_id)
         deadline = time.time() + timeout
         if ref.address == self.address:
             actor = self._local(ref.name)
@@ -336,11 +335,12 @@ class ActorSystem:
                 if not self._pending.push(corr, env.body.value):
                     self._pending.late += 1
                 return
-            pending = self._pending.get(corr)
-            if pending is not None and env.kind == "error":
-                self._pending.settle(corr, rebuild_error(env.body, f"{pending.address}#{pending.name}"))
-            else:
+            if env.kind != "error":  # the common case: one lookup
                 self._pending.settle(corr, None, unwrap(env))
+                return
+            pending = self._pending.get(corr)
+            where = f"{pending.address}#{pending.name}" if pending is not None else env.sender
+            self._pending.settle(corr, rebuild_error(env.body, where))
             return
         if env.kind in _SYSTEM_KINDS and not env.target:
             self._on_system_message(env)

@@ -117,7 +117,7 @@ class DeploymentHandle:
                     check_payload(args_l, kwargs_d, where, router.pickle)
             target = sink if self.stream else sink._future
             call = Call(request, self.stream, deadline, target, sink._attach if self.stream else None)
-            sink._bind(router, call)
+            sink._sent.bind(router, call)
             return call
 
         if not waiting:
@@ -157,12 +157,32 @@ def _after(responses: list[DeploymentResponse], then: Any) -> None:
 
 
 def _submit_later(router: Any, build: Any, sink: Any) -> None:
-    if sink.cancelled:  # cancelled while its arguments were still coming: never sent
+    if sink._sent.cancelled:  # cancelled while its arguments were still coming: never sent
         return
     try:
         router.submit(build())
     except BaseException as exc:  # an argument failed or the router refused: the response says so
         (sink._future if isinstance(sink, DeploymentResponse) else sink).set_exception(exc)
+
+
+class _Sent:
+    """Which router and call a response stands for (once built), so it can be cancelled there."""
+
+    __slots__ = ("router", "call", "cancelled")
+
+    def __init__(self) -> None:
+        self.router: Any = None
+        self.call: Call | None = None
+        self.cancelled = False
+
+    def bind(self, router: Any, call: Call) -> None:
+        self.router, self.call = router, call
+
+    def cancel(self, error: BaseException) -> None:
+        """Out of the handle's queue, or stopped at the replica; a call not built yet is never sent."""
+        self.cancelled = True
+        if self.call is not None:
+            self.router.cancel(self.call, error)
 
 
 class DeploymentResponse:
@@ -171,12 +191,7 @@ class DeploymentResponse:
     def __init__(self, future: Future[Any], why_waiting: Callable[[], str] | None = None) -> None:
         self._future = future
         self._why_waiting = why_waiting
-        self._router: Any = None
-        self._call: Call | None = None
-        self.cancelled = False
-
-    def _bind(self, router: Any, call: Call) -> None:
-        self._router, self._call = router, call
+        self._sent = _Sent()
 
     def cancel(self) -> None:
         """Cancel the request, as Ray Serve's ``response.cancel()``: one still
@@ -187,10 +202,8 @@ class DeploymentResponse:
         Does nothing once the result is there."""
         if self._future.done():
             return
-        self.cancelled = True
         error = RequestCancelledError("the request was cancelled by its caller")
-        if self._call is not None:
-            self._router.cancel(self._call, error)
+        self._sent.cancel(error)
         self._future.set_exception(error)
 
     def result(self, timeout_s: float | None = None) -> Any:
@@ -224,23 +237,16 @@ class DeploymentResponseGenerator:
         self._cond = threading.Condition()
         self._current: Stream[Any] | None = None
         self._error: BaseException | None = None
-        self._router: Any = None
-        self._call: Call | None = None
-        self.cancelled = False
-
-    def _bind(self, router: Any, call: Call) -> None:
-        self._router, self._call = router, call
+        self._sent = _Sent()
 
     def cancel(self) -> None:
         """Cancel the stream: the replica's generator is closed, the slot freed,
         and iterating raises :class:`RequestCancelledError`."""
         if self.done():
             return
-        self.cancelled = True
         error = RequestCancelledError("the stream was cancelled by its caller")
         self.set_exception(error)
-        if self._call is not None:
-            self._router.cancel(self._call, error)
+        self._sent.cancel(error)
         current = self._current
         if current is not None:
             current.cancel("cancelled by its caller")
@@ -285,7 +291,7 @@ class DeploymentResponseGenerator:
             except StopIteration:
                 raise
             except Exception as exc:
-                if self.cancelled:
+                if self._sent.cancelled:
                     raise self._error from None  # type: ignore[misc]
                 if not not_handled(exc):
                     raise
@@ -305,7 +311,7 @@ class DeploymentResponseGenerator:
             except StopAsyncIteration:
                 raise
             except Exception as exc:
-                if self.cancelled:
+                if self._sent.cancelled:
                     raise self._error from None  # type: ignore[misc]
                 if not not_handled(exc):
                     raise

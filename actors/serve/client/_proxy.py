@@ -217,7 +217,7 @@ class ProxyApp:
     async def _forward(self, route: Route, scope: dict[str, Any], receive: Any, send: Any) -> int:
         body = await _read_body(scope, receive, self.options.max_body_bytes)
         if isinstance(body, int):
-            return await _reply(send, body, b"request body too large" if body == 413 else b"client went away")
+            return await _reply(send, body, _BODY_ERRORS[body])
         timeout = self.options.request_timeout_s or self.session.config.serve.request_timeout_s
         deadline = time.monotonic() + timeout
         exchange = _Exchange(asyncio.get_running_loop(), deadline, receive)
@@ -367,6 +367,7 @@ async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes |
 
 
 _WATCH_AFTER_S = 0.05
+_BODY_ERRORS = {400: b"invalid content-length", 413: b"request body too large", 499: b"client went away"}
 _MISS_REFRESH_S = 0.1
 _ASK_GRACE_S = 1.0
 

@@ -20,10 +20,6 @@ log = logging.getLogger("corral.serve")
 PROXY_ACTOR = "http-proxy"
 
 
-class ProxyStatistics:
-    """Ask the proxy actor for its counters (answered with a dict)."""
-
-
 def listen(options: HttpOptions, share_port: bool) -> socket.socket:
     """The proxy's listening socket.
 
@@ -148,7 +144,7 @@ class HttpProxy(Actor):
         self.app.actor = f"{self.system.address}#{self.name}"
 
     def handlers(self) -> dict[type, Any]:
-        return {ProxyStatistics: lambda _m: self.app.statistics(), RoutesChanged: self._routes_changed}
+        return {RoutesChanged: self._routes_changed}
 
     def _routes_changed(self, message: RoutesChanged) -> None:
         loop = self.loop
