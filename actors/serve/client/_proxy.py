@@ -334,11 +334,12 @@ def wire_request(scope: dict[str, Any], prefix: str) -> list[Any]:
     """What a replica needs to rebuild the request's ASGI scope (msgpack values
     only; positions as ``worker/_http.py``'s ``scope_of`` reads them)."""
     server = scope.get("server")
+    client = scope.get("client")
     return [
         scope["method"], scope.get("scheme", "http"), scope.get("http_version", "1.1"), scope["path"],
         scope.get("raw_path") or scope["path"].encode(), "" if prefix == "/" else prefix,
-        scope.get("query_string", b""), scope.get("headers", []), scope.get("client"),
-        server if server and server[1] is not None else None,
+        scope.get("query_string", b""), [[name, value] for name, value in scope.get("headers", ())],
+        list(client) if client else None, [server[0], server[1]] if server and server[1] is not None else None,
     ]
 
 
