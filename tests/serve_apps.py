@@ -451,6 +451,24 @@ class HangingHealth:
         return self.instance
 
 
+@serve.deployment(num_replicas=4, health_check_period_s=30, graceful_shutdown_timeout_s=0.5)
+class Holder:
+    """Holds a request until a release file appears; its periodic health checks are far apart,
+    so the load they last told is stale when a downscale comes."""
+
+    def hold(self, marker: str, release: str) -> str:
+        replica_id = get_replica_context().replica_id
+        with open(marker, "w") as fh:
+            fh.write(replica_id)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return replica_id
+
+    def whoami(self) -> str:
+        return get_replica_context().replica_id
+
+
 @serve.deployment(num_replicas=1, max_ongoing_requests=32)
 class Batched:
     """@serve.batch on async and sync methods; records the batch sizes it saw."""

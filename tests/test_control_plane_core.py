@@ -162,6 +162,10 @@ def test_a_deploy_starts_each_replica_on_a_worker_and_publishes_them_once_runnin
 def test_scaling_down_stops_the_extra_replicas_and_publishes_the_smaller_set() -> None:
     sim = running_cluster(replicas=3)
     sim.send(ev.Deploy(deploy_message(num_replicas=1)))
+    assert not sim.pending(StopReplica), "the running replicas are asked their load first"
+    for ask in sim.pending(HealthCheck):
+        sim.answer(ask, {"ongoing": 0})
+    sim.tick(0.0)
     stops = sim.pending(StopReplica)
     assert len(stops) == 2
     assert len(sim.published[("app", "D")].replicas) == 1, "stopping replicas leave the set at once"

@@ -43,6 +43,13 @@ def settle(state: DeploymentState, now: float = 0.0, rounds: int = 50) -> list[A
     raise AssertionError("did not settle")
 
 
+def answer_health_checks(state: DeploymentState, cmds: list[Any], loads: dict[str, int] | None = None, now: float = 0.0) -> None:
+    """Each health check asked in ``cmds`` answers healthy, with its replica's load."""
+    for cmd in cmds:
+        if isinstance(cmd, HealthCheckCmd):
+            state.on_health(cmd.replica.replica_id, True, (loads or {}).get(cmd.replica.replica_id, 0), "", now)
+
+
 def test_a_new_deployment_starts_its_replicas_spread_over_nodes_and_becomes_healthy() -> None:
     state, _ = make(4)
     cmds = state.reconcile(0.0)
@@ -59,12 +66,13 @@ def test_downscale_stops_replicas_that_do_not_serve_yet_first_then_the_least_loa
     state, _ = make(3)
     settle(state)
     records = state.serving()
-    for load, record in zip((5, 0, 9), records):
-        record.ongoing = load
     state.config = state.config.replace(num_replicas=5)
     starting = [c.replica.replica_id for c in state.reconcile(0.0) if isinstance(c, StartReplicaCmd)]
     state.set_target(spec(), state.config.replace(num_replicas=2))
-    stops = [c.replica.replica_id for c in state.reconcile(0.0) if isinstance(c, StopReplicaCmd)]
+    asked = state.reconcile(0.0)
+    assert not [c for c in asked if isinstance(c, StopReplicaCmd)], "no stop before the running replicas told their load"
+    answer_health_checks(state, asked, {r.replica_id: load for load, r in zip((5, 0, 9), records)})
+    stops = [c.replica.replica_id for c in state.reconcile(0.1) if isinstance(c, StopReplicaCmd)]
     assert stops[:2] == starting and stops[2] == records[1].replica_id
     assert state.status()[0] == "DOWNSCALING"
 
@@ -230,8 +238,41 @@ def test_the_membership_version_changes_only_when_the_serving_set_changes() -> N
     state.reconcile(1.0)
     assert state.membership_version == version
     state.set_target(spec(), state.config.replace(num_replicas=1))
+    answer_health_checks(state, state.reconcile(1.0))
+    assert state.membership_version == version
     state.reconcile(1.0)
     assert state.membership_version == version + 1
+
+
+def test_a_downscale_asks_the_running_replicas_their_load_and_stops_the_one_idle_now() -> None:
+    state, _ = make(3)
+    settle(state)
+    busy_then, busy_now, idle = state.serving()
+    busy_then.ongoing = 0  # what the last periodic checks said: everyone idle but the first
+    busy_now.ongoing, idle.ongoing = 0, 4
+    state.set_target(spec(), state.config.replace(num_replicas=2))
+    asked = state.reconcile(5.0)
+    assert sorted(c.replica.replica_id for c in asked if isinstance(c, HealthCheckCmd)) == sorted(r.replica_id for r in (busy_then, busy_now, idle))
+    assert state.status() == ("DOWNSCALING", "downscaling from 3 to 2 replicas; asking 3 running replicas their load to stop the least loaded")
+    answer_health_checks(state, asked[:2], {busy_then.replica_id: 3, busy_now.replica_id: 2}, now=5.1)
+    assert not [c for c in state.reconcile(5.1) if isinstance(c, StopReplicaCmd)], "one answer is still missing"
+    answer_health_checks(state, asked[2:], {idle.replica_id: 0}, now=5.2)
+    assert [c.replica.replica_id for c in state.reconcile(5.2) if isinstance(c, StopReplicaCmd)] == [idle.replica_id]
+
+
+def test_a_downscale_whose_load_questions_go_unanswered_goes_on_after_the_probe_window_with_what_it_last_heard() -> None:
+    from actors.serve.head._reconcile import LOAD_PROBE_S
+
+    state, _ = make(3)
+    settle(state)
+    records = state.serving()
+    for load, record in zip((2, 1, 7), records):
+        record.ongoing = load
+    state.set_target(spec(), state.config.replace(num_replicas=2))
+    state.reconcile(5.0)
+    assert not [c for c in state.reconcile(5.0 + LOAD_PROBE_S / 2) if isinstance(c, StopReplicaCmd)]
+    stops = [c.replica.replica_id for c in state.reconcile(5.0 + LOAD_PROBE_S) if isinstance(c, StopReplicaCmd)]
+    assert stops == [records[1].replica_id]
 
 
 def test_a_replica_that_dies_while_stopping_is_not_reported_as_unhealthy() -> None:

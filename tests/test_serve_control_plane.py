@@ -161,6 +161,26 @@ def test_downscaling_lets_in_flight_requests_finish(serve_cluster: Any) -> None:
     assert [r.result(timeout_s=20) for r in slow] == ["slept 1.0"] * 4
 
 
+def test_downscaling_stops_the_replica_idle_now_not_one_the_last_health_check_saw_idle(serve_cluster: Any, tmp_path: Path) -> None:
+    handle = serve.run(serve_apps.Holder.bind(), name="holders", route_prefix=None)
+    release = tmp_path / "release"
+    held: dict[str, Any] = {}
+    for i in range(40):  # hold requests until three of the four replicas are busy
+        if len(held) == 3:
+            break
+        marker = tmp_path / f"marker{i}"
+        response = handle.hold.remote(str(marker), str(release))
+        wait_for(marker.exists, 10, "the held request to start")
+        held.setdefault(marker.read_text(), response)
+    assert len(held) == 3, "three replicas hold a request"
+    serve.run(serve_apps.Holder.options(num_replicas=3).bind(), name="holders", route_prefix=None)
+    wait_for(lambda: deployment_status("holders", "Holder").replica_states == {"RUNNING": 3}, 20, "the downscale to three")
+    release.write_text("go")
+    assert {replica: response.result(timeout_s=20) for replica, response in held.items()} == {r: r for r in held}
+    assert {handle.whoami.remote().result(timeout_s=10) for _ in range(30)} <= set(held)
+    serve.delete("holders")
+
+
 def test_async_methods_and_named_methods_are_called_through_the_handle(serve_cluster: Any) -> None:
     handle = serve.run(serve_apps.Echo.bind(), name="methods", route_prefix=None)
     assert handle.async_echo.remote(3).result(timeout_s=10) == {"async": 3}

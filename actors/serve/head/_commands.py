@@ -20,6 +20,7 @@ class ReplicaRecord:
     request: dict[str, float]
     user_config_version: int
     ongoing: int = 0
+    load_fresh: bool = False  # ``ongoing`` came after the downscale that asks for it
     health_failures: int = 0
     health_in_flight: bool = False
     next_health_check: float = 0.0

@@ -63,6 +63,7 @@ class DeploymentState:
         self._per_node: Counter[str] = Counter()
         self._health_heap: list[tuple[float, str]] = []
         self._to_reconfigure: set[str] = set()
+        self._load_probe: float | None = None  # while a downscale asks running replicas their load: until when
         self._failures = Failures()
         self._transition: str | None = "deploy"
         self._previous_target = 0
@@ -318,7 +319,7 @@ class DeploymentState:
         record.health_in_flight = False
         if ok:
             record.health_failures = 0
-            record.ongoing = ongoing
+            record.ongoing, record.load_fresh = ongoing, True
         else:
             record.health_failures += 1
             if record.health_failures >= self._limits.health_check_failure_threshold:

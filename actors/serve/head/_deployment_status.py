@@ -31,5 +31,5 @@ def deployment_status(state: Any) -> tuple[str, str]:
             return "UPDATING", f"deploying: {serving} of {target} replicas running{waiting}{retry}"
         return "UNHEALTHY", f"{serving} of {target} replicas running; {state._note or 'replacing lost replicas'}{waiting}"
     if state.replicas.count(LIVE_STATES) > target or (state._transition == "down" and state.replicas.count([S.STOPPING])):
-        return "DOWNSCALING", f"downscaling from {state._previous_target} to {target} replicas"
+        return "DOWNSCALING", f"downscaling from {state._previous_target} to {target} replicas{waiting}"
     return "HEALTHY", ""

@@ -20,6 +20,9 @@ S = ReplicaState
 SERVING = (S.RUNNING, S.UPDATING)
 # Downscaling stops replicas that do not serve yet first, then the least loaded.
 _STOP_ORDER = (S.STARTING, S.PENDING_MIGRATION, S.RECOVERING, S.UPDATING)
+# How long a downscale waits for running replicas to tell their current load
+# (a health check answers with it) before it goes on with what it last heard.
+LOAD_PROBE_S = 1.0
 
 
 class Reconciler:
@@ -49,12 +52,13 @@ class Reconciler:
         elif live != new_live:
             self._roll(target, cmds, now)
         elif new_live > target:
-            for record in self._pick_to_stop(new_live - target, self.state.replicas.items(LIVE_STATES)):
-                cmds.append(self.state._stop(record, self.state.config.graceful_shutdown_timeout_s))
+            self._downscale(new_live - target, cmds, now)
         elif new_live < target:
             self._start(target - new_live, cmds, now)
         else:
             self.state._waiting = ""
+        if new_live <= target or live != new_live:
+            self.state._load_probe = None
         if self.state._converged():
             self.state._transition = None
             self.state._note = ""
@@ -88,6 +92,31 @@ class Reconciler:
             cmds.extend(self.state.take_queued())
             return
         cmds.append(self.state._stop(record, timeout_s))
+
+    def _downscale(self, n: int, cmds: list[Command], now: float) -> None:
+        """Stop ``n`` replicas: ones not serving yet first, then the least loaded
+        by a fresh look. The load a health check last reported can be a period
+        old, so running replicas are asked first (a health check each) and the
+        stop waits for their answers, at most ``LOAD_PROBE_S``."""
+        candidates = self.state.replicas.items(LIVE_STATES)
+        running = [record for _, state, record in candidates if state is S.RUNNING]
+        if 0 < n - (len(candidates) - len(running)) < len(running):  # which running replicas go is a choice
+            probe = self.state._load_probe
+            if probe is None:
+                probe = self.state._load_probe = now + min(LOAD_PROBE_S, self.state.config.health_check_timeout_s)
+                for record in running:
+                    record.load_fresh = False
+                    if not record.health_in_flight:
+                        record.health_in_flight = True
+                        cmds.append(HealthCheckCmd(record, self.state.config.health_check_timeout_s))
+                if self.state.agenda is not None:
+                    self.state.agenda.at(probe, (self.state.app, self.state.name))
+            if now < probe and not all(record.load_fresh for record in running):
+                self.state._waiting = f"asking {len(running)} running replicas their load to stop the least loaded"
+                return
+        self.state._load_probe = None
+        for record in self._pick_to_stop(n, candidates):
+            cmds.append(self.state._stop(record, self.state.config.graceful_shutdown_timeout_s))
 
     def _pick_to_stop(self, n: int, candidates: list[tuple[str, ReplicaState, ReplicaRecord]]) -> list[ReplicaRecord]:
         if n <= 0:
