@@ -490,6 +490,24 @@ class Batched:
     async def short(self, inputs: list[int]) -> list[int]:
         return inputs[:-1]
 
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.2)
+    async def count(self, limits: list[int]) -> Any:
+        """Streams 0..n-1 to each request; StopIteration ends the shorter ones."""
+        self.sizes.append(len(limits))
+        for i in range(max(limits)):
+            yield [i if i < n else StopIteration for n in limits]
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.2)
+    def sync_count(self, limits: list[int]) -> Any:
+        self.sizes.append(len(limits))
+        for i in range(max(limits)):
+            yield [i if i < n else StopIteration for n in limits]
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.2)
+    async def bad_count(self, limits: list[int]) -> Any:
+        yield [0] * len(limits)
+        yield [1]
+
     def seen(self) -> list[int]:
         sizes, self.sizes = self.sizes, []
         return sizes

@@ -85,3 +85,21 @@ def test_responses_passed_as_arguments_are_resolved_first(local: None) -> None:
         return await handle.remote(20, 22)
 
     assert asyncio.run(main()) == 42
+
+
+def test_batched_methods_and_batched_generators_gather_calls_in_process(local: None) -> None:
+    @serve.deployment
+    class Batched:
+        @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.2)
+        async def __call__(self, inputs: list[int]) -> list[int]:
+            return [x + 1 for x in inputs]
+
+        @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.2)
+        async def count(self, limits: list[int]) -> Any:
+            for i in range(max(limits)):
+                yield [i if i < n else StopIteration for n in limits]
+
+    handle = serve.run(Batched.bind(), _local_testing_mode=True)
+    assert [r.result(timeout_s=5) for r in [handle.remote(i) for i in range(3)]] == [1, 2, 3]
+    streams = [handle.options(stream=True).count.remote(n) for n in (2, 1)]
+    assert [list(s) for s in streams] == [[0, 1], [0]]

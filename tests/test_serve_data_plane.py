@@ -276,6 +276,24 @@ def test_a_batch_method_returning_the_wrong_number_of_results_fails_each_request
     assert handle.remote(5).result(timeout_s=10) == 10, "the replica still serves"
 
 
+def test_a_batched_generator_streams_each_request_its_own_chunks(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Batched.bind(), name="batched", route_prefix=None)
+    for method in ("count", "sync_count"):
+        streams = [getattr(handle.options(stream=True), method).remote(n) for n in (1, 3, 2)]
+        assert [list(s) for s in streams] == [[0], [0, 1, 2], [0, 1]], method
+        assert handle.seen.remote().result(timeout_s=10) == [3], f"{method}: one batch of three streams"
+
+
+def test_a_batched_generator_yielding_the_wrong_number_of_chunks_fails_each_stream_saying_so(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Batched.bind(), name="batched", route_prefix=None)
+    streams = [handle.options(stream=True).bad_count.remote(n) for n in range(3)]
+    for stream in streams:
+        with pytest.raises(Exception, match=r"yielded 1 chunks for a batch of 3 inputs"):
+            assert next(stream) == 0
+            next(stream)
+    assert handle.remote(5).result(timeout_s=10) == 10, "the replica still serves"
+
+
 def test_bad_batch_parameters_fail_at_decoration_naming_them() -> None:
     with pytest.raises(ValueError, match="max_batch_size must be an int >= 1, got 0"):
         serve.batch(max_batch_size=0)

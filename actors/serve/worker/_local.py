@@ -131,7 +131,8 @@ class LocalHandle:
     async def _stream(self, method: Any, args: Any, kwargs: Any, stream: Stream[Any]) -> None:
         try:
             args, kwargs = await _resolved(args, kwargs)
-            if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method):
+            if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method) or \
+                    getattr(method, "__corral_kind__", None) in ("async", "agen"):
                 produced = method(*args, **kwargs)
                 if inspect.isawaitable(produced):
                     produced = await produced
