@@ -18,6 +18,7 @@ from ._actor import Request
 from ._errors import ActorNotFound, MessageNotHandled
 from ._future import Future
 from ._stream import Stream
+from ._window import StreamWindow
 
 
 @dataclass(frozen=True)
@@ -73,31 +74,51 @@ class RemoteResponder:
 
 
 class LocalEmitter:
-    """Pushes one item of a streaming ask made in this process."""
+    """Pushes one item of a streaming ask made in this process. ``window`` is
+    the stream's flow control, for a producer that waits while it is full."""
 
-    __slots__ = ("_emit", "_msg_id")
+    __slots__ = ("_emit", "_msg_id", "window")
 
-    def __init__(self, emit: Callable[[int, Any], None], msg_id: int) -> None:
+    def __init__(self, emit: Callable[[int, Any], None], msg_id: int, window: StreamWindow) -> None:
         self._emit = emit
         self._msg_id = msg_id
+        self.window = window
 
     def __call__(self, value: Any) -> None:
         self._emit(self._msg_id, value)
+        self.window.sent_one()
 
 
 class RemoteEmitter:
-    """Sends one item of a streaming ask from another process."""
+    """Sends one item of a streaming ask from another process (``window`` as
+    :class:`LocalEmitter`'s, credited by the asker's ``StreamCredit``)."""
 
-    __slots__ = ("_emit", "_sender", "_msg_id", "_pickle")
+    __slots__ = ("_emit", "_sender", "_msg_id", "_pickle", "window")
 
-    def __init__(self, emit: Callable[..., None], sender: str, msg_id: int, pickle: bool = False) -> None:
+    def __init__(self, emit: Callable[..., None], sender: str, msg_id: int, window: StreamWindow, pickle: bool = False) -> None:
         self._pickle = pickle
         self._emit = emit
         self._sender = sender
         self._msg_id = msg_id
+        self.window = window
 
     def __call__(self, value: Any) -> None:
         self._emit(self._sender, self._msg_id, value, self._pickle)
+        self.window.sent_one()
+
+
+class CreditSender:
+    """Tells a remote stream's producer how many items its asker has taken."""
+
+    __slots__ = ("_send", "_address", "_msg_id")
+
+    def __init__(self, send: Callable[[str, int, int], None], address: str, msg_id: int) -> None:
+        self._send = send
+        self._address = address
+        self._msg_id = msg_id
+
+    def __call__(self, taken: int) -> None:
+        self._send(self._address, self._msg_id, taken)
 
 
 class SendFailure:

@@ -9,6 +9,8 @@ from typing import Any
 
 from transport import TransportConfig
 
+from ._window import CREDIT_EVERY
+
 
 def _check_positive(owner: str, obj: object, names: tuple[str, ...], integer: bool = False) -> None:
     for name in names:
@@ -197,6 +199,9 @@ class Config:
         transport: how the process binds, heartbeats and bounds its queues.
         ask_timeout_s: the deadline of an ``ask`` that names none.
         stop_timeout_s: how long shutdown waits for each actor to stop.
+        stream_window: chunks a stream's producer may have sent that its
+            consumer has not taken yet (at least 16); a producer that opts in
+            (a replica's generators do) waits while the window is full.
         serve: the serving layer's settings.
         http: the HTTP proxies' settings.
     """
@@ -204,6 +209,7 @@ class Config:
     transport: TransportConfig = field(default_factory=TransportConfig)
     ask_timeout_s: float = 30.0
     stop_timeout_s: float = 10.0
+    stream_window: int = 128
     serve: ServeSettings = field(default_factory=ServeSettings)
     http: HttpOptions = field(default_factory=HttpOptions)
 
@@ -215,6 +221,8 @@ class Config:
         if not isinstance(self.http, HttpOptions):
             raise ValueError(f"Config.http: expected an HttpOptions, got {self.http!r}")
         _check_positive("Config", self, ("ask_timeout_s", "stop_timeout_s"))
+        if isinstance(self.stream_window, bool) or not isinstance(self.stream_window, int) or self.stream_window < CREDIT_EVERY:
+            raise ValueError(f"Config.stream_window: expected an int >= {CREDIT_EVERY}, got {self.stream_window!r}")
 
 
 def config_to_json(config: Config) -> str:

@@ -9,6 +9,7 @@ from collections import deque
 from typing import Any, AsyncIterator, Callable, Generic, Iterator, TypeVar
 
 from ._errors import AskCancelled, AskTimeout
+from ._window import CREDIT_EVERY
 
 T = TypeVar("T")
 _END = object()
@@ -37,6 +38,9 @@ class Stream(Generic[T]):
         self._wakers: list[Callable[[], None]] = []
         self._callbacks: list[Callable[[Stream[T]], None]] = []
         self.canceller: Callable[[], None] | None = None  # set by the runtime: tells the producer to stop
+        self.credit: Callable[[int], None] | None = None  # set by the runtime: tells the producer what was taken
+        self._taken = 0
+        self._credited = 0
 
     def push(self, item: T) -> None:
         """Add an item (runtime side)."""
@@ -121,7 +125,13 @@ class Stream(Generic[T]):
                 if self._error is not None:
                     raise self._error
                 raise StopIteration
-            return self._items.popleft()  # type: ignore[no-any-return]
+            self._items.popleft()
+            self._taken += 1
+            if self.credit is None or self._taken - self._credited < CREDIT_EVERY:
+                return item  # type: ignore[no-any-return]
+            self._credited = taken = self._taken
+        self.credit(taken)
+        return item  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[T]:
         return self

@@ -11,11 +11,12 @@ from typing import Any, Callable
 
 import pykka
 
-from protocol import ActorDied, CancelRequest, Envelope, ErrorReply, StreamItem, Unwatch, Watch, encode_envelope
+from protocol import ActorDied, CancelRequest, Envelope, ErrorReply, StreamCredit, StreamItem, Unwatch, Watch, encode_envelope
 from transport import PEER_LEFT, LogLimiter, PeerUnavailable, Transport, TransportClosed, check_endpoint
 
 from ._actor import Actor, Request, done_spawning, spawning
 from ._callbacks import (
+    CreditSender,
     LocalEmitter,
     LocalResponder,
     Pending,
@@ -35,11 +36,12 @@ from ._ref import ActorRef
 from ._watches import WatchBook
 from ._pending import PendingAsks
 from ._stream import Stream
+from ._window import StreamWindow, StreamWindows
 
 log = logging.getLogger("corral.actors")
 
 WatchCallback = Callable[[ActorRef, str], None]
-_SYSTEM_KINDS = frozenset({"watch", "unwatch", "actor_died"})
+_SYSTEM_KINDS = frozenset({"watch", "unwatch", "actor_died", "stream_credit"})
 
 
 class ActorSystem:
@@ -69,6 +71,7 @@ class ActorSystem:
         self._expired = 0
         self._closed = False
         self._lanes: dict[str, tuple[tuple[type, ...], Callable[[Request], None]]] = {}
+        self._windows = StreamWindows(self.config.stream_window)  # streams produced here for other processes
         self._transport = Transport(self.config.transport, self._on_envelope, self._on_peer_down, self._on_tick)
         self.address = self._transport.start()
         self.accepts_pickle = self._transport.accepts_pickle  # pickled payloads are taken (CURVE or ipc)
@@ -252,13 +255,16 @@ class ActorSystem:
             future = into if into is not None else Stream(f"stream from {ref}", time.monotonic() + timeout, self._transport.is_io_thread)
         else:
             future = into if into is not None else Future(f"ask to {ref}", self._transport.is_io_thread)
-        if stream or hasattr(into, "canceller"):  # a stream, or a sink that may cancel the ask later
-            future.canceller = lambda: self._cancel(ref, msg_id)
         deadline = time.time() + timeout
+        window = StreamWindow(self.config.stream_window, deadline) if stream and ref.address == self.address else None
+        if stream or hasattr(into, "canceller"):  # a stream, or a sink that may cancel the ask later
+            future.canceller = lambda: self._cancel(ref, msg_id, window)
+        if stream and hasattr(future, "credit"):  # the consumer tells the producer what it took
+            future.credit = window.credit if window is not None else CreditSender(self._send_credit, ref.address, msg_id)
         if ref.address == self.address:
             actor = self._local(ref.name)
             self._register(msg_id, future, ref, timeout, stream)
-            emit = LocalEmitter(self._emit_local, msg_id) if stream else None
+            emit = LocalEmitter(self._emit_local, msg_id, window) if window is not None else None
             request = Request(message, LocalResponder(self._settle, msg_id), deadline, emit, self.address, msg_id)
             lane = self._lanes.get(ref.name)
             try:
@@ -276,9 +282,11 @@ class ActorSystem:
             raise
         return future
 
-    def _cancel(self, ref: ActorRef, msg_id: int) -> None:
+    def _cancel(self, ref: ActorRef, msg_id: int, window: StreamWindow | None = None) -> None:
         """The asker gave up on ask ``msg_id``: forget it, and tell the actor if its lane takes cancels."""
         self._pending.pop(msg_id)
+        if window is not None:
+            window.close()
         if ref.address != self.address:
             try:
                 self._transport.send(ref.address, Envelope("cancel", CancelRequest(msg_id), 0, None, self.address, ref.name))
@@ -304,11 +312,18 @@ class ActorSystem:
     def _emit_local(self, msg_id: int, value: Any) -> None:
         self._pending.push(msg_id, value)
 
+    def _send_credit(self, address: str, msg_id: int, taken: int) -> None:
+        try:
+            self._transport.send(address, Envelope("stream_credit", StreamCredit(msg_id, taken), 0, None, self.address, ""))
+        except Exception as exc:  # the producer's process is gone: its stream ends without it
+            log.debug("stream credit for %s to %s not sent: %s", msg_id, address, exc)
+
     def _emit_remote(self, sender: str, msg_id: int, value: Any, pickle: bool = False) -> None:
         frame = encode_envelope(Envelope("stream_item", StreamItem(value), 0, msg_id, self.address, "", pickle=pickle))
         self._transport.send_frame(sender, frame)
 
     def _respond_remote(self, sender: str, msg_id: int, actor: str, value: Any, error: BaseException | None, tb: str, pickle: bool) -> None:
+        self._windows.end(sender, msg_id)
         try:
             self._transport.send_frame(sender, answer_frame(self.address, msg_id, actor, value, error, tb, pickle))
         except Exception as exc:
@@ -350,7 +365,12 @@ class ActorSystem:
             self._error_to(env, "actor_not_found", "ActorNotFound", f"no actor named {env.target!r} runs in {self.address}")
             return
         respond = RemoteResponder(self._respond_remote, env.sender, env.msg_id, env.target, env.pickle) if env.wants_reply else None
-        emit = RemoteEmitter(self._emit_remote, env.sender, env.msg_id, env.pickle) if env.stream and env.wants_reply else None
+        emit = None
+        if env.stream and env.wants_reply:
+            window = self._windows.open(env.sender, env.msg_id, env.deadline or time.time() + self.config.ask_timeout_s)
+            emit = RemoteEmitter(self._emit_remote, env.sender, env.msg_id, window, env.pickle)
+        elif env.kind == "cancel":
+            self._windows.end(env.sender, env.body.msg_id, close=True)
         request = Request(unwrap(env), respond, env.deadline, emit, env.sender, env.msg_id)
         lane = self._lanes.get(env.target)
         if env.kind == "cancel" and not env.wants_reply and (lane is None or CancelRequest not in lane[0]):
@@ -372,6 +392,8 @@ class ActorSystem:
                 self._send_died(env.sender, body.actor, f"no actor named {body.actor!r} runs in {self.address}")
         elif env.kind == "unwatch":
             self._watches.remove_remote(body.actor, env.sender)
+        elif env.kind == "stream_credit":
+            self._windows.credit(env.sender, body.msg_id, body.taken)
         else:
             self._notify_watchers((env.sender, body.actor), body.reason)
 
@@ -379,6 +401,7 @@ class ActorSystem:
         # a process that said goodbye answered everything it took first: what is left never ran
         gone = MessageNotHandled if reason == PEER_LEFT else ActorStopped
         self._pending.fail_peer(peer, lambda p: gone(f"process {peer} of actor {p.name!r} is gone: {reason}"))
+        self._windows.close_peer(peer)
         keys = self._watches.keys_at(peer)
         self._watches.forget_peer(peer)
         for key in keys:

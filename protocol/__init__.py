@@ -37,7 +37,7 @@ from ._errors import (
     UnknownKind,
     UnsupportedVersion,
 )
-from ._messages import ActorDied, Bye, CancelRequest, Data, ErrorReply, Ping, Pong, StreamItem, Unwatch, Watch
+from ._messages import ActorDied, Bye, CancelRequest, Data, ErrorReply, Ping, Pong, StreamCredit, StreamItem, Unwatch, Watch
 from ._payload import OUT_OF_BAND_MIN, PayloadDecoder, PayloadEncoder, seal, unseal
 from ._schema import Payload, decode_fields, encode_fields, message, registered_kinds
 from ._serve import (
@@ -94,6 +94,7 @@ __all__ = [
     "decode_checkpoint",
     "encode_checkpoint",
     "FLAG_STREAM",
+    "StreamCredit",
     "StreamItem",
     "ApplicationStatusInfo",
     "DeleteApp",

@@ -87,6 +87,16 @@ class CancelRequest:
     msg_id: int
 
 
+@message("stream_credit")
+@dataclass(frozen=True, slots=True)
+class StreamCredit:
+    """The consumer of stream ``msg_id`` (the asker's id) has taken ``taken``
+    items in all: its producer may send that many more beyond its window."""
+
+    msg_id: int
+    taken: int
+
+
 @message("unwatch")
 @dataclass(frozen=True, slots=True)
 class Unwatch:

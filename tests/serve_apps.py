@@ -469,6 +469,27 @@ class Holder:
         return get_replica_context().replica_id
 
 
+@serve.deployment(num_replicas=1)
+class Producer:
+    """Streams numbers and counts how many its generators produced."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+
+    def numbers(self, n: int) -> Any:
+        for i in range(n):
+            self.produced += 1
+            yield i
+
+    async def async_numbers(self, n: int) -> Any:
+        for i in range(n):
+            self.produced += 1
+            yield i
+
+    def count(self) -> int:
+        return self.produced
+
+
 @serve.deployment(num_replicas=1, max_ongoing_requests=32)
 class Batched:
     """@serve.batch on async and sync methods; records the batch sizes it saw."""

@@ -294,6 +294,23 @@ def test_a_batched_generator_yielding_the_wrong_number_of_chunks_fails_each_stre
     assert handle.remote(5).result(timeout_s=10) == 10, "the replica still serves"
 
 
+@pytest.mark.parametrize("method", ["numbers", "async_numbers"])
+def test_a_slow_consumer_holds_its_stream_producer_to_the_window(serve_cluster: Any, method: str) -> None:
+    from actors import Config
+    from actors._window import CREDIT_EVERY
+
+    window = Config().stream_window
+    handle = serve.run(serve_apps.Producer.bind(), name="producer", route_prefix=None)
+    stream = getattr(handle.options(stream=True), method).remote(20 * window)
+    taken = [next(stream) for _ in range(CREDIT_EVERY - 1)]  # not enough to send a credit
+    wait_for(lambda: handle.count.remote().result(timeout_s=10) >= window, 10, "a window of items produced")
+    assert handle.count.remote().result(timeout_s=10) == window, "the producer stopped at a full window"
+    taken += [next(stream) for _ in range(CREDIT_EVERY + 1)]  # one credit: for 2 * CREDIT_EVERY taken
+    wait_for(lambda: handle.count.remote().result(timeout_s=10) >= window + 2 * CREDIT_EVERY, 10, "the producer to go on")
+    assert handle.count.remote().result(timeout_s=10) == window + 2 * CREDIT_EVERY
+    assert taken + list(stream) == list(range(20 * window)), "every item, in order, once the consumer reads on"
+
+
 def test_bad_batch_parameters_fail_at_decoration_naming_them() -> None:
     with pytest.raises(ValueError, match="max_batch_size must be an int >= 1, got 0"):
         serve.batch(max_batch_size=0)

@@ -24,6 +24,16 @@ class Attempt:
         self.ended = False
         call.current = self
 
+    @property
+    def credit(self) -> Any:
+        """How the runtime's stream credit reaches the sink that takes the items."""
+        return getattr(self.call.sink, "credit", None)
+
+    @credit.setter
+    def credit(self, credit: Any) -> None:
+        if hasattr(self.call.sink, "credit"):
+            self.call.sink.credit = credit
+
     def push(self, item: Any) -> None:
         self.call.sink.push(item)
 

@@ -22,6 +22,7 @@ from .._errors import BackPressureError, DeploymentNotFoundError
 from .._names import HTTP_METHOD
 from .._routes import Route, RouteTable
 from ..._future import wake_threadsafe
+from ..._window import CREDIT_EVERY
 from ._router import Call
 
 log = logging.getLogger("corral.serve")
@@ -32,7 +33,7 @@ class _Exchange:
     loop without a task or a Stream of its own. A timer or the client's
     disconnection ends it with :meth:`end`."""
 
-    __slots__ = ("loop", "items", "error", "ended", "started", "call", "_waiter", "deadline", "watch_at", "receive")
+    __slots__ = ("loop", "items", "error", "ended", "started", "call", "_waiter", "deadline", "watch_at", "receive", "credit", "taken")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float, receive: Any) -> None:
         self.loop = loop
@@ -45,6 +46,8 @@ class _Exchange:
         self.started = False  # the response head went to the client
         self.call: Any = None  # the router's call (its attempt in flight can be cancelled)
         self._waiter: asyncio.Future[None] | None = None
+        self.credit: Any = None  # set by the runtime (through the attempt): tells the replica what was sent on
+        self.taken = 0
 
     def _signal(self) -> None:
         waiter = self._waiter
@@ -89,6 +92,9 @@ class _Exchange:
         """
         while True:
             if self.items:
+                self.taken += 1
+                if self.credit is not None and self.taken % CREDIT_EVERY == 0:
+                    self.credit(self.taken)
                 return self.items.popleft()
             if self.ended:
                 if self.error is not None:

@@ -83,6 +83,9 @@ class _Writer:
                 if body:
                     self.emit([body])
                 self.ended = not more
+            window = getattr(self.emit, "window", None)  # a slow client slows the app (the stream's window)
+            if window is not None and not window.has_room():
+                await window.wait_async()
 
 
 class HttpServer:

@@ -3,6 +3,7 @@ returned (an answer, or a generator to stream), function deployments."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import os
@@ -113,8 +114,7 @@ def returned(deployment: str, method: str, value: Any, emit: Any) -> Any:
         raise TypeError(f"method {method!r} of deployment {deployment!r} returned {type(value).__name__}, "
                         "not a generator; call it without stream=True")
     if inspect.isgenerator(value):
-        for item in value:
-            emit(item)
+        _drain(value, emit)
         return None
     return value
 
@@ -126,10 +126,34 @@ def public_methods(instance: Any) -> list[str]:
 
 
 def pump_sync(method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], emit: Callable[[Any], None]) -> None:
-    for item in method(*args, **kwargs):
-        emit(item)
+    _drain(method(*args, **kwargs), emit)
+
+
+def _drain(generator: Any, emit: Any) -> None:
+    """Send what a sync generator yields; on a worker thread, wait while the
+    stream's window is full (an event loop's thread is never blocked)."""
+    window = getattr(emit, "window", None)
+    try:
+        asyncio.get_running_loop()
+        window = None
+    except RuntimeError:
+        pass
+    try:
+        for item in generator:
+            emit(item)
+            if window is not None and not window.has_room():
+                window.wait()
+    finally:
+        generator.close()
 
 
 async def pump_async(generator: Any, emit: Callable[[Any], None]) -> None:
-    async for item in generator:
-        emit(item)
+    """Send what an async generator yields, waiting while the stream's window is full."""
+    window = getattr(emit, "window", None)
+    try:
+        async for item in generator:
+            emit(item)
+            if window is not None and not window.has_room():
+                await window.wait_async()
+    finally:
+        await generator.aclose()
