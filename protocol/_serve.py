@@ -108,6 +108,7 @@ class ReplicaInfo:
     address: str
     actor: str
     max_ongoing_requests: int
+    model_ids: list[str] = field(default_factory=list)  # multiplexed models it holds, as its last health check told
 
 
 @message("start_replica")
@@ -161,11 +162,13 @@ class Reconfigure:
 @message("handle_request")
 @dataclass(frozen=True, slots=True)
 class HandleRequest:
-    """One call of a deployment method."""
+    """One call of a deployment method (``multiplexed_model_id``: the model
+    the caller asked for, ``serve.get_multiplexed_model_id()`` in the replica)."""
 
     method: str
     args: Payload
     kwargs: Payload
+    multiplexed_model_id: str = ""
 
 
 @message("get_routes")
@@ -213,6 +216,7 @@ class ReplicaDetail:
         pid: its process id (0 until known); a thread-mode replica shows its worker's.
         rss_bytes: that process's resident memory at the node's last hello.
         isolation: ``"process"`` or ``"thread"``.
+        model_ids: the multiplexed models it holds, as its last health check told.
     """
 
     replica_id: str
@@ -221,6 +225,7 @@ class ReplicaDetail:
     pid: int
     rss_bytes: int
     isolation: str
+    model_ids: list[str] = field(default_factory=list)
 
 
 @message("deployment_status")

@@ -62,12 +62,17 @@ class ClusterCollector(Collector):
         yield from (requests, errors, latency)
         replicas = GaugeMetricFamily("corral_replicas", "Replicas by state", labels=["app", "deployment", "state"])
         targets = GaugeMetricFamily("corral_target_replicas", "Target replicas (the autoscaling target when autoscaled)", labels=["app", "deployment"])
+        models = GaugeMetricFamily("corral_multiplexed_models", "Multiplexed models a replica holds (1 per model)",
+                                   labels=["app", "deployment", "replica", "model_id"])
         for app_name, app in sorted(status.applications.items()):
             for name, d in sorted(app.deployments.items()):
                 for state, count in sorted(d.replica_states.items()):
                     replicas.add_metric([app_name, name, state], count)
                 targets.add_metric([app_name, name], (d.autoscaling or {}).get("target", d.target_replicas))
-        yield from (replicas, targets)
+                for replica in d.replicas:
+                    for model_id in replica.model_ids:
+                        models.add_metric([app_name, name, replica.replica_id, model_id], 1)
+        yield from (replicas, targets, models)
         yield from _http_metrics(status.proxies)
         loop = GaugeMetricFamily("corral_reconcile_loop_seconds", "Reconcile loop iteration time", labels=["quantile"])
         for quantile, key in (("0.5", "loop_ms_p50"), ("0.99", "loop_ms_p99")):

@@ -120,3 +120,15 @@ class Api:
 async def hello(request: Request) -> str:
     """A function deployment over HTTP."""
     return f"hello {request.query_params.get('name', 'world')}"
+
+
+@serve.deployment
+class HttpModels:
+    """A multiplexed model chosen by the serve_multiplexed_model_id header."""
+
+    @serve.multiplexed(max_num_models_per_replica=2)
+    def get_model(self, model_id: str) -> str:
+        return f"model-{model_id}"
+
+    async def __call__(self, request: Request) -> str:
+        return await self.get_model(serve.get_multiplexed_model_id())

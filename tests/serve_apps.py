@@ -469,6 +469,28 @@ class Holder:
         return get_replica_context().replica_id
 
 
+@serve.deployment(num_replicas=2, health_check_period_s=0.2, health_check_timeout_s=2)
+class Models:
+    """@serve.multiplexed: at most two models per replica; model "broken" fails to load."""
+
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+
+    @serve.multiplexed(max_num_models_per_replica=2)
+    async def get_model(self, model_id: str) -> str:
+        if model_id == "broken":
+            raise RuntimeError(f"cannot load {model_id}")
+        self.loaded.append(model_id)
+        return f"model-{model_id}"
+
+    async def __call__(self, x: int) -> dict[str, Any]:
+        model = await self.get_model(serve.get_multiplexed_model_id())
+        return {"model": model, "replica": get_replica_context().replica_id, "loads": list(self.loaded), "x": x}
+
+    def current(self) -> str:
+        return serve.get_multiplexed_model_id()
+
+
 @serve.deployment(num_replicas=1)
 class Producer:
     """Streams numbers and counts how many its generators produced."""

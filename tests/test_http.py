@@ -75,6 +75,12 @@ def test_a_function_deployment_serves_http(client: httpx.Client) -> None:
     assert client.get("/fn", params={"name": "corral"}).text == "hello corral"
 
 
+def test_the_multiplexed_model_header_names_the_model_the_replica_loads(client: httpx.Client) -> None:
+    serve.run(http_apps.HttpModels.bind(), name="httpmodels", route_prefix="/models")
+    assert client.get("/models", headers={"serve_multiplexed_model_id": "m7"}).text == "model-m7"
+    assert client.get("/models").status_code == 500, "no model id: the loader's ValueError is a 500"
+
+
 def test_an_exception_in_user_code_is_a_500_without_the_traceback(client: httpx.Client) -> None:
     serve.run(http_apps.Plain.bind(), name="plain", route_prefix="/plain")
     r = client.get("/plain/boom")

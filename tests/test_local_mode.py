@@ -103,3 +103,21 @@ def test_batched_methods_and_batched_generators_gather_calls_in_process(local: N
     assert [r.result(timeout_s=5) for r in [handle.remote(i) for i in range(3)]] == [1, 2, 3]
     streams = [handle.options(stream=True).count.remote(n) for n in (2, 1)]
     assert [list(s) for s in streams] == [[0, 1], [0]]
+
+
+def test_a_multiplexed_model_id_reaches_the_loader_in_process(local: None) -> None:
+    @serve.deployment
+    class Models:
+        @serve.multiplexed(max_num_models_per_replica=1)
+        async def get_model(self, model_id: str) -> str:
+            return f"model-{model_id}"
+
+        async def __call__(self) -> str:
+            return await self.get_model(serve.get_multiplexed_model_id())
+
+        def current(self) -> str:
+            return serve.get_multiplexed_model_id()
+
+    handle = serve.run(Models.bind(), _local_testing_mode=True)
+    assert handle.options(multiplexed_model_id="x").remote().result(timeout_s=5) == "model-x"
+    assert handle.options(multiplexed_model_id="y").current.remote().result(timeout_s=5) == "y", "sync methods see it too"

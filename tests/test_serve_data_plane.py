@@ -311,6 +311,39 @@ def test_a_slow_consumer_holds_its_stream_producer_to_the_window(serve_cluster: 
     assert taken + list(stream) == list(range(20 * window)), "every item, in order, once the consumer reads on"
 
 
+def test_multiplexed_requests_go_where_their_model_is_held_and_status_shows_the_models(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Models.bind(), name="models", route_prefix=None)
+    first = {m: handle.options(multiplexed_model_id=m).remote(0).result(timeout_s=10) for m in ("a", "b")}
+    assert {m: r["model"] for m, r in first.items()} == {"a": "model-a", "b": "model-b"}
+    for m in ("a", "b"):  # routed back to the replica that loaded it, which does not load it again
+        again = [handle.options(multiplexed_model_id=m).remote(i).result(timeout_s=10) for i in range(5)]
+        assert {r["replica"] for r in again} == {first[m]["replica"]}
+        assert all(r["loads"].count(m) == 1 for r in again)
+    assert handle.options(multiplexed_model_id="z").current.remote().result(timeout_s=10) == "z"
+
+    def held() -> dict[str, list[str]]:
+        replicas = serve.status().applications["models"].deployments["Models"].replicas
+        return {r.replica_id: sorted(r.model_ids) for r in replicas if r.model_ids}
+
+    expected: dict[str, list[str]] = {}
+    for m in ("a", "b"):
+        expected.setdefault(first[m]["replica"], []).append(m)
+    wait_for(lambda: held() == expected, 10, f"status to show the held models {expected}")
+    with pytest.raises(RuntimeError, match="cannot load broken"):
+        handle.options(multiplexed_model_id="broken").remote(0).result(timeout_s=10)
+    assert handle.options(multiplexed_model_id="a").remote(1).result(timeout_s=10)["model"] == "model-a", \
+        "a loader that raised does not poison the replica"
+
+
+def test_bad_multiplexed_parameters_fail_at_decoration_naming_them() -> None:
+    with pytest.raises(ValueError, match="max_num_models_per_replica must be an int >= 1, got 0"):
+        serve.multiplexed(max_num_models_per_replica=0)
+    with pytest.raises(TypeError, match="must be a method taking self and a model id"):
+        serve.multiplexed(lambda self: None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="multiplexed_model_id must be a str, got int"):
+        serve.DeploymentHandle("app", "d").options(multiplexed_model_id=3)  # type: ignore[arg-type]
+
+
 def test_bad_batch_parameters_fail_at_decoration_naming_them() -> None:
     with pytest.raises(ValueError, match="max_batch_size must be an int >= 1, got 0"):
         serve.batch(max_batch_size=0)

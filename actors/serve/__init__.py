@@ -61,6 +61,7 @@ from ._errors import (
 )
 from ._gangs import GangSchedulingConfig
 from ._batching import batch
+from ._multiplex import get_multiplexed_model_id, multiplexed
 from ._ingress import ingress
 from ._options import DeploymentConfig, DeploymentOptionError
 from ._status import (
@@ -111,8 +112,10 @@ __all__ = [
     "deployment",
     "get_app_handle",
     "get_deployment_handle",
+    "get_multiplexed_model_id",
     "get_replica_context",
     "ingress",
+    "multiplexed",
     "run",
     "shutdown",
     "start",

@@ -20,6 +20,8 @@ class ReplicaStatus:
             replica shows its worker's process.
         rss_bytes: that process's resident memory at the worker's last hello.
         isolation: "process" or "thread".
+        model_ids: the multiplexed models it holds (``@serve.multiplexed``),
+            as its last health check told.
     """
 
     replica_id: str
@@ -28,6 +30,7 @@ class ReplicaStatus:
     pid: int
     rss_bytes: int
     isolation: str
+    model_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def from_info(info: ServeStatusInfo) -> ServeStatus:
             {
                 dname: DeploymentStatusOverview(
                     d.status, d.message, dict(d.replica_states), d.target_replicas, d.autoscaling,
-                    [ReplicaStatus(r.replica_id, r.state, r.node_id, r.pid, r.rss_bytes, r.isolation) for r in d.replicas],
+                    [ReplicaStatus(r.replica_id, r.state, r.node_id, r.pid, r.rss_bytes, r.isolation, tuple(r.model_ids)) for r in d.replicas],
                 )
                 for dname, d in app.deployments.items()
             },

@@ -44,16 +44,25 @@ class DeploymentHandle:
         stream: bool = False,
         _router: Any = None,
         _session: Any = None,
+        multiplexed_model_id: str = "",
     ) -> None:
         self.app_name = app
         self.deployment_name = deployment
         self.method_name = method
         self.stream = stream
+        self.multiplexed_model_id = multiplexed_model_id
         self._router = _router  # keeps the shared router (and its metrics) alive while handles exist
         self._session = _session if _router is None else _router.session
 
-    def options(self, *, method_name: str | None = None, stream: bool | None = None) -> DeploymentHandle:
-        """A handle calling another method, or streaming."""
+    def options(self, *, method_name: str | None = None, stream: bool | None = None,
+                multiplexed_model_id: str | None = None) -> DeploymentHandle:
+        """A handle calling another method, streaming, or asking for a multiplexed model.
+
+        Raises:
+            TypeError: ``multiplexed_model_id`` is not a string.
+        """
+        if multiplexed_model_id is not None and not isinstance(multiplexed_model_id, str):
+            raise TypeError(f"multiplexed_model_id must be a str, got {type(multiplexed_model_id).__name__}")
         return DeploymentHandle(
             self.app_name,
             self.deployment_name,
@@ -61,12 +70,14 @@ class DeploymentHandle:
             self.stream if stream is None else stream,
             self._router,
             self._session,
+            self.multiplexed_model_id if multiplexed_model_id is None else multiplexed_model_id,
         )
 
     def __getattr__(self, name: str) -> DeploymentHandle:
         if name.startswith("_"):
             raise AttributeError(name)
-        return DeploymentHandle(self.app_name, self.deployment_name, name, self.stream, self._router, self._session)
+        return DeploymentHandle(self.app_name, self.deployment_name, name, self.stream, self._router, self._session,
+                                self.multiplexed_model_id)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Send one request; returns at once.
@@ -107,7 +118,7 @@ class DeploymentHandle:
         def build() -> Call:
             args_l = [_to_wire(a) for a in args]
             kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()}
-            request = HandleRequest(self.method_name, args_l, kwargs_d)
+            request = HandleRequest(self.method_name, args_l, kwargs_d, self.multiplexed_model_id)
             try:
                 _packb((args_l, kwargs_d), use_bin_type=True)
             except (TypeError, ValueError, OverflowError):

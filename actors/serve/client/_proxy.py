@@ -230,7 +230,7 @@ class ProxyApp:
         try:
             router = self.routers.get((route.app, route.ingress)) or await self._router(route)
             # the ask's own deadline comes a little later: the sweep ends it first, with 408 and a cancel
-            request = HandleRequest(HTTP_METHOD, [wire_request(scope, route.prefix), body], {})
+            request = HandleRequest(HTTP_METHOD, [wire_request(scope, route.prefix), body], {}, _model_id(scope))
             exchange.call = Call(request, True, deadline + _ASK_GRACE_S, exchange)
             router.submit(exchange.call)
         except BackPressureError as exc:
@@ -347,6 +347,14 @@ def wire_request(scope: dict[str, Any], prefix: str) -> list[Any]:
         scope.get("query_string", b""), [[name, value] for name, value in scope.get("headers", ())],
         list(client) if client else None, [server[0], server[1]] if server and server[1] is not None else None,
     ]
+
+
+def _model_id(scope: dict[str, Any]) -> str:
+    """The multiplexed model a request asks for (header ``serve_multiplexed_model_id``, as Ray Serve's)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"serve_multiplexed_model_id":
+            return value.decode("latin-1")
+    return ""
 
 
 async def _read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes | int:

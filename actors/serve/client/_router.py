@@ -18,7 +18,7 @@ import itertools
 import random
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -53,6 +53,7 @@ class RouterHost(Protocol):
 _MAX_ATTEMPTS = 4
 _randbelow = random.Random()._randbelow
 _router_ids = itertools.count(1)
+_MAX_MODEL_HOMES = 4096  # multiplexed model ids a router remembers the replicas of
 
 
 
@@ -118,6 +119,7 @@ class Router:
         self._max_queued = -1
         self._in_flight: dict[str, int] = {}
         self._queue: deque[Call] = deque()
+        self._model_homes: OrderedDict[str, set[str]] = OrderedDict()  # multiplexed model id -> replicas sent it
         self._sent = 0
         self._resent = 0
         self._rejected = 0
@@ -147,6 +149,8 @@ class Router:
             }
             for gone in set(self._in_flight) - set(self._by_id):
                 del self._in_flight[gone]
+            for homes in self._model_homes.values():
+                homes.intersection_update(self._by_id)
             if not self._exists or (self._failed and not self._replicas):
                 doomed, self._queue = list(self._queue), deque()
             else:
@@ -191,7 +195,7 @@ class Router:
                 raise self._not_found()
             if self._failed and not self._replicas:
                 raise self._deploy_failed()
-            replica = self._pick(call.tried)
+            replica = self._pick(call)
             if replica is None:
                 if self._max_queued != -1 and len(self._queue) >= self._max_queued:
                     self._rejected += 1
@@ -203,7 +207,7 @@ class Router:
                 urgent = not self._replicas
             else:
                 urgent = None
-                self._reserve(replica)
+                self._reserve(replica, call)
         if urgent is None:
             self._send(replica, call)  # type: ignore[arg-type]
         elif urgent:
@@ -225,9 +229,17 @@ class Router:
         elif call.stream and not call.sink.done():
             call.sink.set_exception(error)
 
-    def _pick(self, exclude: set[str]) -> ReplicaInfo | None:
+    def _pick(self, call: Call) -> ReplicaInfo | None:
+        exclude = call.tried
         replicas = self._replicas
         in_flight = self._in_flight
+        model_id = call.request.multiplexed_model_id
+        if model_id:  # a replica that holds the model (it said so, or this router sent it there) and has room
+            homes = self._model_homes.get(model_id, ())
+            holders = [r for r in replicas if (model_id in r.model_ids or r.replica_id in homes)
+                       and r.replica_id not in exclude and in_flight.get(r.replica_id, 0) < r.max_ongoing_requests]
+            if holders:
+                return min(holders, key=lambda r: in_flight.get(r.replica_id, 0))
         count = len(replicas)
         if count >= 2:
             i = _randbelow(count)
@@ -244,9 +256,15 @@ class Router:
             return None
         return min(free, key=lambda r: in_flight.get(r.replica_id, 0))
 
-    def _reserve(self, replica: ReplicaInfo) -> None:
+    def _reserve(self, replica: ReplicaInfo, call: Call) -> None:
         self._in_flight[replica.replica_id] = self._in_flight.get(replica.replica_id, 0) + 1
         self._sent += 1
+        model_id = call.request.multiplexed_model_id
+        if model_id:  # it will hold the model: the next requests for it go there too
+            self._model_homes.setdefault(model_id, set()).add(replica.replica_id)
+            self._model_homes.move_to_end(model_id)
+            if len(self._model_homes) > _MAX_MODEL_HOMES:
+                self._model_homes.popitem(last=False)
 
     def _release(self, replica_id: str) -> None:
         left = self._in_flight.get(replica_id, 0) - 1
@@ -310,11 +328,11 @@ class Router:
                 if not self._queue:
                     return
                 call = self._queue[0]
-                replica = self._pick(call.tried)
+                replica = self._pick(call)
                 if replica is None:
                     return
                 self._queue.popleft()
-                self._reserve(replica)
+                self._reserve(replica, call)
             self._send(replica, call)
 
     def expire(self, now: float) -> None:

@@ -29,6 +29,13 @@ class ReplicaRecord:
     recovered_from: str = ""  # while RECOVERING: the state the checkpoint had
     pid: int = 0
     rss_bytes: int = 0
+    model_ids: list[str] = field(default_factory=list)  # multiplexed models it holds (its health checks tell)
+
+    def hold_models(self, models: Any) -> bool:
+        """Take the model ids a health check told; True if they changed."""
+        models = sorted(m for m in models if isinstance(m, str)) if isinstance(models, list) else self.model_ids
+        changed, self.model_ids = models != self.model_ids, models
+        return changed
 
     def started_at(self, answer: Any) -> None:
         """Take a start answer: a replica process answers where it listens."""

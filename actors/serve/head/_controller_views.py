@@ -44,7 +44,8 @@ class StatusViews:
         if state is None:
             return ReplicaSet(key[0], key[1], -1, [], exists=False)
         replicas = [
-            ReplicaInfo(r.replica_id, state.app, state.name, r.node_id, r.address, r.actor, state.config.max_ongoing_requests)
+            ReplicaInfo(r.replica_id, state.app, state.name, r.node_id, r.address, r.actor, state.config.max_ongoing_requests,
+                        list(r.model_ids))
             for r in state.serving()
         ]
         version = self.replica_set_version(key)
@@ -75,7 +76,7 @@ class StatusViews:
                     }
                 mode = state.config.isolation
                 replicas = [
-                    ReplicaDetail(rid, replica_state.value, r.node_id, *_process_of(core, r, mode), mode)
+                    ReplicaDetail(rid, replica_state.value, r.node_id, *_process_of(core, r, mode), mode, list(r.model_ids))
                     for rid, replica_state, r in state.replicas.items()
                 ]
                 deployments[name] = DeploymentStatusInfo(

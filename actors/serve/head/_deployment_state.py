@@ -145,8 +145,10 @@ class DeploymentState:
         elif kind is ev.StopReplied:
             self.on_stopped(event.replica_id)
         elif kind is ev.HealthReplied:
-            ongoing = event.value.get("ongoing", 0) if isinstance(event.value, dict) else 0
-            stop = self.on_health(event.replica_id, event.error is None, ongoing, event.error or "", now)
+            value, record = event.value if isinstance(event.value, dict) else {}, self.replicas.get(event.replica_id)
+            if record is not None and event.error is None and record.hold_models(value.get("models")):
+                self.membership_version += 1  # routers learn which replica holds which model
+            stop = self.on_health(event.replica_id, event.error is None, value.get("ongoing", 0), event.error or "", now)
             return [stop, *self.take_queued()] if stop is not None else self.take_queued()
         elif kind is ev.Reconfigured:
             stop = self.on_reconfigured(event.replica_id, event.version, event.error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 from ..._future import Future
 from ..._stream import Stream
 from .._app import Application
+from .._multiplex import set_multiplexed_model_id
 from ..client._handle import DeploymentResponse, DeploymentResponseGenerator
 from ._user_code import function_instance, pump_async, returned
 
@@ -81,16 +83,19 @@ class LocalHandle:
     """A handle to one locally constructed deployment (see the module docstring)."""
 
     def __init__(self, runtime: LocalRuntime, deployment: str, instance: Any, method: str = "__call__",
-                 stream: bool = False) -> None:
+                 stream: bool = False, multiplexed_model_id: str = "") -> None:
         self._runtime = runtime
         self.deployment_name = deployment
         self._instance = instance
         self.method_name = method
         self.stream = stream
+        self.multiplexed_model_id = multiplexed_model_id
 
-    def options(self, *, method_name: str | None = None, stream: bool | None = None) -> LocalHandle:
+    def options(self, *, method_name: str | None = None, stream: bool | None = None,
+                multiplexed_model_id: str | None = None) -> LocalHandle:
         return LocalHandle(self._runtime, self.deployment_name, self._instance, method_name or self.method_name,
-                           self.stream if stream is None else stream)
+                           self.stream if stream is None else stream,
+                           self.multiplexed_model_id if multiplexed_model_id is None else multiplexed_model_id)
 
     def __getattr__(self, name: str) -> LocalHandle:
         if name.startswith("_"):
@@ -118,17 +123,20 @@ class LocalHandle:
         return DeploymentResponse(future)
 
     async def _call(self, method: Any, args: Any, kwargs: Any, future: Future[Any]) -> None:
+        set_multiplexed_model_id(self.multiplexed_model_id)  # this task's context (and the pool call's copy of it)
         try:
             args, kwargs = await _resolved(args, kwargs)
             if inspect.iscoroutinefunction(method) or getattr(method, "__corral_kind__", None) == "async":
                 value = await method(*args, **kwargs)
             else:
-                value = await self._runtime.loop.run_in_executor(self._runtime.pool, lambda: method(*args, **kwargs))
+                context = contextvars.copy_context()
+                value = await self._runtime.loop.run_in_executor(self._runtime.pool, lambda: context.run(method, *args, **kwargs))
             future.set_result(returned(self.deployment_name, self.method_name, value, None))
         except BaseException as exc:  # the caller's result() raises it, as a cluster's would
             future.set_exception(exc)
 
     async def _stream(self, method: Any, args: Any, kwargs: Any, stream: Stream[Any]) -> None:
+        set_multiplexed_model_id(self.multiplexed_model_id)
         try:
             args, kwargs = await _resolved(args, kwargs)
             if inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method) or \
@@ -141,8 +149,9 @@ class LocalHandle:
                 else:
                     returned(self.deployment_name, self.method_name, produced, stream.push)
             else:  # a sync generator runs on the pool, not on the loop
-                await self._runtime.loop.run_in_executor(
-                    self._runtime.pool, lambda: returned(self.deployment_name, self.method_name, method(*args, **kwargs), stream.push))
+                context = contextvars.copy_context()
+                await self._runtime.loop.run_in_executor(self._runtime.pool, lambda: context.run(
+                    lambda: returned(self.deployment_name, self.method_name, method(*args, **kwargs), stream.push)))
             stream.finish()
         except BaseException as exc:
             stream.finish(exc)

@@ -27,6 +27,7 @@ from ..._errors import MessageNotHandled
 from ..._future import Future
 from .._context import ReplicaContext, set_replica_context
 from .._errors import ReplicaDiedError, ReplicaStoppingError
+from .._multiplex import held_model_ids, reset_multiplexed_model_id, set_multiplexed_model_id
 from .._names import HTTP_METHOD
 from .._options import DeploymentConfig
 from ..client._session import Session
@@ -160,9 +161,9 @@ class Replica(Actor):
             _Drained: lambda _m: self.stop(),
         }
 
-    def _check_health(self, _message: HealthCheck) -> dict[str, int]:
+    def _check_health(self, _message: HealthCheck) -> dict[str, Any]:
         self._run_health_check()
-        return {"ongoing": self.in_flight}
+        return {"ongoing": self.in_flight, "models": held_model_ids(self.instance)}
 
     def _run_health_check(self) -> None:
         """The user's ``check_health``, off the actor's thread and bounded by
@@ -276,6 +277,7 @@ class Replica(Actor):
         done.add_done_callback(lambda f: self._cancelled(f, respond, started))
 
     def _run_sync(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
+        token = set_multiplexed_model_id(request.multiplexed_model_id)
         try:
             args, kwargs = self._arguments(request)
             value = pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
@@ -284,6 +286,8 @@ class Replica(Actor):
         except BaseException as exc:
             self._answer(respond, started, None, exc)
             return
+        finally:
+            reset_multiplexed_model_id(token)
         self._answer(respond, started, value, None)
 
     def _arguments(self, request: HandleRequest) -> tuple[Any, Any]:
@@ -311,6 +315,7 @@ class Replica(Actor):
             task.cancel()
 
     async def _run_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
+        set_multiplexed_model_id(request.multiplexed_model_id)  # this task's own context
         try:
             async with self._limit():
                 if kind == "http":
