@@ -9,6 +9,7 @@ from typing import Any
 
 from transport import TransportConfig
 
+from ._logging import LOG_FORMATS
 from ._window import CREDIT_EVERY
 
 
@@ -199,6 +200,8 @@ class Config:
         transport: how the process binds, heartbeats and bounds its queues.
         ask_timeout_s: the deadline of an ``ask`` that names none.
         stop_timeout_s: how long shutdown waits for each actor to stop.
+        log_format: ``"text"`` or ``"json"`` (one object per line): how
+            the head, workers and replica processes log.
         stream_window: chunks a stream's producer may have sent that its
             consumer has not taken yet (at least 16); a producer that opts in
             (a replica's generators do) waits while the window is full.
@@ -210,6 +213,7 @@ class Config:
     ask_timeout_s: float = 30.0
     stop_timeout_s: float = 10.0
     stream_window: int = 128
+    log_format: str = "text"
     serve: ServeSettings = field(default_factory=ServeSettings)
     http: HttpOptions = field(default_factory=HttpOptions)
 
@@ -221,6 +225,8 @@ class Config:
         if not isinstance(self.http, HttpOptions):
             raise ValueError(f"Config.http: expected an HttpOptions, got {self.http!r}")
         _check_positive("Config", self, ("ask_timeout_s", "stop_timeout_s"))
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"Config.log_format: expected one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if isinstance(self.stream_window, bool) or not isinstance(self.stream_window, int) or self.stream_window < CREDIT_EVERY:
             raise ValueError(f"Config.stream_window: expected an int >= {CREDIT_EVERY}, got {self.stream_window!r}")
 

@@ -131,6 +131,16 @@ class StopReplica:
     timeout_s: float
 
 
+@message("read_replica_log")
+@dataclass(frozen=True, slots=True)
+class ReadReplicaLog:
+    """Ask a node agent for the last ``tail`` lines of a replica's log; answered
+    ``{"lines": [...]}`` or ``{"error": why}`` (no such log, unreadable)."""
+
+    replica_id: str
+    tail: int
+
+
 @message("list_replicas")
 @dataclass(frozen=True, slots=True)
 class ListReplicas:

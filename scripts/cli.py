@@ -38,6 +38,7 @@ from ._cluster_files import (
     DEFAULT_PORT,
     child_env,
     cluster_dir,
+    dashboard_key,
     head_workers,
     is_recorded_process,
     joined_workers,
@@ -47,6 +48,9 @@ from ._cluster_files import (
     write_json,
 )
 from ._head import head_args
+from ._logs_cmd import LogsError
+from ._logs_cmd import cmd_logs as _cmd_logs
+from .dashboard import DEFAULT_PORT as DASHBOARD_PORT
 
 EXIT_BAD_INPUT = 2
 
@@ -109,7 +113,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         proc = subprocess.Popen(
             [sys.executable, *head_args(port, str(ready), args.host, store, recovery, args.settings,
                                         keys=str(folder / "keys"), metrics_port=args.metrics_port,
-                                        head_file=str(folder / "head.json"), http=json.dumps(http))],
+                                        head_file=str(folder / "head.json"), http=json.dumps(http),
+                                        dashboard_port=None if args.no_dashboard else args.dashboard_port,
+                                        dashboard_key_file=str(dashboard_key(folder)), log_dir=str(folder / "logs"),
+                                        log_format=args.log_format)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
         )
     try:
@@ -121,13 +128,15 @@ def cmd_start(args: argparse.Namespace) -> int:
     address = info["address"]
     keys = _keys_for(address, str(folder / "keys"))
     transport = {"host": args.host, **({"curve": dataclasses.asdict(keys)} if keys else {})}
-    config = json.dumps({"transport": transport, "serve": json.loads(args.settings), "http": http})
+    config = json.dumps({"transport": transport, "serve": json.loads(args.settings), "http": http, "log_format": args.log_format})
     workers = orphans if restart else [
         record for record, _ in _spawn_workers(folder, address, [f"worker-{i}" for i in range(args.workers)], resources, config)
     ]
     write_json(folder / "head.json", {**_record_of(proc.pid), "port": port, "address": address,
                                       "workers": [w["pid"] for w in workers], "worker_records": workers,
-                                      "store": store, "log": str(log)})
+                                      "store": store, "log": str(log), "dashboard": info.get("dashboard", ""),
+                                      "metrics": f"http://{args.host}:{args.metrics_port}/metrics" if args.metrics_port else "",
+                                      "logs": str(folder)})
     recovered = info.get("recovery", {})
     if restart:
         print(f"corral head restarted at {address} (pid {proc.pid}); recovering {len(orphans) + len(joined_alive)} workers "
@@ -144,6 +153,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     print(f"  stop:    corral stop --port {port}")
     if args.metrics_port:
         print(f"  metrics: http://{args.host}:{args.metrics_port}/metrics")
+    if info.get("dashboard"):
+        print(f"  dashboard: {info['dashboard']}")
+    print(f"  logs:    {folder} (corral logs --port {port})")
     return 0
 
 
@@ -170,7 +182,8 @@ def _spawn_workers(
         ready = folder / f"{node_id}-{os.getpid()}.ready"
         log = folder / f"{node_id}.log"
         ready.unlink(missing_ok=True)
-        args = worker_args(f"{address}#controller", node_id, resources, config, str(ready), detached=True)
+        args = worker_args(f"{address}#controller", node_id, resources, config, str(ready), detached=True,
+                           log_dir=str(folder / "logs"))
         with open(log, "a") as out:
             proc = subprocess.Popen(
                 [sys.executable, *args],
@@ -201,7 +214,7 @@ def _join(args: argparse.Namespace) -> int:
     bind = {"host": args.host} if args.host else _client_transport(address)
     transport = {**bind, **({"curve": dataclasses.asdict(keys)} if keys else {})}
     node_id = f"{socket.gethostname()}-{os.getpid()}"
-    [(record, worker_address)] = _spawn_workers(folder, address, [node_id], resources, json.dumps({"transport": transport}))
+    [(record, worker_address)] = _spawn_workers(folder, address, [node_id], resources, json.dumps({"transport": transport, "log_format": args.log_format}))
     pid = record["pid"]
     write_json(folder / f"joined-{pid}.json", {**record, "address": worker_address})
     print(f"worker (pid {pid}) at {worker_address} joined the cluster at {address}")
@@ -355,6 +368,19 @@ def _connect(address: str, keys_dir: str | None = None, host: str | None = None)
     return _Connection(address, keys_dir, host)
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    """``corral logs``: see ``scripts/_logs_cmd.py``."""
+
+    def head_log() -> Path | None:
+        head = read_head(getattr(args, "port", None) or DEFAULT_PORT)
+        return Path(head["log"]) if head and head.get("log") else None
+
+    try:
+        return _cmd_logs(args, lambda: _connect(_address(args), args.keys), head_log)
+    except LogsError as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     conn = _connect(_address(args), args.keys)
     try:
@@ -362,10 +388,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         recovery = conn.serve.controller_stats()["recovery"]
     finally:
         conn.close()
+    links = _links(args)
     if args.json:
-        document = {**dataclasses.asdict(status), "controller": recovery, "worker_restarts": _local_restarts(args)}
+        document = {**dataclasses.asdict(status), "controller": recovery, "worker_restarts": _local_restarts(args), "links": links}
         print(json.dumps(document, indent=2, sort_keys=True))
         return 0
+    for name, value in links.items():
+        print(f"{name + ':':<11}{value}")
+    print()
     if recovery["recovering_workers"]:
         print(f"the controller is recovering: waiting for {', '.join(recovery['recovering_workers'])} to say what they run\n")
     elif recovery["epoch"]:
@@ -414,6 +444,16 @@ def _amounts(name: str, free: float, total: float) -> str:
     if name == "memory":
         return f"memory {free / 2**30:.1f}/{total / 2**30:.1f} GiB"
     return f"{name} {free:g}/{total:g}"
+
+
+def _links(args: argparse.Namespace) -> dict[str, str]:
+    """Where the cluster is: its address, and for one started here its dashboard, metrics and logs."""
+    links = {"address": _address(args)}
+    head = None if getattr(args, "address", None) else read_head(getattr(args, "port", None) or DEFAULT_PORT)
+    for name in ("dashboard", "metrics", "logs"):
+        if head and head.get(name):
+            links[name] = str(head[name])
+    return links
 
 
 def _local_restarts(args: argparse.Namespace) -> dict[str, int]:
@@ -625,6 +665,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resources", default="{}", help='JSON, e.g. \'{"CPU": 2, "GPU": 1}\'')
     p.add_argument("--join", metavar="ADDRESS", help="start one worker that joins the cluster at ADDRESS")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics over HTTP on this port")
+    p.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT,
+                   help=f"the dashboard's port (default {DASHBOARD_PORT}; 0: any free one)")
+    p.add_argument("--no-dashboard", action="store_true", help="start no dashboard")
+    p.add_argument("--log-format", default="text", choices=("text", "json"),
+                   help="how the head, workers and replicas log: text, or one JSON object per line")
     p.add_argument("--keys", help="with --join: the cluster's key directory")
     p.add_argument("--settings", default="{}", help="JSON of ServeSettings fields, e.g. intervals")
     p.add_argument("--store", help="where the controller keeps its checkpoint: sqlite:///path or redis://host:port/db "
@@ -663,6 +708,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0)
     target(p)
     p.set_defaults(func=cmd_call)
+    p = sub.add_parser("logs", help="replica logs, read through the cluster (or the head's, with no app)")
+    p.add_argument("app", nargs="?")
+    p.add_argument("deployment", nargs="?")
+    p.add_argument("replica", nargs="?", help="a replica id (or its last part)")
+    p.add_argument("--tail", type=int, default=100, help="the last N lines of each (default 100)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    target(p)
+    p.set_defaults(func=cmd_logs)
     p = sub.add_parser("delete", help="delete an application")
     p.add_argument("app")
     target(p)

@@ -5,6 +5,7 @@
     python3 scripts/dev.py test          # the whole test suite
     python3 scripts/dev.py bench         # every benchmark in --quick mode
     python3 scripts/dev.py actors-demo   # the actor runtime on its own
+    python3 scripts/dev.py vendor        # fetch the dashboard's chart library from npm (a build step)
 
 Needs only Python 3.10+. The virtualenv lives in .venv at the repository's
 top; it is (re)installed whenever setup.cfg changes.
@@ -47,10 +48,17 @@ def ensure_venv() -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "bench", "actors-demo"):
+    if not argv or argv[0] not in ("demo", "test", "bench", "actors-demo", "vendor"):
         print(__doc__)
         return 2
     job, rest = argv[0], argv[1:]
+    if job == "vendor":
+        sys.path.insert(0, str(ROOT))
+        from scripts._vendor import vendor
+
+        for name, digest in vendor().items():
+            print(f"{name}  {digest}")
+        return 0
     python = str(ensure_venv())
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if job == "demo":

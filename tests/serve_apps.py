@@ -31,6 +31,10 @@ class Echo:
     def fail(self, text: str) -> None:
         raise ValueError(text)
 
+    def shout(self, text: str) -> str:
+        print(f"shouting {text}", flush=True)
+        return text
+
     def unencodable(self) -> Any:
         return object()
 

@@ -35,7 +35,8 @@ def cluster() -> Iterator[Callable[..., str]]:
         port = free_port()
         ports.append(port)
         http = () if "--http-port" in extra else ("--http-port", "0")  # clusters side by side: no contention for 8000
-        out = corral("start", "--port", str(port), *http, *extra)
+        dashboard = () if "--dashboard-port" in extra or "--no-dashboard" in extra else ("--dashboard-port", "0")
+        out = corral("start", "--port", str(port), *http, *dashboard, *extra)
         assert out.returncode == 0, out.stderr
         return str(port)
 

@@ -36,7 +36,8 @@ def parse_resources(text: str) -> dict[str, float]:
 
 
 def worker_args(
-    controller: str, node_id: str, resources: str, config: str, ready_file: str | None = None, detached: bool = False
+    controller: str, node_id: str, resources: str, config: str, ready_file: str | None = None, detached: bool = False,
+    log_dir: str | None = None,
 ) -> list[str]:
     """The arguments (after the interpreter) that start a worker process.
 
@@ -47,6 +48,7 @@ def worker_args(
         config: a :func:`config_to_json` document.
         ready_file: where it writes its address once registered.
         detached: run until SIGTERM instead of until standard input closes.
+        log_dir: where its replica processes' logs go, one file each.
     """
     args = ["-m", "actors.serve.worker", "--controller", controller, "--node-id", node_id,
             "--resources", resources, "--config", config]
@@ -54,4 +56,6 @@ def worker_args(
         args.append("--detached")
     if ready_file:
         args += ["--ready-file", ready_file]
+    if log_dir:
+        args += ["--log-dir", log_dir]
     return args

@@ -11,6 +11,7 @@ replicas and exits.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -18,6 +19,7 @@ import time
 from protocol import RegisterNode
 
 from ..._config import Config, config_from_json
+from ..._logging import configure_logging
 from ..._process import stop_event
 from ..._system import ActorSystem
 from .._names import NODE_ACTOR
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="{}")
     parser.add_argument("--detached", action="store_true", help="run until SIGTERM; do not watch standard input")
     parser.add_argument("--ready-file", help="write the worker's address to this file once registered")
+    parser.add_argument("--log-dir", help="write each replica process's output to its own file here")
     args = parser.parse_args(argv)
     try:
         resources = parse_resources(args.resources)
@@ -45,12 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stop = stop_event(watch_stdin=not args.detached)
+    configure_logging(f"worker {args.node_id}", config.log_format, level=logging.INFO if args.log_dir else logging.WARNING)
     system = ActorSystem(config)
     try:
         session = connect(args.controller, config, system=system)
         system.spawn(
             NodeAgent, args.node_id, session, session.controller, resources,
-            config.transport.liveness_window_s, name=NODE_ACTOR,
+            config.transport.liveness_window_s, log_dir=args.log_dir, name=NODE_ACTOR,
         )
         deadline = time.monotonic() + config.serve.worker_start_timeout_s
         while True:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import msgpack
 import psutil
 
-from protocol import ListReplicas, NodeHello, RegisterNode, ReplicaExited, StartReplica, StopReplica, encode_fields
+from protocol import ListReplicas, NodeHello, ReadReplicaLog, RegisterNode, ReplicaExited, StartReplica, StopReplica, encode_fields
 
 from ..._actor import Actor
 from ..._config import Config, config_to_json
@@ -27,6 +27,7 @@ from .._options import DeploymentConfig
 from ..client._session import Session
 from ._children import ChildExited, ChildReady, ReplicaProcesses
 from ._devices import GpuIds, declared_gpu_ids
+from ._logs import ReplicaLogs
 from ._replica import Replica, drain_message
 from ._replica_process import ReplicaPlan
 
@@ -81,6 +82,7 @@ class NodeAgent(Actor):
         resources: dict[str, float] | None = None,
         hello_interval_s: float = 5.0,
         config: Config | None = None,
+        log_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.node_id = node_id
@@ -89,6 +91,7 @@ class NodeAgent(Actor):
         self.resources = dict(resources or {})
         self.hello_interval_s = hello_interval_s
         self.config = config or session.config
+        self.logs = ReplicaLogs(log_dir) if log_dir else None
         self.replicas: dict[str, ActorRef] = {}
         self.processes: set[str] = set()
         self.stopping: dict[str, Future[str]] = {}
@@ -119,6 +122,7 @@ class NodeAgent(Actor):
             _Hello: self._on_hello_due,
             _HelloAnswer: lambda m: self._on_hello_answer(m.answer),
             StartReplica: self._start_replica,
+            ReadReplicaLog: self._read_log,
             StopReplica: self._stop_replica,
             ListReplicas: self._list_replicas,
             _Forget: self._forget,
@@ -130,6 +134,13 @@ class NodeAgent(Actor):
         if self._ticker is not None:
             self._ticker.handled()
         self._say_hello()
+        if self.logs is not None:
+            self.logs.rotate()
+
+    def _read_log(self, message: ReadReplicaLog) -> dict[str, Any]:
+        if self.logs is None:
+            return {"error": f"worker {self.node_id} keeps no replica logs (started without --log-dir)"}
+        return self.logs.tail(message.replica_id, max(0, min(message.tail, 100_000)))
 
     def _list_replicas(self, message: ListReplicas) -> Any:
         if message.states:
@@ -243,7 +254,7 @@ class NodeAgent(Actor):
         plan = ReplicaPlan(
             rid, self.node_id, msgpack.packb(encode_fields(message.spec), use_bin_type=True), message.gang,
             f"{controller.address}#{controller.name}", config_to_json(self.config), env,
-            self.config.serve.replica_start_timeout_s,
+            self.config.serve.replica_start_timeout_s, str(self.logs.path_for(rid)) if self.logs is not None else "",
         )
         assert self.children is not None
         self.children.start(plan, int(config.actor_options.get("memory", 0)))

@@ -7,6 +7,7 @@ import bisect
 import concurrent.futures
 import inspect
 import itertools
+import logging
 import threading
 import time
 import traceback
@@ -32,6 +33,7 @@ from .._names import HTTP_METHOD
 from .._options import DeploymentConfig
 from ..client._session import Session
 from ._http import HttpServer
+from ._logs import ACCESS_LOG, log_access
 from ._user_code import function_instance, load_import_path, public_methods, pump_async, pump_sync, returned
 
 
@@ -284,20 +286,22 @@ class Replica(Actor):
             if kind == "sync":
                 value = returned(self.context.deployment, request.method, value, emit)
         except BaseException as exc:
-            self._answer(respond, started, None, exc)
+            self._answer(respond, started, None, exc, request)
             return
         finally:
             reset_multiplexed_model_id(token)
-        self._answer(respond, started, value, None)
+        self._answer(respond, started, value, None, request)
 
     def _arguments(self, request: HandleRequest) -> tuple[Any, Any]:
         args = self.session.resolve(request.args) if request.args else request.args
         return args, self.session.resolve(request.kwargs) if request.kwargs else request.kwargs
 
-    def _answer(self, respond: Respond, started: float, value: Any, error: BaseException | None) -> None:
+    def _answer(self, respond: Respond, started: float, value: Any, error: BaseException | None, request: Any = None) -> None:
         """Answer first, then count the request done: a drain waiting for it must not stop the replica before its answer left."""
         respond(value, error, "" if error is None else _format(error))
         self._finished(started, error is not None, respond)
+        if request is not None and ACCESS_LOG.isEnabledFor(logging.INFO):
+            log_access(request, value, error, time.perf_counter() - started)
 
     def _begin_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float,
                      key: tuple[str, int]) -> None:
@@ -329,9 +333,9 @@ class Replica(Actor):
                         if inspect.isasyncgen(value):
                             value = await pump_async(value, emit)
         except BaseException as exc:
-            self._answer(respond, started, None, exc)
+            self._answer(respond, started, None, exc, request)
             return
-        self._answer(respond, started, value, None)
+        self._answer(respond, started, value, None, request)
 
     def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Awaitable: ``fn(*args)`` on the replica's pool (a blocking method called from the loop)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import traceback
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import msgpack
 from protocol import DeploymentSpec, decode_fields
 
 from ..._config import config_from_json
+from ..._logging import configure_logging
 from ..._future import Future
 from ..._system import ActorSystem
 from .._context import GangContext, ReplicaContext
@@ -53,11 +55,18 @@ class ReplicaPlan:
     config_json: str
     env: dict[str, str]
     start_timeout_s: float
+    log_file: str = ""  # where its standard output and error go ("" : its worker's)
 
 
 def run_replica_process(plan: ReplicaPlan, conn: Any) -> None:
     """The child's main: construct the replica, report, serve until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the worker, which stops us
+    if plan.log_file:
+        _write_to(plan.log_file)
+        try:
+            configure_logging(f"replica {plan.replica_id}", config_from_json(plan.config_json).log_format)
+        except ValueError:
+            configure_logging(f"replica {plan.replica_id}")
     os.environ.update(plan.env)
     try:
         spec = decode_fields(DeploymentSpec, msgpack.unpackb(plan.spec, raw=False, strict_map_key=False), "spec")
@@ -81,6 +90,19 @@ def run_replica_process(plan: ReplicaPlan, conn: Any) -> None:
     _send(conn, ("ready", system.address, os.getpid()))
     code = _serve_until_stopped(conn, ref, stopped)
     _exit(session, system, code)
+
+
+def _write_to(path: str) -> None:
+    """Standard output and error (Python's and the C level's) appended to ``path``, line by line."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
 
 
 def _serve_until_stopped(conn: Any, ref: Any, stopped: threading.Event) -> int:
