@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.live import Live
+
 from actors._config import HttpOptions
 from actors._process import stop_event
 from actors.serve.worker._args import worker_args
@@ -48,6 +51,7 @@ from ._cluster_files import (
     write_json,
 )
 from ._head import head_args
+from ._status_view import render
 from ._logs_cmd import LogsError
 from ._logs_cmd import cmd_logs as _cmd_logs
 from .dashboard import DEFAULT_PORT as DASHBOARD_PORT
@@ -384,66 +388,31 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     conn = _connect(_address(args), args.keys)
     try:
-        status = conn.serve.status()
-        recovery = conn.serve.controller_stats()["recovery"]
+        if args.json:
+            document = {**dataclasses.asdict(conn.serve.status()), "controller": conn.serve.controller_stats()["recovery"],
+                        "worker_restarts": _local_restarts(args), "links": _links(args)}
+            print(json.dumps(document, indent=2, sort_keys=True))
+            return 0
+        console = Console(width=None if sys.stdout.isatty() else 250, highlight=False)
+
+        def view() -> Any:
+            return render(conn.serve.status(), conn.serve.controller_stats()["recovery"], _links(args),
+                          _local_restarts(args), args.verbose)
+
+        if not args.watch:
+            console.print(view())
+            return 0
+        if args.interval <= 0:
+            raise CliError(f"--interval must be a positive number of seconds, got {args.interval}")
+        try:
+            with Live(view(), console=console, refresh_per_second=4, screen=False) as live:
+                while True:  # until Ctrl-C
+                    time.sleep(args.interval)
+                    live.update(view())
+        except KeyboardInterrupt:
+            return 0
     finally:
         conn.close()
-    links = _links(args)
-    if args.json:
-        document = {**dataclasses.asdict(status), "controller": recovery, "worker_restarts": _local_restarts(args), "links": links}
-        print(json.dumps(document, indent=2, sort_keys=True))
-        return 0
-    for name, value in links.items():
-        print(f"{name + ':':<11}{value}")
-    print()
-    if recovery["recovering_workers"]:
-        print(f"the controller is recovering: waiting for {', '.join(recovery['recovering_workers'])} to say what they run\n")
-    elif recovery["epoch"]:
-        print(f"the controller was restarted {recovery['epoch']} time(s); it recovered in {recovery['recovery_s']:.2f}s: "
-              f"{recovery['adopted']} replicas re-adopted, {recovery['dropped']} replaced, "
-              f"{recovery['unknown_stopped']} unknown stopped\n")
-    rows = [("APP", "DEPLOYMENT", "APP STATUS", "STATUS", "REPLICAS", "MESSAGE")]
-    for name, app in sorted(status.applications.items()):
-        for dname, d in sorted(app.deployments.items()):
-            replicas = " ".join(f"{k}={v}" for k, v in sorted(d.replica_states.items())) or "-"
-            rows.append((name, dname, app.status, d.status, f"{replicas} (target {d.target_replicas})", d.message.split("\n")[0][:80]))
-    _table(rows)
-    routes = [(app.route_prefix, name) for name, app in status.applications.items() if app.route_prefix is not None]
-    if routes or status.proxies:
-        print()
-        _table([("ROUTE", "APP")] + [(prefix, name) for prefix, name in sorted(routes)])
-        print()
-        _table([("PROXY", "NODE", "PID", "REQUESTS")] + [
-            (p.url, p.node_id, str(p.pid), str(p.requests)) for p in status.proxies
-        ])
-    if args.verbose:
-        print()
-        _table([("REPLICA", "STATE", "NODE", "PID", "MEMORY", "MODE")] + [
-            (r.replica_id, r.state, r.node_id, str(r.pid or "-"), f"{r.rss_bytes / 2**20:.0f} MiB" if r.rss_bytes else "-", r.isolation)
-            for _, app in sorted(status.applications.items())
-            for _, d in sorted(app.deployments.items())
-            for r in sorted(d.replicas, key=lambda r: r.replica_id)
-        ])
-    print()
-    restarts = _local_restarts(args)
-    _table([("NODE", "ADDRESS", "REPLICAS", "RESOURCES (free / total)", "RESTARTS")] + [
-        (n.node_id, n.address, str(n.replicas),
-         ", ".join(_amounts(k, n.available.get(k, 0), v) for k, v in sorted(n.total.items())),
-         str(restarts.get(n.node_id, "-")))
-        for n in status.nodes
-    ])
-    if status.reservations:
-        print()
-        _table([("GANG", "DEPLOYMENT", "NODES", "BUNDLE")] + [
-            (r.gang_id, f"{r.app}/{r.deployment}", ",".join(r.nodes), json.dumps(r.bundle)) for r in status.reservations
-        ])
-    return 0
-
-
-def _amounts(name: str, free: float, total: float) -> str:
-    if name == "memory":
-        return f"memory {free / 2**30:.1f}/{total / 2**30:.1f} GiB"
-    return f"{name} {free:g}/{total:g}"
 
 
 def _links(args: argparse.Namespace) -> dict[str, str]:
@@ -462,12 +431,6 @@ def _local_restarts(args: argparse.Namespace) -> dict[str, int]:
         return {}
     head = read_head(getattr(args, "port", None) or DEFAULT_PORT)
     return {str(r["node_id"]): int(r.get("restarts", 0)) for r in head_workers(head) if "node_id" in r}
-
-
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -699,6 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="applications, deployments, nodes and gangs")
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="one row per replica: state, node, process id, memory")
+    p.add_argument("-w", "--watch", action="store_true", help="a live view, refreshed until Ctrl-C")
+    p.add_argument("--interval", type=float, default=2.0, help="with --watch: seconds between refreshes (default 2)")
     target(p)
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("call", help="send one request to an application")

@@ -180,3 +180,28 @@ def test_corral_logs_reads_replica_logs_of_a_local_and_a_joined_worker(cluster: 
     missing = corral("logs", "echo", "Nope", "--port", port)
     assert missing.returncode != 0 and "no deployment 'Nope' in application 'echo'" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_status_watch_refreshes_until_ctrl_c_and_status_names_the_dashboard_and_log_folder(
+        cluster: Callable[..., str], tmp_path: Path) -> None:  # noqa: F811
+    import subprocess
+
+    from tests.test_cli import CORRAL, ENV
+
+    port = cluster("--workers", "1")
+    head = read_head(int(port))
+    assert head is not None
+    status = corral("status", "--port", port).stdout
+    assert head["dashboard"] in status and head["logs"] in status and head["address"] in status
+    watch = subprocess.Popen([*CORRAL, "status", "--watch", "--interval", "0.2", "--port", port], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    try:
+        deploy(port, tmp_path, 1)
+        wait_for(lambda: json.loads(corral("status", "--json", "--port", port).stdout)["applications"], 30, "the app")
+        watch.send_signal(signal.SIGINT)
+        out, _ = watch.communicate(timeout=20)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate(timeout=10)
+    assert watch.returncode == 0 and "worker-0" in out
