@@ -227,6 +227,9 @@ class ReplicaDetail:
         rss_bytes: that process's resident memory at the node's last hello.
         isolation: ``"process"`` or ``"thread"``.
         model_ids: the multiplexed models it holds, as its last health check told.
+        ongoing: requests in flight at its last health check.
+        requests, errors: requests it handled and those that raised (its last metrics report).
+        age_s: seconds since the controller started it (0 when unknown: adopted after a restart).
     """
 
     replica_id: str
@@ -236,6 +239,10 @@ class ReplicaDetail:
     rss_bytes: int
     isolation: str
     model_ids: list[str] = field(default_factory=list)
+    ongoing: int = 0
+    requests: int = 0
+    errors: int = 0
+    age_s: float = 0.0
 
 
 @message("deployment_status")

@@ -48,6 +48,7 @@ def head_args(
     dashboard_key_file: str | None = None,
     log_dir: str | None = None,
     log_format: str = "text",
+    log_file: str | None = None,
 ) -> list[str]:
     """The arguments (after the interpreter) that start a head process; see the module docstring."""
     args = ["-m", "scripts._head", "--port", str(port), "--host", host, "--ready-file", ready_file,
@@ -68,6 +69,8 @@ def head_args(
         args += ["--log-dir", log_dir]
     if log_format != "text":
         args += ["--log-format", log_format]
+    if log_file:
+        args += ["--log-file", log_file]
     return args
 
 
@@ -88,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dashboard-key-file", help="the file holding the key changing dashboard requests must present")
     parser.add_argument("--log-dir", help="where the cluster's logs are (shown on the dashboard)")
     parser.add_argument("--log-format", default="text", choices=LOG_FORMATS, help="text, or one JSON object per line")
+    parser.add_argument("--log-file", help="the file standard error goes to: kept under 16 MiB (copied to FILE.1, emptied)")
     args = parser.parse_args(argv)
     stop = stop_event(watch_stdin=False)
-    configure_logging("head", args.log_format)
+    configure_logging("head", args.log_format, bounded_file=args.log_file)
     curve = load_keys(args.keys) if args.keys else None
     settings = {**json.loads(args.settings), "checkpoint_store": args.store, "checkpoint_recovery": args.recovery}
     config = Config(

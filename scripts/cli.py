@@ -32,6 +32,9 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from actors.serve._progress import Progress, spinner
+from actors.serve._progress import wanted as progress_wanted
+
 from actors._config import HttpOptions
 from actors._process import stop_event
 from actors.serve.worker._args import worker_args
@@ -120,11 +123,12 @@ def cmd_start(args: argparse.Namespace) -> int:
                                         head_file=str(folder / "head.json"), http=json.dumps(http),
                                         dashboard_port=None if args.no_dashboard else args.dashboard_port,
                                         dashboard_key_file=str(dashboard_key(folder)), log_dir=str(folder / "logs"),
-                                        log_format=args.log_format)],
+                                        log_format=args.log_format, log_file=str(log))],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=_child_env(),
         )
     try:
-        info = json.loads(_wait_for_file(ready, proc, 60, log))
+        with spinner(progress_wanted(args.quiet), f"starting the head on port {port}"):
+            info = json.loads(_wait_for_file(ready, proc, 60, log))
     except CliError as exc:
         if proc.poll() == EXIT_BAD_INPUT:  # the checkpoint cannot be used: the head said why
             raise CliError(_last_error_line(log)) from None
@@ -133,9 +137,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     keys = _keys_for(address, str(folder / "keys"))
     transport = {"host": args.host, **({"curve": dataclasses.asdict(keys)} if keys else {})}
     config = json.dumps({"transport": transport, "serve": json.loads(args.settings), "http": http, "log_format": args.log_format})
-    workers = orphans if restart else [
-        record for record, _ in _spawn_workers(folder, address, [f"worker-{i}" for i in range(args.workers)], resources, config)
-    ]
+    with spinner(progress_wanted(args.quiet) and not restart, f"starting {args.workers} workers"):
+        workers = orphans if restart else [
+            record for record, _ in _spawn_workers(folder, address, [f"worker-{i}" for i in range(args.workers)], resources, config)
+        ]
     write_json(folder / "head.json", {**_record_of(proc.pid), "port": port, "address": address,
                                       "workers": [w["pid"] for w in workers], "worker_records": workers,
                                       "store": store, "log": str(log), "dashboard": info.get("dashboard", ""),
@@ -187,7 +192,7 @@ def _spawn_workers(
         log = folder / f"{node_id}.log"
         ready.unlink(missing_ok=True)
         args = worker_args(f"{address}#controller", node_id, resources, config, str(ready), detached=True,
-                           log_dir=str(folder / "logs"))
+                           log_dir=str(folder / "logs"), log_file=str(log))
         with open(log, "a") as out:
             proc = subprocess.Popen(
                 [sys.executable, *args],
@@ -510,32 +515,32 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             for name in set(serve.status().applications) - names:
                 serve.delete(name)
                 print(f"pruned application {name!r}")
-        return _follow(serve, names, args.timeout, interrupted)
+        with Progress(progress_wanted(args.quiet)) as progress:
+            return _follow(serve, names, args.timeout, interrupted, progress)
     finally:
         conn.close()
 
 
-def _follow(serve: Any, names: set[str], timeout: float, interrupted: threading.Event) -> int:
+def _follow(serve: Any, names: set[str], timeout: float, interrupted: threading.Event, progress: Progress) -> int:
+    """Wait for the applications to be RUNNING, drawing progress on a terminal."""
     deadline = time.monotonic() + timeout
-    shown: dict[str, str] = {}
     while not interrupted.is_set():
         status = serve.status()
+        progress.show(status, names)
         done = True
         for name in sorted(names):
             app = status.applications.get(name)
             if app is None:
+                done = False
                 continue
             for dname, d in sorted(app.deployments.items()):
-                line = f"{name}/{dname}: {d.status} {d.replica_states} (target {d.target_replicas})"
-                if shown.get(f"{name}/{dname}") != line:
-                    print(line, flush=True)
-                    shown[f"{name}/{dname}"] = line
                 if d.status == "DEPLOY_FAILED":
                     print(f"error: {name}/{dname} failed to deploy: {d.message}", file=sys.stderr)
                     return 1
             done = done and app.status == "RUNNING" and all(d.status == "HEALTHY" for d in app.deployments.values())
         if done:
-            print(f"deployed: {', '.join(sorted(names))}")
+            replicas = sum(sum(d.replica_states.values()) for n in names for d in status.applications[n].deployments.values())
+            print(f"deployed: {', '.join(sorted(names))} ({replicas} replicas running)")
             return 0
         if time.monotonic() > deadline:
             print(f"error: not ready after {timeout}s", file=sys.stderr)
@@ -631,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT,
                    help=f"the dashboard's port (default {DASHBOARD_PORT}; 0: any free one)")
     p.add_argument("--no-dashboard", action="store_true", help="start no dashboard")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display (none is drawn when not on a terminal)")
     p.add_argument("--log-format", default="text", choices=("text", "json"),
                    help="how the head, workers and replicas log: text, or one JSON object per line")
     p.add_argument("--keys", help="with --join: the cluster's key directory")
@@ -655,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deploy", help="create or update the applications of a config file")
     p.add_argument("config")
     p.add_argument("--prune", action="store_true", help="delete applications the file does not name")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display (none is drawn when not on a terminal)")
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--app-dir", default=".", help="the folder the user's code is imported from (default: this one)")
     target(p)

@@ -53,3 +53,13 @@ def test_following_a_log_prints_only_the_lines_that_came_since() -> None:
     assert new_lines(["a", "b", "c"], ["b", "c", "d", "e"]) == ["d", "e"]
     assert new_lines(["a", "b"], ["a", "b"]) == []
     assert new_lines(["a"], ["x", "y"]) == ["x", "y"], "no overlap: all of it is new"
+
+
+def test_a_process_log_past_its_limit_keeps_its_last_half_in_a_dot_one_file(tmp_path: Path) -> None:
+    from actors._logging import rotate_file
+
+    path = tmp_path / "head.log"
+    path.write_text("a" * 600 + "b" * 600)
+    assert not rotate_file(str(path), 2000)
+    assert rotate_file(str(path), 1000)
+    assert path.stat().st_size == 0 and (tmp_path / "head.log.1").read_text() == "b" * 500

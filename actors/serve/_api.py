@@ -26,6 +26,8 @@ from .._errors import RemoteError
 from ._app import Application, build_application
 from ._errors import DeployFailedError, DeploymentNotFoundError
 from ._options import DeploymentOptionError
+from ._progress import Progress
+from ._progress import wanted as progress_wanted
 from ._routes import check_route_prefix
 from ._status import ServeStatus, from_info
 from .client._handle import DeploymentHandle
@@ -267,10 +269,17 @@ def _run_locally(target: Application, name: str, timeout_s: float) -> Any:
 
 
 def _wait_for_app(name: str, timeout_s: float) -> None:
+    with Progress(progress_wanted(quiet=False), transient=True) as progress:
+        _wait_for(name, timeout_s, progress)
+
+
+def _wait_for(name: str, timeout_s: float, progress: Progress) -> None:
     deadline = time.monotonic() + timeout_s
     pause = threading.Event()
     while True:
         app = _app_status(name)
+        if app is not None:
+            progress.show(ServeStatus(applications={name: app}), {name})
         if app is None:
             raise DeploymentNotFoundError(f"application {name!r} disappeared while deploying")
         if app.status == "DEPLOY_FAILED":

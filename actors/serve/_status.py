@@ -22,6 +22,9 @@ class ReplicaStatus:
         isolation: "process" or "thread".
         model_ids: the multiplexed models it holds (``@serve.multiplexed``),
             as its last health check told.
+        ongoing: requests in flight at its last health check.
+        requests, errors: requests it handled and those that raised (its last metrics report).
+        age_s: seconds since the controller started it (0 when unknown).
     """
 
     replica_id: str
@@ -31,6 +34,10 @@ class ReplicaStatus:
     rss_bytes: int
     isolation: str
     model_ids: tuple[str, ...] = ()
+    ongoing: int = 0
+    requests: int = 0
+    errors: int = 0
+    age_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,8 @@ def from_info(info: ServeStatusInfo) -> ServeStatus:
             {
                 dname: DeploymentStatusOverview(
                     d.status, d.message, dict(d.replica_states), d.target_replicas, d.autoscaling,
-                    [ReplicaStatus(r.replica_id, r.state, r.node_id, r.pid, r.rss_bytes, r.isolation, tuple(r.model_ids)) for r in d.replicas],
+                    [ReplicaStatus(r.replica_id, r.state, r.node_id, r.pid, r.rss_bytes, r.isolation, tuple(r.model_ids),
+                                  r.ongoing, r.requests, r.errors, r.age_s) for r in d.replicas],
                 )
                 for dname, d in app.deployments.items()
             },

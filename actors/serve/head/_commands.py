@@ -30,6 +30,7 @@ class ReplicaRecord:
     pid: int = 0
     rss_bytes: int = 0
     model_ids: list[str] = field(default_factory=list)  # multiplexed models it holds (its health checks tell)
+    created_at: float = 0.0  # the controller's clock when it started it (0: adopted, unknown)
 
     def hold_models(self, models: Any) -> bool:
         """Take the model ids a health check told; True if they changed."""

@@ -75,8 +75,11 @@ class StatusViews:
                         "max_replicas": state.autoscaler.config.max_replicas,
                     }
                 mode = state.config.isolation
+                counters = core.ledger.replica_counters.get((app.name, name), {})
                 replicas = [
-                    ReplicaDetail(rid, replica_state.value, r.node_id, *_process_of(core, r, mode), mode, list(r.model_ids))
+                    ReplicaDetail(rid, replica_state.value, r.node_id, *_process_of(core, r, mode), mode, list(r.model_ids),
+                                  r.ongoing, *counters.get(rid, (0, 0))[:2],
+                                  round(core.now - r.created_at, 1) if r.created_at else 0.0)
                     for rid, replica_state, r in state.replicas.items()
                 ]
                 deployments[name] = DeploymentStatusInfo(

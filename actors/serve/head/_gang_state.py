@@ -103,6 +103,7 @@ class GangLifecycle:
                 user_config_version=self.state._user_config_version,
                 gang_id=gang_id,
                 rank=rank,
+                created_at=now,
             )
             self.state._add(record, S.STARTING)
             cmds.append(StartReplicaCmd(record, self.state.spec, record_of.context(rank)))

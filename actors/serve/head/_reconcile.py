@@ -145,6 +145,7 @@ class Reconciler:
                 version=self.state.spec.version,
                 request=request,
                 user_config_version=self.state._user_config_version,
+                created_at=now,
             )
             self.state._add(record, S.STARTING)
             cmds.append(StartReplicaCmd(record, self.state.spec))

@@ -38,6 +38,7 @@ def parse_resources(text: str) -> dict[str, float]:
 def worker_args(
     controller: str, node_id: str, resources: str, config: str, ready_file: str | None = None, detached: bool = False,
     log_dir: str | None = None,
+    log_file: str | None = None,
 ) -> list[str]:
     """The arguments (after the interpreter) that start a worker process.
 
@@ -49,6 +50,7 @@ def worker_args(
         ready_file: where it writes its address once registered.
         detached: run until SIGTERM instead of until standard input closes.
         log_dir: where its replica processes' logs go, one file each.
+        log_file: the file its standard error goes to (kept bounded).
     """
     args = ["-m", "actors.serve.worker", "--controller", controller, "--node-id", node_id,
             "--resources", resources, "--config", config]
@@ -58,4 +60,6 @@ def worker_args(
         args += ["--ready-file", ready_file]
     if log_dir:
         args += ["--log-dir", log_dir]
+    if log_file:
+        args += ["--log-file", log_file]
     return args

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detached", action="store_true", help="run until SIGTERM; do not watch standard input")
     parser.add_argument("--ready-file", help="write the worker's address to this file once registered")
     parser.add_argument("--log-dir", help="write each replica process's output to its own file here")
+    parser.add_argument("--log-file", help="the file standard error goes to: kept under 16 MiB (copied to FILE.1, emptied)")
     args = parser.parse_args(argv)
     try:
         resources = parse_resources(args.resources)
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stop = stop_event(watch_stdin=not args.detached)
-    configure_logging(f"worker {args.node_id}", config.log_format, level=logging.INFO if args.log_dir else logging.WARNING)
+    configure_logging(f"worker {args.node_id}", config.log_format, level=logging.INFO if args.log_dir else logging.WARNING,
+                      bounded_file=args.log_file)
     system = ActorSystem(config)
     try:
         session = connect(args.controller, config, system=system)

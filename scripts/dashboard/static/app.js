@@ -19,6 +19,11 @@ function mib(bytes) {
   return bytes ? `${(bytes / 1048576).toFixed(1)} MiB` : "";
 }
 
+function age(seconds) {
+  if (!seconds) return "";
+  return seconds < 120 ? `${Math.round(seconds)} s` : seconds < 7200 ? `${Math.round(seconds / 60)} min` : `${(seconds / 3600).toFixed(1)} h`;
+}
+
 function resources(r) {
   return Object.entries(r || {}).map(([k, v]) => k === "memory" ? `memory ${(v / 1073741824).toFixed(1)} GiB`
     : `${esc(k)} ${Number(v).toFixed(2).replace(/\.00$/, "")}`).join(", ");
@@ -72,13 +77,15 @@ const pages = {
     const d = await api(`/api/applications/${encodeURIComponent(app)}/deployments/${encodeURIComponent(name)}`);
     const replicas = d.replicas.map((r) => [
       `<a href="#/replicas/${encodeURIComponent(r.replica_id)}">${esc(r.replica_id)}</a>`, state(r.state), esc(r.node_id),
-      esc(r.pid || ""), mib(r.rss_bytes), esc(r.isolation), esc(r.model_ids.join(", ")),
+      esc(r.pid || ""), mib(r.rss_bytes), esc(r.ongoing), esc(r.requests), esc(r.errors), age(r.age_s),
+      esc(r.isolation), esc(r.model_ids.join(", ")),
     ]);
     return {
       html: `<h2>${esc(app)} / ${esc(name)} ${state(d.status)}</h2>
         <p>${d.running} of ${d.target} replicas running. ${esc(d.message)}</p>
         ${d.autoscaling ? `<p class="muted">autoscaling: target ${esc(d.autoscaling.target)}, ${esc(d.autoscaling.reason)}</p>` : ""}
-        <h2>Replicas</h2>${table(["replica", "state", "node", "pid", "memory", "isolation", "models"], replicas, "replicas")}
+        <h2>Replicas</h2>${table(["replica", "state", "node", "pid", "memory", "in flight", "requests", "errors", "age",
+                                  "isolation", "models"], replicas, "replicas")}
         <h2>Last hour</h2><div class="charts" id="charts"></div>`,
       after: () => drawCharts(`${app}/${name}`, d.history),
     };
