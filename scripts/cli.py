@@ -58,6 +58,7 @@ from ._status_view import render
 from ._logs_cmd import LogsError
 from ._logs_cmd import cmd_logs as _cmd_logs
 from .dashboard import DEFAULT_PORT as DASHBOARD_PORT
+from .dashboard import Dashboard
 
 EXIT_BAD_INPUT = 2
 
@@ -568,20 +569,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = stop_event(watch_stdin=False)
     serve.start(workers=args.workers, http_options=_http_options(args))
     record = cluster_dir(port) / "head.json"
+    dashboard = None
     try:
         serve.run(app, name=args.name, route_prefix=args.route_prefix)
         from actors.serve._api import current_session
 
         address = f"{current_session().system.address}#controller"
+        if not args.no_dashboard:
+            dashboard = Dashboard(current_session(), "127.0.0.1", args.dashboard_port,
+                                  dashboard_key(cluster_dir(port)).read_text().strip(), {"address": address})
+            try:
+                dashboard.start()
+            except OSError as exc:
+                raise CliError(f"{exc} (choose another with --dashboard-port, or --no-dashboard)") from None
         # found by corral status/call/stop --port like a cluster from corral start
-        write_json(record, {**_record_of(os.getpid()), "port": port, "address": address, "workers": [], "run": True})
+        write_json(record, {**_record_of(os.getpid()), "port": port, "address": address, "workers": [], "run": True,
+                            "dashboard": dashboard.url if dashboard is not None else ""})
         print(f"serving {args.import_path} as {args.name!r} on {args.workers} workers at {address}; Ctrl-C to stop",
               flush=True)
         print(f"  status:  corral status --port {port}", flush=True)
+        if dashboard is not None:
+            print(f"  dashboard: {dashboard.url}", flush=True)
         for proxy in serve.status().proxies:
             print(f"  HTTP:    curl {proxy.url}{args.route_prefix if args.route_prefix != '/' else '/'}", flush=True)
         stop.wait()
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         serve.shutdown()
         head = read_head(port)
         if head is not None and head.get("pid") == os.getpid():
@@ -656,6 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help=f"where corral status/call/stop find it (default {DEFAULT_PORT})")
     p.add_argument("--app-dir", default=".", help="the folder the user's code is imported from (default: this one)")
     p.add_argument("--route-prefix", default="/", help="where the HTTP proxy serves the app (default /)")
+    p.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT,
+                   help=f"the dashboard's port (default {DASHBOARD_PORT}; 0: any free one)")
+    p.add_argument("--no-dashboard", action="store_true", help="start no dashboard")
     _http_flags(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("deploy", help="create or update the applications of a config file")

@@ -195,7 +195,7 @@ def test_no_cluster_at_the_address_is_one_clear_line_and_exit_2(tmp_path: Path) 
 
 def test_run_serves_in_the_foreground_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [*CORRAL, "run", "scripts.serving_demo:app", "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [*CORRAL, "run", "scripts.serving_demo:app", "--workers", "2", "--dashboard-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=ENV, cwd=ROOT,
     )
     try:

@@ -319,7 +319,7 @@ def test_the_worker_module_runs_without_a_runtime_warning() -> None:
 
 def test_corral_run_is_found_by_status_call_and_stop(tmp_path: Path) -> None:
     port = str(free_port())
-    proc = subprocess.Popen([*CORRAL, "run", "tests.serve_apps:Echo", "--workers", "1", "--port", port],
+    proc = subprocess.Popen([*CORRAL, "run", "tests.serve_apps:Echo", "--workers", "1", "--port", port, "--dashboard-port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
