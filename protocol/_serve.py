@@ -36,6 +36,7 @@ class DeploymentSpec:
     config: dict[str, Any]
     version: str
     import_dirs: list[str] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)  # shipped code (runtime_env), by digest, first on the import path
 
 
 @message("deploy_app")
@@ -129,6 +130,31 @@ class StopReplica:
 
     replica_id: str
     timeout_s: float
+
+
+@message("has_package")
+@dataclass(frozen=True, slots=True)
+class HasPackage:
+    """Does the head keep the package ``digest`` (``sha256:...``)? Answered True or False."""
+
+    digest: str
+
+
+@message("upload_package")
+@dataclass(frozen=True, slots=True)
+class UploadPackage:
+    """A client gives the head a package of shipped code; refused unless ``data`` hashes to ``digest``."""
+
+    digest: str
+    data: bytes
+
+
+@message("fetch_package")
+@dataclass(frozen=True, slots=True)
+class FetchPackage:
+    """A worker asks the head for a package's bytes (answered with them)."""
+
+    digest: str
 
 
 @message("read_replica_log")

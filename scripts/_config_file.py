@@ -17,6 +17,7 @@ is deployed unless the whole file is valid.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,11 @@ import yaml
 
 from actors._config import HttpOptions
 from actors._imports import import_object
+from actors.serve._packages import PackageError, check_runtime_env
 from actors.serve._routes import check_route_prefix
 from actors.serve import Application, Deployment, DeploymentOptionError
 
-_APP_FIELDS = {"name", "import_path", "args", "deployments", "route_prefix"}
+_APP_FIELDS = {"name", "import_path", "args", "deployments", "route_prefix", "runtime_env"}
 
 
 class ConfigFileError(ValueError):
@@ -42,10 +44,15 @@ class AppConfig:
     name: str
     app: Application
     route_prefix: str | None = "/"
+    runtime_env: dict[str, Any] | None = None  # its paths resolved against the config file's folder
 
 
-def load_config(path: str) -> list[AppConfig]:
+def load_config(path: str, working_dir: str | None = None) -> list[AppConfig]:
     """Read, validate and build every application of a config file.
+
+    ``working_dir`` (``corral deploy --working-dir``) is shipped with every
+    application whose ``runtime_env`` names none; relative paths in a
+    ``runtime_env`` are taken from the config file's folder.
 
     Raises:
         ConfigFileError: anything wrong, naming ``file: field.path: what was expected``.
@@ -92,10 +99,34 @@ def load_config(path: str) -> list[AppConfig]:
             raise fail(f"{where}.route_prefix", f"{prefix!r} is also the route_prefix of application {prefixes[prefix]!r}")
         if prefix is not None:
             prefixes[prefix] = name
+        env = _runtime_env(entry.get("runtime_env"), working_dir, Path(path).resolve().parent, f"{where}.runtime_env", fail)
         app = _build(entry, f"{where}", fail)
         _apply_overrides(app, entry.get("deployments") or [], f"{where}.deployments", fail)
-        out.append(AppConfig(name, app, prefix))
+        out.append(AppConfig(name, app, prefix, env))
     return out
+
+
+def _runtime_env(raw: Any, working_dir: str | None, base: Path, where: str, fail: Any) -> dict[str, Any] | None:
+    """The app's runtime_env, checked, with paths made absolute; its code folders
+    go on this process's import path too (the app is built here first)."""
+    try:
+        env = check_runtime_env(raw)
+    except PackageError as exc:
+        raise fail(where, str(exc).removeprefix("runtime_env: ")) from None
+    if working_dir is not None and "working_dir" not in env:
+        env["working_dir"] = working_dir
+    if not env:
+        return None
+    if "working_dir" in env:
+        env["working_dir"] = str((base / Path(env["working_dir"]).expanduser()).resolve())
+        if not Path(env["working_dir"]).is_dir():
+            raise fail(f"{where}.working_dir", f"{env['working_dir']} is not a folder")
+        sys.path.insert(0, env["working_dir"])
+    modules = [str((base / Path(m).expanduser()).resolve()) for m in env.get("py_modules", [])]
+    if modules:
+        env["py_modules"] = modules
+        sys.path[:0] = [str(Path(m).parent) for m in modules]
+    return env
 
 
 def _build(entry: dict[str, Any], where: str, fail: Any) -> Application:

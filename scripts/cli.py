@@ -499,7 +499,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     _use_app_dir(args.app_dir)
     try:
-        apps = load_config(args.config)
+        apps = load_config(args.config, working_dir=args.working_dir)
     except ConfigFileError as exc:
         raise CliError(str(exc)) from None
     conn = _connect(_address(args), args.keys)
@@ -509,7 +509,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         names = {a.name for a in apps}
         for app in apps:
             try:
-                serve.run(app.app, name=app.name, wait_for_ready=False, route_prefix=app.route_prefix)
+                serve.run(app.app, name=app.name, wait_for_ready=False, route_prefix=app.route_prefix, runtime_env=app.runtime_env)
             except (ValueError, TypeError) as exc:
                 raise CliError(f"{args.config}: applications[{app.name}]: {exc}") from None
         if args.prune:
@@ -678,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deploy", help="create or update the applications of a config file")
     p.add_argument("config")
     p.add_argument("--prune", action="store_true", help="delete applications the file does not name")
+    p.add_argument("--working-dir", help="ship this folder's code with every application (runtime_env working_dir)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display (none is drawn when not on a terminal)")
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--app-dir", default=".", help="the folder the user's code is imported from (default: this one)")

@@ -64,6 +64,7 @@ from ._batching import batch
 from ._multiplex import get_multiplexed_model_id, multiplexed
 from ._ingress import ingress
 from ._options import DeploymentConfig, DeploymentOptionError
+from ._packages import PackageError
 from ._status import (
     ApplicationStatusOverview,
     DeploymentStatusOverview,
@@ -89,6 +90,7 @@ __all__ = [
     "RouterStatistics",
     "ApplicationStatusOverview",
     "DeployFailedError",
+    "PackageError",
     "Deployment",
     "DeploymentConfig",
     "DeploymentHandle",

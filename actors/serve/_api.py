@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from protocol import DeleteApp, DeployApp
+from protocol import DeleteApp, DeployApp, HasPackage, UploadPackage
 from transport import load_keys
 
 from .._config import Config, HttpOptions
@@ -26,6 +26,7 @@ from .._errors import RemoteError
 from ._app import Application, build_application
 from ._errors import DeployFailedError, DeploymentNotFoundError
 from ._options import DeploymentOptionError
+from ._packages import PackageError, check_runtime_env, pack_runtime_env
 from ._progress import Progress
 from ._progress import wanted as progress_wanted
 from ._routes import check_route_prefix
@@ -206,6 +207,7 @@ def run(
     route_prefix: str | None = "/",
     wait_for_ready: bool = True,
     timeout_s: float | None = None,
+    runtime_env: dict[str, Any] | None = None,
     _local_testing_mode: bool = False,
 ) -> DeploymentHandle:
     """Deploy (or update) an application and return a handle to its ingress.
@@ -219,6 +221,9 @@ def run(
             the root); None: not over HTTP. Two applications cannot share one.
         wait_for_ready: wait until every deployment reached its target.
         timeout_s: how long to wait; None uses ``ServeSettings.run_timeout_s``.
+        runtime_env: code shipped to the cluster with the application:
+            ``{"working_dir": PATH, "py_modules": [PATH...], "excludes": [PATTERN...]}``
+            (see :mod:`actors.serve._packages`); uploaded once per content.
         _local_testing_mode: construct the application in this process, with
             no cluster (Ray Serve's name): for unit tests, and deployments
             defined inside a test function. Returns a local handle.
@@ -227,6 +232,7 @@ def run(
         DeploymentOptionError: an option or class is invalid (nothing is deployed).
         ValueError: ``route_prefix`` is malformed or another application serves it.
         TypeError: a bound argument cannot be encoded (the message names it).
+        PackageError: a ``runtime_env`` that cannot be shipped (before anything is deployed).
         DeployFailedError: the application ended in DEPLOY_FAILED.
         TimeoutError: not ready in time.
     """
@@ -235,12 +241,22 @@ def run(
     check_route_prefix(route_prefix)
     if _local_testing_mode:
         return _run_locally(target, name, timeout_s if timeout_s is not None else 60.0)
+    env = check_runtime_env(runtime_env)
+    packages = pack_runtime_env(env) if env else []
     cluster_pickles = has_session() and current_session().config.serve.serializer == "pickle"
-    specs, ingress = build_application(target, name, allow_pickle=cluster_pickles)
+    specs, ingress = build_application(target, name, allow_pickle=cluster_pickles, packages=[p.digest for p in packages],
+                                       shipped=[p.source for p in packages])
+    threads = [s.name for s in specs if s.config.get("isolation") == "thread"]
+    if packages and threads:
+        raise PackageError(f"runtime_env needs replicas in their own processes: {', '.join(threads)} use isolation='thread' "
+                           "(modules of different applications would clash in one process)")
     if not has_session():
         log.info("serve is not started: starting an embedded cluster with 2 workers")
         start()
     session = current_session()
+    for package in packages:  # content-addressed: what the head has is not sent again
+        if not session.ask_controller(HasPackage(package.digest)):
+            session.ask_controller(UploadPackage(package.digest, package.data))
     try:
         session.ask_controller(DeployApp(name, ingress, specs, route_prefix))
     except RemoteError as exc:

@@ -146,7 +146,8 @@ def import_dirs_of(cls: type, main_file: str | None) -> list[str]:
 
 
 def build_application(
-    root: Application, app_name: str, marker: Callable[[Any], Any] | None = None, allow_pickle: bool = False
+    root: Application, app_name: str, marker: Callable[[Any], Any] | None = None, allow_pickle: bool = False,
+    packages: list[str] | None = None, shipped: list[str] | None = None,
 ) -> tuple[list[DeploymentSpec], str]:
     """Turn an application graph into one spec per deployment.
 
@@ -155,10 +156,14 @@ def build_application(
     ``allow_pickle``, the cluster's opt-in, or the deployment's own). Returns
     the specs and the ingress (root) deployment's name.
 
+    ``packages`` (digests of shipped code) go with every spec and into its
+    version; import folders inside a ``shipped`` folder are left to the packages.
+
     Raises:
         DeploymentOptionError: a class cannot be imported by path.
         TypeError: a bound argument cannot be encoded; the message names it.
     """
+    shipped_roots = [os.path.realpath(p) for p in shipped or []]
     if not isinstance(root, Application):
         raise TypeError(f"serve.run() takes an application made with .bind(), got {type(root).__name__}")
     specs: list[DeploymentSpec] = []
@@ -195,12 +200,13 @@ def build_application(
         except TypeError as exc:
             raise TypeError(f"{app.deployment.name}.bind(): {exc}") from None
         import_path, main_file = import_path_of(app.deployment.func_or_class)
-        dirs = import_dirs_of(app.deployment.func_or_class, main_file)
+        dirs = [d for d in import_dirs_of(app.deployment.func_or_class, main_file)
+                if not any(os.path.realpath(d) == r or os.path.realpath(d).startswith(r + os.sep) for r in shipped_roots)]
         config = app.deployment.config.to_dict()
         version = app.deployment.version or _derive_version(
-            import_path, main_file, args, kwargs, config["actor_options"], dirs
+            import_path, main_file, args, kwargs, config["actor_options"], dirs, packages or []
         )
-        specs.append(DeploymentSpec(app_name, name, import_path, main_file, args, kwargs, config, version, dirs))
+        specs.append(DeploymentSpec(app_name, name, import_path, main_file, args, kwargs, config, version, dirs, list(packages or [])))
         return name
 
     ingress = visit(root)
@@ -220,9 +226,10 @@ def check_payload(args: list[Any], kwargs: dict[str, Any], where: str, allow_pic
 
 
 def _derive_version(
-    import_path: str, main_file: str | None, args: Any, kwargs: Any, actor_options: Any, dirs: list[str]
+    import_path: str, main_file: str | None, args: Any, kwargs: Any, actor_options: Any, dirs: list[str], packages: list[str]
 ) -> str:
-    blob = msgpack.packb([import_path, main_file, args, kwargs, actor_options, dirs], use_bin_type=True)
+    blob = msgpack.packb([import_path, main_file, args, kwargs, actor_options, dirs, *([packages] if packages else [])],
+                         use_bin_type=True)
     return hashlib.sha1(blob).hexdigest()[:12]
 
 

@@ -20,7 +20,10 @@ from protocol import (
     Checkpoint,
     DeleteApp,
     DeployApp,
+    FetchPackage,
     GetControllerStats,
+    HasPackage,
+    UploadPackage,
     GetRoutes,
     GetStatus,
     MetricsPush,
@@ -41,6 +44,7 @@ from . import _effects as fx
 from . import _events as ev
 from ._control_plane import ControlPlane
 from ._gang_coordinator import COORDINATOR_NAME, GangCoordinator, StartGang, StopGang
+from ._package_store import PackageStore
 from ._store import CheckpointStore
 
 log = logging.getLogger("corral.serve")
@@ -79,6 +83,7 @@ class Controller(Actor):
         self._watches: dict[str, int] = {}
         self._ticker: Ticker | None = None
         self.coordinator: Any = None
+        self.packages = PackageStore()  # shipped code (runtime_env), for the workers
         requests: dict[type, Callable[[Any], Any]] = {
             _Tick: lambda _m: self._tick(),
             DeployApp: lambda m: self._run(ev.Deploy(m)),
@@ -92,6 +97,9 @@ class Controller(Actor):
             GetRoutes: lambda m: self.core.route_book.answer(self.core.apps.values(), m.known, m.proxy, time.monotonic()),
             GetControllerStats: self._stats,
             ClearCheckpoint: lambda _m: self._run(ev.ClearAsked()),
+            HasPackage: lambda m: self.packages.has(m.digest),
+            UploadPackage: lambda m: self.packages.put(m.digest, m.data),
+            FetchPackage: lambda m: self.packages.get(m.digest),
         }
         self._table = {**requests, **{cls: self._run for cls in _EVENTS}}
         self._carry: dict[type, Callable[[Any], None]] = {
@@ -153,7 +161,8 @@ class Controller(Actor):
         self.loop_ms.append((time.perf_counter() - start) * 1000)
 
     def _stats(self, message: GetControllerStats) -> dict[str, Any]:
-        stats = {**self._run(ev.StatsAsked()), "ticks": self.ticks, "process_cpu_s": time.process_time()}
+        stats = {**self._run(ev.StatsAsked()), "ticks": self.ticks, "process_cpu_s": time.process_time(),
+                 "packages": self.packages.statistics()}
         times = sorted(self.loop_ms)
         if times:
             stats.update(

@@ -7,15 +7,17 @@ watched by :class:`ReplicaProcesses`) or, when its deployment asks for
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import msgpack
 import psutil
 
-from protocol import ListReplicas, NodeHello, ReadReplicaLog, RegisterNode, ReplicaExited, StartReplica, StopReplica, encode_fields
+from protocol import FetchPackage, ListReplicas, NodeHello, ReadReplicaLog, RegisterNode, ReplicaExited, StartReplica, StopReplica, encode_fields
 
 from ..._actor import Actor
 from ..._config import Config, config_to_json
@@ -28,6 +30,8 @@ from ..client._session import Session
 from ._children import ChildExited, ChildReady, ReplicaProcesses
 from ._devices import GpuIds, declared_gpu_ids
 from ._logs import ReplicaLogs
+from ._package_cache import PackageCache, package_cache_dir
+from .._packages import PackageError
 from ._replica import Replica, drain_message
 from ._replica_process import ReplicaPlan
 
@@ -92,6 +96,8 @@ class NodeAgent(Actor):
         self.hello_interval_s = hello_interval_s
         self.config = config or session.config
         self.logs = ReplicaLogs(log_dir) if log_dir else None
+        self.packages = PackageCache(package_cache_dir(node_id), self._fetch_package)
+        self._packages_of: dict[str, list[str]] = {}  # replica id -> the packages it started with
         self.replicas: dict[str, ActorRef] = {}
         self.processes: set[str] = set()
         self.stopping: dict[str, Future[str]] = {}
@@ -110,6 +116,7 @@ class NodeAgent(Actor):
     def on_stop(self) -> None:
         if self._ticker is not None:
             self._ticker.stop()
+        shutil.rmtree(self.packages.root, ignore_errors=True)  # this worker's own cache
         if self.children is not None:
             self.children.close(self.config.stop_timeout_s)
             self.children = None
@@ -136,6 +143,14 @@ class NodeAgent(Actor):
         self._say_hello()
         if self.logs is not None:
             self.logs.rotate()
+        self._packages_of = {rid: d for rid, d in self._packages_of.items() if rid in self.replicas or rid in self.processes}
+        self.packages.clean({d for digests in self._packages_of.values() for d in digests})
+
+    def _fetch_package(self, digest: str) -> bytes:
+        data = self.session.ask_controller(FetchPackage(digest))
+        if not isinstance(data, bytes):
+            raise PackageError(f"the head answered {type(data).__name__} for package {digest}")
+        return data
 
     def _read_log(self, message: ReadReplicaLog) -> dict[str, Any]:
         if self.logs is None:
@@ -226,6 +241,16 @@ class NodeAgent(Actor):
         config = DeploymentConfig.from_dict(spec.config)
         ready: Future[Any] = Future(f"start of replica {rid}")
         self.ready[rid] = ready
+        if spec.packages:  # shipped code: fetched, checked and unpacked here, first on the import path
+            try:
+                folders = self.packages.folders(spec.packages)
+            except PackageError as exc:
+                self.ready.pop(rid, None)
+                ready.set_exception(ReplicaStartFailed(str(exc)))
+                return ready
+            spec = dataclasses.replace(spec, import_dirs=[*folders, *spec.import_dirs])
+            message = dataclasses.replace(message, spec=spec)
+            self._packages_of[rid] = list(spec.packages)
         if config.isolation == "thread":
             gang = GangContext(**message.gang) if message.gang else None
             context = ReplicaContext(rid, spec.name, spec.app, self.node_id, gang)
