@@ -53,6 +53,7 @@ from ._cluster_files import (
     wait_for_file,
     write_json,
 )
+from ._foreground import health, run_head, run_worker
 from ._head import head_args
 from ._status_view import render
 from ._logs_cmd import LogsError
@@ -87,6 +88,16 @@ def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float, lo
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    if args.foreground:
+        if args.join:
+            keys = _keys_for(args.join, args.keys)
+            return run_worker(args, dataclasses.asdict(keys) if keys else None)
+        if args.workers not in (None, 0):
+            raise CliError("with --foreground the head runs alone: start each worker with --foreground --join ADDRESS")
+        _settings(args.settings)
+        return run_head(args, _http_options(args), args.settings)
+    if args.workers is None:
+        args.workers = 2
     if args.join:
         return _join(args)
     port = args.port or DEFAULT_PORT
@@ -391,6 +402,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """``corral health``: see ``scripts/_foreground.py``."""
+    code, line = health(lambda: _connect(_address(args), args.keys), args.node)
+    print(line, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     conn = _connect(_address(args), args.keys)
     try:
@@ -641,7 +659,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, help=f"the port of a cluster started here (default {DEFAULT_PORT})")
 
     p = sub.add_parser("start", help="start a cluster (head and workers) in the background, or join one")
-    p.add_argument("--workers", type=_count, default=2)
+    p.add_argument("--workers", type=_count, default=None, help="local workers to start (default 2; none with --foreground)")
+    p.add_argument("--foreground", action="store_true",
+                   help="run the head (or, with --join, one worker) in this process until SIGTERM, logging to stderr")
+    p.add_argument("--advertise", metavar="HOST", help="the host peers dial when --host is a wildcard (0.0.0.0)")
+    p.add_argument("--node-id", help="with --join: this worker's id (default: the host name)")
     p.add_argument("--port", type=int)
     p.add_argument("--host", help="the interface to bind, peers reach this process there (default 127.0.0.1)")
     p.add_argument("--resources", default="{}", help='JSON, e.g. \'{"CPU": 2, "GPU": 1}\'')
@@ -706,6 +728,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
     target(p)
     p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("health", help="exit 0 if the cluster's controller answers (a container's health probe)")
+    p.add_argument("--node", help="also require that this worker is registered")
+    target(p)
+    p.set_defaults(func=cmd_health)
     p = sub.add_parser("delete", help="delete an application")
     p.add_argument("app")
     target(p)
