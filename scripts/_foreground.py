@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import sys
+import threading
+import time
 from typing import Any, Callable
 
 from actors.serve.worker._args import worker_args
@@ -38,7 +41,8 @@ def run_head(args: argparse.Namespace, http: dict[str, Any], settings: str) -> i
     keys = args.keys or str(folder / "keys")
     if not args.keys and not (folder / "keys").is_dir():
         generate_keys(keys)
-    transport = {"advertise_host": args.advertise} if args.advertise else {}
+    advertise = args.advertise or _own_address(args.host or "0.0.0.0")
+    transport = {"advertise_host": advertise} if advertise else {}
     argv = head_args(port, str(folder / "ready.json"), args.host or "0.0.0.0", args.store or f"sqlite:///{folder / 'checkpoint.sqlite'}",
                      "auto", settings, json.dumps(transport), keys=keys, metrics_port=args.metrics_port, http=json.dumps(http),
                      dashboard_port=None if args.no_dashboard else args.dashboard_port,
@@ -49,11 +53,15 @@ def run_head(args: argparse.Namespace, http: dict[str, Any], settings: str) -> i
 def run_worker(args: argparse.Namespace, curve: dict[str, Any] | None) -> int:
     """One worker in this process, joining ``args.join`` (``curve``: the cluster's
     keys, as a dict); returns its exit code (non-zero when it cannot register with the head)."""
-    address = args.join
+    address = _resolved(args.join, float(json.loads(args.settings).get("worker_start_timeout_s", 60.0)))
+    if address is None:
+        print(f"error: cannot resolve the head's host in {args.join}", file=sys.stderr, flush=True)
+        return 1
     node_id = args.node_id or socket.gethostname()
     transport: dict[str, Any] = {"host": args.host or "0.0.0.0"}
-    if args.advertise:
-        transport["advertise_host"] = args.advertise
+    advertise = args.advertise or _own_address(transport["host"])
+    if advertise:
+        transport["advertise_host"] = advertise
     if curve:
         transport["curve"] = curve
     config = json.dumps({"transport": transport, "serve": json.loads(args.settings), "log_format": args.log_format})
@@ -78,3 +86,32 @@ def health(connect: Callable[[], Any], node: str | None) -> tuple[int, str]:
         return 1, f"unhealthy: {exc}"
     finally:
         conn.close()
+
+
+def _own_address(host: str) -> str | None:
+    """What peers should dial when this process binds a wildcard: the address
+    its host name resolves to (a container's or a pod's own IP)."""
+    if host not in ("0.0.0.0", "*", "::"):
+        return None
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return None
+
+
+def _resolved(address: str, timeout_s: float) -> str | None:
+    """``address`` with its host name resolved to an IP (the head advertises its IP:
+    replies come from the address dialled), retried while the name is not known
+    yet (the head's container or pod starting), at most ``timeout_s``; None if it never is."""
+    if not address.startswith("tcp://"):
+        return address
+    host, _, port = address[len("tcp://"):].rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    while True:
+        try:
+            return f"tcp://{socket.gethostbyname(host)}:{port}"
+        except OSError:
+            if time.monotonic() > deadline:
+                return None
+            pause.wait(1.0)

@@ -402,6 +402,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """``corral keys FOLDER``: new keys for a cluster whose members are started by hand (Compose, Kubernetes)."""
+    folder = Path(args.folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise CliError(f"{folder} exists and is not empty; keys are never overwritten")
+    generate_keys(folder)
+    print(f"cluster keys written to {folder} (mount it at /run/secrets/corral in the containers)")
+    return 0
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     """``corral health``: see ``scripts/_foreground.py``."""
     code, line = health(lambda: _connect(_address(args), args.keys), args.node)
@@ -728,6 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
     target(p)
     p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("keys", help="make a new cluster key folder (CurveZMQ keys, files of mode 0600)")
+    p.add_argument("folder")
+    p.set_defaults(func=cmd_keys)
     p = sub.add_parser("health", help="exit 0 if the cluster's controller answers (a container's health probe)")
     p.add_argument("--node", help="also require that this worker is registered")
     target(p)

@@ -255,7 +255,9 @@ def connect(address: str, config: Config, system: ActorSystem | None = None) -> 
 def client_bind_host(address: str) -> str | None:
     """Where a client of the cluster at ``address`` binds so the cluster can
     answer it: ipc (None) for a cluster on this machine's loopback, the
-    cluster's own interface when it is one of this machine's, else all interfaces."""
+    cluster's own interface when it is one of this machine's, else this
+    machine's address on the route to the cluster (a container network's
+    gateway, a LAN address), or all interfaces when that cannot be told."""
     host = address[len("tcp://"):].rsplit(":", 1)[0] if address.startswith("tcp://") else ""
     if not host or host.startswith("127.") or host == "localhost":
         return None
@@ -264,7 +266,13 @@ def client_bind_host(address: str) -> str | None:
             probe.bind((host, 0))
             return host
         except OSError:
-            return "0.0.0.0"
+            pass
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as route:
+            route.connect((host, 9))  # no packet is sent: the kernel picks the interface
+            return str(route.getsockname()[0])
+    except OSError:
+        return "0.0.0.0"
 
 
 def attach(system: ActorSystem, controller: ActorRef, config: Config, own_system: bool) -> Session:
