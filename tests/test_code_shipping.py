@@ -179,3 +179,21 @@ def test_corral_deploy_ships_the_config_files_working_dir_to_the_cluster(tmp_pat
         head = read_head(int(port))
         corral("stop", "--port", port)
         assert head is not None
+
+
+def test_a_deployments_own_runtime_env_ships_its_code_and_a_bad_one_is_refused_by_name(serve_cluster: Any, tmp_path: Path) -> None:
+    v6 = greeter_folder(tmp_path, "v6")
+    sys.modules.pop("shipped_greeter", None)
+    sys.path.insert(0, str(v6))
+    try:
+        import shipped_greeter  # type: ignore[import-not-found]
+
+        shipped = shipped_greeter.Greeter.options(runtime_env={"working_dir": str(v6)})
+        handle = serve.run(shipped.bind(), name="own", route_prefix=None, timeout_s=60)
+        assert handle.remote().result(timeout_s=10) == "v6"
+        with pytest.raises(serve.DeploymentOptionError, match="deployment option runtime_env: 'pip' is not supported"):
+            shipped_greeter.Greeter.options(runtime_env={"pip": ["x"]})
+    finally:
+        sys.path.remove(str(v6))
+        sys.modules.pop("shipped_greeter", None)
+    serve.delete("own")

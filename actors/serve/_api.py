@@ -243,11 +243,19 @@ def run(
         return _run_locally(target, name, timeout_s if timeout_s is not None else 60.0)
     env = check_runtime_env(runtime_env)
     packages = pack_runtime_env(env) if env else []
+    own: dict[int, list[Any]] = {}
+
+    def own_packages(deployment: Any) -> tuple[list[str], list[str]]:
+        if id(deployment) not in own:
+            own[id(deployment)] = pack_runtime_env(deployment.runtime_env)
+        return [p.digest for p in own[id(deployment)]], [p.source for p in own[id(deployment)]]
+
     cluster_pickles = has_session() and current_session().config.serve.serializer == "pickle"
     specs, ingress = build_application(target, name, allow_pickle=cluster_pickles, packages=[p.digest for p in packages],
-                                       shipped=[p.source for p in packages])
-    threads = [s.name for s in specs if s.config.get("isolation") == "thread"]
-    if packages and threads:
+                                       shipped=[p.source for p in packages], own_packages=own_packages)
+    packages += [p for pkgs in own.values() for p in pkgs]
+    threads = [s.name for s in specs if s.config.get("isolation") == "thread" and s.packages]
+    if threads:
         raise PackageError(f"runtime_env needs replicas in their own processes: {', '.join(threads)} use isolation='thread' "
                            "(modules of different applications would clash in one process)")
     if not has_session():

@@ -28,13 +28,16 @@ class Deployment:
         name: the deployment's name (the class name unless given).
         version: an explicit code version, or None to derive one.
         config: the validated options.
+        runtime_env: code shipped with this deployment alone (added to the application's).
     """
 
-    def __init__(self, func_or_class: type, name: str, version: str | None, config: DeploymentConfig) -> None:
+    def __init__(self, func_or_class: type, name: str, version: str | None, config: DeploymentConfig,
+                 runtime_env: dict[str, Any] | None = None) -> None:
         self.func_or_class = func_or_class
         self.name = name
         self.version = version
         self.config = config
+        self.runtime_env = runtime_env
 
     def bind(self, *args: Any, **kwargs: Any) -> Application:
         """Bind constructor arguments; other bound deployments become handles.
@@ -58,6 +61,7 @@ class Deployment:
             identity.get("name") or self.name,
             identity.get("version", self.version),
             self.config.replace(**config),
+            identity.get("runtime_env", self.runtime_env),
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -91,7 +95,7 @@ def deployment(_func_or_class: Any = None, **options: Any) -> Any:
     def wrap(cls: Any) -> Deployment:
         if not (isinstance(cls, type) or inspect.isfunction(cls)):
             raise TypeError(f"@serve.deployment decorates classes and functions, got {cls!r}")
-        return Deployment(cls, identity.get("name") or cls.__name__, identity.get("version"), validated)
+        return Deployment(cls, identity.get("name") or cls.__name__, identity.get("version"), validated, identity.get("runtime_env"))
 
     return wrap(_func_or_class) if _func_or_class is not None else wrap
 
@@ -148,6 +152,7 @@ def import_dirs_of(cls: type, main_file: str | None) -> list[str]:
 def build_application(
     root: Application, app_name: str, marker: Callable[[Any], Any] | None = None, allow_pickle: bool = False,
     packages: list[str] | None = None, shipped: list[str] | None = None,
+    own_packages: Callable[[Deployment], tuple[list[str], list[str]]] | None = None,
 ) -> tuple[list[DeploymentSpec], str]:
     """Turn an application graph into one spec per deployment.
 
@@ -158,6 +163,7 @@ def build_application(
 
     ``packages`` (digests of shipped code) go with every spec and into its
     version; import folders inside a ``shipped`` folder are left to the packages.
+    ``own_packages`` gives a deployment's own ``(digests, folders)`` (its ``runtime_env``).
 
     Raises:
         DeploymentOptionError: a class cannot be imported by path.
@@ -200,13 +206,16 @@ def build_application(
         except TypeError as exc:
             raise TypeError(f"{app.deployment.name}.bind(): {exc}") from None
         import_path, main_file = import_path_of(app.deployment.func_or_class)
+        own, own_roots = own_packages(app.deployment) if own_packages is not None and app.deployment.runtime_env else ([], [])
+        roots = shipped_roots + [os.path.realpath(p) for p in own_roots]
         dirs = [d for d in import_dirs_of(app.deployment.func_or_class, main_file)
-                if not any(os.path.realpath(d) == r or os.path.realpath(d).startswith(r + os.sep) for r in shipped_roots)]
+                if not any(os.path.realpath(d) == r or os.path.realpath(d).startswith(r + os.sep) for r in roots)]
         config = app.deployment.config.to_dict()
+        shipped_here = [*own, *(packages or [])]
         version = app.deployment.version or _derive_version(
-            import_path, main_file, args, kwargs, config["actor_options"], dirs, packages or []
+            import_path, main_file, args, kwargs, config["actor_options"], dirs, shipped_here
         )
-        specs.append(DeploymentSpec(app_name, name, import_path, main_file, args, kwargs, config, version, dirs, list(packages or [])))
+        specs.append(DeploymentSpec(app_name, name, import_path, main_file, args, kwargs, config, version, dirs, shipped_here))
         return name
 
     ingress = visit(root)

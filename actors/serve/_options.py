@@ -12,6 +12,7 @@ from typing import Any
 
 import msgpack
 
+from ._packages import PackageError, check_runtime_env
 from ._autoscaling import AutoscalingConfig, AutoscalingConfigError
 from ._gangs import GangConfigError, GangSchedulingConfig
 
@@ -195,7 +196,7 @@ class DeploymentConfig:
 
 
 _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(DeploymentConfig))
-KNOWN_OPTIONS = ("name", "version", *_CONFIG_FIELDS, *_ALIASES, *_NOT_YET)
+KNOWN_OPTIONS = ("name", "version", "runtime_env", *_CONFIG_FIELDS, *_ALIASES, *_NOT_YET)
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -213,7 +214,12 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
             if value is None:
                 continue
             raise DeploymentOptionError(f"deployment option {key!r}: {_NOT_YET[key]}")
-        if canonical in ("name", "version"):
+        if canonical == "runtime_env":
+            try:
+                identity["runtime_env"] = check_runtime_env(value) or None
+            except PackageError as exc:
+                raise DeploymentOptionError(f"deployment option {exc}") from None
+        elif canonical in ("name", "version"):
             if value is not None and (not isinstance(value, str) or not value):
                 raise _fail(key, "a non-empty string", value)
             identity[canonical] = value
