@@ -382,9 +382,9 @@ class Transport:
     def _on_link_events(self, monitor: zmq.Socket) -> None:
         gone = self._links.gone(monitor)
         if gone is not None and gone[0] in self._dealers:
-            # a refusal is cheap to see again: a process started anew at the address
-            # (a head restarted on its port) is reachable after a short quarantine
-            self._declare_down(*gone, quarantine_s=min(self._config.quarantine_s, 2 * self._config.heartbeat_interval_s))
+            self._drain_router()  # a peer that left said goodbye first: read it before calling it dead
+            if gone[0] in self._dealers:  # a short quarantine: a process started anew there is reachable soon
+                self._declare_down(*gone, quarantine_s=min(self._config.quarantine_s, 2 * self._config.heartbeat_interval_s))
 
     def _on_refusals(self) -> None:
         assert self._router_monitor is not None
