@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -84,3 +86,36 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))
+
+
+def redis_image(client: Any) -> str:
+    """A local Redis image (this machine's ``redis-server`` and the libraries it
+    loads), standing in for ``redis:7`` where no registry is reachable.
+
+    Raises:
+        RuntimeError: no ``redis-server`` here.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("no redis-server on this machine (Debian package redis-server)")
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    libraries = sorted({Path(p) for line in out.splitlines() for p in line.split() if p.startswith("/") and Path(p).exists()})
+    digest = hashlib.sha256("\n".join(map(str, [binary, *libraries])).encode()).hexdigest()[:12]
+    tag = f"corral-test-redis:{digest}"
+    try:
+        client.images.get(tag)
+        return tag
+    except Exception:
+        pass
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, mode in (("tmp", 0o1777), ("data", 0o777), ("etc", 0o755)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+        _add_bytes(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/false\n")
+        for path in [Path(binary), *libraries]:
+            tar.add(str(path.resolve()), arcname=str(path).lstrip("/"), recursive=False)
+    changes = ['CMD ["/usr/bin/redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data"]']
+    client.api.import_image_from_data(buffer.getvalue(), repository=tag.split(":")[0], tag=digest, changes=changes)
+    return tag

@@ -50,8 +50,8 @@ class Greeter:
 class Compose:
     """A compose project of ``deploy/compose.yaml`` (see the module docstring)."""
 
-    def __init__(self, client: Any, folder: Path) -> None:
-        from scripts._docker_base import python_base
+    def __init__(self, client: Any, folder: Path, store: str) -> None:
+        from scripts._docker_base import python_base, redis_image
         from transport import generate_keys
 
         self.client = client
@@ -63,10 +63,14 @@ class Compose:
         self.env = {**os.environ, "CORRAL_IMAGE": image, "CORRAL_KEYS": self.keys, "CORRAL_PORT": str(free_port()),
                     "CORRAL_HTTP_PORT": str(free_port()), "CORRAL_DASHBOARD_PORT": str(free_port()),
                     "CORRAL_METRICS_PORT": str(free_port())}
+        self.profiles: list[str] = []
+        if store == "redis":  # the checkpoint in the Redis service (a local stand-in for redis:7)
+            self.env.update(CORRAL_REDIS_IMAGE=redis_image(client), CORRAL_STORE="redis://redis:6379/0")
+            self.profiles = ["--profile", "redis"]
         self.image = image
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([COMPOSE, "-f", str(ROOT / "deploy" / "compose.yaml"), "-p", self.project, *args],  # type: ignore[list-item]
+        return subprocess.run([COMPOSE, "-f", str(ROOT / "deploy" / "compose.yaml"), "-p", self.project, *self.profiles, *args],  # type: ignore[list-item]
                               capture_output=True, text=True, timeout=timeout, env=self.env)
 
     def container(self, service: str, index: int = 1) -> Any:
@@ -90,15 +94,17 @@ class Compose:
         os.kill(int(container.attrs["State"]["Pid"]), signal.SIGKILL)
 
 
-@pytest.fixture
-def compose(tmp_path: Path) -> Iterator[Compose]:
+@pytest.fixture(params=["volume", "redis"])
+def compose(request: Any, tmp_path: Path) -> Iterator[Compose]:
     try:
         client, started = docker_client()
     except NoDocker as exc:
         pytest.skip(str(exc))
     project = None
     try:
-        project = Compose(client, tmp_path)
+        if request.param == "redis" and shutil.which("redis-server") is None:
+            pytest.skip("no redis-server here to make a local Redis image from (Debian package redis-server)")
+        project = Compose(client, tmp_path, request.param)
         up = project.run("up", "-d", "--scale", "worker=2")
         assert up.returncode == 0, up.stderr[-3000:]
         yield project
