@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._docker_cluster import image as rootfs_image
+from ._docker_cluster import imported_image
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -101,21 +102,6 @@ def redis_image(client: Any) -> str:
     out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
     libraries = sorted({Path(p) for line in out.splitlines() for p in line.split() if p.startswith("/") and Path(p).exists()})
     digest = hashlib.sha256("\n".join(map(str, [binary, *libraries])).encode()).hexdigest()[:12]
-    tag = f"corral-test-redis:{digest}"
-    try:
-        client.images.get(tag)
-        return tag
-    except Exception:
-        pass
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, mode in (("tmp", 0o1777), ("data", 0o777), ("etc", 0o755)):
-            info = tarfile.TarInfo(name)
-            info.type, info.mode = tarfile.DIRTYPE, mode
-            tar.addfile(info)
-        _add_bytes(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/false\n")
-        for path in [Path(binary), *libraries]:
-            tar.add(str(path.resolve()), arcname=str(path).lstrip("/"), recursive=False)
     changes = ['CMD ["/usr/bin/redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data"]']
-    client.api.import_image_from_data(buffer.getvalue(), repository=tag.split(":")[0], tag=digest, changes=changes)
-    return tag
+    return imported_image(client, "corral-test-redis", digest, (("tmp", 0o1777), ("data", 0o777), ("etc", 0o755)),
+                          [Path(binary), *libraries], changes)

@@ -114,7 +114,15 @@ def image(client: Any) -> str:
     """The tag of the local test image, built (``docker import``) when missing."""
     libraries = sorted(_libraries())
     digest = hashlib.sha256("\n".join(map(str, libraries)).encode()).hexdigest()[:12]
-    tag = f"corral-test-rootfs:{digest}"
+    dirs = (("tmp", 0o1777), ("etc", 0o755), ("proc", 0o555), ("sys", 0o555), ("dev", 0o755))
+    return imported_image(client, "corral-test-rootfs", digest, dirs, libraries)
+
+
+def imported_image(client: Any, repository: str, digest: str, dirs: tuple[tuple[str, int], ...], files: list[Path],
+                   changes: list[str] | None = None) -> str:
+    """``repository:digest``, made (``docker import``) when missing: the folders
+    ``dirs`` (name, mode), a root user, and ``files`` at their own paths."""
+    tag = f"{repository}:{digest}"
     try:
         client.images.get(tag)
         return tag
@@ -122,7 +130,7 @@ def image(client: Any) -> str:
         pass
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, mode in (("tmp", 0o1777), ("etc", 0o755), ("proc", 0o555), ("sys", 0o555), ("dev", 0o755)):
+        for name, mode in dirs:
             info = tarfile.TarInfo(name)
             info.type, info.mode = tarfile.DIRTYPE, mode
             tar.addfile(info)
@@ -131,10 +139,9 @@ def image(client: Any) -> str:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-        for library in libraries:
-            real = library.resolve()
-            tar.add(str(real), arcname=str(library).lstrip("/"), recursive=False)
-    client.api.import_image_from_data(buffer.getvalue(), repository=tag.split(":")[0], tag=digest)
+        for path in files:
+            tar.add(str(path.resolve()), arcname=str(path).lstrip("/"), recursive=False)
+    client.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=digest, changes=changes)
     return tag
 
 

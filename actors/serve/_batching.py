@@ -21,9 +21,10 @@ that request's stream while the others go on; the generator's end ends them all.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 from typing import Any, Callable
+
+from ._per_instance import PerInstance
 
 
 def _check(max_batch_size: Any, batch_wait_timeout_s: Any) -> tuple[int, float]:
@@ -47,39 +48,15 @@ def batch(_func: Callable[..., Any] | None = None, *, max_batch_size: int = 10, 
     """
     size, wait = _check(max_batch_size, batch_wait_timeout_s)
 
-    def decorate(func: Callable[..., Any]) -> _BatchMethod:
+    def decorate(func: Callable[..., Any]) -> PerInstance:
         if not inspect.isfunction(func):
             raise TypeError(f"serve.batch decorates a method, got {func!r}")
         if len(inspect.signature(func).parameters) != 2:
             raise TypeError(f"serve.batch: {func.__qualname__} must take self and one list of inputs")
-        return _BatchMethod(func, size, wait)
+        kind = _StreamBatcher if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func) else _Batcher
+        return PerInstance(func, "__corral_batchers__", lambda bound: kind(bound, size, wait))
 
     return decorate(_func) if _func is not None else decorate
-
-
-class _BatchMethod:
-    """The descriptor ``@serve.batch`` leaves in the class: each instance gets its own batcher."""
-
-    def __init__(self, func: Callable[..., Any], max_batch_size: int, batch_wait_timeout_s: float) -> None:
-        self.func = func
-        self.max_batch_size = max_batch_size
-        self.batch_wait_timeout_s = batch_wait_timeout_s
-        self.name = func.__name__
-        functools.update_wrapper(self, func)
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        batchers = instance.__dict__.setdefault("__corral_batchers__", {})
-        bound = batchers.get(self.name)
-        if bound is None:
-            streams = inspect.isgeneratorfunction(self.func) or inspect.isasyncgenfunction(self.func)
-            kind = _StreamBatcher if streams else _Batcher
-            bound = batchers[self.name] = kind(self.func.__get__(instance), self.max_batch_size, self.batch_wait_timeout_s)
-        return bound
 
 
 class _Batcher:

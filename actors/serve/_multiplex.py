@@ -23,11 +23,12 @@ loader that raises fails that request with its error; nothing is cached.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 from collections import OrderedDict
 from contextvars import ContextVar
 from typing import Any, Callable
+
+from ._per_instance import PerInstance
 
 _MODEL_ID: ContextVar[str] = ContextVar("corral_multiplexed_model_id", default="")
 _CACHES = "__corral_model_caches__"  # in a deployment instance's __dict__: its model caches by method name
@@ -71,36 +72,14 @@ def multiplexed(_func: Callable[..., Any] | None = None, *, max_num_models_per_r
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"serve.multiplexed: max_num_models_per_replica must be an int >= 1, got {limit!r}")
 
-    def decorate(func: Callable[..., Any]) -> _MultiplexedMethod:
+    def decorate(func: Callable[..., Any]) -> PerInstance:
         if not inspect.isfunction(func) or len(inspect.signature(func).parameters) != 2:
             raise TypeError(f"serve.multiplexed: {getattr(func, '__qualname__', func)!r} must be a method taking self and a model id")
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise TypeError(f"serve.multiplexed: {func.__qualname__} must return a model, not be a generator")
-        return _MultiplexedMethod(func, limit)
+        return PerInstance(func, _CACHES, lambda bound: ModelCache(bound, limit))
 
     return decorate(_func) if _func is not None else decorate
-
-
-class _MultiplexedMethod:
-    """The descriptor ``@serve.multiplexed`` leaves in the class: each instance gets its own cache."""
-
-    def __init__(self, func: Callable[..., Any], limit: int) -> None:
-        self.func = func
-        self.limit = limit
-        self.name = func.__name__
-        functools.update_wrapper(self, func)
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        caches = instance.__dict__.setdefault(_CACHES, {})
-        cache = caches.get(self.name)
-        if cache is None:
-            cache = caches[self.name] = ModelCache(self.func.__get__(instance), self.limit)
-        return cache
 
 
 class ModelCache:
