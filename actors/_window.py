@@ -125,7 +125,8 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 
 class StreamWindows:
     """The windows of the streams this process produces for other processes,
-    by (asker's address, ask id)."""
+    by (asker's address, ask id). Opened and credited on the I/O thread, ended
+    on the threads that answer: single dict operations, atomic under the GIL."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -149,7 +150,7 @@ class StreamWindows:
 
     def close_peer(self, asker: str) -> None:
         """The asker's process is gone: nobody will credit its streams."""
-        for key in [key for key in self._windows if key[0] == asker]:
+        for key in [key for key in list(self._windows) if key[0] == asker]:  # a copy: answering threads pop meanwhile
             window = self._windows.pop(key, None)
             if window is not None:
                 window.close()
