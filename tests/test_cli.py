@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from scripts._cluster_files import alive, free_port, read_head
+from scripts._cluster_files import alive, cluster_dir, free_port, read_head
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,7 @@ def cluster() -> Iterator[Callable[..., str]]:
     for port in ports:
         head = read_head(port)
         corral("stop", "--port", str(port))
+        shutil.rmtree(cluster_dir(port), ignore_errors=True)  # its keys, checkpoint and logs
         if head is not None:
             for pid in [head["pid"], *head["workers"]]:
                 assert not alive(pid), f"process {pid} outlived corral stop"

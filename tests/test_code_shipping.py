@@ -6,6 +6,7 @@ again, a tampered package is refused."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -160,8 +161,8 @@ applications:
 
 
 def test_corral_deploy_ships_the_config_files_working_dir_to_the_cluster(tmp_path: Path) -> None:
+    from scripts._cluster_files import cluster_dir, read_head
     from tests.test_cli import corral, free_port
-    from scripts._cluster_files import read_head
 
     port = str(free_port())
     out = corral("start", "--port", port, "--workers", "1", "--http-port", "0", "--dashboard-port", "0")
@@ -178,6 +179,7 @@ def test_corral_deploy_ships_the_config_files_working_dir_to_the_cluster(tmp_pat
     finally:
         head = read_head(int(port))
         corral("stop", "--port", port)
+        shutil.rmtree(cluster_dir(int(port)), ignore_errors=True)
         assert head is not None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +66,7 @@ def clusters() -> Iterator[Callable[..., str]]:
     for port in ports:
         head = read_head(port)
         run_corral("stop", "--port", str(port))
+        shutil.rmtree(cluster_dir(port), ignore_errors=True)  # its keys, checkpoint and logs
         for record in (head or {}).get("worker_records", []):
             wait_for(lambda pid=record["pid"]: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie",
                      30, f"worker {record['pid']} to exit")

@@ -3,6 +3,7 @@ process a container runs as PID 1) and `corral health`, the probe."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -15,14 +16,23 @@ from tests.helpers import wait_for
 from tests.test_cli import CORRAL, ENV, ROOT, corral, free_port
 
 
+class Started(list):  # type: ignore[type-arg]
+    """The processes a test started, and the cluster folders they made."""
+
+    folders: list[Path]
+
+
 @pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
+def processes() -> Iterator[Started]:
+    started = Started()
+    started.folders = []
     yield started
     for proc in started:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=30)
+    for folder in started.folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def spawn(processes: list[subprocess.Popen[str]], *args: str) -> subprocess.Popen[str]:
@@ -34,6 +44,7 @@ def spawn(processes: list[subprocess.Popen[str]], *args: str) -> subprocess.Pope
 def test_a_foreground_head_and_worker_serve_answer_health_probes_and_stop_on_sigterm(
         processes: list[subprocess.Popen[str]], tmp_path: Path) -> None:
     port = free_port()
+    processes.folders.append(cluster_dir(port))  # type: ignore[attr-defined]
     address, keys = f"tcp://127.0.0.1:{port}", str(cluster_dir(port) / "keys")
     head = spawn(processes, "start", "--foreground", "--port", str(port), "--host", "127.0.0.1",
                  "--http-port", "0", "--dashboard-port", "0")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from actors import Config
@@ -127,3 +130,19 @@ def test_well_formed_addresses_are_accepted(address: str) -> None:
 def test_malformed_addresses_are_refused_with_the_expected_forms(address: object) -> None:
     with pytest.raises(ValueError, match="tcp://host:port"):
         check_endpoint(address)  # type: ignore[arg-type]
+
+
+def test_ipc_socket_files_of_processes_that_are_gone_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from transport._endpoint import sweep_stale_ipc
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = tmp_path / f"{int(gone.stdout)}-0123abcd.sock"
+    alive = tmp_path / f"{os.getpid()}-89abcdef.sock"
+    other = tmp_path / "notes.txt"
+    for path in (dead, alive, other):
+        path.write_text("")
+    assert sweep_stale_ipc(str(tmp_path)) == 1
+    assert not dead.exists() and alive.exists() and other.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -27,6 +28,36 @@ def private_ipc_dir(path: str | None) -> str:
             f"(found uid {info.st_uid}, mode {oct(stat.S_IMODE(info.st_mode))})"
         )
     return directory
+
+
+_STALE = re.compile(r"^(\d+)-[0-9a-f]{8}\.sock$")
+
+
+def sweep_stale_ipc(directory: str, limit: int = 500) -> int:
+    """Remove up to ``limit`` ipc socket files of processes that are gone (one
+    killed cannot remove its own); returns how many were removed."""
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        match = _STALE.match(name)
+        if match is None or removed >= limit:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # alive (or reused by another process): keep it
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def new_ipc_endpoint(directory: str) -> str:

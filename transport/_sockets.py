@@ -12,7 +12,7 @@ from typing import Iterator
 import zmq
 
 from ._config import TransportConfig
-from ._endpoint import ipc_path, new_ipc_endpoint, private_ipc_dir
+from ._endpoint import ipc_path, new_ipc_endpoint, private_ipc_dir, sweep_stale_ipc
 from ._errors import TransportError
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
@@ -43,7 +43,9 @@ def _bind(router: zmq.Socket, cfg: TransportConfig) -> tuple[zmq.Socket, str, st
         router.setsockopt(zmq.CURVE_SECRETKEY, cfg.curve.server_secret.encode())
         router.setsockopt(zmq.ZAP_DOMAIN, b"corral")
     if cfg.host is None:
-        address = new_ipc_endpoint(private_ipc_dir(cfg.ipc_dir))
+        directory = private_ipc_dir(cfg.ipc_dir)
+        sweep_stale_ipc(directory)  # sockets of processes killed before they could remove them
+        address = new_ipc_endpoint(directory)
         router.bind(address)
         return router, address, ipc_path(address)
     if cfg.port == 0:
