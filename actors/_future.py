@@ -108,8 +108,7 @@ class Future(Generic[T]):
         if not self._done:
             loop = asyncio.get_running_loop()
             waiter = loop.create_future()
-            wakeups = _wakeups_of(loop)
-            self.add_done_callback(lambda _: wakeups.add(waiter))
+            self.add_done_callback(lambda _: wake_threadsafe(loop, waiter))
             yield from waiter.__await__()
         return self.get(0)
 
@@ -149,6 +148,8 @@ class _Wakeups:
                 waiter.set_result(None)
 
 
+_running_loop = asyncio.events._get_running_loop  # None off any loop; no exception to raise and catch
+
 _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = weakref.WeakKeyDictionary()
 _loops_lock = threading.Lock()
 
@@ -165,5 +166,10 @@ def _wakeups_of(loop: asyncio.AbstractEventLoop) -> _Wakeups:
 
 def wake_threadsafe(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> None:
     """Resolve ``waiter`` (with None) on ``loop`` from any thread; waiters of
-    one loop woken by one I/O batch cost one ``call_soon_threadsafe``."""
+    one loop woken by one I/O batch cost one ``call_soon_threadsafe``, and
+    none on the loop's own thread (a loop that does the process's I/O)."""
+    if _running_loop() is loop:
+        if not waiter.done():
+            waiter.set_result(None)
+        return
     _wakeups_of(loop).add(waiter)

@@ -15,20 +15,8 @@ from protocol import ActorDied, CancelRequest, Envelope, ErrorReply, StreamCredi
 from transport import PEER_LEFT, LogLimiter, PeerUnavailable, Transport, TransportClosed, check_endpoint
 
 from ._actor import Actor, Request, done_spawning, spawning
-from ._callbacks import (
-    CreditSender,
-    LocalEmitter,
-    LocalResponder,
-    Pending,
-    RemoteEmitter,
-    RemoteResponder,
-    SendFailure,
-    SystemStatistics,
-    answer_frame,
-    answer_leftovers,
-    unwrap,
-    wrap,
-)
+from ._callbacks import (CreditSender, LocalEmitter, LocalResponder, Pending, RemoteEmitter, RemoteResponder, SendFailure,
+                         SystemStatistics, answer_frame, answer_leftovers, unwrap, wrap)
 from ._config import Config
 from ._errors import ActorNotFound, ActorStopped, ActorSystemShutDown, MessageNotHandled, rebuild_error
 from ._future import Future
@@ -208,6 +196,11 @@ class ActorSystem:
             self._lanes.pop(name, None)
         else:
             self._lanes[name] = (kinds, handler)
+
+    def hand_io_to(self, loop: Any) -> Any:
+        """Let asyncio ``loop``'s thread do this process's I/O (:meth:`transport.Transport.adopt`); call the
+        returned driver's ``detach()`` on that loop before it stops. Raises RuntimeError if already handed."""
+        return self._transport.adopt(loop)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop every local actor, fail every pending ask, close the transport.

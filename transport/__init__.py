@@ -1,4 +1,5 @@
-"""corral's ZeroMQ transport: one I/O thread per process owns every socket.
+"""corral's ZeroMQ transport: one driver per process (its I/O thread, or an asyncio
+loop it was handed to) owns every socket.
 
 Knows frames and envelopes, peers and heartbeats; nothing about actors.
 """

@@ -11,6 +11,7 @@ out; it is left to the heartbeats.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -26,13 +27,20 @@ _LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVEN
 
 
 class LinkWatch:
-    """The monitors of the sending sockets, registered with the I/O thread's poller."""
+    """The monitors of the sending sockets, registered with the driver's poller."""
 
     def __init__(self) -> None:
-        self.poller: zmq.Poller | None = None
+        self.poller: Any = None  # a zmq.Poller, or a LoopDriver (same register/unregister)
         self._monitors: dict[zmq.Socket, str] = {}
         self._up: dict[str, bool] = {}
         self._ids = itertools.count(1)
+
+    def attach(self, poller: Any) -> None:
+        """Register every monitor with ``poller`` (a new driver's), or with nothing (None)."""
+        self.poller = poller
+        if poller is not None:
+            for monitor in self._monitors:
+                poller.register(monitor, zmq.POLLIN)
 
     def add(self, sock: zmq.Socket, peer: str) -> None:
         """Monitor a DEALER (before it connects)."""

@@ -1,4 +1,5 @@
-"""The process's single I/O thread, which owns every ZeroMQ socket.
+"""The process's transport: whoever drives it (its own I/O thread, or an
+asyncio loop it was handed to; see ``_drivers.py``) owns every ZeroMQ socket.
 
 Sockets: one ROUTER bound at the process's address receives everything; one
 DEALER per peer, created on first send, sends everything to that peer (so
@@ -7,43 +8,34 @@ so a receiver knows who sent a frame before decoding it. Other threads hand
 frames over through a lock-protected list and an eventfd that wakes the loop;
 when nothing waits there and the I/O thread is idle (in its poll), a sending
 thread takes the socket lock and writes to an open DEALER itself, a thread
-hop less. The I/O thread holds that lock whenever it touches a socket.
+hop less. The driver holds that lock whenever it touches a socket.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import os
-import secrets
 import threading
 import time
 from typing import Any, Callable
 
 import zmq
 
-from protocol import (
-    Bye,
-    Envelope,
-    MalformedEnvelope,
-    Ping,
-    Pong,
-    ProtocolError,
-    encode_envelope,
-)
+from protocol import Envelope, MalformedEnvelope, ProtocolError, encode_envelope
 
 from ._config import TransportConfig
 from ._endpoint import ipc_path
 from ._errors import PEER_LEFT, PeerUnavailable, TransportError
 from ._frames import check_size, open_message, receive
-from ._sockets import bind_router, open_zap
-from ._guard import REFUSAL_EVENTS, Guard
+from ._bound import Bound
+from ._guard import Guard
 from ._handoff import Handoff
 from ._dealers import Dealers
+from ._drivers import GO_ON, HAND_OVER, STOP, LoopDriver, ThreadDriver
 from ._links import LinkWatch
 from ._statistics import TransportStatistics
 from ._liveness import Incarnations, LivenessTracker, LogLimiter, Quarantine
-from ._waker import Waker
 
 log = logging.getLogger("corral.transport")
 
@@ -52,7 +44,7 @@ OnPeerDown = Callable[[str, str], None]
 OnError = Callable[[Exception], None]
 OnTick = Callable[[float], None]
 
-_SEND, _WATCH, _STOP = 0, 1, 2
+_SEND, _WATCH, _STOP, _ADOPT = 0, 1, 2, 3
 _TRANSPORT_KINDS = frozenset({"ping", "pong", "bye"})
 _RECV_BATCH = 512
 
@@ -70,13 +62,7 @@ class Transport:
         on_tick: called about every ``config.tick_s`` with ``time.time()``.
     """
 
-    def __init__(
-        self,
-        config: TransportConfig,
-        on_envelope: OnEnvelope,
-        on_peer_down: OnPeerDown,
-        on_tick: OnTick | None = None,
-    ) -> None:
+    def __init__(self, config: TransportConfig, on_envelope: OnEnvelope, on_peer_down: OnPeerDown, on_tick: OnTick | None = None) -> None:
         self._config = config
         self._on_envelope = on_envelope
         self._on_peer_down = on_peer_down
@@ -84,9 +70,8 @@ class Transport:
         self._handoff = Handoff(config.handoff_capacity)
         self._quarantine = Quarantine(config.quarantine_s)
         self._incarnations = Incarnations()
-        self._links = LinkWatch()
-        self._dealers = Dealers(self._links)
-        self._router_monitor: zmq.Socket | None = None
+        self.links = LinkWatch()
+        self._dealers = Dealers(self.links)
         self._liveness = LivenessTracker(config.heartbeat_interval_s, config.heartbeat_liveness)
         self._log_limiter = LogLimiter(config.bad_frame_log_interval_s)
         self._guard = Guard(self._log_limiter, config.curve is not None)
@@ -94,16 +79,13 @@ class Transport:
         self._received = 0
         self._send_failures = 0
         self._peers_lost = 0
-        self._zap: zmq.Socket | None = None
         self._ready = threading.Event()
+        self._done = threading.Event()  # the sockets are closed
         self._start_error: BaseException | None = None
-        self._io_ident: int | None = None
-        self._thread = threading.Thread(target=self._run, name="corral-io", daemon=True)
-        self._ctx: zmq.Context | None = None
-        self._router: zmq.Socket | None = None
-        self._waker: Waker | None = None
-        self._ipc_file: str | None = None
-        self._frames: dict[str, bytes] = {}
+        self.io_ident: int | None = None  # the thread that owns the sockets now (set by the driver)
+        self._driver: ThreadDriver | LoopDriver = ThreadDriver(self, first=True)
+        self._next_tick = 0.0
+        self._ep: Bound | None = None  # the bound endpoint (None before start and after a failed one)
         self._sockets = threading.RLock()  # whoever touches a socket holds it
         self.address = ""
         self.accepts_pickle = False  # whether pickled payloads are accepted (CURVE or ipc; set once bound)
@@ -119,11 +101,11 @@ class Transport:
         Raises:
             TransportError: if the endpoint cannot be bound (e.g. port in use).
         """
-        self._thread.start()
+        self._driver.start()  # type: ignore[union-attr]
         if not self._ready.wait(timeout):
             raise TransportError(f"I/O thread did not start within {timeout}s")
         if self._start_error is not None:
-            self._thread.join(timeout)
+            self._done.wait(timeout)
             raise TransportError(f"cannot bind: {self._start_error}") from self._start_error
         return self.address
 
@@ -173,19 +155,41 @@ class Transport:
         self._enqueue((_WATCH, peer, b"", None))
 
     def is_io_thread(self) -> bool:
-        """Whether the caller runs on this transport's I/O thread."""
-        return threading.get_ident() == self._io_ident
+        """Whether the caller runs on the thread that owns the sockets (the I/O
+        thread, or the loop the transport was handed to), which must never block."""
+        return threading.get_ident() == self.io_ident
+
+    def adopt(self, loop: asyncio.AbstractEventLoop) -> LoopDriver:
+        """Hand the sockets to ``loop``: from its next turn, the loop's thread receives and
+        sends (callbacks such as ``on_envelope`` run there) and the I/O thread ends, so code
+        on that loop is answered with no thread hop. The loop must run until the driver's
+        ``detach()`` is called on it (a new I/O thread takes over) or the transport closes.
+
+        Returns:
+            The loop's driver.
+
+        Raises:
+            RuntimeError: the transport is already handed to a loop, or not started.
+            TransportClosed: the transport is closed.
+        """
+        if not isinstance(self._driver, ThreadDriver) or not self._ready.is_set():
+            raise RuntimeError(f"transport {self.address} cannot be handed to a loop: already handed, or not started")
+        driver = LoopDriver(self, loop)
+        self._enqueue((_ADOPT, "", b"", driver))  # type: ignore[arg-type]
+        return driver
 
     def close(self, timeout: float = 5.0) -> None:
         """Say goodbye to peers, flush for up to ``linger_s``, close every socket and
         remove the ipc file. Idempotent."""
-        if not self._handoff.close((_STOP, "", b"", None)):
+        ep = self._ep
+        if not self._handoff.close((_STOP, "", b"", None)) or ep is None:
             return
-        if self._waker is not None and self._thread.is_alive():
-            self._waker.wake()
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.error("I/O thread of %s did not stop within %.1fs", self.address, timeout)
+        if self.is_io_thread():  # a loop that owns the sockets closes them itself, now
+            self.serve([(ep.waker.fileno(), zmq.POLLIN)])
+        else:
+            ep.waker.wake()
+        if not self._done.wait(timeout):
+            log.error("I/O of %s did not stop within %.1fs", self.address, timeout)
 
     def statistics(self) -> TransportStatistics:
         """A snapshot of the counters."""
@@ -196,106 +200,118 @@ class Transport:
 
     def _enqueue(self, item: tuple[int, str, bytes, OnError | None]) -> None:
         if self._handoff.put(item, self.address):
-            self._waker.wake()  # type: ignore[union-attr]
+            self._ep.waker.wake()  # type: ignore[union-attr]
 
-    # ---- I/O thread -------------------------------------------------------------------
+    # ---- the driver (the thread that owns the sockets) ----------------------------------
 
-    def _bind(self) -> None:
-        cfg = self._config
-        self._ctx = zmq.Context()
-        if cfg.curve is not None:
-            self._zap = open_zap(self._ctx)  # polled by this thread
-            self._guard.allowed_client = cfg.curve.client_key_bytes()
-        self._router, self.address, self._ipc_file = bind_router(self._ctx, cfg)
-        # a pickle runs code: accepted only from peers that hold the cluster's keys or share this machine's files
-        self.accepts_pickle = cfg.curve is not None or self.address.startswith("ipc://")
-        self._router_monitor = self._router.get_monitor_socket(REFUSAL_EVENTS)
-        self._waker = Waker()
-        self.incarnation = secrets.token_hex(8)
-        self._frames = {
-            kind: encode_envelope(Envelope(kind, body, sender=self.address))
-            for kind, body in (("ping", Ping(self.incarnation)), ("pong", Pong(self.incarnation)), ("bye", Bye()))
-        }
-
-    def _run(self) -> None:
-        self._io_ident = threading.get_ident()
+    def bind_here(self) -> bool:
+        """Bind the endpoint (the first driver, on its thread); False when it
+        cannot (the error goes to :meth:`start`'s caller)."""
         try:
-            self._bind()
+            self._ep = Bound(self._config)
         except BaseException as exc:  # reported to start()'s caller
             self._start_error = exc
             self._handoff.close()
-            self._teardown_sockets()
             self._ready.set()
-            return
+            self._done.set()
+            return False
+        if self._config.curve is not None:
+            self._guard.allowed_client = self._config.curve.client_key_bytes()
+        self.address, self.accepts_pickle = self._ep.address, self._ep.accepts_pickle
+        self._next_tick = time.monotonic() + self._config.tick_s
         self._ready.set()
+        return True
+
+    def sockets_to_watch(self) -> list[Any]:
+        """What the driver waits on: the ROUTER, the waker's descriptor, and the
+        monitors (refused handshakes, CURVE's ZAP) when there are some."""
+        ep = self._ep
+        assert ep is not None
+        return [s for s in (ep.router, ep.waker.fileno(), ep.monitor, ep.zap) if s is not None]
+
+    def next_wait(self, now: float) -> float:
+        """Seconds until the next heartbeat or tick is due."""
+        return min(self._next_tick, self._liveness.next_deadline()) - now
+
+    def serve(self, events: list[Any]) -> int:
+        """Act on the sockets the driver found readable, then on the heartbeats
+        and the tick when due.
+
+        Returns:
+            ``GO_ON``; ``STOP`` when the transport must close; ``HAND_OVER``
+            when the sockets go to a loop (:meth:`adopt`).
+        """
+        with self._sockets:
+            outcome = GO_ON
+            ep = self._ep
+            assert ep is not None
+            router, waker_fd = ep.router, ep.waker.fileno()
+            for sock, _ in events:
+                if sock is router:
+                    self._drain_router()
+                elif sock == waker_fd:
+                    outcome = self._drain_handoff()
+                    if outcome == STOP:
+                        return STOP
+                elif sock is ep.zap:
+                    self._answer_zap()
+                elif sock is ep.monitor:
+                    self._on_refusals()
+                else:
+                    self._on_link_events(sock)  # a sending socket's monitor (or one just closed: ignored)
+            now = time.monotonic()
+            if self._liveness.ping_due(now):
+                self._heartbeat(now)
+            if now >= self._next_tick:
+                self._next_tick = now + self._config.tick_s
+                if self._on_tick is not None:
+                    self._call(self._on_tick, time.time())
+            return outcome
+
+    def refuse_sends(self) -> None:
+        """The driver crashed: sending threads get ``TransportClosed`` from now on."""
+        self._handoff.close()
+
+    def hand_over(self) -> None:
+        """The I/O thread ends: the adopting loop takes the sockets at its next
+        turn (or, if that loop is already closed, a new I/O thread does)."""
+        driver = self._driver
+        assert isinstance(driver, LoopDriver)
         try:
-            self._loop()
-        except Exception:
-            log.exception("I/O thread of %s crashed", self.address)
-            self._handoff.close()
-        finally:
+            driver.loop.call_soon_threadsafe(driver.attach)
+        except RuntimeError:
+            log.error("the loop %s was handed to is closed; a new I/O thread takes its sockets", self.address)
+            self.resume_thread()
+
+    def resume_thread(self) -> None:
+        """A new I/O thread takes the sockets (from a loop that lets them go)."""
+        self._driver = ThreadDriver(self, first=False)
+        self._driver.start()
+
+    def finish(self) -> None:
+        """Close every socket (the driver, when told to stop or when it crashed)."""
+        try:
             with self._sockets:
                 self._shutdown()
+        finally:
+            self._done.set()
 
-    def _loop(self) -> None:
-        router, waker = self._router, self._waker
-        assert router is not None and waker is not None
-        poller = zmq.Poller()
-        self._links.poller = poller
-        poller.register(router, zmq.POLLIN)
-        refusals = self._router_monitor
-        if refusals is not None:
-            poller.register(refusals, zmq.POLLIN)
-        waker_fd = waker.fileno()
-        poller.register(waker_fd, zmq.POLLIN)
-        zap = self._zap
-        if zap is not None:
-            poller.register(zap, zmq.POLLIN)
-        tick = self._config.tick_s
-        next_tick = time.monotonic() + tick
-        while True:
-            wait = min(next_tick, self._liveness.next_deadline()) - time.monotonic()
-            events = poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
-            with self._sockets:
-                if self._serve(events, router, zap, waker_fd, refusals):
-                    return
-                now = time.monotonic()
-                if self._liveness.ping_due(now):
-                    self._heartbeat(now)
-                if now >= next_tick:
-                    next_tick = now + tick
-                    if self._on_tick is not None:
-                        self._call(self._on_tick, time.time())
-
-    def _serve(self, events: list[Any], router: Any, zap: Any, waker_fd: int, refusals: Any) -> bool:
-        """Act on what the poll found; True when the transport must stop."""
-        for sock, _ in events:
-            if sock is router:
-                self._drain_router()
-            elif sock is zap:
-                self._answer_zap()
-            elif sock == waker_fd:
-                if self._drain_handoff():
-                    return True
-            elif sock is refusals:
-                self._on_refusals()
-            else:
-                self._on_link_events(sock)  # a sending socket's monitor (or one just closed: ignored)
-        return False
-
-    def _drain_handoff(self) -> bool:
-        self._waker.drain()  # type: ignore[union-attr]
+    def _drain_handoff(self) -> int:
+        self._ep.waker.drain()  # type: ignore[union-attr]
         items = self._handoff.take()
-        stop = False
-        for op, peer, frame, on_error in items:
+        outcome = GO_ON
+        for op, peer, frame, extra in items:
             if op == _SEND:
-                self._send_now(peer, frame, on_error)
+                self._send_now(peer, frame, extra)
             elif op == _WATCH:
                 if self._connect(peer) is not None:
                     self._liveness.watch(peer, time.monotonic())
+            elif op == _ADOPT:
+                self._driver = extra
+                outcome = HAND_OVER
             else:
-                stop = True
-        return stop
+                return STOP
+        return outcome
 
     def _connect(self, peer: str, on_error: OnError | None = None) -> zmq.Socket | None:
         sock = self._dealers.get(peer)
@@ -309,12 +325,12 @@ class Transport:
         if not peer.startswith(("ipc://", "tcp://")):
             self._fail(peer, on_error, PeerUnavailable(peer, "not an ipc:// or tcp:// address"))
             return None
-        assert self._ctx is not None
-        sock = self._dealers.open(self._ctx, self._config, self.address, peer)
+        assert self._ep is not None
+        sock = self._dealers.open(self._ep.ctx, self._config, self.address, peer)
         self._quarantine.release(peer)
         self._liveness.watch(peer, time.monotonic())
         try:  # at once, not at the next heartbeat: its pong tells us which process is there
-            sock.send(self._frames["ping"], zmq.NOBLOCK)
+            sock.send(self._ep.frames["ping"], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # the heartbeat tries again
         return sock
@@ -343,7 +359,7 @@ class Transport:
             log.warning("dropped a frame for %s: %s", peer, exc)
 
     def _drain_router(self) -> None:
-        router = self._router
+        router = self._ep.router  # type: ignore[union-attr]
         assert router is not None
         now = time.monotonic()
         limit = self._config.max_frame_bytes
@@ -370,7 +386,7 @@ class Transport:
                 # transport messages take no answer and name no actor: someone is confused
                 self._reject(MalformedEnvelope(f"a {kind!r} message takes no answer and has no target actor"), peer, frame)
             elif kind == "ping":
-                self._send_now(peer, self._frames["pong"], None)
+                self._send_now(peer, self._ep.frames["pong"], None)
                 self._note_incarnation(peer, env.body.incarnation)
             elif kind == "pong":
                 self._note_incarnation(peer, env.body.incarnation)
@@ -380,19 +396,19 @@ class Transport:
                 self._call(self._on_envelope, env)
 
     def _on_link_events(self, monitor: zmq.Socket) -> None:
-        gone = self._links.gone(monitor)
+        gone = self.links.gone(monitor)
         if gone is not None and gone[0] in self._dealers:
             self._drain_router()  # a peer that left said goodbye first: read it before calling it dead
             if gone[0] in self._dealers:  # a short quarantine: a process started anew there is reachable soon
                 self._declare_down(*gone, quarantine_s=min(self._config.quarantine_s, 2 * self._config.heartbeat_interval_s))
 
     def _on_refusals(self) -> None:
-        assert self._router_monitor is not None
-        self._guard.handshake_failures(self._router_monitor)
+        assert self._ep is not None and self._ep.monitor is not None
+        self._guard.handshake_failures(self._ep.monitor)
 
     def _answer_zap(self) -> None:
-        assert self._zap is not None
-        self._guard.answer_zap(self._zap)
+        assert self._ep is not None and self._ep.zap is not None
+        self._guard.answer_zap(self._ep.zap)
 
     def _reject(self, err: ProtocolError, peer: str, frame: bytes) -> None:
         reply = self._guard.reject(err, peer, frame, self.address)
@@ -402,7 +418,7 @@ class Transport:
     def _heartbeat(self, now: float) -> None:
         for peer, silence in self._liveness.expired(now):
             self._declare_down(peer, f"no heartbeat for {silence:.2f}s")
-        ping = self._frames["ping"]
+        ping = self._ep.frames["ping"]
         for peer in self._liveness.watched:
             self._send_now(peer, ping, None)
 
@@ -428,23 +444,6 @@ class Transport:
             log.exception("callback %r failed on the I/O thread of %s", fn, self.address)
 
     def _shutdown(self) -> None:
-        self._dealers.close_all(self._frames.get("bye"), int(self._config.linger_s * 1000))
-        self._teardown_sockets()
-
-    def _teardown_sockets(self) -> None:
-        self._dealers.close_all(None, 0)
-        if self._router is not None and self._router_monitor is not None:
-            self._router.disable_monitor()  # before its reader closes (libzmq reports blocking)
-        for sock in (self._router_monitor, self._zap, self._router):
-            if sock is not None:
-                sock.close(linger=0)
-        self._router_monitor = self._zap = self._router = None
-        if self._ipc_file is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._ipc_file)
-            self._ipc_file = None
-        if self._ctx is not None:
-            self._ctx.term()
-            self._ctx = None
-        if self._waker is not None:
-            self._waker.close()
+        if self._ep is not None:
+            self._dealers.close_all(self._ep.frames["bye"], int(self._config.linger_s * 1000))
+            self._ep.close()

@@ -1,5 +1,8 @@
 """The HTTP proxy actor: a uvicorn server on its own thread and event loop,
-serving :class:`ProxyApp` (uvloop and httptools where installed)."""
+serving :class:`ProxyApp` (uvloop and httptools where installed). While it
+serves, that loop also does the process's ZeroMQ I/O (``hand_io_to``): a
+request goes out and its answer comes back on the loop's thread, with no
+second thread contending for the GIL."""
 
 from __future__ import annotations
 
@@ -100,6 +103,13 @@ class HttpProxy(Actor):
         asyncio.set_event_loop(loop)
 
         async def main() -> None:
+            io = self.system.hand_io_to(loop)
+            try:
+                await serve()
+            finally:
+                io.detach()
+
+        async def serve() -> None:
             self._routes_stop = asyncio.Event()
             routes = asyncio.ensure_future(self.app.keep_routes(self._routes_stop))
             sweep = asyncio.ensure_future(self.app.sweep(self._routes_stop))

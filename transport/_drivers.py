@@ -1,0 +1,196 @@
+"""Who runs a transport's I/O duties: its own thread polling the sockets
+(:class:`ThreadDriver`, the default), or an asyncio event loop that the
+transport was handed to (:class:`LoopDriver`), so that code on that loop sends
+and receives with no second thread contending for the GIL.
+
+A driver owns the sockets while it runs; the transport (``_transport.py``)
+holds what is done with them. Ownership passes from one driver to the other
+through the transport's hand-off list, so no socket is ever used by two
+threads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any, Protocol
+
+import zmq
+
+from ._links import LinkWatch
+
+log = logging.getLogger("corral.transport")
+
+#: What :meth:`Transport.serve` answers: go on, stop (the transport is
+#: closed), or hand the sockets to a loop.
+GO_ON, STOP, HAND_OVER = 0, 1, 2
+
+_READY_ROUNDS = 4  # a socket still readable after this many drains waits for the loop's next turn
+
+
+class Transport(Protocol):
+    """What a driver calls on the transport it drives (``_transport.Transport``)."""
+
+    address: str
+    io_ident: int | None
+    links: LinkWatch
+
+    def bind_here(self) -> bool: ...
+
+    def sockets_to_watch(self) -> list[Any]: ...
+
+    def next_wait(self, now: float) -> float: ...
+
+    def serve(self, events: list[Any]) -> int: ...
+
+    def refuse_sends(self) -> None: ...
+
+    def hand_over(self) -> None: ...
+
+    def resume_thread(self) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class ThreadDriver:
+    """The transport's own I/O thread: polls every socket and serves what it finds.
+
+    Args:
+        transport: the transport it drives.
+        first: whether this thread binds the endpoint (the transport's first driver).
+    """
+
+    def __init__(self, transport: Transport, first: bool) -> None:
+        self.transport = transport
+        self._first = first
+        self.thread = threading.Thread(target=self._run, name="corral-io", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self.thread.start()
+
+    def _run(self) -> None:
+        t = self.transport
+        t.io_ident = threading.get_ident()
+        if self._first and not t.bind_here():
+            return
+        outcome = STOP
+        try:
+            outcome = self._loop()
+        except Exception:
+            log.exception("I/O thread of %s crashed", t.address)
+            t.refuse_sends()
+        finally:
+            if outcome == HAND_OVER:
+                t.hand_over()
+            else:
+                t.finish()
+
+    def _loop(self) -> int:
+        t = self.transport
+        poller = zmq.Poller()
+        for sock in t.sockets_to_watch():
+            poller.register(sock, zmq.POLLIN)
+        t.links.attach(poller)
+        try:
+            while True:
+                wait = t.next_wait(time.monotonic())
+                events = poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
+                outcome = t.serve(events)
+                if outcome != GO_ON:
+                    return outcome
+        finally:
+            t.links.attach(None)
+
+
+class LoopDriver:
+    """Serves a transport from an asyncio event loop's callbacks: the loop's
+    thread owns the sockets while it is attached.
+
+    Args:
+        transport: the transport it drives.
+        loop: the event loop (running, or about to run, on its own thread).
+    """
+
+    def __init__(self, transport: Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self._fds: dict[Any, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self.attached = False
+        self.released = threading.Event()  # set once the loop no longer owns the sockets
+
+    # ---- the poller face LinkWatch registers its monitors with ------------------------
+
+    def register(self, sock: Any, flags: int = zmq.POLLIN) -> None:
+        fd = sock if isinstance(sock, int) else sock.getsockopt(zmq.FD)
+        self._fds[sock] = fd
+        self.loop.add_reader(fd, self._ready, sock)
+
+    def unregister(self, sock: Any) -> None:
+        fd = self._fds.pop(sock, None)
+        if fd is not None:
+            self.loop.remove_reader(fd)
+
+    # ---- the loop's thread -----------------------------------------------------------
+
+    def attach(self) -> None:
+        """Take the sockets over (called on the loop once the thread handed them)."""
+        t = self.transport
+        t.io_ident = threading.get_ident()
+        for sock in t.sockets_to_watch():
+            self.register(sock)
+        t.links.attach(self)
+        self.attached = True
+        self._on_timer()
+        for sock in list(self._fds):  # what arrived during the hand-over woke nobody
+            self._ready(sock)
+
+    def detach(self) -> None:
+        """Give the sockets back to a new I/O thread (on the loop, before it stops).
+        Does nothing when the transport was closed meanwhile."""
+        if not self.attached:
+            return
+        self._let_go()
+        self.transport.resume_thread()
+
+    def _let_go(self) -> None:
+        self.attached = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport.links.attach(None)
+        for sock in list(self._fds):
+            self.unregister(sock)
+        self.released.set()
+
+    def _ready(self, sock: Any) -> None:
+        if not self.attached:
+            return
+        t = self.transport
+        for _ in range(_READY_ROUNDS):
+            if t.serve([(sock, zmq.POLLIN)]) == STOP:
+                self._stop()
+                return
+            if isinstance(sock, int) or sock not in self._fds or not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
+        self.loop.call_soon(self._ready, sock)
+
+    def _on_timer(self) -> None:
+        if not self.attached:
+            return
+        t = self.transport
+        now = time.monotonic()
+        if t.serve([]) == STOP:
+            self._stop()
+            return
+        self._timer = self.loop.call_later(max(0.001, t.next_wait(now)), self._on_timer)
+        for sock in t.sockets_to_watch():  # ZeroMQ signals edges: a missed one costs at most a tick
+            if not isinstance(sock, int) and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                self._ready(sock)
+
+    def _stop(self) -> None:
+        self._let_go()
+        self.transport.finish()
