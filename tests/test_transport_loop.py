@@ -129,6 +129,16 @@ def test_shutdown_while_a_loop_does_the_io_closes_every_socket_and_the_loop_goes
     assert loop_thread.call(lambda: "still running") == "still running"
 
 
+def test_a_shutdown_called_on_the_loop_that_does_the_io_closes_at_once(handed: Any, loop_thread: LoopThread, peer: Any) -> None:
+    system, driver = handed
+    echo = system.ref(peer().address, "echo")
+    assert echo.ask("hello", timeout=5).get(5) == "hello"
+    path = ipc_path(system.address)
+    loop_thread.call(lambda: system._transport.close(timeout=5))
+    assert not driver.attached
+    assert path is not None and not os.path.exists(path)
+
+
 def test_handing_the_io_to_a_second_loop_is_refused(handed: Any) -> None:
     system, _ = handed
     other = asyncio.new_event_loop()

@@ -172,7 +172,7 @@ class LoopDriver:
         t = self.transport
         for _ in range(_READY_ROUNDS):
             if t.serve([(sock, zmq.POLLIN)]) == STOP:
-                self._stop()
+                self.stop()
                 return
             if isinstance(sock, int) or sock not in self._fds or not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 return
@@ -184,13 +184,15 @@ class LoopDriver:
         t = self.transport
         now = time.monotonic()
         if t.serve([]) == STOP:
-            self._stop()
+            self.stop()
             return
         self._timer = self.loop.call_later(max(0.001, t.next_wait(now)), self._on_timer)
-        for sock in t.sockets_to_watch():  # ZeroMQ signals edges: a missed one costs at most a tick
-            if not isinstance(sock, int) and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                self._ready(sock)
+        router = t.sockets_to_watch()[0]  # ZeroMQ signals edges: one missed costs at most a tick
+        if router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._ready(router)
 
-    def _stop(self) -> None:
-        self._let_go()
-        self.transport.finish()
+    def stop(self) -> None:
+        """Close the transport's sockets (on the loop: it was told to stop)."""
+        if self.attached:
+            self._let_go()
+            self.transport.finish()

@@ -91,7 +91,6 @@ class Transport:
         self.accepts_pickle = False  # whether pickled payloads are accepted (CURVE or ipc; set once bound)
 
     # ---- any thread -------------------------------------------------------------------
-
     def start(self, timeout: float = 10.0) -> str:
         """Start the I/O thread and bind the endpoint.
 
@@ -184,11 +183,13 @@ class Transport:
         ep = self._ep
         if not self._handoff.close((_STOP, "", b"", None)) or ep is None:
             return
-        if self.is_io_thread():  # a loop that owns the sockets closes them itself, now
-            self.serve([(ep.waker.fileno(), zmq.POLLIN)])
-        else:
-            ep.waker.wake()
-        if not self._done.wait(timeout):
+        driver = self._driver
+        if self.is_io_thread() and isinstance(driver, LoopDriver):  # closed from the loop that owns the sockets: now
+            self.serve([(ep.waker.fileno(), zmq.POLLIN)])  # sends what waits
+            driver.stop()
+            return
+        ep.waker.wake()
+        if not self.is_io_thread() and not self._done.wait(timeout):  # (the I/O thread closes after this callback)
             log.error("I/O of %s did not stop within %.1fs", self.address, timeout)
 
     def statistics(self) -> TransportStatistics:
