@@ -62,6 +62,10 @@ class ServeSettings:
         serializer: ``"pickle"`` opts every deployment of the cluster in to
             pickling values with no codec (as a deployment's own
             ``serializer="pickle"`` does; refused on a plain-TCP cluster).
+        gc_sweep_s: the controller's process freezes what survives each full
+            garbage collection (the next one walks only newer objects: short
+            pauses at 16,384 replicas) and thaws and collects everything once
+            every ``gc_sweep_s``; None leaves the collector as Python sets it.
     """
 
     reconcile_interval_s: float = 0.1
@@ -84,6 +88,7 @@ class ServeSettings:
     subscription_refresh_s: float = 10.0
     exit_timeout_s: float = 10.0
     serializer: str = "msgpack"
+    gc_sweep_s: float | None = 600.0
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -110,8 +115,9 @@ class ServeSettings:
             ("constructor_retries_per_replica", "max_constructor_retries", "health_check_failure_threshold"),
             integer=True,
         )
-        if self.metrics_staleness_s is not None:
-            _check_positive("ServeSettings", self, ("metrics_staleness_s",))
+        for optional in ("metrics_staleness_s", "gc_sweep_s"):
+            if getattr(self, optional) is not None:
+                _check_positive("ServeSettings", self, (optional,))
         if self.serializer not in ("msgpack", "pickle"):
             raise ValueError(f"ServeSettings.serializer: expected 'msgpack' or 'pickle', got {self.serializer!r}")
         if self.metrics_mode not in ("process", "handle"):

@@ -244,7 +244,7 @@ class GetStatus:
 
 
 @message("replica_detail")
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: 16,384 of them in one status answer, and a frozen init costs 6x
 class ReplicaDetail:
     """One replica as ``serve.status()`` shows it.
 
@@ -342,11 +342,15 @@ class SubscribeReplicas:
     Attributes:
         app, deployment: which deployment.
         subscriber: ``address#actor`` of the process's membership actor.
+        known_version: the version the subscriber holds (a renewal); when it is
+            still the current one, the answer carries no replicas
+            (``unchanged``). -1: send the whole set.
     """
 
     app: str
     deployment: str
     subscriber: str
+    known_version: int = -1
 
 
 @message("replica_set")
@@ -360,6 +364,8 @@ class ReplicaSet:
         failed: the DEPLOY_FAILED message when its current version failed to
             deploy, else empty.
         pickle: the deployment opted in to pickling values with no codec.
+        unchanged: an answer to a renewal whose ``known_version`` is current:
+            nothing else in it is meant (the replicas are left out).
     """
 
     app: str
@@ -370,6 +376,7 @@ class ReplicaSet:
     max_queued_requests: int = -1
     failed: str = ""
     pickle: bool = False
+    unchanged: bool = False
 
 
 @message("controller_stats")

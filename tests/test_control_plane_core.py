@@ -159,6 +159,19 @@ def test_a_deploy_starts_each_replica_on_a_worker_and_publishes_them_once_runnin
     assert {w.then.replica_id for w in sim.watches if isinstance(w.then, ev.ReplicaDied)} == {a.message.replica_id for a in starts}
 
 
+def test_a_renewed_subscription_whose_version_is_current_is_answered_without_the_replicas() -> None:
+    sim = running_cluster(replicas=3)
+    current = sim.send(ev.Subscribe(SubscribeReplicas("app", "D", SUBSCRIBER)))
+    assert len(current.replicas) == 3 and not current.unchanged
+    renewed = sim.send(ev.Subscribe(SubscribeReplicas("app", "D", SUBSCRIBER, current.version)))
+    assert renewed.unchanged and renewed.replicas == [] and renewed.version == current.version
+    assert sim.send(ev.Subscribe(SubscribeReplicas("app", "D", SUBSCRIBER, current.version - 1))).replicas == current.replicas
+    sim.send(ev.Deploy(deploy_message(num_replicas=4)))
+    sim.answer_all()
+    after = sim.send(ev.Subscribe(SubscribeReplicas("app", "D", SUBSCRIBER, current.version)))
+    assert not after.unchanged and len(after.replicas) == 4
+
+
 def test_scaling_down_stops_the_extra_replicas_and_publishes_the_smaller_set() -> None:
     sim = running_cluster(replicas=3)
     sim.send(ev.Deploy(deploy_message(num_replicas=1)))

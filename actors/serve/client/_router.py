@@ -131,7 +131,7 @@ class Router:
     def update(self, replica_set: ReplicaSet) -> None:
         """Adopt a pushed replica set (older versions are ignored) and send what waits."""
         with self._lock:
-            if self._known and replica_set.exists and self._exists and replica_set.version <= self._version:
+            if replica_set.unchanged or self._known and replica_set.exists and self._exists and replica_set.version <= self._version:
                 return
             self._known = True
             self._version = replica_set.version
@@ -386,6 +386,11 @@ class Router:
     def known(self) -> bool:
         """Whether a replica set has arrived yet."""
         return self._known
+
+    @property
+    def version(self) -> int:
+        """The version of the replica set it holds (-2 before the first)."""
+        return self._version
 
 
 def not_handled(error: BaseException) -> bool:

@@ -140,7 +140,7 @@ class Session:
         for router in routers:
             try:
                 future = self.controller.ask(
-                    SubscribeReplicas(router.key[0], router.key[1], subscriber), timeout=settings.control_timeout_s
+                    SubscribeReplicas(router.key[0], router.key[1], subscriber, router.version), timeout=settings.control_timeout_s
                 )
             except Exception:
                 self._refreshed(round_, router, None)

@@ -304,7 +304,7 @@ class ControlPlane:
     def _subscribe(self, message: Any) -> ReplicaSet:
         key = (message.app, message.deployment)
         self.add_subscriber(key, message.subscriber)
-        return self.views.replica_set(key)
+        return self.views.replica_set(key, message.known_version)
 
     def add_subscriber(self, key: tuple[str, str], subscriber: str) -> None:
         subscribers = self.subscribers.setdefault(key, set())

@@ -38,6 +38,7 @@ from transport import NOTHING_LISTENS, check_endpoint
 from ..._actor import Actor
 from ..._config import ServeSettings
 from ..._future import Future
+from ..._gc import FrozenSurvivors
 from ..._ticker import Ticker
 from .._names import NODE_ACTOR
 from . import _effects as fx
@@ -82,6 +83,7 @@ class Controller(Actor):
         self.ticks = 0
         self._watches: dict[str, int] = {}
         self._ticker: Ticker | None = None
+        self.gc = FrozenSurvivors(self.settings.gc_sweep_s) if self.settings.gc_sweep_s else None
         self.coordinator: Any = None
         self.packages = PackageStore()  # shipped code (runtime_env), for the workers
         requests: dict[type, Callable[[Any], Any]] = {
@@ -124,8 +126,12 @@ class Controller(Actor):
             self._restored = None
             self._carry_out()
         self._ticker = Ticker(self.actor_ref, _Tick, self.settings.reconcile_interval_s, "controller-ticker").start()
+        if self.gc is not None:
+            self.gc.install()
 
     def on_stop(self) -> None:
+        if self.gc is not None:
+            self.gc.uninstall()
         if self._ticker is not None:
             self._ticker.stop()
         self.system.stop(self.system.ref(self.system.address, COORDINATOR_NAME), wait=False)
@@ -133,6 +139,8 @@ class Controller(Actor):
             self.store.close()
 
     def on_failure(self, *exc_info: Any) -> None:
+        if self.gc is not None:
+            self.gc.uninstall()
         if self._ticker is not None:
             self._ticker.stop()
         if self.store is not None:
@@ -157,12 +165,15 @@ class Controller(Actor):
             self._ticker.handled()
         start = time.perf_counter()
         self._run(ev.Tick())
+        if self.gc is not None:
+            self.gc.sweep_if_due()
         self.ticks += 1
         self.loop_ms.append((time.perf_counter() - start) * 1000)
 
     def _stats(self, message: GetControllerStats) -> dict[str, Any]:
         stats = {**self._run(ev.StatsAsked()), "ticks": self.ticks, "process_cpu_s": time.process_time(),
-                 "packages": self.packages.statistics()}
+                 "packages": self.packages.statistics(),
+                 "gc": self.gc.statistics() if self.gc is not None else None}
         times = sorted(self.loop_ms)
         if times:
             stats.update(

@@ -12,11 +12,12 @@ from protocol import (
     DeploymentStatusInfo,
     NodeInfo,
     ReplicaDetail,
-    ReplicaInfo,
     ReplicaSet,
     ReservationInfo,
     ServeStatusInfo,
 )
+
+from ._replica_states import ReplicaState
 
 
 class StatusViews:
@@ -37,17 +38,17 @@ class StatusViews:
         # a restarted controller's versions are above any its predecessor published
         return None if state is None else (self.core.recovery.stats.epoch << 40) + state.membership_version
 
-    def replica_set(self, key: tuple[str, str]) -> ReplicaSet:
-        """The replicas of a deployment that take requests, as pushed to handles."""
+    def replica_set(self, key: tuple[str, str], known_version: int = -1) -> ReplicaSet:
+        """The replicas of a deployment that take requests, as pushed to handles;
+        only its version (``unchanged``) when that is ``known_version`` (a renewal)."""
         app = self.core.apps.get(key[0])
         state = None if app is None else app.deployments.get(key[1])
         if state is None:
             return ReplicaSet(key[0], key[1], -1, [], exists=False)
-        replicas = [
-            ReplicaInfo(r.replica_id, state.app, state.name, r.node_id, r.address, r.actor, state.config.max_ongoing_requests,
-                        list(r.model_ids))
-            for r in state.serving()
-        ]
+        if known_version >= 0 and self.replica_set_version(key) == known_version:  # no list of every replica to build
+            return ReplicaSet(key[0], key[1], known_version, [], unchanged=True)
+        cap = state.config.max_ongoing_requests
+        replicas = [r.routing_info(state.app, state.name, cap) for r in state.serving()]
         version = self.replica_set_version(key)
         failed = state.status()[1] if state.failed else ""
         return ReplicaSet(
@@ -76,10 +77,12 @@ class StatusViews:
                     }
                 mode = state.config.isolation
                 counters = core.ledger.replica_counters.get((app.name, name), {})
+                workers = {n.node_id: (n.pid, n.rss) for n in core.nodes.values()} if mode == "thread" else {}
+                now, none = core.now, (0, 0)
                 replicas = [
-                    ReplicaDetail(rid, replica_state.value, r.node_id, *_process_of(core, r, mode), mode, list(r.model_ids),
-                                  r.ongoing, *counters.get(rid, (0, 0))[:2],
-                                  round(core.now - r.created_at, 1) if r.created_at else 0.0)
+                    ReplicaDetail(rid, _STATE_NAMES[replica_state], r.node_id,
+                                  *(workers.get(r.node_id, none) if workers else (r.pid, r.rss_bytes)), mode, list(r.model_ids),
+                                  r.ongoing, *counters.get(rid, none)[:2], round(now - r.created_at, 1) if r.created_at else 0.0)
                     for rid, replica_state, r in state.replicas.items()
                 ]
                 deployments[name] = DeploymentStatusInfo(
@@ -128,9 +131,4 @@ def _app_status(app: Any, deployments: dict[str, DeploymentStatusInfo]) -> tuple
     return "RUNNING", ""
 
 
-def _process_of(core: Any, record: Any, mode: str) -> tuple[int, int]:
-    """``(pid, resident bytes)`` of the process a replica runs in: its own, or its worker's in thread mode."""
-    if mode == "thread":
-        node = core.nodes.get(record.node_id)
-        return (node.pid, node.rss) if node is not None else (0, 0)
-    return record.pid, record.rss_bytes
+_STATE_NAMES = {state: state.value for state in ReplicaState}
