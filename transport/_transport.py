@@ -162,7 +162,8 @@ class Transport:
         """Hand the sockets to ``loop``: from its next turn, the loop's thread receives and
         sends (callbacks such as ``on_envelope`` run there) and the I/O thread ends, so code
         on that loop is answered with no thread hop. The loop must run until the driver's
-        ``detach()`` is called on it (a new I/O thread takes over) or the transport closes.
+        ``detach()`` is called on it (a new I/O thread takes over) or the transport closes,
+        and nothing may wait for the loop while holding a lock its callbacks take.
 
         Returns:
             The loop's driver.
@@ -178,8 +179,7 @@ class Transport:
         return driver
 
     def close(self, timeout: float = 5.0) -> None:
-        """Say goodbye to peers, flush for up to ``linger_s``, close every socket and
-        remove the ipc file. Idempotent."""
+        """Say goodbye to peers, flush for up to ``linger_s``, close every socket, remove the ipc file. Idempotent."""
         ep = self._ep
         if not self._handoff.close((_STOP, "", b"", None)) or ep is None:
             return

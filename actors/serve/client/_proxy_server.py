@@ -1,11 +1,13 @@
 """The HTTP proxy actor: a uvicorn server on its own thread and event loop,
-serving :class:`ProxyApp` (uvloop and httptools where installed).
+serving :class:`ProxyApp` (uvloop and httptools where installed). Once the
+proxy is spawned, that loop also does the process's ZeroMQ I/O
+(``hand_io_to``): a request goes out and its answer comes back on the loop's
+thread, with no second thread contending for the GIL.
 
-Not yet done: handing the process's ZeroMQ I/O to this loop
-(``ActorSystem.hand_io_to``) took the HTTP bench from 0.27 to 0.36 of a bare
-uvicorn, but one restarted head of the full suite stalled with it (its proxy
-never started in 30 s), and the cause is not found; so the proxy does not
-hand it over."""
+Not during the spawn: the system holds its spawn lock while ``__init__``
+waits for uvicorn to start, and the I/O driver takes that lock (a peer's
+watch of a local actor), so a loop that did the I/O then could wait on the
+spawn that waits on it."""
 
 from __future__ import annotations
 
@@ -74,6 +76,8 @@ class HttpProxy(Actor):
         self.thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._routes_stop: asyncio.Event | None = None
+        self._io: Any = None  # the loop's I/O driver once it took the process's sockets
+        self._served = False  # the loop's server ended: it must not take the sockets any more
         self._serve()  # here, not in on_start: a proxy that cannot serve fails its spawn
 
     def _serve(self) -> None:
@@ -106,6 +110,14 @@ class HttpProxy(Actor):
         asyncio.set_event_loop(loop)
 
         async def main() -> None:
+            try:
+                await serve()
+            finally:
+                self._served = True
+                if self._io is not None:
+                    self._io.detach()  # a new I/O thread takes the sockets before this loop closes
+
+        async def serve() -> None:
             self._routes_stop = asyncio.Event()
             routes = asyncio.ensure_future(self.app.keep_routes(self._routes_stop))
             sweep = asyncio.ensure_future(self.app.sweep(self._routes_stop))
@@ -148,6 +160,19 @@ class HttpProxy(Actor):
 
     def on_start(self) -> None:
         self.app.actor = f"{self.system.address}#{self.name}"
+        try:
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(self._take_io)
+        except RuntimeError:  # the loop already ended (the server stopped): the I/O thread goes on
+            pass
+
+    def _take_io(self) -> None:
+        """On the loop, after the spawn: do the process's I/O here from now on."""
+        if self._io is None and not self._served:
+            try:
+                self._io = self.system.hand_io_to(self.loop)
+            except RuntimeError as exc:  # another loop has it: the I/O thread goes on serving this one's sends
+                log.warning("the HTTP proxy keeps the I/O thread: %s", exc)
 
     def handlers(self) -> dict[type, Any]:
         return {RoutesChanged: self._routes_changed}
