@@ -30,7 +30,7 @@ GO_ON, STOP, HAND_OVER = 0, 1, 2
 _READY_ROUNDS = 4  # a socket still readable after this many drains waits for the loop's next turn
 
 
-class Transport(Protocol):
+class DrivenTransport(Protocol):
     """What a driver calls on the transport it drives (``_transport.Transport``)."""
 
     address: str
@@ -62,7 +62,7 @@ class ThreadDriver:
         first: whether this thread binds the endpoint (the transport's first driver).
     """
 
-    def __init__(self, transport: Transport, first: bool) -> None:
+    def __init__(self, transport: DrivenTransport, first: bool) -> None:
         self.transport = transport
         self._first = first
         self.thread = threading.Thread(target=self._run, name="corral-io", daemon=True)
@@ -114,13 +114,12 @@ class LoopDriver:
         loop: the event loop (running, or about to run, on its own thread).
     """
 
-    def __init__(self, transport: Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: DrivenTransport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
         self.loop = loop
         self._fds: dict[Any, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self.attached = False
-        self.released = threading.Event()  # set once the loop no longer owns the sockets
 
     # ---- the poller face LinkWatch registers its monitors with ------------------------
 
@@ -164,7 +163,6 @@ class LoopDriver:
         self.transport.links.attach(None)
         for sock in list(self._fds):
             self.unregister(sock)
-        self.released.set()
 
     def _ready(self, sock: Any) -> None:
         if not self.attached:
