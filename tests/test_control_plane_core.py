@@ -172,6 +172,25 @@ def test_a_renewed_subscription_whose_version_is_current_is_answered_without_the
     assert not after.unchanged and len(after.replicas) == 4
 
 
+def test_status_rows_are_reused_within_a_second_and_rebuilt_when_a_replica_changes_or_the_second_passes() -> None:
+    sim = running_cluster(replicas=2)
+
+    def rows() -> list[Any]:
+        return sim.send(ev.StatusAsked()).applications["app"].deployments["D"].replicas
+
+    first = rows()
+    assert [r.state for r in first] == ["RUNNING", "RUNNING"]
+    assert rows()[0] is first[0], "nothing changed within the second: the same rows"
+    sim.send(ev.Deploy(deploy_message(num_replicas=3)))
+    changed = rows()
+    assert len(changed) == 3 and changed[0] is not first[0]
+    sim.answer_all()
+    running = rows()
+    assert sorted(r.state for r in running) == ["RUNNING"] * 3
+    sim.now += 1.0
+    assert rows()[0] is not running[0], "a new second: ages are built again"
+
+
 def test_scaling_down_stops_the_extra_replicas_and_publishes_the_smaller_set() -> None:
     sim = running_cluster(replicas=3)
     sim.send(ev.Deploy(deploy_message(num_replicas=1)))
