@@ -172,16 +172,16 @@ class Transport:
             RuntimeError: the transport is already handed to a loop, or not started.
             TransportClosed: the transport is closed.
         """
-        if not isinstance(self._driver, ThreadDriver) or not self._ready.is_set():
-            raise RuntimeError(f"transport {self.address} cannot be handed to a loop: already handed, or not started")
-        driver = LoopDriver(self, loop)
-        self._enqueue((_ADOPT, "", b"", driver))  # type: ignore[arg-type]
+        with self._sockets:  # two callers at once: the second is refused
+            if not isinstance(self._driver, ThreadDriver) or not self._ready.is_set():
+                raise RuntimeError(f"transport {self.address} cannot be handed to a loop: already handed, or not started")
+            driver = self._driver = LoopDriver(self, loop)  # the I/O thread gives it the sockets at its next turn
+            self._enqueue((_ADOPT, "", b"", None))
         return driver
 
     def close(self, timeout: float = 5.0) -> None:
         """Say goodbye to peers, flush for up to ``linger_s``, close every socket, remove the ipc file. Idempotent."""
-        ep = self._ep
-        if not self._handoff.close((_STOP, "", b"", None)) or ep is None:
+        if not self._handoff.close((_STOP, "", b"", None)) or (ep := self._ep) is None:
             return
         driver = self._driver
         if self.is_io_thread() and isinstance(driver, LoopDriver):  # closed from the loop that owns the sockets: now
@@ -308,7 +308,6 @@ class Transport:
                 if self._connect(peer) is not None:
                     self._liveness.watch(peer, time.monotonic())
             elif op == _ADOPT:
-                self._driver = extra
                 outcome = HAND_OVER
             else:
                 return STOP

@@ -47,11 +47,11 @@ class StatusViews:
         state = None if app is None else app.deployments.get(key[1])
         if state is None:
             return ReplicaSet(key[0], key[1], -1, [], exists=False)
-        if known_version >= 0 and self.replica_set_version(key) == known_version:  # no list of every replica to build
-            return ReplicaSet(key[0], key[1], known_version, [], unchanged=True)
+        version = self.replica_set_version(key)
+        if version == known_version:  # a renewal of the current set: no list of every replica to build
+            return ReplicaSet(key[0], key[1], version, [], unchanged=True)
         cap = state.config.max_ongoing_requests
         replicas = [r.routing_info(state.app, state.name, cap) for r in state.serving()]
-        version = self.replica_set_version(key)
         failed = state.status()[1] if state.failed else ""
         return ReplicaSet(
             key[0], key[1], version, replicas, True, state.config.max_queued_requests, failed,
