@@ -37,6 +37,7 @@ from ._errors import (
     UnknownKind,
     UnsupportedVersion,
 )
+from ._health import HealthCheck, HealthChecks
 from ._messages import ActorDied, Bye, CancelRequest, Data, ErrorReply, Ping, Pong, StreamCredit, StreamItem, Unwatch, Watch
 from ._payload import OUT_OF_BAND_MIN, PayloadDecoder, PayloadEncoder, seal, unseal
 from ._schema import Payload, decode_fields, encode_fields, message, registered_kinds
@@ -53,7 +54,6 @@ from ._serve import (
     LATENCY_BUCKETS_S,
     HandleMetrics,
     HandleRequest,
-    HealthCheck,
     FetchPackage,
     HasPackage,
     ListReplicas,
@@ -113,6 +113,7 @@ __all__ = [
     "LATENCY_BUCKETS_S",
     "HandleRequest",
     "HealthCheck",
+    "HealthChecks",
     "FetchPackage",
     "HasPackage",
     "ListReplicas",

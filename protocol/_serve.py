@@ -181,12 +181,6 @@ class ListReplicas:
     states: bool = False
 
 
-@message("health_check")
-@dataclass(frozen=True, slots=True)
-class HealthCheck:
-    """Ask a replica whether it is healthy; answered with its ongoing request count."""
-
-
 @message("reconfigure")
 @dataclass(frozen=True, slots=True)
 class Reconfigure:
@@ -238,9 +232,11 @@ class RoutesChanged:
 @dataclass(frozen=True, slots=True)
 class GetStatus:
     """Ask the controller for the status of every application, or of one
-    (``app``: then no nodes and no reservations, and the cost is that app's alone)."""
+    (``app``: then no nodes and no reservations, and the cost is that app's alone).
+    ``replicas``: with a row per replica (False: counts by state only, whatever the replica count)."""
 
     app: str | None = None
+    replicas: bool = True
 
 
 @message("replica_detail")

@@ -69,7 +69,7 @@ def cmd_logs(args: argparse.Namespace, connect: Callable[[], Any], head_log: Cal
         return 0
     conn = connect()
     try:
-        status = conn.serve.status()
+        status = conn.serve.status(replicas=True)
         replicas = pick_replicas(status, args.app, args.deployment, args.replica)
         nodes = {n.node_id: n.address for n in status.nodes}
         system = current_session().system

@@ -423,14 +423,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     conn = _connect(_address(args), args.keys)
     try:
         if args.json:
-            document = {**dataclasses.asdict(conn.serve.status()), "controller": conn.serve.controller_stats()["recovery"],
+            document = {**dataclasses.asdict(conn.serve.status(replicas=True)), "controller": conn.serve.controller_stats()["recovery"],
                         "worker_restarts": _local_restarts(args), "links": _links(args)}
             print(json.dumps(document, indent=2, sort_keys=True))
             return 0
         console = Console(width=None if sys.stdout.isatty() else 250, highlight=False)
 
         def view() -> Any:
-            return render(conn.serve.status(), conn.serve.controller_stats()["recovery"], _links(args),
+            return render(conn.serve.status(replicas=args.verbose), conn.serve.controller_stats()["recovery"], _links(args),
                           _local_restarts(args), args.verbose)
 
         if not args.watch:

@@ -99,6 +99,10 @@ class Fragile:
     def __call__(self) -> str:
         return self.instance
 
+    def whoami(self) -> dict[str, Any]:
+        c = get_replica_context()
+        return {"instance": self.instance, "replica_id": c.replica_id, "node": c.node_id}
+
 
 @serve.deployment(num_replicas=1)
 class Sleepy:

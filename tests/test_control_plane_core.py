@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+
+import pytest
 from typing import Any
 
 from hypothesis import HealthCheck as Hc
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from actors import ServeSettings
 from actors.serve._options import DeploymentConfig
+from actors.serve._names import NODE_ACTOR
 from actors.serve.head import _effects as fx
 from actors.serve.head import _events as ev
 from actors.serve.head._control_plane import ControlPlane
@@ -24,6 +27,7 @@ from protocol import (
     DeployApp,
     DeploymentSpec,
     HealthCheck,
+    HealthChecks,
     ListReplicas,
     Reconfigure,
     RegisterNode,
@@ -105,6 +109,27 @@ class Sim:
         self.asks.remove(ask)
         self.send(dataclasses.replace(ask.then, value=value, error=error))
 
+    def healthy(self, ask: fx.Ask) -> Any:
+        """What a healthy answer to ``ask`` is: one entry per replica for a worker's batch."""
+        if isinstance(ask.message, HealthChecks):
+            return [{"ongoing": 0} for _ in ask.message.actors]
+        return {"ongoing": 0} if isinstance(ask.message, HealthCheck) else True
+
+    def answer_health(self, failing: set[str] = frozenset(), error: str = "TimeoutError: no answer") -> int:  # type: ignore[assignment]
+        """Answer every pending health check, a worker's batch entry by entry;
+        the replicas in ``failing`` fail theirs. Returns how many replicas were answered."""
+        answered = 0
+        for ask in [a for a in self.asks if isinstance(a.message, (HealthCheck, HealthChecks))]:
+            if isinstance(ask.message, HealthChecks):
+                ids = ask.then.replica_ids
+                self.answer(ask, [{"error": error} if rid in failing else {"ongoing": 0} for rid in ids])
+            else:
+                ids = (ask.then.replica_id,)
+                ok = ask.then.replica_id not in failing
+                self.answer(ask, {"ongoing": 0} if ok else None, None if ok else error)
+            answered += len(ids)
+        return answered
+
     def answer_all(self, rounds: int = 100) -> None:
         """Answer every ask and gang operation successfully until the cluster is quiet."""
         for _ in range(rounds):
@@ -113,8 +138,7 @@ class Sim:
                 if not (self.asks or self.gang_starts or self.gang_stops):
                     return
             for ask in list(self.asks):
-                value = {"ongoing": 0} if isinstance(ask.message, HealthCheck) else True
-                self.answer(ask, value)
+                self.answer(ask, self.healthy(ask))
             for start in list(self.gang_starts):
                 self.gang_starts.remove(start)
                 self.send(ev.GangStarted(tuple(m.replica_id for _, m in start.members)))
@@ -195,8 +219,7 @@ def test_scaling_down_stops_the_extra_replicas_and_publishes_the_smaller_set() -
     sim = running_cluster(replicas=3)
     sim.send(ev.Deploy(deploy_message(num_replicas=1)))
     assert not sim.pending(StopReplica), "the running replicas are asked their load first"
-    for ask in sim.pending(HealthCheck):
-        sim.answer(ask, {"ongoing": 0})
+    assert sim.answer_health() == 3
     sim.tick(0.0)
     stops = sim.pending(StopReplica)
     assert len(stops) == 2
@@ -219,7 +242,7 @@ def test_a_new_version_rolls_in_batches_and_never_runs_more_than_target_plus_sur
             if not sim.asks:
                 break
         for ask in list(sim.asks):
-            sim.answer(ask, {"ongoing": 0} if isinstance(ask.message, HealthCheck) else True)
+            sim.answer(ask, sim.healthy(ask))
     assert versions_seen == {"v1", "v2"}
     assert sim.states() == {"RUNNING": 5}
     assert {r.version for _, _, r in sim.core.apps["app"].deployments["D"].replicas.items(LIVE)} == {"v2"}
@@ -244,13 +267,60 @@ def test_a_replica_that_fails_its_health_checks_is_replaced() -> None:
     for _ in range(2):  # health_check_failure_threshold
         sim.now += 2.0
         sim.send(ev.Tick())
-        for ask in sim.pending(HealthCheck):
-            ok = ask.then.replica_id != sick
-            sim.answer(ask, {"ongoing": 0} if ok else None, None if ok else "TimeoutError: no answer")
+        assert sim.answer_health(failing={sick}) == 2
     assert any(a.message.replica_id == sick for a in sim.pending(StopReplica))
     sim.answer_all()
     replicas = {r.replica_id for r in sim.published[("app", "D")].replicas}
     assert sick not in replicas and len(replicas) == 2
+
+
+def test_health_checks_of_replicas_sharing_a_worker_process_go_out_as_one_message_per_worker() -> None:
+    sim = running_cluster(replicas=6, nodes=2, actor_options={"num_cpus": 0.1})
+    sim.asks.clear()
+    sim.now += 2.0
+    sim.send(ev.Tick())
+    batches = sim.pending(HealthChecks)
+    assert not sim.pending(HealthCheck) and len(batches) == 2, "one message per worker, none per replica"
+    records = {rid: rec for rid, _, rec in sim.core.apps["app"].deployments["D"].replicas.items()}
+    for ask in batches:
+        ids = ask.then.replica_ids
+        assert ask.actor == NODE_ACTOR and len(ids) == 3
+        assert ask.message.actors == [records[rid].actor for rid in ids]
+        assert {sim.core.nodes[records[rid].node_id].address for rid in ids} == {ask.address}
+    sick = batches[0].then.replica_ids[1]
+    assert sim.answer_health(failing={sick}, error="RuntimeError: flag says sick") == 6
+    failures = {rid: rec.health_failures for rid, rec in records.items()}
+    assert failures == {rid: int(rid == sick) for rid in records}, "each entry counts for its own replica only"
+
+
+def test_replicas_in_processes_of_their_own_are_asked_one_by_one() -> None:
+    sim = Sim()
+    sim.register("n0")
+    sim.send(ev.Deploy(deploy_message(num_replicas=2)))
+    for i, ask in enumerate(sim.pending(StartReplica)):
+        sim.answer(ask, {"address": f"ipc:///tmp/replica-{i}.sock", "pid": 100 + i})
+    sim.asks.clear()
+    sim.now += 2.0
+    sim.send(ev.Tick())
+    singles = sim.pending(HealthCheck)
+    assert len(singles) == 2 and not sim.pending(HealthChecks)
+    assert sorted(a.address for a in singles) == ["ipc:///tmp/replica-0.sock", "ipc:///tmp/replica-1.sock"]
+
+
+@pytest.mark.parametrize("answer, first, error", [
+    ({"ongoing": 0}, None, "ProtocolError: the worker answered a dict for 2 health checks"),
+    ([{"ongoing": 0}], None, "ProtocolError: the worker answered 1 entries for 2 health checks"),
+    ([{"ongoing": 0}, "fine"], {"ongoing": 0}, "ProtocolError: a health answer is a str, not a map"),
+])
+def test_a_malformed_batch_of_health_answers_fails_the_checks_it_cannot_read_saying_so(answer: Any, first: Any, error: str) -> None:
+    replies = ev.health_replies(ev.HealthBatchReplied(("r1", "r2"), answer))
+    expected_first = ev.HealthReplied("r1", first) if first is not None else ev.HealthReplied("r1", None, error)
+    assert replies == [expected_first, ev.HealthReplied("r2", None, error)]
+
+
+def test_a_batch_that_could_not_be_asked_fails_every_check_in_it() -> None:
+    replies = ev.health_replies(ev.HealthBatchReplied(("r1", "r2"), None, "AskTimeout: no answer"))
+    assert replies == [ev.HealthReplied("r1", None, "AskTimeout: no answer"), ev.HealthReplied("r2", None, "AskTimeout: no answer")]
 
 
 def test_a_gang_member_that_fails_to_start_takes_its_whole_gang_down_and_the_gang_is_retried() -> None:
@@ -389,8 +459,8 @@ def test_random_event_sequences_keep_the_invariants(actions: list[tuple[Any, ...
         elif kind == "answer" and sim.asks:
             _, index, ok = action
             ask = sim.asks[index % len(sim.asks)]
-            failing = isinstance(ask.message, (StartReplica, HealthCheck)) and not ok
-            sim.answer(ask, {"ongoing": 0} if not failing else None, "RuntimeError: failed" if failing else None)
+            failing = isinstance(ask.message, (StartReplica, HealthCheck, HealthChecks)) and not ok
+            sim.answer(ask, sim.healthy(ask) if not failing else None, "RuntimeError: failed" if failing else None)
         elif kind == "gang" and (sim.gang_starts or sim.gang_stops):
             _, index, ok = action
             if sim.gang_starts:
@@ -411,7 +481,7 @@ def test_random_event_sequences_keep_the_invariants(actions: list[tuple[Any, ...
             sim.send(ev.Delete(DeleteApp("app")))
         elif kind == "settle":  # every worker answers what it was asked, successfully
             for ask in list(sim.asks):
-                sim.answer(ask, {"ongoing": 0})
+                sim.answer(ask, sim.healthy(ask))
             for start in list(sim.gang_starts):
                 sim.gang_starts.remove(start)
                 sim.send(ev.GangStarted(tuple(m.replica_id for _, m in start.members)))

@@ -28,7 +28,7 @@ def one_worker() -> Iterator[Any]:
 
 
 def _replicas(app: str, deployment: str) -> list[Any]:
-    return serve.status().applications[app].deployments[deployment].replicas
+    return serve.status(replicas=True).applications[app].deployments[deployment].replicas
 
 
 def test_each_replica_runs_in_its_own_process_and_status_shows_pid_node_and_memory(one_worker: Any) -> None:

@@ -122,6 +122,47 @@ def test_a_replica_failing_its_health_checks_is_replaced(serve_cluster: Any, tmp
     wait_for(lambda: deployment_status("fragile", "Fragile").status == "HEALTHY", 20, "HEALTHY again")
 
 
+def test_thread_replicas_checked_together_by_their_worker_are_replaced_one_by_one(serve_cluster: Any, tmp_path: Path) -> None:
+    flag = tmp_path / "unhealthy"
+    handle = serve.run(serve_apps.Fragile.options(num_replicas=4, isolation="thread").bind(str(flag)), name="packed",
+                       route_prefix=None)
+
+    def instances() -> set[str]:
+        return {handle.remote().result(timeout_s=10) for _ in range(80)}
+
+    wait_for(lambda: len(instances()) == 4, 20, "four replicas answering (two workers host them, so each checks several at once)")
+    before = instances()
+    sick = sorted(before)[0]
+    flag.write_text(sick)
+    wait_for(lambda: (now := instances()) and sick not in now and len(now) == 4, 30, "the sick replica replaced")
+    wait_for(lambda: deployment_status("packed", "Fragile").status == "HEALTHY", 20, "HEALTHY again")
+    assert before - {sick} <= instances(), "the healthy replicas checked in the same messages kept running"
+    serve.delete("packed")
+
+
+def test_a_worker_answers_for_its_thread_replicas_in_one_message_each_by_its_own_check(serve_cluster: Any, tmp_path: Path) -> None:
+    from actors.serve._api import current_session
+    from protocol import HealthChecks
+
+    flag = tmp_path / "unhealthy"
+    options = {"num_replicas": 4, "isolation": "thread", "health_check_period_s": 60.0}  # no periodic check meanwhile
+    handle = serve.run(serve_apps.Fragile.options(**options).bind(str(flag)), name="asked", route_prefix=None)
+    seen: dict[str, dict[str, Any]] = {}
+    wait_for(lambda: seen.update({w["replica_id"]: w for w in (handle.whoami.remote().result(timeout_s=10) for _ in range(20))})
+             or len(seen) == 4, 20, "all four replicas answering")
+    worker = max({"worker-0", "worker-1"}, key=lambda n: sum(w["node"] == n for w in seen.values()))
+    mine = sorted(rid for rid, w in seen.items() if w["node"] == worker)
+    flag.write_text(seen[mine[0]]["instance"])
+    session = current_session()
+    address = next(w.address for w in session.workers if w.node_id == worker)
+    answer = session.system.ref(address, "node").ask(HealthChecks([*(f"replica/{rid}" for rid in mine), "replica/gone"], 2.0),
+                                                      timeout=10).get()
+    assert answer[0] == {"error": "RuntimeError: flag file says unhealthy"}
+    assert answer[1:-1] == [{"ongoing": 0, "models": []}] * (len(mine) - 1)
+    assert answer[-1] == {"error": "LookupError: no replica actor 'replica/gone' runs in this process"}
+    serve.delete("asked")
+
+
 def _answer_other_than(handle: Any, instance: str) -> bool:
     try:
         return handle.remote().result(timeout_s=5) != instance

@@ -322,7 +322,7 @@ def test_multiplexed_requests_go_where_their_model_is_held_and_status_shows_the_
     assert handle.options(multiplexed_model_id="z").current.remote().result(timeout_s=10) == "z"
 
     def held() -> dict[str, list[str]]:
-        replicas = serve.status().applications["models"].deployments["Models"].replicas
+        replicas = serve.status(replicas=True).applications["models"].deployments["Models"].replicas
         return {r.replica_id: sorted(r.model_ids) for r in replicas if r.model_ids}
 
     expected: dict[str, list[str]] = {}

@@ -315,14 +315,28 @@ def _wait_for(name: str, timeout_s: float, progress: Progress) -> None:
         pause.wait(_POLL_S)
 
 
-def status() -> ServeStatus:
-    """Every application's and deployment's status, and the worker nodes."""
-    return from_info(current_session().status_info())
+def status(*, replicas: bool = False) -> ServeStatus:
+    """Every application's and deployment's status, the worker nodes, the gang
+    reservations and the HTTP proxies.
+
+    Args:
+        replicas: also a row per replica in each deployment's ``replicas``
+            (state, node, process, memory, load, models, age). Off by default:
+            as in Ray Serve, a deployment shows its replica counts by state,
+            and the call's cost does not grow with the number of replicas.
+
+    Returns:
+        A :class:`ServeStatus`.
+
+    Raises:
+        RuntimeError: no cluster was started or connected (``serve.start``).
+    """
+    return from_info(current_session().status_info(None, replicas))
 
 
 def _app_status(name: str) -> Any:
-    """One application's status, asked for alone (its cost does not grow with the other apps)."""
-    return from_info(current_session().status_info(name)).applications.get(name)
+    """One application's status, asked for alone (its cost grows neither with the other apps nor with its replicas)."""
+    return from_info(current_session().status_info(name, False)).applications.get(name)
 
 
 def delete(name: str, _blocking: bool = True, timeout_s: float | None = None) -> None:

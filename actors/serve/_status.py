@@ -52,7 +52,8 @@ class DeploymentStatusOverview:
         autoscaling: for an autoscaled deployment: ``target``, ``reason`` of
             the last decision, ``total_requests`` seen, ``min_replicas``,
             ``max_replicas``; None otherwise.
-        replicas: every replica, with its node, process id and memory.
+        replicas: every replica, with its node, process id and memory, when
+            asked for (``serve.status(replicas=True)``); empty otherwise.
     """
 
     status: str

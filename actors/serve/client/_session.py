@@ -79,9 +79,10 @@ class Session:
         timeout = self.config.serve.control_timeout_s
         return self.controller.ask(message, timeout=timeout).get()
 
-    def status_info(self, app: str | None = None) -> ServeStatusInfo:
-        """The controller's status of every application, or of ``app`` only."""
-        return self.ask_controller(GetStatus(app))  # type: ignore[no-any-return]
+    def status_info(self, app: str | None = None, replicas: bool = True) -> ServeStatusInfo:
+        """The controller's status of every application, or of ``app`` only;
+        ``replicas``: with a row per replica."""
+        return self.ask_controller(GetStatus(app, replicas))  # type: ignore[no-any-return]
 
     def router(self, app: str, deployment: str) -> Router:
         """The router of a deployment in this process; the first use subscribes

@@ -1,13 +1,15 @@
 """How a deployment's commands become the control plane's effects: starts and
 stops go to node agents (a gang's together, through the gang coordinator),
-health checks and reconfigures to the replicas. Pure: it only emits effects.
+reconfigures to the replicas. Health checks are held until the effects are
+taken, then sent one per replica, or one per worker process for the replicas
+it hosts together (thread mode). Pure: it only emits effects.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from protocol import HealthCheck, Reconfigure, StartReplica, StopReplica
+from protocol import HealthCheck, HealthChecks, Reconfigure, StartReplica, StopReplica
 
 from .._names import NODE_ACTOR
 from . import _effects as fx
@@ -21,6 +23,22 @@ class CommandEffects:
 
     def __init__(self, core: Any) -> None:
         self.core = core
+        self._health: dict[tuple[str, float], list[HealthCheckCmd]] = {}  # by (address, timeout), until flushed
+
+    def flush(self) -> None:
+        """Send the health checks held since the last flush: a worker process
+        that hosts several of the replicas is asked about them in one message."""
+        held, self._health = self._health, {}
+        for (address, timeout_s), cmds in held.items():
+            node = self.core.nodes.get(cmds[0].replica.node_id)
+            if len(cmds) == 1 or node is None or node.address != address:
+                for cmd in cmds:
+                    record = cmd.replica
+                    self.core.emit(fx.Ask(address, record.actor, HealthCheck(), timeout_s, ev.HealthReplied(record.replica_id)))
+                continue
+            message = HealthChecks([cmd.replica.actor for cmd in cmds], timeout_s)
+            then = ev.HealthBatchReplied(tuple(cmd.replica.replica_id for cmd in cmds))
+            self.core.emit(fx.Ask(address, NODE_ACTOR, message, timeout_s + self.core.settings.control_timeout_s, then))
 
     def run(self, state: DeploymentState, cmds: list[Command]) -> None:
         """Turn a deployment's commands into effects; a gang's member starts and
@@ -74,7 +92,7 @@ class CommandEffects:
             message_stop = StopReplica(rid, cmd.timeout_s)
             self.core.emit(fx.Ask(node.address, NODE_ACTOR, message_stop, cmd.timeout_s + settings.control_timeout_s, ev.StopReplied(rid)))
         elif isinstance(cmd, HealthCheckCmd):
-            self.core.emit(fx.Ask(record.address, record.actor, HealthCheck(), cmd.timeout_s, ev.HealthReplied(rid)))
+            self._health.setdefault((record.address, cmd.timeout_s), []).append(cmd)
         elif isinstance(cmd, ReconfigureCmd):
             then = ev.Reconfigured(rid, cmd.user_config_version)
             self.core.emit(fx.Ask(record.address, record.actor, Reconfigure(cmd.user_config), settings.control_timeout_s, then))

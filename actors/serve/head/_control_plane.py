@@ -78,11 +78,8 @@ class ControlPlane:
         self.agenda = Agenda()
         self.route_book = RouteBook(self.emit)
         self.pickle_allowed = False  # the shell says whether the cluster's transport is authenticated or local
-        self.limits = make_limits(
-            settings.constructor_retries_per_replica,
-            settings.max_constructor_retries,
-            settings.health_check_failure_threshold,
-        )
+        self.limits = make_limits(settings.constructor_retries_per_replica, settings.max_constructor_retries,
+                                  settings.health_check_failure_threshold)
         self.cluster = Cluster()
         self.apps: dict[str, App] = {}
         self.nodes: dict[str, NodeRecord] = {}
@@ -106,13 +103,14 @@ class ControlPlane:
             ev.Hello: lambda e: self._hello(e.request),
             ev.Subscribe: lambda e: self._subscribe(e.request),
             ev.MetricsPushed: lambda e: self.ledger.on_push(e.push),
-            ev.StatusAsked: lambda e: self.views.status(e.app),
+            ev.StatusAsked: lambda e: self.views.status(e.app, e.replicas),
             ev.StatsAsked: lambda _e: self.views.stats(),
             ev.ClearAsked: lambda _e: self.recovery.clear(),
             ev.StartReplied: self._on_start_replied,
             ev.GangStarted: self._on_gang_started,
             ev.StopReplied: self._on_replica_event,
             ev.HealthReplied: self._on_replica_event,
+            ev.HealthBatchReplied: lambda e: self._followups.extend(ev.health_replies(e)),
             ev.Reconfigured: self._on_replica_event,
             ev.InventoryReplied: lambda e: self.recovery.on_inventory(e.node_id, e.value, e.error, e.gone),
             ev.CheckpointWritten: self.recovery.on_written,
@@ -144,6 +142,7 @@ class ControlPlane:
 
     def take_effects(self) -> list[Any]:
         """What to carry out now, oldest first; each effect is handed out once."""
+        self._commands.flush()
         effects, self._effects = self._effects, []
         return effects
 

@@ -95,7 +95,7 @@ class Controller(Actor):
             ReplicaExited: lambda m: self._run(ev.ReplicaDied(m.replica_id, m.reason)),
             SubscribeReplicas: lambda m: self._run(ev.Subscribe(m)),
             MetricsPush: lambda m: self._run(ev.MetricsPushed(m)),
-            GetStatus: lambda m: self._run(ev.StatusAsked(m.app)),
+            GetStatus: lambda m: self._run(ev.StatusAsked(m.app, m.replicas)),
             GetRoutes: lambda m: self.core.route_book.answer(self.core.apps.values(), m.known, m.proxy, time.monotonic()),
             GetControllerStats: self._stats,
             ClearCheckpoint: lambda _m: self._run(ev.ClearAsked()),

@@ -58,9 +58,10 @@ class StatusViews:
             self.core.pickles(state.config),
         )
 
-    def status(self, only: str | None = None) -> ServeStatusInfo:
+    def status(self, only: str | None = None, replicas: bool = True) -> ServeStatusInfo:
         """Every application's and deployment's status, the nodes and the
-        reservations; with ``only``, that application's alone (O(its size))."""
+        reservations; with ``only``, that application's alone (O(its size)).
+        Without ``replicas``, no row per replica: O(deployments), not O(replicas)."""
         core = self.core
         apps = {}
         chosen = core.apps.values() if only is None else [a for a in (core.apps.get(only),) if a is not None]
@@ -77,14 +78,15 @@ class StatusViews:
                         "min_replicas": state.autoscaler.config.min_replicas,
                         "max_replicas": state.autoscaler.config.max_replicas,
                     }
-                replicas = self._rows_of(app.name, name, state)
+                rows = self._rows_of(app.name, name, state) if replicas else []
                 deployments[name] = DeploymentStatusInfo(
-                    name, status, message, state.replica_states(), state.config.num_replicas, autoscaling, replicas
+                    name, status, message, state.replica_states(), state.config.num_replicas, autoscaling, rows
                 )
             apps[app.name] = ApplicationStatusInfo(app.name, *_app_status(app, deployments), app.ingress, deployments, app.route_prefix)
         if only is not None:
             return ServeStatusInfo(apps, [], [])
-        self._rows = {k: v for k, v in self._rows.items() if k[0] in apps and k[1] in apps[k[0]].deployments}
+        if replicas:
+            self._rows = {k: v for k, v in self._rows.items() if k[0] in apps and k[1] in apps[k[0]].deployments}
         nodes = [
             NodeInfo(n.node_id, n.address, dict(n.total), {k: round(v, 6) for k, v in n.available.items()}, n.replicas)
             for n in core.cluster.nodes

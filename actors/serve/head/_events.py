@@ -63,9 +63,11 @@ class MetricsPushed:
 
 @dataclass(frozen=True)
 class StatusAsked:
-    """``serve.status()`` (answered with a ServeStatusInfo); ``app``: that application only."""
+    """``serve.status()`` (answered with a ServeStatusInfo); ``app``: that application only;
+    ``replicas``: with a row per replica."""
 
     app: str | None = None
+    replicas: bool = True
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,36 @@ class HealthReplied:
     replica_id: str
     value: Any = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthBatchReplied:
+    """A worker answered the health checks of several of its replicas at once
+    (``value``: one entry per replica id, in order; ``error``: none could be asked)."""
+
+    replica_ids: tuple[str, ...]
+    value: Any = None
+    error: str | None = None
+
+
+def health_replies(batch: HealthBatchReplied) -> list[HealthReplied]:
+    """Each replica's answer in a batch; an answer of the wrong shape fails every check in it, saying so."""
+    n = len(batch.replica_ids)
+    entries = batch.value
+    if batch.error is None and not (isinstance(entries, list) and len(entries) == n):
+        shape = f"{len(entries)} entries" if isinstance(entries, list) else f"a {type(entries).__name__}"
+        batch = HealthBatchReplied(batch.replica_ids, None, f"ProtocolError: the worker answered {shape} for {n} health checks")
+    if batch.error is not None:
+        return [HealthReplied(rid, None, batch.error) for rid in batch.replica_ids]
+    out = []
+    for rid, entry in zip(batch.replica_ids, entries):
+        if not isinstance(entry, dict):
+            out.append(HealthReplied(rid, None, f"ProtocolError: a health answer is a {type(entry).__name__}, not a map"))
+        elif "error" in entry:
+            out.append(HealthReplied(rid, None, str(entry["error"])))
+        else:
+            out.append(HealthReplied(rid, entry))
+    return out
 
 
 @dataclass(frozen=True)

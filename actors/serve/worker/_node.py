@@ -17,7 +17,7 @@ from typing import Any, Callable
 import msgpack
 import psutil
 
-from protocol import FetchPackage, ListReplicas, NodeHello, ReadReplicaLog, RegisterNode, ReplicaExited, StartReplica, StopReplica, encode_fields
+from protocol import FetchPackage, HealthChecks, ListReplicas, NodeHello, ReadReplicaLog, RegisterNode, ReplicaExited, StartReplica, StopReplica, encode_fields
 
 from ..._actor import Actor
 from ..._config import Config, config_to_json
@@ -29,6 +29,7 @@ from .._options import DeploymentConfig
 from ..client._session import Session
 from ._children import ChildExited, ChildReady, ReplicaProcesses
 from ._devices import GpuIds, declared_gpu_ids
+from ._health import HealthProbes
 from ._logs import ReplicaLogs
 from ._package_cache import PackageCache, package_cache_dir
 from .._packages import PackageError
@@ -99,6 +100,7 @@ class NodeAgent(Actor):
         self.packages = PackageCache(package_cache_dir(node_id), self._fetch_package)
         self._packages_of: dict[str, list[str]] = {}  # replica id -> the packages it started with
         self.replicas: dict[str, ActorRef] = {}
+        self.probes = HealthProbes()  # its thread-mode replicas', for batched health checks
         self.processes: set[str] = set()
         self.stopping: dict[str, Future[str]] = {}
         self.ready: dict[str, Future[Any]] = {}
@@ -131,6 +133,7 @@ class NodeAgent(Actor):
             StartReplica: self._start_replica,
             ReadReplicaLog: self._read_log,
             StopReplica: self._stop_replica,
+            HealthChecks: lambda m: self.probes.check(m.actors, m.timeout_s),
             ListReplicas: self._list_replicas,
             _Forget: self._forget,
             ChildReady: self._child_ready,
@@ -254,7 +257,7 @@ class NodeAgent(Actor):
         if config.isolation == "thread":
             gang = GangContext(**message.gang) if message.gang else None
             context = ReplicaContext(rid, spec.name, spec.app, self.node_id, gang)
-            ref = self.system.spawn(Replica, spec, context, ready, self.session, name=f"replica/{rid}")
+            ref = self.system.spawn(Replica, spec, context, ready, self.session, self.probes, name=f"replica/{rid}")
             self.replicas[rid] = ref
             me = self.actor_ref
             self.system.watch(ref, lambda _ref, _why: _tell_quietly(me, _Forget(rid)))

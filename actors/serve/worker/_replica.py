@@ -34,6 +34,7 @@ from .._options import DeploymentConfig
 from ..client._session import Session
 from ._http import HttpServer
 from ._logs import ACCESS_LOG, log_access
+from ._health import HealthProbes, ReplicaHealth
 from ._user_code import function_instance, load_import_path, public_methods, pump_async, pump_sync, returned
 
 
@@ -59,6 +60,7 @@ class Replica(Actor):
         ready: completed when the constructor returned, or with its error.
         session: this process's session: handle markers in the arguments become
             its handles, and the replica's load is reported through its aggregator.
+        probes: where its worker answers batched health checks from (thread mode).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class Replica(Actor):
         context: ReplicaContext,
         ready: Future[bool],
         session: Session,
+        probes: HealthProbes | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -91,7 +94,8 @@ class Replica(Actor):
         self.draining = False
         self._loop_lock = threading.Lock()
         self.http: HttpServer | None = None
-        self.health_pool: concurrent.futures.ThreadPoolExecutor | None = None  # one thread: a hung check never takes a request's
+        self.health: ReplicaHealth | None = None
+        self.probes = probes
         self.tasks: dict[tuple[str, int], asyncio.Task[Any]] = {}  # running async requests, by (sender, ask id); loop thread only
 
     def on_start(self) -> None:
@@ -117,13 +121,17 @@ class Replica(Actor):
             initargs=(self.context,),
         )
         self.http = HttpServer(self.instance, self.context.deployment, self._in_pool)
+        self.health = ReplicaHealth(self.instance, self.context, self.config.health_check_timeout_s, self._event_loop,
+                                    self._health_answer)
         try:  # a replica is ready once its first health check passed, as in Ray Serve
-            self._run_health_check()
+            self.health.run()
         except BaseException as exc:
             self.ready.set_exception(RuntimeError(f"the first health check failed: {type(exc).__name__}: {exc}"))
             self.stop()
             return
         self.system.serve_directly(self.name, (HandleRequest, CancelRequest), self._accept)  # requests skip the inbox
+        if self.probes is not None:
+            self.probes.add(self.name, self.health.start)
         self.ready.set_result(True)
 
     def _construct(self, cls: Any, args: Any, kwargs: Any) -> Any:
@@ -164,34 +172,11 @@ class Replica(Actor):
         }
 
     def _check_health(self, _message: HealthCheck) -> dict[str, Any]:
-        self._run_health_check()
+        assert self.health is not None
+        return self.health.run()
+
+    def _health_answer(self) -> dict[str, Any]:
         return {"ongoing": self.in_flight, "models": held_model_ids(self.instance)}
-
-    def _run_health_check(self) -> None:
-        """The user's ``check_health``, off the actor's thread and bounded by
-        ``health_check_timeout_s``: one that hangs fails its check and leaves
-        the replica able to drain and stop.
-
-        Raises:
-            TimeoutError: it did not return in time.
-            Exception: what it raised.
-        """
-        check = getattr(self.instance, "check_health", None)
-        if check is None:
-            return
-        timeout = self.config.health_check_timeout_s
-        if inspect.iscoroutinefunction(check):
-            done: Any = asyncio.run_coroutine_threadsafe(self._guarded(check()), self._event_loop())
-        else:
-            if self.health_pool is None:
-                self.health_pool = concurrent.futures.ThreadPoolExecutor(
-                    1, thread_name_prefix=f"health-{self.context.replica_id}", initializer=set_replica_context,
-                    initargs=(self.context,))
-            done = self.health_pool.submit(check)
-        try:
-            done.result(timeout)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(f"check_health did not return within health_check_timeout_s={timeout:g}s") from None
 
     def _reconfigure(self, message: Reconfigure) -> bool:
         self._call_now(self.instance.reconfigure, message.user_config)
@@ -423,6 +408,8 @@ class Replica(Actor):
 
     def _shutdown_executors(self) -> None:
         self.system.serve_directly(self.name, (), None)
+        if self.probes is not None:
+            self.probes.remove(self.name)
         with self.idle:
             still_running, self.open = list(self.open), set()
         for respond in still_running:  # past graceful_shutdown_timeout_s: say so before the process says goodbye
@@ -434,8 +421,8 @@ class Replica(Actor):
             self.session.metrics.unregister(token)
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
-        if self.health_pool is not None:
-            self.health_pool.shutdown(wait=False, cancel_futures=True)
+        if self.health is not None:
+            self.health.shutdown()
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
         set_replica_context(None)
