@@ -8,6 +8,8 @@ import threading
 import weakref
 from typing import Any, Callable, Generator, Generic, TypeVar
 
+from transport import about_to_block
+
 from ._errors import AskTimeout
 
 T = TypeVar("T")
@@ -80,6 +82,7 @@ class Future(Generic[T]):
         if not self._done:
             if self._guard is not None and self._guard():
                 raise RuntimeError(f"{self._what}: Future.get() on the I/O thread would deadlock")
+            about_to_block()  # inline work on the I/O thread: a standby takes the sockets first
             if not self._waiter.acquire(True, -1 if timeout is None else max(timeout, 0)):
                 raise AskTimeout(f"{self._what}: no answer within {timeout}s")
             self._waiter.release()

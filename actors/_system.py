@@ -197,6 +197,11 @@ class ActorSystem:
         else:
             self._lanes[name] = (kinds, handler)
 
+    def defer(self, work: Callable[[], None], elsewhere: Callable[[Callable[[], None]], None]) -> bool:
+        """From a handler on the I/O thread: run ``work`` there once this round is served, a
+        thread hop less (:meth:`transport.Transport.defer`); False: run it yourself."""
+        return self._transport.defer(work, elsewhere)
+
     def hand_io_to(self, loop: Any) -> Any:
         """Let asyncio ``loop``'s thread do this process's I/O (:meth:`transport.Transport.adopt`); call the
         returned driver's ``detach()`` on that loop before it stops. Raises RuntimeError if already handed."""

@@ -46,6 +46,9 @@ class Echo:
         threading.Event().wait(seconds)
         return f"slept {seconds}"
 
+    def thread(self) -> str:
+        return threading.current_thread().name
+
     def slow_marked(self, path: str, seconds: float) -> str:
         """Writes this process's pid to ``path``, then holds the request."""
         with open(path, "w") as fh:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from typing import Any
 
 import pytest
 
 from actors import serve
-from actors.serve import BackPressureError, DeploymentNotFoundError, DeploymentHandle, ReplicaDiedError
+from actors.serve import BackPressureError, DeploymentHandle, DeploymentNotFoundError, DeploymentOptionError, ReplicaDiedError
 from actors.serve._api import current_session
 from tests import serve_apps
 from tests.helpers import Traffic, wait_for
@@ -359,3 +360,24 @@ def test_ray_options_corral_does_not_take_are_refused_by_name_with_what_to_use()
     with pytest.raises(serve.DeploymentOptionError, match="'route_prefix': is given to serve.run"):
         serve_apps.Echo.options(route_prefix="/x")
     assert serve_apps.Echo.options(logging_config=None).name == "Echo", "None, as Ray's default, is accepted"
+
+
+def test_sync_methods_run_on_the_receiving_thread_unless_the_deployment_asks_for_a_pool(serve_cluster: Any) -> None:
+    inline = serve.run(serve_apps.Echo.bind(), name="inline", route_prefix=None)
+    pooled = serve.run(serve_apps.Echo.options(run_sync_in_threadpool=True).bind(), name="pooled", route_prefix=None)
+    assert inline.thread.remote().result(timeout_s=10) == "corral-io", "no thread hop before user code"
+    assert pooled.thread.remote().result(timeout_s=10).startswith("replica-")
+    with pytest.raises(DeploymentOptionError, match="run_sync_in_threadpool"):
+        serve_apps.Echo.options(run_sync_in_threadpool="yes")
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_a_sync_method_longer_than_the_liveness_window_neither_kills_its_replica_nor_holds_up_the_next(
+        serve_cluster: Any, isolation: str) -> None:
+    handle = serve.run(serve_apps.Echo.options(max_ongoing_requests=4, isolation=isolation).bind(), name="long", route_prefix=None)
+    slow = handle.slow.remote(1.5)  # five liveness windows of the tests' transport (0.3 s) on the receiving thread
+    wait_for(lambda: handle.remote("x").result(timeout_s=10) == "x", 5, "a request served beside it")
+    started = time.monotonic()
+    assert handle.remote("y").result(timeout_s=10) == "y" and time.monotonic() - started < 0.5, \
+        "a standby thread received the next request while the slow one ran"
+    assert slow.result(timeout_s=10) == "slept 1.5", "its process was never taken for dead"

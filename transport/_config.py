@@ -44,6 +44,10 @@ class TransportConfig:
         direct_send: a sending thread writes to an open peer socket itself when
             nothing waits for the I/O thread (lower latency; under heavy load
             handing every frame to the I/O thread costs less CPU).
+        inline_budget_s: work the I/O thread runs itself after a round of
+            receiving (``Transport.defer``: a replica's sync method) may hold
+            it this long; past it, a standby thread takes the sockets over and
+            the rest of that round's work goes elsewhere.
     """
 
     host: str | None = None
@@ -62,6 +66,7 @@ class TransportConfig:
     dead_peer_quarantine_s: float | None = None
     curve: CurveKeys | None = None
     direct_send: bool = True
+    inline_budget_s: float = 0.002
 
     def __post_init__(self) -> None:
         curve: Any = self.curve
@@ -71,7 +76,7 @@ class TransportConfig:
         _require(self.host is None or isinstance(self.host, str), "host", "None or a host string", self.host)
         _require(isinstance(self.direct_send, bool), "direct_send", "a bool", self.direct_send)
         _require(type(self.port) is int and 0 <= self.port <= 65535, "port", "an int in 0..65535", self.port)
-        for name in ("heartbeat_interval_s", "linger_s", "bad_frame_log_interval_s", "tick_s"):
+        for name in ("heartbeat_interval_s", "linger_s", "bad_frame_log_interval_s", "tick_s", "inline_budget_s"):
             value = getattr(self, name)
             _require(_is_number(value) and value > 0, name, "a number > 0", value)
         for name in ("heartbeat_liveness", "max_frame_bytes", "send_hwm", "recv_hwm", "handoff_capacity"):

@@ -15,17 +15,19 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import zmq
 
 from ._links import LinkWatch
+from ._standby import Elsewhere, Standby
 
 log = logging.getLogger("corral.transport")
 
 #: What :meth:`Transport.serve` answers: go on, stop (the transport is
-#: closed), or hand the sockets to a loop.
-GO_ON, STOP, HAND_OVER = 0, 1, 2
+#: closed), or hand the sockets to a loop; SUPERSEDED: a standby thread took
+#: them while this one ran inline work.
+GO_ON, STOP, HAND_OVER, SUPERSEDED = 0, 1, 2, 3
 
 _READY_ROUNDS = 4  # a socket still readable after this many drains waits for the loop's next turn
 
@@ -62,9 +64,11 @@ class ThreadDriver:
         first: whether this thread binds the endpoint (the transport's first driver).
     """
 
-    def __init__(self, transport: DrivenTransport, first: bool) -> None:
+    def __init__(self, transport: DrivenTransport, first: bool, standby: Standby | None = None) -> None:
         self.transport = transport
         self._first = first
+        self.standby = standby
+        self.deferred: list[tuple[Callable[[], None], Elsewhere]] = []  # inline work of this round (see Transport.defer)
         self.thread = threading.Thread(target=self._run, name="corral-io", daemon=True)
 
     def start(self) -> None:
@@ -85,7 +89,7 @@ class ThreadDriver:
         finally:
             if outcome == HAND_OVER:
                 t.hand_over()
-            else:
+            elif outcome != SUPERSEDED:
                 t.finish()
 
     def _loop(self) -> int:
@@ -99,10 +103,28 @@ class ThreadDriver:
                 wait = t.next_wait(time.monotonic())
                 events = poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
                 outcome = t.serve(events)
+                if self.deferred and not self._run_deferred(outcome):
+                    return SUPERSEDED
                 if outcome != GO_ON:
                     return outcome
         finally:
-            t.links.attach(None)
+            if t.links.poller is poller:  # not a successor's
+                t.links.attach(None)
+
+    def _run_deferred(self, outcome: int) -> bool:
+        """Run this round's inline work off the socket lock; False if a
+        standby thread took the sockets meanwhile."""
+        items, self.deferred = self.deferred, []
+        t = self.transport
+        if self.standby is None or outcome != GO_ON:  # closing or handing over: the work runs, nobody takes over
+            for work, _ in items:
+                _call_quietly(work)
+            return True
+        t.io_ident = None  # user code may wait for answers: it is not the I/O thread now
+        if not self.standby.run(items):
+            return False
+        t.io_ident = threading.get_ident()
+        return True
 
 
 class LoopDriver:
@@ -132,6 +154,15 @@ class LoopDriver:
         fd = self._fds.pop(sock, None)
         if fd is not None:
             self.loop.remove_reader(fd)
+
+    def handed(self) -> None:
+        """The I/O thread let the sockets go: the loop takes them at its next turn
+        (or, if that loop is already closed, a new I/O thread does)."""
+        try:
+            self.loop.call_soon_threadsafe(self.attach)
+        except RuntimeError:
+            log.error("the loop %s was handed to is closed; a new I/O thread takes its sockets", self.transport.address)
+            self.transport.resume_thread()
 
     # ---- the loop's thread -----------------------------------------------------------
 
@@ -194,3 +225,10 @@ class LoopDriver:
         if self.attached:
             self._let_go()
             self.transport.finish()
+
+
+def _call_quietly(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception:
+        log.exception("inline work %r failed", work)

@@ -8,7 +8,8 @@ so a receiver knows who sent a frame before decoding it. Other threads hand
 frames over through a lock-protected list and an eventfd that wakes the loop;
 when nothing waits there and the I/O thread is idle (in its poll), a sending
 thread takes the socket lock and writes to an open DEALER itself, a thread
-hop less. The driver holds that lock whenever it touches a socket.
+hop less. The driver holds that lock whenever it touches a socket. Work
+deferred to the I/O thread runs after its round (``_standby.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ._guard import Guard
 from ._handoff import Handoff
 from ._dealers import Dealers
 from ._drivers import GO_ON, HAND_OVER, STOP, LoopDriver, ThreadDriver
+from ._standby import Elsewhere, Standby
 from ._links import LinkWatch
 from ._statistics import TransportStatistics
 from ._liveness import Incarnations, LivenessTracker, LogLimiter, Quarantine
@@ -83,7 +85,8 @@ class Transport:
         self._done = threading.Event()  # the sockets are closed
         self._start_error: BaseException | None = None
         self.io_ident: int | None = None  # the thread that owns the sockets now (set by the driver)
-        self._driver: ThreadDriver | LoopDriver = ThreadDriver(self, first=True)
+        self._standby = Standby(config.inline_budget_s, self._supersede)
+        self._driver: ThreadDriver | LoopDriver = ThreadDriver(self, True, self._standby)
         self._next_tick = 0.0
         self._ep: Bound | None = None  # the bound endpoint (None before start and after a failed one)
         self._sockets = threading.RLock()  # whoever touches a socket holds it
@@ -114,9 +117,8 @@ class Transport:
         Args:
             peer: the peer's address.
             envelope: what to send; its ``sender`` should be :attr:`address`.
-            on_error: called on the I/O thread if the frame cannot be delivered
-                to ZeroMQ later (peer unreachable or not draining). Without it,
-                such a failure is counted and logged.
+            on_error: called on the I/O thread if the frame cannot reach ZeroMQ later
+                (peer unreachable or not draining); else the failure is counted and logged.
 
         Raises:
             TypeError: the body cannot be encoded.
@@ -153,17 +155,26 @@ class Transport:
         """Heartbeat ``peer`` from now on; :attr:`on_peer_down` fires if it goes silent."""
         self._enqueue((_WATCH, peer, b"", None))
 
+    def defer(self, work: Callable[[], None], elsewhere: Elsewhere) -> bool:
+        """From a callback on the I/O thread: run ``work`` on it after this round, off the socket
+        lock. If earlier work holds the thread past ``inline_budget_s`` or blocks, a standby
+        thread takes the sockets and ``elsewhere(work)`` runs instead. False: not taken (not
+        on the I/O thread, or a loop drives the sockets)."""
+        driver = self._driver
+        if threading.get_ident() != self.io_ident or not isinstance(driver, ThreadDriver):
+            return False
+        driver.deferred.append((work, elsewhere))
+        return True
+
     def is_io_thread(self) -> bool:
-        """Whether the caller runs on the thread that owns the sockets (the I/O
-        thread, or the loop the transport was handed to), which must never block."""
+        """Whether the caller owns the sockets now (the I/O thread or the loop): it must never block."""
         return threading.get_ident() == self.io_ident
 
     def adopt(self, loop: asyncio.AbstractEventLoop) -> LoopDriver:
-        """Hand the sockets to ``loop``: from its next turn, the loop's thread receives and
-        sends (callbacks such as ``on_envelope`` run there) and the I/O thread ends, so code
-        on that loop is answered with no thread hop. The loop must run until the driver's
-        ``detach()`` is called on it (a new I/O thread takes over) or the transport closes,
-        and nothing may wait for the loop while holding a lock its callbacks take.
+        """Hand the sockets to ``loop``: from its next turn the loop's thread receives and sends
+        (callbacks run there) and the I/O thread ends: code on that loop is answered with no
+        thread hop. The loop must run until the driver's ``detach()`` is called on it or the
+        transport closes; nothing may wait for the loop holding a lock its callbacks take.
 
         Returns:
             The loop's driver.
@@ -255,9 +266,9 @@ class Transport:
                     if outcome == STOP:
                         return STOP
                 elif sock is ep.zap:
-                    self._answer_zap()
+                    self._guard.answer_zap(ep.zap)
                 elif sock is ep.monitor:
-                    self._on_refusals()
+                    self._guard.handshake_failures(ep.monitor)
                 else:
                     self._on_link_events(sock)  # a sending socket's monitor (or one just closed: ignored)
             now = time.monotonic()
@@ -274,20 +285,18 @@ class Transport:
         self._handoff.close()
 
     def hand_over(self) -> None:
-        """The I/O thread ends: the adopting loop takes the sockets at its next
-        turn (or, if that loop is already closed, a new I/O thread does)."""
-        driver = self._driver
-        assert isinstance(driver, LoopDriver)
-        try:
-            driver.loop.call_soon_threadsafe(driver.attach)
-        except RuntimeError:
-            log.error("the loop %s was handed to is closed; a new I/O thread takes its sockets", self.address)
-            self.resume_thread()
+        """The I/O thread ends: the adopting loop takes the sockets (see ``LoopDriver.handed``)."""
+        self._driver.handed()  # type: ignore[union-attr]
 
     def resume_thread(self) -> None:
         """A new I/O thread takes the sockets (from a loop that lets them go)."""
-        self._driver = ThreadDriver(self, first=False)
+        self._driver = ThreadDriver(self, False, self._standby)
         self._driver.start()
+
+    def _supersede(self) -> None:
+        with self._sockets:  # never while a loop is being handed the sockets
+            if not self._done.is_set() and isinstance(self._driver, ThreadDriver):
+                self.resume_thread()
 
     def finish(self) -> None:
         """Close every socket (the driver, when told to stop or when it crashed)."""
@@ -296,6 +305,7 @@ class Transport:
                 self._shutdown()
         finally:
             self._done.set()
+            self._standby.close()
 
     def _drain_handoff(self) -> int:
         self._ep.waker.drain()  # type: ignore[union-attr]
@@ -402,14 +412,6 @@ class Transport:
             if gone[0] in self._dealers:  # a short quarantine: a process started anew there is reachable soon
                 self._declare_down(*gone, quarantine_s=min(self._config.quarantine_s, 2 * self._config.heartbeat_interval_s))
 
-    def _on_refusals(self) -> None:
-        assert self._ep is not None and self._ep.monitor is not None
-        self._guard.handshake_failures(self._ep.monitor)
-
-    def _answer_zap(self) -> None:
-        assert self._ep is not None and self._ep.zap is not None
-        self._guard.answer_zap(self._ep.zap)
-
     def _reject(self, err: ProtocolError, peer: str, frame: bytes) -> None:
         reply = self._guard.reject(err, peer, frame, self.address)
         if reply is not None:
@@ -423,8 +425,7 @@ class Transport:
             self._send_now(peer, ping, None)
 
     def _note_incarnation(self, peer: str, incarnation: str) -> None:
-        """A process restarted at the same address (quicker than the liveness window
-        can tell) is a new peer: whoever watched or asked the old one hears it died."""
+        """A new process at a peer's address (restarted within the liveness window): the old one died."""
         if incarnation and self._incarnations.restarted(peer, incarnation, self._dealers.__contains__):
             self._peers_lost += 1
             self._call(self._on_peer_down, peer, "it restarted (a new process at its address)")

@@ -103,6 +103,12 @@ class DeploymentConfig:
         serializer: ``"msgpack"`` (msgpack values plus the payload codecs:
             buffers, numpy arrays, dataclasses, pydantic models) or
             ``"pickle"`` (anything else pickled too; only on a CURVE or ipc cluster).
+        run_sync_in_threadpool: run sync methods in a pool of
+            ``max_ongoing_requests`` threads. By default (False, as in Ray
+            Serve) a sync method runs on the thread that received the request,
+            a thread hop less; one that runs past the transport's
+            ``inline_budget_s`` or waits (a call to another deployment) lets a
+            standby thread take over receiving, so requests still overlap.
     """
 
     num_replicas: int = 1
@@ -118,6 +124,7 @@ class DeploymentConfig:
     gang_scheduling_config: dict[str, Any] | None = None
     isolation: str = "process"
     serializer: str = "msgpack"
+    run_sync_in_threadpool: bool = False
 
     def __post_init__(self) -> None:
         _number("num_replicas", self.num_replicas, integer=True)
@@ -129,6 +136,8 @@ class DeploymentConfig:
             _number(name, getattr(self, name), strict=True)
         _number("graceful_shutdown_timeout_s", self.graceful_shutdown_timeout_s)
         object.__setattr__(self, "actor_options", _actor_options(self.actor_options))
+        if not isinstance(self.run_sync_in_threadpool, bool):
+            raise _fail("run_sync_in_threadpool", "a bool", self.run_sync_in_threadpool)
         if self.serializer not in ("msgpack", "pickle"):
             raise _fail("serializer", "'msgpack' or 'pickle'", self.serializer)
         if self.isolation not in ISOLATION_MODES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import concurrent.futures
+import functools
 import inspect
 import itertools
 import logging
@@ -35,7 +36,11 @@ from ..client._session import Session
 from ._http import HttpServer
 from ._logs import ACCESS_LOG, log_access
 from ._health import HealthProbes, ReplicaHealth
-from ._user_code import function_instance, load_import_path, public_methods, pump_async, pump_sync, returned
+from ._user_code import function_instance, load_import_path, method_kind, public_methods, pump_async, pump_sync, returned
+
+
+_INLINE_S = 0.002  # a sync method slower than this runs in the pool for the next _SLOW_FOR_S
+_SLOW_FOR_S = 1.0
 
 
 class _Drain:
@@ -50,8 +55,9 @@ class _Drained:
 class Replica(Actor):
     """Constructs the user's class and runs its methods.
 
-    Sync methods run in a thread pool of ``max_ongoing_requests`` threads;
-    ``async def`` methods run on the replica's own event loop. Requests that
+    Sync methods run on the thread that received the request (see
+    ``run_sync_in_threadpool``), or in a pool of ``max_ongoing_requests``
+    threads; ``async def`` methods run on the replica's own event loop. Requests that
     arrive while draining are refused with :class:`ReplicaStoppingError`.
 
     Args:
@@ -95,6 +101,8 @@ class Replica(Actor):
         self._loop_lock = threading.Lock()
         self.http: HttpServer | None = None
         self.health: ReplicaHealth | None = None
+        self.inline = not self.config.run_sync_in_threadpool  # sync methods run on the receiving thread
+        self.slow: dict[str, float] = {}  # sync methods that ran long: in the pool until then (perf_counter)
         self.probes = probes
         self.tasks: dict[tuple[str, int], asyncio.Task[Any]] = {}  # running async requests, by (sender, ask id); loop thread only
 
@@ -189,18 +197,7 @@ class Replica(Actor):
             if method is None or not callable(method) or name.startswith("_") and name != "__call__":
                 raise AttributeError(f"deployment {self.context.deployment!r} has no method {name!r}; "
                                      f"its methods: {', '.join(public_methods(self.instance)) or '(none)'}")
-            marked = getattr(method, "__corral_kind__", None)  # a callable that says how it runs (@serve.batch)
-            if marked is not None:
-                kind = marked
-            elif inspect.isasyncgenfunction(method):
-                kind = "agen"
-            elif inspect.isgeneratorfunction(method):
-                kind = "gen"
-            elif inspect.iscoroutinefunction(method):
-                kind = "async"
-            else:
-                kind = "sync"
-            found = self.methods[name] = (method, kind)
+            found = self.methods[name] = (method, method_kind(method))
         return found
 
     def _handle(self, request: HandleRequest) -> Any:
@@ -217,8 +214,9 @@ class Replica(Actor):
         return done
 
     def _accept(self, request: Request) -> None:
-        """The direct lane, on the I/O thread: hand the request to the pool or the
-        event loop (the one thread hop before user code) and return at once."""
+        """The direct lane, on the I/O thread: a sync method runs there after the
+        round (deferred), others go to the pool or the event loop (the one
+        thread hop before user code); returns at once."""
         respond = request.respond
         if respond is None:
             if isinstance(request.payload, CancelRequest) and self.loop is not None:
@@ -256,11 +254,23 @@ class Replica(Actor):
             except RuntimeError:  # the loop is closed: the replica is stopping, the request never ran
                 raise self._never_ran(started, respond) from None
             return
+        work = functools.partial(self._run_sync, request, method, kind, emit, respond, started)
+        if kind == "sync" and self.inline and self.slow.get(request.method, 0.0) < started:
+            inline = lambda: respond in self.open and work()  # noqa: E731 (not if the replica stopped meanwhile)
+            if self.system.defer(inline, lambda w: self._pooled(w, respond, started, quiet=True)):
+                return  # runs on the receiving thread after its round: no hop
+        self._pooled(work, respond, started)
+
+    def _pooled(self, work: Callable[[], None], respond: Respond, started: float, quiet: bool = False) -> None:
         assert self.pool is not None
         try:
-            done = self.pool.submit(self._run_sync, request, method, kind, emit, respond, started)
+            done = self.pool.submit(work)
         except RuntimeError:  # the pool is shut down: the replica is stopping, the request never ran
-            raise self._never_ran(started, respond) from None
+            error = self._never_ran(started, respond)
+            if not quiet:
+                raise error from None
+            respond(None, error, "")
+            return
         done.add_done_callback(lambda f: self._cancelled(f, respond, started))
 
     def _run_sync(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
@@ -270,6 +280,8 @@ class Replica(Actor):
             value = pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
             if kind == "sync":
                 value = returned(self.context.deployment, request.method, value, emit)
+                if time.perf_counter() - started > _INLINE_S:  # a slow one goes to the pool for a while
+                    self.slow[request.method] = time.perf_counter() + _SLOW_FOR_S
         except BaseException as exc:
             self._answer(respond, started, None, exc, request)
             return

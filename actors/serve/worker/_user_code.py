@@ -157,3 +157,16 @@ async def pump_async(generator: Any, emit: Callable[[Any], None]) -> None:
                 await window.wait_async()
     finally:
         await generator.aclose()
+
+
+def method_kind(method: Any) -> str:
+    """How a replica runs a method: ``"sync"``, ``"gen"``, ``"async"``, ``"agen"``,
+    or what a wrapper says of itself (``__corral_kind__``: ``@serve.batch``)."""
+    marked = getattr(method, "__corral_kind__", None)
+    if marked is not None:
+        return str(marked)
+    if inspect.isasyncgenfunction(method):
+        return "agen"
+    if inspect.isgeneratorfunction(method):
+        return "gen"
+    return "async" if inspect.iscoroutinefunction(method) else "sync"
