@@ -52,6 +52,14 @@ def set_replica_context(context: ReplicaContext | None) -> None:
     _local.context = context
 
 
+def swap_replica_context(context: ReplicaContext | None) -> ReplicaContext | None:
+    """Set the context for the calling thread; returns the one it had (a sync
+    method run on the thread that received it sets its replica's, then restores)."""
+    previous = getattr(_local, "context", None)
+    _local.context = context
+    return previous
+
+
 def get_replica_context() -> ReplicaContext:
     """The context of the replica whose code is running in this thread.
 

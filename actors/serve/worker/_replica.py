@@ -27,7 +27,7 @@ from protocol import (
 from ..._actor import Actor, Request, Respond
 from ..._errors import MessageNotHandled
 from ..._future import Future
-from .._context import ReplicaContext, set_replica_context
+from .._context import ReplicaContext, set_replica_context, swap_replica_context
 from .._errors import ReplicaDiedError, ReplicaStoppingError
 from .._multiplex import held_model_ids, reset_multiplexed_model_id, set_multiplexed_model_id
 from .._names import HTTP_METHOD
@@ -267,14 +267,14 @@ class Replica(Actor):
             done = self.pool.submit(work)
         except RuntimeError:  # the pool is shut down: the replica is stopping, the request never ran
             error = self._never_ran(started, respond)
-            if not quiet:
-                raise error from None
-            respond(None, error, "")
-            return
+            if quiet:
+                return respond(None, error, "")
+            raise error from None
         done.add_done_callback(lambda f: self._cancelled(f, respond, started))
 
     def _run_sync(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
         token = set_multiplexed_model_id(request.multiplexed_model_id)
+        outer = swap_replica_context(self.context)  # the receiving thread may serve several replicas
         try:
             args, kwargs = self._arguments(request)
             value = pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
@@ -287,6 +287,7 @@ class Replica(Actor):
             return
         finally:
             reset_multiplexed_model_id(token)
+            swap_replica_context(outer)
         self._answer(respond, started, value, None, request)
 
     def _arguments(self, request: HandleRequest) -> tuple[Any, Any]:
