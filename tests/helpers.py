@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import threading
 import time
 from typing import Any, Callable
@@ -162,3 +163,10 @@ class Counter(Actor):
 
         threading.Thread(target=produce, daemon=True).start()
         return done
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a child that a test stops with SIGINT (Ctrl-C): its
+    disposition back to the default, which a shell's background job (a
+    test run started with ``&``) would otherwise pass down as ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from scripts._cluster_files import read_head
-from tests.helpers import wait_for
+from tests.helpers import interruptible, wait_for
 from tests.test_cli import ROOT, cluster, corral  # noqa: F401 (the fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -194,7 +194,7 @@ def test_status_watch_refreshes_until_ctrl_c_and_status_names_the_dashboard_and_
     status = corral("status", "--port", port).stdout
     assert head["dashboard"] in status and head["logs"] in status and head["address"] in status
     watch = subprocess.Popen([*CORRAL, "status", "--watch", "--interval", "0.2", "--port", port], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+                             stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT, preexec_fn=interruptible)
     try:
         deploy(port, tmp_path, 1)
         wait_for(lambda: json.loads(corral("status", "--json", "--port", port).stdout)["applications"], 30, "the app")

@@ -27,7 +27,7 @@ from scripts._local_cluster import LocalCluster
 from transport import TransportConfig, generate_keys
 
 from .conftest import FAST
-from .helpers import wait_for
+from .helpers import interruptible, wait_for
 from .serve_apps import Echo, FailsToStart, SlowToStart
 from .test_cli import CORRAL, ENV, ROOT
 
@@ -95,7 +95,7 @@ def test_a_script_that_never_calls_shutdown_exits_promptly_and_stops_its_workers
     script = tmp_path / "forgot_shutdown.py"
     script.write_text(SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), ending], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV, cwd=tmp_path)
+                            text=True, env=ENV, cwd=tmp_path, preexec_fn=interruptible)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("READY x:y"), (line, proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
