@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 import zmq
 
 from ._links import LinkWatch
-from ._standby import Elsewhere, Standby
+from ._standby import Elsewhere, Standby, run_quietly
 
 log = logging.getLogger("corral.transport")
 
@@ -62,6 +62,8 @@ class ThreadDriver:
     Args:
         transport: the transport it drives.
         first: whether this thread binds the endpoint (the transport's first driver).
+        standby: watches the work it runs inline (``Transport.defer``); None:
+            that work runs with nobody to take the sockets over meanwhile.
     """
 
     def __init__(self, transport: DrivenTransport, first: bool, standby: Standby | None = None) -> None:
@@ -118,7 +120,7 @@ class ThreadDriver:
         t = self.transport
         if self.standby is None or outcome != GO_ON:  # closing or handing over: the work runs, nobody takes over
             for work, _ in items:
-                _call_quietly(work)
+                run_quietly(work)
             return True
         t.io_ident = None  # user code may wait for answers: it is not the I/O thread now
         if not self.standby.run(items):
@@ -225,10 +227,3 @@ class LoopDriver:
         if self.attached:
             self._let_go()
             self.transport.finish()
-
-
-def _call_quietly(work: Callable[[], None]) -> None:
-    try:
-        work()
-    except Exception:
-        log.exception("inline work %r failed", work)

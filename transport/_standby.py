@@ -89,7 +89,7 @@ class Standby:
                     if not run.queue:
                         break
                     work, _ = run.queue.popleft()
-                _call(work)
+                run_quietly(work)
         finally:
             _running.run = None
         with self._cond:
@@ -109,7 +109,7 @@ class Standby:
             self.takeovers += 1
         self._successor()
         for work, elsewhere in rest:
-            _call(elsewhere, work)
+            run_quietly(elsewhere, work)
 
     def close(self, timeout_s: float = 1.0) -> None:
         """Stop watching (the transport closed); the watcher thread is gone when this returns."""
@@ -141,7 +141,8 @@ class Standby:
             self.take_over(run)
 
 
-def _call(fn: Callable[..., Any], *args: Any) -> None:
+def run_quietly(fn: Callable[..., Any], *args: Any) -> None:
+    """``fn(*args)``; an exception is logged, not raised (inline work must not end the I/O thread)."""
     try:
         fn(*args)
     except Exception:
