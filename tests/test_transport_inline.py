@@ -64,6 +64,7 @@ def test_deferred_work_runs_on_the_receiving_thread_after_its_round_not_as_the_i
     send(sender, receiver, 1)
     wait_for(lambda: ran, 5, "the deferred work to run")
     assert ran == [(receiver.seen[0][1], False)], "same thread as the callback; user code there is free to wait"
+    assert receiver.transport.statistics().inline_takeovers == 0
     assert not receiver.transport.defer(lambda: None, lambda w: None), "only a callback on the I/O thread may defer"
 
 
@@ -83,7 +84,8 @@ def test_work_past_its_budget_lets_a_standby_take_the_sockets_and_the_peer_stays
     wait_for(lambda: len(receiver.seen) == 6, 5, "later frames received while the first work still runs")
     assert receiver.seen[1][1] != receiver.seen[0][1], "a new I/O thread received them"
     threading.Event().wait(0.5)  # several liveness windows (0.2 s) with the first thread held: not a sync
-    assert not release.is_set() and receiver.transport.statistics().peers_lost == 0
+    stats = receiver.transport.statistics()
+    assert not release.is_set() and stats.peers_lost == 0 and stats.inline_takeovers == 1
     release.set()
     send(sender, receiver, "after")
     wait_for(lambda: len(receiver.seen) == 7, 5, "a frame after the held work ended")

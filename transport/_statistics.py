@@ -23,6 +23,8 @@ class TransportStatistics:
         auth_failures: connections refused for not holding the cluster's keys.
         heartbeat_stalled_s: time this process's own heartbeats went out late
             (its I/O thread did not run), not held against silent peers.
+        inline_takeovers: times a standby thread took the sockets because work
+            run on the I/O thread (a sync method) ran past its budget or waited.
     """
 
     address: str
@@ -37,3 +39,4 @@ class TransportStatistics:
     handoff_capacity: int = 0
     auth_failures: int = 0
     heartbeat_stalled_s: float = 0.0
+    inline_takeovers: int = 0

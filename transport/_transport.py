@@ -208,7 +208,7 @@ class Transport:
         g = self._guard
         return TransportStatistics(self.address, self._sent, self._received, self._send_failures, dict(g.bad_frames), len(self._dealers),
                                    len(self._liveness.watched), self._peers_lost, len(self._handoff), self._config.handoff_capacity, g.auth_failures,
-                                   self._liveness.stalled_s)
+                                   self._liveness.stalled_s, self._standby.takeovers)
 
     def _enqueue(self, item: tuple[int, str, bytes, OnError | None]) -> None:
         if self._handoff.put(item, self.address):
