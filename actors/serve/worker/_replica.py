@@ -39,8 +39,7 @@ from ._health import HealthProbes, ReplicaHealth
 from ._user_code import function_instance, load_import_path, method_kind, public_methods, pump_async, pump_sync, returned
 
 
-_INLINE_S = 0.002  # a sync method slower than this runs in the pool for the next _SLOW_FOR_S
-_SLOW_FOR_S = 1.0
+_SLOW_FOR_S = 1.0  # a sync method that ran past the transport's inline budget runs in the pool this long
 
 
 class _Drain:
@@ -103,6 +102,7 @@ class Replica(Actor):
         self.health: ReplicaHealth | None = None
         self.inline = not self.config.run_sync_in_threadpool  # sync methods run on the receiving thread
         self.slow: dict[str, float] = {}  # sync methods that ran long: in the pool until then (perf_counter)
+        self.inline_budget_s = session.config.transport.inline_budget_s
         self.probes = probes
         self.tasks: dict[tuple[str, int], asyncio.Task[Any]] = {}  # running async requests, by (sender, ask id); loop thread only
 
@@ -256,9 +256,8 @@ class Replica(Actor):
             return
         work = functools.partial(self._run_sync, request, method, kind, emit, respond, started)
         if kind == "sync" and self.inline and self.slow.get(request.method, 0.0) < started:
-            inline = lambda: respond in self.open and work()  # noqa: E731 (not if the replica stopped meanwhile)
-            if self.system.defer(inline, lambda w: self._pooled(w, respond, started, quiet=True)):
-                return  # runs on the receiving thread after its round: no hop
+            if self.system.defer(lambda: respond in self.open and work(), lambda w: self._pooled(w, respond, started, quiet=True)):
+                return  # runs on the receiving thread after its round (unless the replica stopped meanwhile): no hop
         self._pooled(work, respond, started)
 
     def _pooled(self, work: Callable[[], None], respond: Respond, started: float, quiet: bool = False) -> None:
@@ -277,11 +276,12 @@ class Replica(Actor):
         outer = swap_replica_context(self.context)  # the receiving thread may serve several replicas
         try:
             args, kwargs = self._arguments(request)
+            begun = time.perf_counter()  # its own run time: not the wait for a pool thread
             value = pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
             if kind == "sync":
                 value = returned(self.context.deployment, request.method, value, emit)
-                if time.perf_counter() - started > _INLINE_S:  # a slow one goes to the pool for a while
-                    self.slow[request.method] = time.perf_counter() + _SLOW_FOR_S
+                if (ended := time.perf_counter()) - begun > self.inline_budget_s:  # a slow one goes to the pool for a while
+                    self.slow[request.method] = ended + _SLOW_FOR_S
         except BaseException as exc:
             self._answer(respond, started, None, exc, request)
             return
