@@ -68,6 +68,30 @@ def test_deferred_work_runs_on_the_receiving_thread_after_its_round_not_as_the_i
     assert not receiver.transport.defer(lambda: None, lambda w: None), "only a callback on the I/O thread may defer"
 
 
+def test_many_short_pieces_past_the_budget_yield_to_the_sockets_and_stay_inline_in_order(pair: Any) -> None:
+    ran: list[int] = []
+    seen_when: list[int] = []  # how many pieces had run when the second frame was received
+
+    def piece(i: int) -> Callable[[], None]:
+        return lambda: (threading.Event().wait(0.001), ran.append(i))  # type: ignore[func-returns-value]
+
+    def on_data(t: Transport, value: Any) -> None:
+        if value == "many":
+            for i in range(1000):
+                assert t.defer(piece(i), lambda w: pytest.fail("a short piece is never moved"))
+        else:
+            seen_when.append(len(ran))
+
+    sender, receiver = pair(on_data, inline_budget_s=0.05)
+    send(sender, receiver, "many")
+    wait_for(lambda: ran, 5, "the first piece")
+    send(sender, receiver, "ping")
+    wait_for(lambda: len(ran) == 1000, 30, "every piece")
+    assert ran == list(range(1000)), "in the order deferred"
+    assert seen_when and seen_when[0] < 1000, "received between pieces, not after the whole round"
+    assert receiver.transport.statistics().inline_takeovers == 0, "no piece ran past the budget"
+
+
 def test_work_past_its_budget_lets_a_standby_take_the_sockets_and_the_peer_stays_alive(pair: Any) -> None:
     release = threading.Event()
 

@@ -46,8 +46,11 @@ class TransportConfig:
             handing every frame to the I/O thread costs less CPU).
         inline_budget_s: work the I/O thread runs itself after a round of
             receiving (``Transport.defer``: a replica's sync method) may hold
-            it this long; past it, a standby thread takes the sockets over and
-            the rest of that round's work goes elsewhere.
+            it this long: a round past it goes back to the sockets between two
+            pieces, and a piece past it lets a standby thread take the sockets
+            over (the rest of that round's work goes elsewhere). Wall time, so
+            waiting for the GIL counts: the default is two of CPython's switch
+            intervals (5 ms), or short work would look slow under load.
     """
 
     host: str | None = None
@@ -66,7 +69,7 @@ class TransportConfig:
     dead_peer_quarantine_s: float | None = None
     curve: CurveKeys | None = None
     direct_send: bool = True
-    inline_budget_s: float = 0.002
+    inline_budget_s: float = 0.01
 
     def __post_init__(self) -> None:
         curve: Any = self.curve

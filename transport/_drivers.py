@@ -102,7 +102,7 @@ class ThreadDriver:
         t.links.attach(poller)
         try:
             while True:
-                wait = t.next_wait(time.monotonic())
+                wait = 0.0 if self.deferred else t.next_wait(time.monotonic())  # work left from the last round: just look
                 events = poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
                 outcome = t.serve(events)
                 if self.deferred and not self._run_deferred(outcome):
@@ -123,8 +123,10 @@ class ThreadDriver:
                 run_quietly(work)
             return True
         t.io_ident = None  # user code may wait for answers: it is not the I/O thread now
-        if not self.standby.run(items):
+        rest = self.standby.run(items)
+        if rest is None:
             return False
+        self.deferred[:0] = rest  # before what the next round defers: order holds
         t.io_ident = threading.get_ident()
         return True
 

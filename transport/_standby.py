@@ -2,8 +2,11 @@
 
 After a round of receiving, the I/O thread may run short work itself
 (``Transport.defer``: a replica's sync method), saving the hand-off to another
-thread. While it does, nobody polls the sockets. The standby watches: when
-that work has run for ``inline_budget_s``, or when it is about to block (a
+thread. While it does, nobody polls the sockets. Between pieces of work the
+thread looks at the clock: once the round has run for ``inline_budget_s`` it
+goes back to its sockets, and the pieces not started run first after the
+next poll (many short pieces never cost a thread). The standby watches one
+piece: when it has run for ``inline_budget_s``, or is about to block (a
 ``Future.get`` calls :func:`about_to_block`), a new I/O thread takes the
 sockets over at once, and the work not started yet goes where its deferrer
 said. The old thread finishes what it runs, then ends.
@@ -43,7 +46,7 @@ class _Run:
 
     def __init__(self, standby: Standby, items: list[tuple[Callable[[], None], Elsewhere]]) -> None:
         self.standby = standby
-        self.since = time.monotonic()
+        self.since = time.monotonic()  # when the piece running now began
         self.queue = collections.deque(items)
         self.superseded = False
 
@@ -67,12 +70,13 @@ class Standby:
         self._asleep = False  # the watcher waits untimed (idle for a while): a run wakes it
         self.takeovers = 0
 
-    def run(self, items: list[tuple[Callable[[], None], Elsewhere]]) -> bool:
-        """Run ``items`` on this (the I/O) thread, in order.
+    def run(self, items: list[tuple[Callable[[], None], Elsewhere]]) -> list[tuple[Callable[[], None], Elsewhere]] | None:
+        """Run ``items`` on this (the I/O) thread, in order, for at most about ``budget_s``.
 
         Returns:
-            True: the thread may drive the sockets again; False: another
-            thread took them over meanwhile (the items not started went elsewhere).
+            The items not started when the round's budget ran out (the thread
+            polls its sockets, then runs them first), or None: another thread
+            took the sockets over meanwhile (the items not started went elsewhere).
         """
         run = _Run(self, items)
         with self._cond:
@@ -83,19 +87,26 @@ class Standby:
             elif self._asleep:
                 self._cond.notify()
         _running.run = run
+        ends = run.since + self.budget_s
+        rest: list[tuple[Callable[[], None], Elsewhere]] = []
         try:
             while True:
                 with self._cond:
                     if not run.queue:
                         break
+                    now = time.monotonic()
+                    if now > ends and not run.superseded:
+                        rest, run.queue = list(run.queue), collections.deque()
+                        break
                     work, _ = run.queue.popleft()
+                    run.since = now
                 run_quietly(work)
         finally:
             _running.run = None
         with self._cond:
             if self._current is run:
                 self._current = None
-            return not run.superseded
+            return None if run.superseded else rest
 
     def take_over(self, run: _Run | None = None) -> None:
         """Let a new I/O thread take the sockets now from ``run`` (the current
