@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import zmq
 
 from ._config import TransportConfig
+from ._endpoint import ipc_path
+from ._errors import PeerUnavailable
 from ._links import LinkWatch
 from ._sockets import open_dealer
 
@@ -38,6 +43,36 @@ class Dealers:
         sock.connect(peer)
         self._socks[peer] = sock
         return sock
+
+    @staticmethod
+    def cannot_dial(peer: str) -> tuple[str, bool] | None:
+        """Why ``peer`` cannot be dialled, and whether that says its process is
+        gone (its ipc file is missing); None when it can be."""
+        path = ipc_path(peer)
+        if path is not None and not os.path.exists(path):
+            return "no process listens there", True
+        if not peer.startswith(("ipc://", "tcp://")):
+            return "not an ipc:// or tcp:// address", False
+        return None
+
+    @staticmethod
+    def send(sock: zmq.Socket, peer: str, frame: Any, parts: int, send_hwm: int) -> PeerUnavailable | None:
+        """Send, without waiting, a frame, a list of frames (an envelope and its
+        buffers) or a batch of ``parts`` envelopes on ``peer``'s socket.
+
+        Returns:
+            None when ZeroMQ took it, else why it did not.
+        """
+        try:
+            if type(frame) is list:
+                sock.send_multipart(frame, zmq.NOBLOCK, copy=parts > 1)  # a batch's parts are small
+            else:
+                sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+            return None
+        except zmq.Again:
+            return PeerUnavailable(peer, f"not reading: {send_hwm} frames already queued (send_hwm)")
+        except zmq.ZMQError as exc:
+            return PeerUnavailable(peer, f"send failed: {exc}")
 
     def close(self, peer: str, linger_ms: int = 0) -> None:
         """Close the peer's socket (if any), flushing for up to ``linger_ms``."""

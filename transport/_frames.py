@@ -6,9 +6,12 @@ from typing import Any
 
 import zmq
 
+from protocol import Envelope, FrameTooLarge, MalformedFrame, decode_envelope
+
 _RCVMORE = zmq.RCVMORE
 
-from protocol import Envelope, FrameTooLarge, MalformedFrame, decode_envelope
+#: The first frame of a batch (see ``_batches.py``). 0xc1 never starts a msgpack value: no envelope frame reads like it.
+BATCH_MARK = b"\xc1corral-batch"
 
 
 def message_size(frame: Any) -> int:
@@ -44,6 +47,10 @@ def receive(router: zmq.Socket) -> tuple[bytes, bytes | None, list[memoryview]]:
     more = router.getsockopt  # rcvmore as an attribute goes through pyzmq's __getattr__: twice as slow
     frame = router.recv(zmq.NOBLOCK) if more(_RCVMORE) else None
     buffers = []
+    if frame == BATCH_MARK:  # a batch's parts: small envelope frames, cheaper copied than kept
+        while more(_RCVMORE):
+            buffers.append(router.recv(zmq.NOBLOCK))
+        return identity, frame, buffers
     while more(_RCVMORE):
         buffers.append(router.recv(zmq.NOBLOCK, copy=False).buffer.toreadonly())
     return identity, frame, buffers

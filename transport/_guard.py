@@ -62,11 +62,16 @@ class Guard:
             if self._limiter.allow(f"zap:{where}", time.monotonic()):
                 log.warning("refused a connection from %s: it does not hold the cluster's keys", where)
 
-    def reject(self, err: ProtocolError, peer: str, frame: bytes, own_address: str) -> bytes | None:
-        """Count and log a bad frame; the error answer to send back, when it can be addressed."""
+    def reject(self, err: ProtocolError, peer: str, parts: list[bytes], own_address: str) -> list[bytes | None]:
+        """Count and log a bad message once (a frame, or a batch refused whole for
+        one bad part); the error answer for each part, when it can be addressed."""
         self.bad_frames[err.reason] += 1
         if self._limiter.allow(f"bad:{peer}", time.monotonic()):
-            log.warning("rejected a frame from %s: %s: %s", peer, type(err).__name__, err)
+            what = "a frame" if len(parts) == 1 else f"a batch of {len(parts)} frames"
+            log.warning("rejected %s from %s: %s: %s", what, peer, type(err).__name__, err)
+        return [self._answer(err, peer, part, own_address) for part in parts]
+
+    def _answer(self, err: ProtocolError, peer: str, frame: bytes, own_address: str) -> bytes | None:
         msg_id, corr_id, _, kind = peek_error_route(frame) if frame else (None, None, None, None)
         if msg_id is None or corr_id is not None or kind == "error":
             return None

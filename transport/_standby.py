@@ -32,6 +32,13 @@ _IDLE_S = 1.0
 _running = threading.local()  # .run: the round of inline work this thread runs now
 
 
+def more_inline_work() -> bool:
+    """Whether this thread runs a round of inline work with more pieces after this one
+    (its sends queue, to go out together after the round; the last piece's need not wait)."""
+    run = getattr(_running, "run", None)
+    return run is not None and bool(run.queue)
+
+
 def about_to_block() -> None:
     """Called before a wait: a thread running inline work hands the sockets on first."""
     run = getattr(_running, "run", None)

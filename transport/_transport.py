@@ -6,17 +6,17 @@ DEALER per peer, created on first send, sends everything to that peer (so
 per-peer order is FIFO). Each DEALER's routing id is this process's address,
 so a receiver knows who sent a frame before decoding it. Other threads hand
 frames over through a lock-protected list and an eventfd that wakes the loop;
-when nothing waits there and the I/O thread is idle (in its poll), a sending
-thread takes the socket lock and writes to an open DEALER itself, a thread
-hop less. The driver holds that lock whenever it touches a socket. Work
-deferred to the I/O thread runs after its round (``_standby.py``).
+what waited there for one peer goes out as one batch (``_batches.py``). When
+nothing waits and the I/O thread polls, a sending thread takes the socket lock
+(held by the driver whenever it touches a socket) and writes to an open DEALER
+itself, a thread hop less. Work deferred to the I/O thread runs after its
+round (``_standby.py``), and what that work sends waits for the round's end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable
@@ -26,15 +26,15 @@ import zmq
 from protocol import Envelope, MalformedEnvelope, ProtocolError, encode_envelope
 
 from ._config import TransportConfig
-from ._endpoint import ipc_path
 from ._errors import PEER_LEFT, PeerUnavailable, TransportError
-from ._frames import check_size, open_message, receive
+from ._frames import check_size, receive
 from ._bound import Bound
 from ._guard import Guard
 from ._handoff import Handoff
 from ._dealers import Dealers
 from ._drivers import GO_ON, HAND_OVER, STOP, LoopDriver, ThreadDriver
-from ._standby import Elsewhere, Standby
+from ._standby import Elsewhere, Standby, more_inline_work
+from ._batches import BATCH_MARK, SendGroups, open_received
 from ._links import LinkWatch
 from ._statistics import TransportStatistics
 from ._liveness import Incarnations, LivenessTracker, LogLimiter, Quarantine
@@ -77,10 +77,7 @@ class Transport:
         self._liveness = LivenessTracker(config.heartbeat_interval_s, config.heartbeat_liveness)
         self._log_limiter = LogLimiter(config.bad_frame_log_interval_s)
         self._guard = Guard(self._log_limiter, config.curve is not None)
-        self._sent = 0
-        self._received = 0
-        self._send_failures = 0
-        self._peers_lost = 0
+        self._sent = self._received = self._send_failures = self._peers_lost = 0
         self._ready = threading.Event()
         self._done = threading.Event()  # the sockets are closed
         self._start_error: BaseException | None = None
@@ -142,7 +139,7 @@ class Transport:
             why = self._quarantine.reason(peer, time.monotonic())
             if why is not None:
                 raise PeerUnavailable(peer, f"found dead recently ({why}); retry after its quarantine")
-        if self._config.direct_send and self._sockets.acquire(blocking=False):  # the I/O thread is in its poll (or this is it)
+        if self._config.direct_send and not more_inline_work() and self._sockets.acquire(blocking=False):  # the I/O thread polls
             try:
                 if self._handoff.idle() and peer in self._dealers:
                     self._send_now(peer, frame, on_error)
@@ -205,10 +202,9 @@ class Transport:
 
     def statistics(self) -> TransportStatistics:
         """A snapshot of the counters."""
-        g = self._guard
-        return TransportStatistics(self.address, self._sent, self._received, self._send_failures, dict(g.bad_frames), len(self._dealers),
-                                   len(self._liveness.watched), self._peers_lost, len(self._handoff), self._config.handoff_capacity, g.auth_failures,
-                                   self._liveness.stalled_s, self._standby.takeovers)
+        return TransportStatistics(self.address, self._sent, self._received, self._send_failures, dict(self._guard.bad_frames),
+                                   len(self._dealers), len(self._liveness.watched), self._peers_lost, len(self._handoff),
+                                   self._config.handoff_capacity, self._guard.auth_failures, self._liveness.stalled_s, self._standby.takeovers)
 
     def _enqueue(self, item: tuple[int, str, bytes, OnError | None]) -> None:
         if self._handoff.put(item, self.address):
@@ -311,7 +307,13 @@ class Transport:
         self._ep.waker.drain()  # type: ignore[union-attr]
         items = self._handoff.take()
         outcome = GO_ON
+        groups = SendGroups()  # single frames for one peer go out as one batch
         for op, peer, frame, extra in items:
+            if op == _SEND and type(frame) is bytes:
+                groups.add(peer, frame, extra)
+                continue
+            for to, group, on_error, parts in groups.take():  # what was queued before, first
+                self._send_now(to, group, on_error, parts)
             if op == _SEND:
                 self._send_now(peer, frame, extra)
             elif op == _WATCH:
@@ -321,19 +323,19 @@ class Transport:
                 outcome = HAND_OVER
             else:
                 return STOP
+        for to, group, on_error, parts in groups.take():
+            self._send_now(to, group, on_error, parts)
         return outcome
 
-    def _connect(self, peer: str, on_error: OnError | None = None) -> zmq.Socket | None:
+    def _connect(self, peer: str, on_error: OnError | None = None, parts: int = 1) -> zmq.Socket | None:
         sock = self._dealers.get(peer)
         if sock is not None:
             return sock
-        path = ipc_path(peer)
-        if path is not None and not os.path.exists(path):
-            self._declare_down(peer, f"no process listens at {peer}")
-            self._fail(peer, on_error, PeerUnavailable(peer, "no process listens there"))
-            return None
-        if not peer.startswith(("ipc://", "tcp://")):
-            self._fail(peer, on_error, PeerUnavailable(peer, "not an ipc:// or tcp:// address"))
+        refused = Dealers.cannot_dial(peer)
+        if refused is not None:
+            if refused[1]:
+                self._declare_down(peer, f"no process listens at {peer}")
+            self._fail(peer, on_error, PeerUnavailable(peer, refused[0]), parts)
             return None
         assert self._ep is not None
         sock = self._dealers.open(self._ep.ctx, self._config, self.address, peer)
@@ -345,24 +347,18 @@ class Transport:
             pass  # the heartbeat tries again
         return sock
 
-    def _send_now(self, peer: str, frame: Any, on_error: OnError | None) -> None:
-        sock = self._dealers.get(peer) or self._connect(peer, on_error)
+    def _send_now(self, peer: str, frame: Any, on_error: OnError | None, parts: int = 1) -> None:
+        sock = self._dealers.get(peer) or self._connect(peer, on_error, parts)
         if sock is None:
             return
-        try:
-            if type(frame) is list:
-                sock.send_multipart(frame, zmq.NOBLOCK, copy=False)
-            else:
-                sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
-            self._sent += 1
-        except zmq.Again:
-            self._fail(peer, on_error, PeerUnavailable(
-                peer, f"not reading: {self._config.send_hwm} frames already queued (send_hwm)"))
-        except zmq.ZMQError as exc:
-            self._fail(peer, on_error, PeerUnavailable(peer, f"send failed: {exc}"))
+        failed = self._dealers.send(sock, peer, frame, parts, self._config.send_hwm)
+        if failed is None:
+            self._sent += parts
+        else:
+            self._fail(peer, on_error, failed, parts)
 
-    def _fail(self, peer: str, on_error: OnError | None, exc: Exception) -> None:
-        self._send_failures += 1
+    def _fail(self, peer: str, on_error: OnError | None, exc: Exception, parts: int = 1) -> None:
+        self._send_failures += parts
         if on_error is not None:
             self._call(on_error, exc)
         elif self._log_limiter.allow(f"send:{peer}", time.monotonic()):
@@ -381,29 +377,33 @@ class Transport:
                 identity, frame, buffers = receive(router)
             except zmq.Again:
                 return
-            self._received += 1
             peer = identity.decode("utf-8", "replace")
             heard(peer, now)
             if quarantine.until and peer in quarantine.until:
                 quarantine.release(peer)  # a frame from it: a live process is there again (e.g. a reused port)
+            batch = frame == BATCH_MARK
+            self._received += len(buffers) if batch else 1
             try:
-                env = open_message(frame, buffers, limit, allow_pickle)
-            except ProtocolError as err:
-                self._reject(err, peer, frame or b"")
+                opened = open_received(frame, buffers, limit, allow_pickle)
+            except ProtocolError as err:  # a batch is refused whole, each part answered by its id
+                self._reject(err, peer, buffers if batch else [frame or b""])
                 continue
-            kind = env.kind
-            if kind in _TRANSPORT_KINDS and (env.wants_reply or env.target):
-                # transport messages take no answer and name no actor: someone is confused
-                self._reject(MalformedEnvelope(f"a {kind!r} message takes no answer and has no target actor"), peer, frame)
-            elif kind == "ping":
-                self._send_now(peer, self._ep.frames["pong"], None)
-                self._note_incarnation(peer, env.body.incarnation)
-            elif kind == "pong":
-                self._note_incarnation(peer, env.body.incarnation)
-            elif kind == "bye":
-                self._declare_down(peer, PEER_LEFT)
-            else:
-                self._call(self._on_envelope, env)
+            for env, part in opened:
+                self._dispatch(peer, env, part)
+
+    def _dispatch(self, peer: str, env: Envelope, frame: bytes) -> None:
+        kind = env.kind
+        if kind in _TRANSPORT_KINDS and (env.wants_reply or env.target):  # they take no answer, name no actor
+            self._reject(MalformedEnvelope(f"a {kind!r} message takes no answer and has no target actor"), peer, [frame])
+        elif kind == "ping":
+            self._send_now(peer, self._ep.frames["pong"], None)  # type: ignore[union-attr]
+            self._note_incarnation(peer, env.body.incarnation)
+        elif kind == "pong":
+            self._note_incarnation(peer, env.body.incarnation)
+        elif kind == "bye":
+            self._declare_down(peer, PEER_LEFT)
+        else:
+            self._call(self._on_envelope, env)
 
     def _on_link_events(self, monitor: zmq.Socket) -> None:
         gone = self.links.gone(monitor)
@@ -412,10 +412,10 @@ class Transport:
             if gone[0] in self._dealers:  # a short quarantine: a process started anew there is reachable soon
                 self._declare_down(*gone, quarantine_s=min(self._config.quarantine_s, 2 * self._config.heartbeat_interval_s))
 
-    def _reject(self, err: ProtocolError, peer: str, frame: bytes) -> None:
-        reply = self._guard.reject(err, peer, frame, self.address)
-        if reply is not None:
-            self._send_now(peer, reply, None)
+    def _reject(self, err: ProtocolError, peer: str, frames: list[bytes]) -> None:
+        for reply in self._guard.reject(err, peer, frames, self.address):
+            if reply is not None:
+                self._send_now(peer, reply, None)
 
     def _heartbeat(self, now: float) -> None:
         for peer, silence in self._liveness.expired(now):

@@ -1,0 +1,106 @@
+"""Frames queued for one peer go out together: a batch is one multipart ZeroMQ
+message, :data:`BATCH_MARK` and then one envelope frame per part. It is
+decoded whole and refused whole (one bad part refuses every part, each
+answered by its id when that can be read).
+
+Only the I/O thread groups frames: what waited in the hand-off queue when it
+drained it, in the order queued per peer. A frame with out-of-band buffers
+goes alone, after the batch queued before it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from protocol import Envelope, FrameTooLarge, MalformedFrame, ProtocolError
+
+from ._frames import BATCH_MARK, message_size, open_message
+MAX_PARTS = 256
+MAX_BYTES = 256 * 1024
+
+OnError = Callable[[Exception], None]
+
+
+class EachError:
+    """The failure callback of a batch: tells every part's sender that had one."""
+
+    __slots__ = ("callbacks",)
+
+    def __init__(self, callbacks: list[OnError]) -> None:
+        self.callbacks = callbacks
+
+    def __call__(self, exc: Exception) -> None:
+        first: Exception | None = None
+        for callback in self.callbacks:
+            try:
+                callback(exc)
+            except Exception as failed:  # the others are still told
+                first = first or failed
+        if first is not None:
+            raise first
+
+
+class SendGroups:
+    """Single-frame sends taken off the hand-off queue, grouped by peer in order."""
+
+    __slots__ = ("peers",)
+
+    def __init__(self) -> None:
+        self.peers: dict[str, list[tuple[bytes, OnError | None]]] = {}
+
+    def add(self, peer: str, frame: bytes, on_error: OnError | None) -> None:
+        """Queue ``frame`` for ``peer`` after what is queued for it already."""
+        group = self.peers.get(peer)
+        if group is None:
+            self.peers[peer] = [(frame, on_error)]
+        else:
+            group.append((frame, on_error))
+
+    def take(self) -> Iterator[tuple[str, Any, OnError | None, int]]:
+        """Empty the groups: ``(peer, frame or batch frames, on_error, parts)``, each
+        batch at most :data:`MAX_PARTS` parts and about :data:`MAX_BYTES`."""
+        peers, self.peers = self.peers, {}
+        for peer, group in peers.items():
+            if len(group) == 1:
+                yield peer, group[0][0], group[0][1], 1
+                continue
+            start = 0
+            while start < len(group):
+                end, size = start, 0
+                while end < len(group) and end - start < MAX_PARTS and (end == start or size + len(group[end][0]) <= MAX_BYTES):
+                    size += len(group[end][0])
+                    end += 1
+                chunk = group[start:end]
+                errors = [e for _, e in chunk if e is not None]
+                on_error = EachError(errors) if errors else None
+                if len(chunk) == 1:
+                    yield peer, chunk[0][0], chunk[0][1], 1
+                else:
+                    yield peer, [BATCH_MARK, *(f for f, _ in chunk)], on_error, len(chunk)
+                start = end
+
+
+def open_received(frame: bytes | None, buffers: list[Any], limit: int, allow_pickle: bool) -> list[tuple[Envelope, bytes]]:
+    """Decode and validate what one ROUTER message held: an envelope (with its
+    out-of-band buffers), or a batch of them.
+
+    Returns:
+        Each envelope with the frame it came in.
+
+    Raises:
+        ProtocolError: naming what was wrong; a batch with one bad part (or
+            empty, or over ``limit`` in all) is refused whole.
+    """
+    if frame != BATCH_MARK:
+        return [(open_message(frame, buffers, limit, allow_pickle), frame)]  # type: ignore[list-item]
+    if not buffers:
+        raise MalformedFrame("a batch with no parts")
+    if message_size(buffers) > limit:
+        raise FrameTooLarge(f"a batch of {len(buffers)} frames exceeds the limit of {limit} bytes")
+    opened = []
+    for i, part in enumerate(buffers):
+        try:
+            opened.append((open_message(part, [], limit, allow_pickle), part))
+        except ProtocolError as err:
+            raise type(err)(f"a batch of {len(buffers)} frames refused whole: its frame {i}: {err.detail}") from err
+    return opened
