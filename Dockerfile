@@ -11,7 +11,7 @@ COPY protocol ./protocol
 COPY transport ./transport
 COPY actors ./actors
 COPY scripts ./scripts
-RUN ["python3", "-m", "pip", "install", ".[arrays,models,fastapi]"]
+RUN ["python3", "-m", "pip", "install", ".[arrays,models,fastapi,redis]"]
 EXPOSE 6390 8000 8265 9090
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=5s --timeout=5s --start-period=30s --retries=3 \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -88,6 +89,13 @@ def test_the_redis_store_saves_loads_and_clears_under_its_key(redis_url: str) ->
 def test_a_redis_store_that_does_not_answer_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="cannot open the checkpoint store redis://127.0.0.1:1/0"):
         open_store("redis://127.0.0.1:1/0")
+
+
+def test_without_the_redis_extra_a_redis_store_is_refused_saying_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # import redis raises ImportError
+    with pytest.raises(StoreError, match=r"pip install 'corral\[redis\]'") as refused:
+        open_store("redis://user:secret@127.0.0.1:1/0")
+    assert "secret" not in str(refused.value)
 
 
 def test_a_head_recovers_from_redis(redis_url: str, tmp_path: Path) -> None:

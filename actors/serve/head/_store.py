@@ -126,8 +126,8 @@ class RedisStore:
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         try:
             import redis
-        except ImportError:  # pragma: no cover - redis is a dependency
-            raise StoreError("the checkpoint store needs the 'redis' package: pip install redis") from None
+        except ImportError:  # an extra, not a requirement
+            raise StoreError("a checkpoint store in Redis needs the 'redis' package: pip install 'corral[redis]'") from None
         parsed = urlparse(url)
         self.key = parse_qs(parsed.query).get("key", [DEFAULT_KEY])[0]
         self.location = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 6379}{parsed.path or '/0'} key {self.key}"
