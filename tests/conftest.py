@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Iterator
@@ -17,6 +19,31 @@ from actors import ActorSystem, Config
 from transport import TransportConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+
+_RUN_TMP = pytest.StashKey[tuple[str, "str | None"]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every temporary file of the run goes under one directory removed at its
+    end: pytest's, ours, and our child processes' (which inherit TMPDIR), even
+    those of processes a test killed (multiprocessing's pymp-* folders, ipc sockets)."""
+    run_tmp = tempfile.mkdtemp(prefix="corral-tests-")
+    config.stash[_RUN_TMP] = (run_tmp, os.environ.get("TMPDIR"))
+    os.environ["TMPDIR"] = run_tmp
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _RUN_TMP not in config.stash:
+        return
+    run_tmp, before = config.stash[_RUN_TMP]
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before
+    tempfile.tempdir = None
+    shutil.rmtree(run_tmp, ignore_errors=True)
+
 
 FAST = {"heartbeat_interval_s": 0.05, "heartbeat_liveness": 6, "tick_s": 0.02}
 
