@@ -101,9 +101,14 @@ class Session:
             router.update(self.ask_controller(SubscribeReplicas(app, deployment, subscriber)))
         return router
 
+    def all_routers(self) -> list[Router]:
+        """The routers alive now (a copy: another thread may add one meanwhile)."""
+        with self._lock:
+            return list(self.routers.values())
+
     def on_peer_down(self, address: str, reason: str) -> None:
         """A process is gone: routers stop sending to its replicas at once."""
-        for router in list(self.routers.values()):
+        for router in self.all_routers():
             router.peer_down(address, reason)
 
     def on_replica_set(self, update: ReplicaSet) -> None:
@@ -117,10 +122,13 @@ class Session:
         self._next_refresh = time.monotonic() + self.config.serve.subscription_refresh_s
         while not self._closed.wait(0.1):
             now = time.monotonic()
-            for router in list(self.routers.values()):
-                router.expire(now)
-            if now >= self._next_refresh and not self._refreshing:
-                self._refresh_subscriptions(now)
+            try:
+                for router in self.all_routers():
+                    router.expire(now)
+                if now >= self._next_refresh and not self._refreshing:
+                    self._refresh_subscriptions(now)
+            except Exception:  # a bug here must not end the sweeps for good
+                log.exception("the handle sweeper failed; it goes on")
 
     def on_controller_lost(self) -> None:
         """The controller's process went silent: renew subscriptions soon and
@@ -130,7 +138,7 @@ class Session:
 
     def _refresh_subscriptions(self, now: float) -> None:
         settings = self.config.serve
-        routers = [r for r in list(self.routers.values()) if r.known]
+        routers = [r for r in self.all_routers() if r.known]
         lost = self._controller_lost.is_set()
         self._next_refresh = now + (settings.recovery_retry_s if lost else settings.subscription_refresh_s)
         if not routers:
