@@ -44,6 +44,13 @@ def test_a_long_group_is_split_by_parts_and_by_bytes() -> None:
     assert [parts for *_, parts in groups.take()] == [1, 1, 1], "two would exceed MAX_BYTES"
 
 
+def test_no_batch_is_larger_than_the_frame_limit_a_receiver_holds_it_to() -> None:
+    groups = SendGroups(max_bytes=100)
+    for _ in range(5):
+        groups.add("a", b"x" * 40, None)
+    assert [parts for *_, parts in groups.take()] == [2, 2, 1]
+
+
 def test_a_failed_batch_tells_every_sender_that_asked_to_know() -> None:
     told: list[tuple[str, str]] = []
     groups = SendGroups()

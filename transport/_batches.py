@@ -43,10 +43,11 @@ class EachError:
 class SendGroups:
     """Single-frame sends taken off the hand-off queue, grouped by peer in order."""
 
-    __slots__ = ("peers",)
+    __slots__ = ("peers", "max_bytes")
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.peers: dict[str, list[tuple[bytes, OnError | None]]] = {}
+        self.max_bytes = min(max_bytes, MAX_BYTES)  # a receiver refuses a batch over its max_frame_bytes
 
     def add(self, peer: str, frame: bytes, on_error: OnError | None) -> None:
         """Queue ``frame`` for ``peer`` after what is queued for it already."""
@@ -58,7 +59,7 @@ class SendGroups:
 
     def take(self) -> Iterator[tuple[str, Any, OnError | None, int]]:
         """Empty the groups: ``(peer, frame or batch frames, on_error, parts)``, each
-        batch at most :data:`MAX_PARTS` parts and about :data:`MAX_BYTES`."""
+        batch at most :data:`MAX_PARTS` parts and ``max_bytes`` in all."""
         peers, self.peers = self.peers, {}
         for peer, group in peers.items():
             if len(group) == 1:
@@ -67,7 +68,7 @@ class SendGroups:
             start = 0
             while start < len(group):
                 end, size = start, 0
-                while end < len(group) and end - start < MAX_PARTS and (end == start or size + len(group[end][0]) <= MAX_BYTES):
+                while end < len(group) and end - start < MAX_PARTS and (end == start or size + len(group[end][0]) <= self.max_bytes):
                     size += len(group[end][0])
                     end += 1
                 chunk = group[start:end]

@@ -307,7 +307,7 @@ class Transport:
         self._ep.waker.drain()  # type: ignore[union-attr]
         items = self._handoff.take()
         outcome = GO_ON
-        groups = SendGroups()  # single frames for one peer go out as one batch
+        groups = SendGroups(self._config.max_frame_bytes)  # single frames for one peer go out as one batch
         for op, peer, frame, extra in items:
             if op == _SEND and type(frame) is bytes:
                 groups.add(peer, frame, extra)
