@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Any, Callable
 
+import zmq
+
 from actors import Actor
 
 
@@ -170,3 +172,34 @@ def interruptible() -> None:
     disposition back to the default, which a shell's background job (a
     test run started with ``&``) would otherwise pass down as ignored."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class RawSockets:
+    """Bare ZeroMQ sockets standing in for a peer: a ROUTER bound at an ipc
+    address in ``tmp`` (a transport sends to it), and a DEALER whose routing id
+    is that address, connected to ``target`` when one is given."""
+
+    def __init__(self, tmp: str, target: str | None = None) -> None:
+        self.ctx = zmq.Context()
+        self.inbox = self.ctx.socket(zmq.ROUTER)
+        self.address = f"ipc://{tmp}/raw.sock"
+        self.inbox.bind(self.address)
+        self.out = self.ctx.socket(zmq.DEALER)
+        self.out.setsockopt(zmq.ROUTING_ID, self.address.encode())
+        self.out.setsockopt(zmq.LINGER, 0)
+        if target is not None:
+            self.out.connect(target)
+
+    def messages(self, timeout_ms: int, quiet_ms: int = 50) -> list[list[bytes]]:
+        """Every message received (its frames, without the routing id): the first
+        within ``timeout_ms``, the rest until none came for ``quiet_ms``."""
+        got = []
+        while self.inbox.poll(timeout_ms):
+            got.append(self.inbox.recv_multipart()[1:])
+            timeout_ms = quiet_ms
+        return got
+
+    def close(self) -> None:
+        self.inbox.close(linger=0)
+        self.out.close(linger=0)
+        self.ctx.term()

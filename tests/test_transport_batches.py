@@ -10,12 +10,11 @@ from typing import Any, Iterator
 
 import msgpack
 import pytest
-import zmq
 
 from actors import ActorSystem
 from protocol import OUT_OF_BAND_MIN, Data, Envelope, decode_envelope, encode_envelope
 from tests.conftest import fast_config
-from tests.helpers import Echo, wait_for
+from tests.helpers import Echo, RawSockets, wait_for
 from transport import Transport, TransportConfig
 from transport._batches import BATCH_MARK, MAX_BYTES, MAX_PARTS, EachError, SendGroups
 
@@ -76,34 +75,13 @@ def test_a_failing_callback_does_not_keep_the_others_from_being_told() -> None:
 
 # ---- on the wire ----------------------------------------------------------------------
 
-class RawPeer:
-    """A bare ROUTER that a transport sends to, and a DEALER that sends to a target."""
+class RawPeer(RawSockets):
+    """Bare sockets a transport sends to (and that may send to a target)."""
 
-    def __init__(self, tmp: str, target: str | None = None) -> None:
-        self.ctx = zmq.Context()
-        self.inbox = self.ctx.socket(zmq.ROUTER)
-        self.address = f"ipc://{tmp}/raw.sock"
-        self.inbox.bind(self.address)
-        self.out = self.ctx.socket(zmq.DEALER)
-        self.out.setsockopt(zmq.ROUTING_ID, self.address.encode())
-        self.out.setsockopt(zmq.LINGER, 0)
-        if target is not None:
-            self.out.connect(target)
-
-    def messages(self, timeout_ms: int) -> list[list[bytes]]:
+    def messages(self, timeout_ms: int, quiet_ms: int = 100) -> list[list[bytes]]:
         """What arrived (each message without its routing id), heartbeats left out."""
-        got = []
-        while self.inbox.poll(timeout_ms):
-            _, *frames = self.inbox.recv_multipart()
-            if frames[0] == BATCH_MARK or decode_envelope(frames[0], 1 << 30, frames[1:]).kind not in ("ping", "pong"):
-                got.append(frames)
-            timeout_ms = 100
-        return got
-
-    def close(self) -> None:
-        self.inbox.close(linger=0)
-        self.out.close(linger=0)
-        self.ctx.term()
+        return [frames for frames in super().messages(timeout_ms, quiet_ms)
+                if frames[0] == BATCH_MARK or decode_envelope(frames[0], 1 << 30, frames[1:]).kind not in ("ping", "pong")]
 
 
 @pytest.fixture

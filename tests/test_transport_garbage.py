@@ -14,42 +14,21 @@ import zmq
 from actors import ActorSystem
 from protocol import Envelope, decode_envelope
 from tests.conftest import Peer, fast_config
-from tests.helpers import Echo, wait_for
+from tests.helpers import Echo, RawSockets, wait_for
 from transport import PeerUnavailable, SendQueueFull, Transport, TransportClosed, TransportConfig, TransportError
 
 LIMIT = 4096
 
 
-class RawClient:
-    """A bare ZeroMQ DEALER that can also receive answers on its own ROUTER."""
-
-    def __init__(self, tmp: str, target: str) -> None:
-        self.ctx = zmq.Context()
-        self.inbox = self.ctx.socket(zmq.ROUTER)
-        self.address = f"ipc://{tmp}/raw.sock"
-        self.inbox.bind(self.address)
-        self.out = self.ctx.socket(zmq.DEALER)
-        self.out.setsockopt(zmq.ROUTING_ID, self.address.encode())
-        self.out.setsockopt(zmq.LINGER, 0)
-        self.out.connect(target)
+class RawClient(RawSockets):
+    """Bare sockets that send to the target and read its answers."""
 
     def send(self, *frames: bytes) -> None:
         self.out.send_multipart(list(frames))
 
     def answers(self, timeout_ms: int) -> list[Envelope]:
-        got = []
-        while self.inbox.poll(timeout_ms):
-            _, frame = self.inbox.recv_multipart()
-            env = decode_envelope(frame, 1 << 20)
-            if env.kind not in ("ping", "pong"):
-                got.append(env)
-            timeout_ms = 50
-        return got
-
-    def close(self) -> None:
-        self.inbox.close(linger=0)
-        self.out.close(linger=0)
-        self.ctx.term()
+        envelopes = (decode_envelope(frames[0], 1 << 20) for frames in self.messages(timeout_ms))
+        return [env for env in envelopes if env.kind not in ("ping", "pong")]
 
 
 @pytest.fixture
