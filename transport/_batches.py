@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 from protocol import Envelope, FrameTooLarge, MalformedFrame, ProtocolError
 
 from ._frames import BATCH_MARK, message_size, open_message
+
 MAX_PARTS = 256
 MAX_BYTES = 256 * 1024
 
@@ -72,12 +73,11 @@ class SendGroups:
                     size += len(group[end][0])
                     end += 1
                 chunk = group[start:end]
-                errors = [e for _, e in chunk if e is not None]
-                on_error = EachError(errors) if errors else None
                 if len(chunk) == 1:
                     yield peer, chunk[0][0], chunk[0][1], 1
                 else:
-                    yield peer, [BATCH_MARK, *(f for f, _ in chunk)], on_error, len(chunk)
+                    errors = [e for _, e in chunk if e is not None]
+                    yield peer, [BATCH_MARK, *(f for f, _ in chunk)], EachError(errors) if errors else None, len(chunk)
                 start = end
 
 
