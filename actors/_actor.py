@@ -13,13 +13,16 @@ from typing import Any, Callable, Protocol
 import pykka
 
 from ._future import Future
+from ._inline import SharedInbox
 from ._ref import ActorRef
+from ._request import Request, Respond
 
 
 class ActorHost(Protocol):
     """What an actor uses of the :class:`~actors.ActorSystem` that spawned it."""
 
     address: str
+    inline_budget_s: float
 
     def ref(self, address: str, name: str | None = None) -> ActorRef: ...
 
@@ -44,37 +47,7 @@ class ActorHost(Protocol):
     def _actor_finished(self, actor: Actor, reason: str) -> None: ...
 
 
-# (value, error, traceback text) -> None
-Respond = Callable[[Any, "BaseException | None", str], None]
-
 _spawning: contextvars.ContextVar[tuple[ActorHost, str]] = contextvars.ContextVar("corral_spawning")
-
-
-class Request:
-    """A message delivered to an actor by the runtime.
-
-    Attributes:
-        payload: the message itself.
-        respond: how to answer; None for a ``tell``.
-        deadline: UNIX time after which nobody waits for the answer, or None.
-        emit: sends one item of a streaming ask; None otherwise.
-        sender: the asking process's address (this process's for a local ask).
-        msg_id: the ask's id in its sender (0 for a tell): with ``sender``, what
-            a later :class:`protocol.CancelRequest` names.
-    """
-
-    __slots__ = ("payload", "respond", "deadline", "emit", "sender", "msg_id")
-
-    def __init__(
-        self, payload: Any, respond: Respond | None, deadline: float | None, emit: Callable[[Any], None] | None = None,
-        sender: str = "", msg_id: int = 0,
-    ) -> None:
-        self.payload = payload
-        self.respond = respond
-        self.deadline = deadline
-        self.emit = emit
-        self.sender = sender
-        self.msg_id = msg_id
 
 
 class Actor(pykka.ThreadingActor):
@@ -94,6 +67,13 @@ class Actor(pykka.ThreadingActor):
     # session's exit hook stops them in order, with a bound (see actors.serve).
     use_daemon_thread = True
 
+    #: Asks from other processes may be answered on the thread that received them
+    #: when the actor is idle, saving the wake-up of its own thread (``_inline.py``).
+    #: Still one message at a time, in order; set it only on an actor whose
+    #: ``receive`` does not depend on running on the actor's own thread. One
+    #: that waits or runs long hands the sockets to a standby thread meanwhile.
+    inline_asks: bool = False
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Actor:
         try:
             system, name = _spawning.get()
@@ -107,9 +87,19 @@ class Actor(pykka.ThreadingActor):
         obj._corral_table = None
         return obj
 
-    @staticmethod
-    def _create_actor_inbox() -> Any:
-        return queue.SimpleQueue()
+    def _create_actor_inbox(self) -> Any:  # type: ignore[override]
+        if not self.inline_asks:
+            return queue.SimpleQueue()
+        budget = self.system.inline_budget_s
+        return SharedInbox(self, drain_s=budget / 4, slow_s=budget / 2)
+
+    def _handle_receive(self, message: Any) -> Any:
+        if not self.inline_asks:
+            return super()._handle_receive(message)
+        try:
+            return super()._handle_receive(message)
+        finally:
+            self.actor_inbox.done()  # type: ignore[attr-defined]
 
     @property
     def ref(self) -> ActorRef:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from protocol import Data, Envelope, ErrorReply, encode_envelope
 from transport import TransportStatistics
 
-from ._actor import Request
+from ._request import Request
 from ._errors import ActorNotFound, MessageNotHandled
 from ._future import Future
 from ._stream import Stream
@@ -79,7 +79,7 @@ class LocalEmitter:
 
     __slots__ = ("_emit", "_msg_id", "window")
 
-    def __init__(self, emit: Callable[[int, Any], None], msg_id: int, window: StreamWindow) -> None:
+    def __init__(self, emit: Callable[[int, Any], object], msg_id: int, window: StreamWindow) -> None:
         self._emit = emit
         self._msg_id = msg_id
         self.window = window

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import weakref
-from typing import Any, Callable, Generator, Generic, TypeVar
+from typing import Any, Callable, Generator, Generic, Protocol, TypeVar
 
 from transport import about_to_block
 
@@ -17,6 +18,15 @@ log = logging.getLogger("corral.actors")
 
 _state_lock = threading.Lock()
 _allocate = threading.Lock
+_LEAD_S = 1.0  # a waiting thread reads the socket this long at most, then waits as usual
+
+
+class Reader(Protocol):
+    """What brings an answer in (``transport.RouterWatch``): a waiting thread may read it itself."""
+
+    def lead(self, done: Callable[[], bool], deadline: float) -> bool: ...
+
+    def wake_leader(self) -> None: ...
 
 
 class Future(Generic[T]):
@@ -30,7 +40,7 @@ class Future(Generic[T]):
         guard: returns True on a thread that must never block (the I/O thread).
     """
 
-    __slots__ = ("_waiter", "_done", "_value", "_error", "_callbacks", "_what", "_guard")
+    __slots__ = ("_waiter", "_done", "_value", "_error", "_callbacks", "_what", "_guard", "_reader", "_leading")
 
     def __init__(self, what: str = "future", guard: Callable[[], bool] | None = None) -> None:
         self._waiter = _allocate()
@@ -41,6 +51,13 @@ class Future(Generic[T]):
         self._callbacks: list[Callable[[Future[T]], None]] | None = None
         self._what = what
         self._guard = guard
+        self._reader: Reader | None = None
+        self._leading = 0  # the thread reading the answer's socket while it waits for it (0: none)
+
+    def read_with(self, reader: Reader | None) -> None:
+        """Name the socket the answer comes through (``transport.Transport.watch``): a
+        thread waiting in :meth:`get` reads it itself when it can, a wake-up less."""
+        self._reader = reader
 
     def done(self) -> bool:
         """Whether a result or an error is set."""
@@ -63,6 +80,9 @@ class Future(Generic[T]):
             self._done = True
             callbacks, self._callbacks = self._callbacks, None
         self._waiter.release()
+        leading = self._leading
+        if leading and leading != threading.get_ident():  # completed elsewhere while its waiter reads the socket
+            self._reader.wake_leader()  # type: ignore[union-attr]
         if callbacks:
             for callback in callbacks:
                 self._run_callback(callback)
@@ -83,12 +103,24 @@ class Future(Generic[T]):
             if self._guard is not None and self._guard():
                 raise RuntimeError(f"{self._what}: Future.get() on the I/O thread would deadlock")
             about_to_block()  # inline work on the I/O thread: a standby takes the sockets first
-            if not self._waiter.acquire(True, -1 if timeout is None else max(timeout, 0)):
-                raise AskTimeout(f"{self._what}: no answer within {timeout}s")
-            self._waiter.release()
+            left = timeout if self._reader is None or timeout == 0 else self._lead(timeout)
+            if not self._done:
+                if not self._waiter.acquire(True, -1 if left is None else max(left, 0)):
+                    raise AskTimeout(f"{self._what}: no answer within {timeout}s")
+                self._waiter.release()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[no-any-return]
+
+    def _lead(self, timeout: float | None) -> float | None:
+        """Read the answer's socket while waiting, for ``_LEAD_S`` at most; returns the time left to wait."""
+        began = time.monotonic()
+        self._leading = threading.get_ident()
+        try:
+            self._reader.lead(lambda: self._done, began + (_LEAD_S if timeout is None else min(timeout, _LEAD_S)))  # type: ignore[union-attr]
+        finally:
+            self._leading = 0
+        return None if timeout is None else timeout - (time.monotonic() - began)
 
     def add_done_callback(self, callback: Callable[[Future[T]], None]) -> None:
         """Call ``callback(self)`` once done (at once if already done), on the

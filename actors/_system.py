@@ -20,6 +20,7 @@ from ._callbacks import (CreditSender, LocalEmitter, LocalResponder, Pending, Re
 from ._config import Config
 from ._errors import ActorNotFound, ActorStopped, ActorSystemShutDown, MessageNotHandled, rebuild_error
 from ._future import Future
+from ._inline import SharedInbox
 from ._ref import ActorRef
 from ._watches import WatchBook
 from ._pending import PendingAsks
@@ -48,6 +49,7 @@ class ActorSystem:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
+        self.inline_budget_s = self.config.transport.inline_budget_s  # what an actor with inline_asks may take
         self._actors: dict[str, pykka.ActorRef[Any]] = {}
         self._actors_lock = threading.Lock()
         self._pending = PendingAsks()
@@ -62,6 +64,7 @@ class ActorSystem:
         self._windows = StreamWindows(self.config.stream_window)  # streams produced here for other processes
         self._transport = Transport(self.config.transport, self._on_envelope, self._on_peer_down, self._on_tick)
         self.address = self._transport.start()
+        self.reader = self._transport.reader  # a thread waiting for an answer may read it itself (Future.read_with)
         self.accepts_pickle = self._transport.accepts_pickle  # pickled payloads are taken (CURVE or ipc)
 
     # ---- public API -----------------------------------------------------------------
@@ -262,19 +265,21 @@ class ActorSystem:
         if ref.address == self.address:
             actor = self._local(ref.name)
             self._register(msg_id, future, ref, timeout, stream)
-            emit = LocalEmitter(self._emit_local, msg_id, window) if window is not None else None
-            request = Request(message, LocalResponder(self._settle, msg_id), deadline, emit, self.address, msg_id)
+            emit = LocalEmitter(self._pending.push, msg_id, window) if window is not None else None
+            request = Request(message, LocalResponder(self._pending.settle, msg_id), deadline, emit, self.address, msg_id)
             lane = self._lanes.get(ref.name)
             try:
                 (lane[1] if lane is not None and type(message) in lane[0] else actor.tell)(request)
             except pykka.ActorDeadError:
-                self._settle(msg_id, MessageNotHandled(f"actor {ref} stopped before handling the message"))
+                self._pending.settle(msg_id, MessageNotHandled(f"actor {ref} stopped before handling the message"))
             return future
+        if type(future) is Future:
+            future.read_with(self.reader)  # its waiting thread may read the answer itself
         kind, body = wrap(message)
         frame = encode_envelope(Envelope(kind, body, msg_id, None, self.address, ref.name, deadline, True, stream=stream, pickle=pickle))
         self._register(msg_id, future, ref, timeout, stream)
         try:
-            self._transport.send_frame(ref.address, frame, SendFailure(self._settle, msg_id))
+            self._transport.send_frame(ref.address, frame, SendFailure(self._pending.settle, msg_id))
         except Exception:
             self._pending.pop(msg_id)
             raise
@@ -303,12 +308,6 @@ class ActorSystem:
 
     def _register(self, msg_id: int, future: Any, ref: ActorRef, timeout: float, stream: bool = False) -> None:
         self._pending.add(msg_id, Pending(future, ref.address, ref.name, stream), timeout)
-
-    def _settle(self, msg_id: int, error: BaseException | None, value: Any = None, answer: bool = True) -> None:
-        self._pending.settle(msg_id, error, value, answer)
-
-    def _emit_local(self, msg_id: int, value: Any) -> None:
-        self._pending.push(msg_id, value)
 
     def _send_credit(self, address: str, msg_id: int, taken: int) -> None:
         try:
@@ -374,7 +373,10 @@ class ActorSystem:
         if env.kind == "cancel" and not env.wants_reply and (lane is None or CancelRequest not in lane[0]):
             return  # the actor does not stop work it started: nothing to cancel
         try:
-            (lane[1] if lane is not None and type(request.payload) in lane[0] else actor.tell)(request)
+            if lane is not None and type(request.payload) in lane[0]:
+                lane[1](request)
+            elif not (type(actor.actor_inbox) is SharedInbox and actor.actor_inbox.offer(request, self._transport.defer)):
+                actor.tell(request)
         except pykka.ActorDeadError:
             self._error_to(env, "not_handled", "MessageNotHandled", f"actor {env.target!r} in {self.address} stopped before handling the message")
 

@@ -8,7 +8,16 @@ from actors import Actor
 
 
 class Echo(Actor):
-    """Answers with the message."""
+    """Answers with the message, on the receiving thread when idle (``inline_asks``)."""
+
+    inline_asks = True
+
+    def receive(self, message: Any) -> Any:
+        return message
+
+
+class EchoOnThread(Actor):
+    """Answers with the message, always on its own thread (pykka's default)."""
 
     def receive(self, message: Any) -> Any:
         return message

@@ -203,3 +203,31 @@ class RawSockets:
         self.inbox.close(linger=0)
         self.out.close(linger=0)
         self.ctx.term()
+
+
+class InlineRecorder(Actor):
+    """Asks answered on the receiving thread when idle (``inline_asks``): records
+    ``[tag, seq]`` asks with the thread that ran them; ``{"wait": s}`` holds
+    the thread s seconds; ``"dump"`` answers ``[[tag, seq, thread name], ...]``."""
+
+    inline_asks = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Any] = []
+
+    def receive(self, message: Any) -> Any:
+        if message == "dump":
+            return self.seen
+        if isinstance(message, dict):
+            threading.Event().wait(float(message["wait"]))
+            return "waited"
+        self.seen.append([*message, threading.current_thread().name])
+        return message
+
+
+class Relay(Actor):
+    """On ``{"to": "<address>#<name>", "message": m}`` asks that actor and answers with its answer."""
+
+    def receive(self, message: Any) -> Any:
+        return self.system.ref(message["to"]).ask(message["message"]).get(timeout=10)

@@ -13,11 +13,12 @@ from ._endpoint import check_endpoint, ipc_path, private_ipc_dir
 from ._errors import PEER_LEFT, PeerUnavailable, SendQueueFull, TransportClosed, TransportError
 from ._liveness import LivenessTracker, LogLimiter
 from ._links import NOTHING_LISTENS
-from ._standby import about_to_block
+from ._standby import about_to_block, more_to_come
 from ._transport import Transport, TransportStatistics
 
 __all__ = [
     "about_to_block",
+    "more_to_come",
     "NOTHING_LISTENS",
     "PEER_LEFT",
     "CurveKeys",

@@ -41,7 +41,7 @@ class DrivenTransport(Protocol):
 
     def bind_here(self) -> bool: ...
 
-    def sockets_to_watch(self) -> list[Any]: ...
+    def sockets_to_watch(self, thread: bool = False) -> list[Any]: ...
 
     def next_wait(self, now: float) -> float: ...
 
@@ -97,7 +97,7 @@ class ThreadDriver:
     def _loop(self) -> int:
         t = self.transport
         poller = zmq.Poller()
-        for sock in t.sockets_to_watch():
+        for sock in t.sockets_to_watch(thread=True):
             poller.register(sock, zmq.POLLIN)
         t.links.attach(poller)
         try:

@@ -33,10 +33,19 @@ _running = threading.local()  # .run: the round of inline work this thread runs 
 
 
 def more_inline_work() -> bool:
-    """Whether this thread runs a round of inline work with more pieces after this one
-    (its sends queue, to go out together after the round; the last piece's need not wait)."""
+    """Whether this thread runs a round of inline work with more to do after what runs
+    now (its sends queue, to go out together after the round; the last piece's need not wait)."""
     run = getattr(_running, "run", None)
-    return run is not None and bool(run.queue)
+    return run is not None and (run.more or bool(run.queue))
+
+
+def more_to_come(more: bool) -> None:
+    """Said by a piece of inline work that serves several messages (an actor's queued
+    asks): whether more follow the one it serves now, so that its sends queue as
+    those of more pieces would. Off the I/O thread's inline work it does nothing."""
+    run = getattr(_running, "run", None)
+    if run is not None:
+        run.more = more
 
 
 def about_to_block() -> None:
@@ -49,13 +58,14 @@ def about_to_block() -> None:
 class _Run:
     """One round of inline work on one thread."""
 
-    __slots__ = ("standby", "since", "queue", "superseded")
+    __slots__ = ("standby", "since", "queue", "superseded", "more")
 
     def __init__(self, standby: Standby, items: list[tuple[Callable[[], None], Elsewhere]]) -> None:
         self.standby = standby
         self.since = time.monotonic()  # when the piece running now began
         self.queue = collections.deque(items)
         self.superseded = False
+        self.more = False  # the piece running now has more to serve (more_to_come)
 
 
 class Standby:
@@ -106,7 +116,7 @@ class Standby:
                         rest, run.queue = list(run.queue), collections.deque()
                         break
                     work, _ = run.queue.popleft()
-                    run.since = now
+                    run.since, run.more = now, False
                 run_quietly(work)
         finally:
             _running.run = None
@@ -160,8 +170,8 @@ class Standby:
 
 
 def run_quietly(fn: Callable[..., Any], *args: Any) -> None:
-    """``fn(*args)``; an exception is logged, not raised (inline work must not end the I/O thread)."""
+    """``fn(*args)``; an exception is logged, not raised (a callback or inline work must not end the I/O thread)."""
     try:
         fn(*args)
     except Exception:
-        log.exception("inline work %r failed", fn)
+        log.exception("%r failed on the I/O thread (which goes on)", fn)

@@ -25,6 +25,7 @@ class TransportStatistics:
             (its I/O thread did not run), not held against silent peers.
         inline_takeovers: times a standby thread took the sockets because work
             run on the I/O thread (a sync method) ran past its budget or waited.
+        caller_leads: times a thread waiting for an answer read the ROUTER itself.
     """
 
     address: str
@@ -40,3 +41,4 @@ class TransportStatistics:
     auth_failures: int = 0
     heartbeat_stalled_s: float = 0.0
     inline_takeovers: int = 0
+    caller_leads: int = 0

@@ -11,11 +11,13 @@ nothing waits and the I/O thread polls, a sending thread takes the socket lock
 (held by the driver whenever it touches a socket) and writes to an open DEALER
 itself, a thread hop less. Work deferred to the I/O thread runs after its
 round (``_standby.py``), and what that work sends waits for the round's end.
+A thread waiting for an answer may read the ROUTER itself (``_leader.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -33,7 +35,8 @@ from ._guard import Guard
 from ._handoff import Handoff
 from ._dealers import Dealers
 from ._drivers import GO_ON, HAND_OVER, STOP, LoopDriver, ThreadDriver
-from ._standby import Elsewhere, Standby, more_inline_work
+from ._standby import Elsewhere, Standby, more_inline_work, run_quietly
+from ._leader import RouterWatch, router_watch
 from ._batches import BATCH_MARK, SendGroups, open_received
 from ._links import LinkWatch
 from ._statistics import TransportStatistics
@@ -86,16 +89,15 @@ class Transport:
         self._driver: ThreadDriver | LoopDriver = ThreadDriver(self, True, self._standby)
         self._next_tick = 0.0
         self._ep: Bound | None = None  # the bound endpoint (None before start and after a failed one)
+        self.reader: RouterWatch | None = None  # the ROUTER as the I/O thread waits on it; a waiting thread may read it (_leader.py)
+        self._backlog = False  # the last read of the ROUTER stopped at its bound: more waits
         self._sockets = threading.RLock()  # whoever touches a socket holds it
         self.address = ""
         self.accepts_pickle = False  # whether pickled payloads are accepted (CURVE or ipc; set once bound)
 
     # ---- any thread -------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> str:
-        """Start the I/O thread and bind the endpoint.
-
-        Returns:
-            The address peers use to reach this process.
+        """Start the I/O thread and bind the endpoint; returns the address peers use to reach this process.
 
         Raises:
             TransportError: if the endpoint cannot be bound (e.g. port in use).
@@ -109,13 +111,8 @@ class Transport:
         return self.address
 
     def send(self, peer: str, envelope: Envelope, on_error: OnError | None = None) -> None:
-        """Encode ``envelope`` in the calling thread and queue it for ``peer``.
-
-        Args:
-            peer: the peer's address.
-            envelope: what to send; its ``sender`` should be :attr:`address`.
-            on_error: called on the I/O thread if the frame cannot reach ZeroMQ later
-                (peer unreachable or not draining); else the failure is counted and logged.
+        """Encode ``envelope`` (its ``sender`` should be :attr:`address`) in the calling
+        thread and queue it for ``peer``, as :meth:`send_frame` does.
 
         Raises:
             TypeError: the body cannot be encoded.
@@ -125,7 +122,9 @@ class Transport:
 
     def send_frame(self, peer: str, frame: Any, on_error: OnError | None = None) -> None:
         """Queue an already encoded frame (or list of frames: an envelope and its
-        out-of-band buffers, sent without copying them) for ``peer``.
+        out-of-band buffers, sent without copying them) for ``peer``. ``on_error`` is
+        called on the I/O thread if the frame cannot reach ZeroMQ later (the peer is
+        unreachable or not draining); without it, the failure is counted and logged.
 
         Raises:
             FrameTooLarge: the frames add up to more than ``max_frame_bytes``.
@@ -164,17 +163,16 @@ class Transport:
         return True
 
     def is_io_thread(self) -> bool:
-        """Whether the caller owns the sockets now (the I/O thread or the loop): it must never block."""
-        return threading.get_ident() == self.io_ident
+        """Whether the caller owns the sockets now (the I/O thread, the loop, or a thread reading the ROUTER
+        while it waits): it must never block."""
+        ident = threading.get_ident()
+        return ident == self.io_ident or (self.reader is not None and ident == self.reader.leader)
 
     def adopt(self, loop: asyncio.AbstractEventLoop) -> LoopDriver:
-        """Hand the sockets to ``loop``: from its next turn the loop's thread receives and sends
-        (callbacks run there) and the I/O thread ends: code on that loop is answered with no
-        thread hop. The loop must run until the driver's ``detach()`` is called on it or the
-        transport closes; nothing may wait for the loop holding a lock its callbacks take.
-
-        Returns:
-            The loop's driver.
+        """Hand the sockets to ``loop`` (returns its driver): from its next turn the loop's thread
+        receives and sends (callbacks run there) and the I/O thread ends, so code on that loop is
+        answered with no thread hop. The loop must run until the driver's ``detach()`` is called on
+        it or the transport closes; nothing may wait for the loop holding a lock its callbacks take.
 
         Raises:
             RuntimeError: the transport is already handed to a loop, or not started.
@@ -204,7 +202,8 @@ class Transport:
         """A snapshot of the counters."""
         return TransportStatistics(self.address, self._sent, self._received, self._send_failures, dict(self._guard.bad_frames),
                                    len(self._dealers), len(self._liveness.watched), self._peers_lost, len(self._handoff),
-                                   self._config.handoff_capacity, self._guard.auth_failures, self._liveness.stalled_s, self._standby.takeovers)
+                                   self._config.handoff_capacity, self._guard.auth_failures, self._liveness.stalled_s, self._standby.takeovers,
+                                   self.reader.leads if self.reader is not None else 0)
 
     def _enqueue(self, item: tuple[int, str, bytes, OnError | None]) -> None:
         if self._handoff.put(item, self.address):
@@ -226,24 +225,30 @@ class Transport:
         if self._config.curve is not None:
             self._guard.allowed_client = self._config.curve.client_key_bytes()
         self.address, self.accepts_pickle = self._ep.address, self._ep.accepts_pickle
+        may_lead = lambda: not self.is_io_thread() and isinstance(self._driver, ThreadDriver)  # noqa: E731
+        self.reader = router_watch(self._ep.router, self._sockets, self._drain_router, self._unread, may_lead)
         self._next_tick = time.monotonic() + self._config.tick_s
         self._ready.set()
         return True
 
-    def sockets_to_watch(self) -> list[Any]:
-        """What the driver waits on: the ROUTER, the waker's descriptor, and the
-        monitors (refused handshakes, CURVE's ZAP) when there are some."""
+    def _unread(self) -> None:
+        """Under the socket lock: the ROUTER holds messages that its descriptor will not signal."""
+        self._backlog = True
+        self._ep.waker.wake()  # type: ignore[union-attr]
+
+    def sockets_to_watch(self, thread: bool = False) -> list[Any]:
+        """What the driver waits on: the ROUTER (its watch, for an I/O ``thread``), the waker, the monitors."""
         ep = self._ep
         assert ep is not None
-        return [s for s in (ep.router, ep.waker.fileno(), ep.monitor, ep.zap) if s is not None]
+        router = self.reader.fileno() if thread and self.reader is not None else ep.router
+        return [s for s in (router, ep.waker.fileno(), ep.monitor, ep.zap) if s is not None]
 
     def next_wait(self, now: float) -> float:
-        """Seconds until the next heartbeat or tick is due."""
-        return min(self._next_tick, self._liveness.next_deadline()) - now
+        """Seconds until the next heartbeat or tick is due (0: the ROUTER has more to read)."""
+        return 0.0 if self._backlog else min(self._next_tick, self._liveness.next_deadline()) - now
 
     def serve(self, events: list[Any]) -> int:
-        """Act on the sockets the driver found readable, then on the heartbeats
-        and the tick when due.
+        """Act on the sockets the driver found readable, then on the heartbeats and the tick when due.
 
         Returns:
             ``GO_ON``; ``STOP`` when the transport must close; ``HAND_OVER``
@@ -254,8 +259,9 @@ class Transport:
             ep = self._ep
             assert ep is not None
             router, waker_fd = ep.router, ep.waker.fileno()
+            watch_fd = self.reader.fileno() if self.reader is not None else None
             for sock, _ in events:
-                if sock is router:
+                if sock is router or sock == watch_fd:
                     self._drain_router()
                 elif sock == waker_fd:
                     outcome = self._drain_handoff()
@@ -267,13 +273,15 @@ class Transport:
                     self._guard.handshake_failures(ep.monitor)
                 else:
                     self._on_link_events(sock)  # a sending socket's monitor (or one just closed: ignored)
+            if self._backlog:
+                self._drain_router()
             now = time.monotonic()
             if self._liveness.ping_due(now):
                 self._heartbeat(now)
             if now >= self._next_tick:
                 self._next_tick = now + self._config.tick_s
                 if self._on_tick is not None:
-                    self._call(self._on_tick, time.time())
+                    run_quietly(self._on_tick, time.time())
             return outcome
 
     def refuse_sends(self) -> None:
@@ -298,7 +306,11 @@ class Transport:
         """Close every socket (the driver, when told to stop or when it crashed)."""
         try:
             with self._sockets:
-                self._shutdown()
+                if self.reader is not None:
+                    self.reader.close()
+                if self._ep is not None:
+                    self._dealers.close_all(self._ep.frames["bye"], int(self._config.linger_s * 1000))
+                    self._ep.close()
         finally:
             self._done.set()
             self._standby.close()
@@ -341,10 +353,8 @@ class Transport:
         sock = self._dealers.open(self._ep.ctx, self._config, self.address, peer)
         self._quarantine.release(peer)
         self._liveness.watch(peer, time.monotonic())
-        try:  # at once, not at the next heartbeat: its pong tells us which process is there
+        with contextlib.suppress(zmq.ZMQError):  # now, not at the next heartbeat (which tries again): its pong says who is there
             sock.send(self._ep.frames["ping"], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass  # the heartbeat tries again
         return sock
 
     def _send_now(self, peer: str, frame: Any, on_error: OnError | None, parts: int = 1) -> None:
@@ -360,7 +370,7 @@ class Transport:
     def _fail(self, peer: str, on_error: OnError | None, exc: Exception, parts: int = 1) -> None:
         self._send_failures += parts
         if on_error is not None:
-            self._call(on_error, exc)
+            run_quietly(on_error, exc)
         elif self._log_limiter.allow(f"send:{peer}", time.monotonic()):
             log.warning("dropped a frame for %s: %s", peer, exc)
 
@@ -372,10 +382,12 @@ class Transport:
         heard = self._liveness.heard
         quarantine = self._quarantine
         allow_pickle = self.accepts_pickle
+        self._backlog = True  # unless it empties the ROUTER below
         for _ in range(_RECV_BATCH):
             try:
                 identity, frame, buffers = receive(router)
             except zmq.Again:
+                self._backlog = False
                 return
             peer = identity.decode("utf-8", "replace")
             heard(peer, now)
@@ -403,7 +415,7 @@ class Transport:
         elif kind == "bye":
             self._declare_down(peer, PEER_LEFT)
         else:
-            self._call(self._on_envelope, env)
+            run_quietly(self._on_envelope, env)
 
     def _on_link_events(self, monitor: zmq.Socket) -> None:
         gone = self.links.gone(monitor)
@@ -413,9 +425,8 @@ class Transport:
                 self._declare_down(*gone, quarantine_s=min(self._config.quarantine_s, 2 * self._config.heartbeat_interval_s))
 
     def _reject(self, err: ProtocolError, peer: str, frames: list[bytes]) -> None:
-        for reply in self._guard.reject(err, peer, frames, self.address):
-            if reply is not None:
-                self._send_now(peer, reply, None)
+        for reply in filter(None, self._guard.reject(err, peer, frames, self.address)):  # None: no id to answer
+            self._send_now(peer, reply, None)
 
     def _heartbeat(self, now: float) -> None:
         for peer, silence in self._liveness.expired(now):
@@ -428,7 +439,7 @@ class Transport:
         """A new process at a peer's address (restarted within the liveness window): the old one died."""
         if incarnation and self._incarnations.restarted(peer, incarnation, self._dealers.__contains__):
             self._peers_lost += 1
-            self._call(self._on_peer_down, peer, "it restarted (a new process at its address)")
+            run_quietly(self._on_peer_down, peer, "it restarted (a new process at its address)")
 
     def _declare_down(self, peer: str, reason: str, quarantine_s: float | None = None) -> None:
         self._incarnations.forget(peer)
@@ -436,15 +447,4 @@ class Transport:
         self._liveness.forget(peer)
         self._quarantine.add(peer, reason, time.monotonic(), quarantine_s)
         self._peers_lost += 1
-        self._call(self._on_peer_down, peer, reason)
-
-    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("callback %r failed on the I/O thread of %s", fn, self.address)
-
-    def _shutdown(self) -> None:
-        if self._ep is not None:
-            self._dealers.close_all(self._ep.frames["bye"], int(self._config.linger_s * 1000))
-            self._ep.close()
+        run_quietly(self._on_peer_down, peer, reason)

@@ -113,7 +113,9 @@ class DeploymentHandle:
         if self.stream:
             sink: Any = DeploymentResponseGenerator(deadline, f"stream from {self.deployment_name}.{self.method_name}")
         else:
-            sink = DeploymentResponse(Future(f"request to {self.deployment_name}.{self.method_name}"), router.waiting_reason)
+            future: Future[Any] = Future(f"request to {self.deployment_name}.{self.method_name}")
+            future.read_with(session.system.reader)  # .result() reads its answer itself
+            sink = DeploymentResponse(future, router.waiting_reason)
 
         def build() -> Call:
             args_l = [_to_wire(a) for a in args]
