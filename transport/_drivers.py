@@ -41,7 +41,7 @@ class DrivenTransport(Protocol):
 
     def bind_here(self) -> bool: ...
 
-    def sockets_to_watch(self, thread: bool = False) -> list[Any]: ...
+    def sockets_to_watch(self, watch: bool = False) -> list[Any]: ...
 
     def next_wait(self, now: float) -> float: ...
 
@@ -97,7 +97,7 @@ class ThreadDriver:
     def _loop(self) -> int:
         t = self.transport
         poller = zmq.Poller()
-        for sock in t.sockets_to_watch(thread=True):
+        for sock in t.sockets_to_watch(watch=True):  # the ROUTER's watch: a waiting thread may read it (_leader.py)
             poller.register(sock, zmq.POLLIN)
         t.links.attach(poller)
         try:
@@ -174,7 +174,7 @@ class LoopDriver:
         """Take the sockets over (called on the loop once the thread handed them)."""
         t = self.transport
         t.io_ident = threading.get_ident()
-        for sock in t.sockets_to_watch():
+        for sock in t.sockets_to_watch(watch=True):  # the ROUTER's watch: a waiting thread may read it (_leader.py)
             self.register(sock)
         t.links.attach(self)
         self.attached = True

@@ -225,7 +225,7 @@ class Transport:
         if self._config.curve is not None:
             self._guard.allowed_client = self._config.curve.client_key_bytes()
         self.address, self.accepts_pickle = self._ep.address, self._ep.accepts_pickle
-        may_lead = lambda: not self.is_io_thread() and isinstance(self._driver, ThreadDriver)  # noqa: E731
+        may_lead = lambda: not self.is_io_thread()  # noqa: E731
         self.reader = router_watch(self._ep.router, self._sockets, self._drain_router, self._unread, may_lead)
         self._next_tick = time.monotonic() + self._config.tick_s
         self._ready.set()
@@ -236,11 +236,11 @@ class Transport:
         self._backlog = True
         self._ep.waker.wake()  # type: ignore[union-attr]
 
-    def sockets_to_watch(self, thread: bool = False) -> list[Any]:
-        """What the driver waits on: the ROUTER (its watch, for an I/O ``thread``), the waker, the monitors."""
+    def sockets_to_watch(self, watch: bool = False) -> list[Any]:
+        """What a driver waits on: the ROUTER (with ``watch``, its watch if any), the waker, the monitors."""
         ep = self._ep
         assert ep is not None
-        router = self.reader.fileno() if thread and self.reader is not None else ep.router
+        router = self.reader.fileno() if watch and self.reader is not None else ep.router
         return [s for s in (router, ep.waker.fileno(), ep.monitor, ep.zap) if s is not None]
 
     def next_wait(self, now: float) -> float:
