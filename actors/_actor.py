@@ -94,12 +94,11 @@ class Actor(pykka.ThreadingActor):
         return SharedInbox(self, drain_s=budget / 4, slow_s=budget / 2)
 
     def _handle_receive(self, message: Any) -> Any:
-        if not self.inline_asks:
-            return super()._handle_receive(message)
         try:
             return super()._handle_receive(message)
         finally:
-            self.actor_inbox.done()  # type: ignore[attr-defined]
+            if self.inline_asks:  # the shared inbox may now be served inline again
+                self.actor_inbox.done()  # type: ignore[attr-defined]
 
     @property
     def ref(self) -> ActorRef:

@@ -55,8 +55,8 @@ class Future(Generic[T]):
         self._leading = 0  # the thread reading the answer's socket while it waits for it (0: none)
 
     def read_with(self, reader: Reader | None) -> None:
-        """Name the socket the answer comes through (``transport.Transport.watch``): a
-        thread waiting in :meth:`get` reads it itself when it can, a wake-up less."""
+        """Name what the answer comes through (``transport.Transport.reader``): a thread
+        waiting in :meth:`get` reads it itself when it can, a wake-up less."""
         self._reader = reader
 
     def done(self) -> bool:

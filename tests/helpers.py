@@ -205,24 +205,20 @@ class RawSockets:
         self.ctx.term()
 
 
-class InlineRecorder(Actor):
-    """Asks answered on the receiving thread when idle (``inline_asks``): records
-    ``[tag, seq]`` asks with the thread that ran them; ``{"wait": s}`` holds
-    the thread s seconds; ``"dump"`` answers ``[[tag, seq, thread name], ...]``."""
+class InlineRecorder(Recorder):
+    """A recorder whose asks are answered on the receiving thread when idle
+    (``inline_asks``): it records ``[tag, seq]`` asks with the thread that ran
+    them and answers with the message; ``{"wait": s}`` holds the thread s seconds."""
 
     inline_asks = True
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[Any] = []
-
     def receive(self, message: Any) -> Any:
-        if message == "dump":
-            return self.seen
         if isinstance(message, dict):
             threading.Event().wait(float(message["wait"]))
             return "waited"
-        self.seen.append([*message, threading.current_thread().name])
+        if message == "dump":
+            return super().receive(message)
+        super().receive([*message, threading.current_thread().name])
         return message
 
 

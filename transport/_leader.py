@@ -45,7 +45,7 @@ class RouterWatch:
         drain: reads and dispatches what waits on the ROUTER (the transport's own reader).
         unread: tells the I/O thread that messages wait on the ROUTER that its descriptor
             will not signal (a leader took the signal without reading them); under the lock.
-        may_lead: whether the calling thread may lead now (not the I/O thread; no loop drives).
+        may_lead: whether the calling thread may lead now (it is not the one driving the sockets).
     """
 
     def __init__(self, router: zmq.Socket, sockets: Any, drain: Callable[[], Any], unread: Callable[[], None],
@@ -82,17 +82,21 @@ class RouterWatch:
         if self.closed or not self._may_lead() or not self._leading.acquire(blocking=False):
             return False
         sockets = self._sockets
-        waiter = select.poll()
-        waiter.register(self._fd, select.POLLIN)
-        waiter.register(self._leader_waker.fileno(), select.POLLIN)
-        try:
+        with sockets:
+            if self.closed:
+                self._leading.release()
+                return False
             self._epoll.modify(self._fd, 0)  # the I/O thread stops waking for the ROUTER; nobody is woken
-            self.leads += 1
-            self.leader = threading.get_ident()
-            fd, nudged = self._fd, self._leader_waker.fileno()
+        fd, nudged = self._fd, self._leader_waker.fileno()
+        waiter = select.poll()
+        waiter.register(fd, select.POLLIN)
+        waiter.register(nudged, select.POLLIN)
+        self.leads += 1
+        self.leader = threading.get_ident()
+        try:
             while True:  # the ROUTER was read empty by the last reader: its descriptor signals what comes next
                 now = time.monotonic()
-                if done() or now >= deadline:
+                if done() or now >= deadline or self.closed:
                     return True
                 ready = [f for f, _ in waiter.poll(int(min(deadline - now, _SLICE_S) * 1000) + 1)]
                 if nudged in ready:
