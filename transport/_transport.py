@@ -122,9 +122,8 @@ class Transport:
 
     def send_frame(self, peer: str, frame: Any, on_error: OnError | None = None) -> None:
         """Queue an already encoded frame (or list of frames: an envelope and its
-        out-of-band buffers, sent without copying them) for ``peer``. ``on_error`` is
-        called on the I/O thread if the frame cannot reach ZeroMQ later (the peer is
-        unreachable or not draining); without it, the failure is counted and logged.
+        out-of-band buffers, sent without copying them) for ``peer``. ``on_error`` is called on the I/O thread if
+        the frame cannot reach ZeroMQ later (peer unreachable or not draining); else the failure is counted and logged.
 
         Raises:
             FrameTooLarge: the frames add up to more than ``max_frame_bytes``.
@@ -227,7 +226,9 @@ class Transport:
         self.address, self.accepts_pickle = self._ep.address, self._ep.accepts_pickle
         may_lead = lambda: not self.is_io_thread()  # noqa: E731
         self.reader = router_watch(self._ep.router, self._sockets, self._drain_router, self._unread, may_lead)
-        self._next_tick = time.monotonic() + self._config.tick_s
+        now = time.monotonic()
+        self._next_tick = now + self._config.tick_s
+        self._liveness.ping_due(now)  # the heartbeat clock starts now, with no peer yet: no ping can race the first sends
         self._ready.set()
         return True
 
@@ -431,9 +432,8 @@ class Transport:
     def _heartbeat(self, now: float) -> None:
         for peer, silence in self._liveness.expired(now):
             self._declare_down(peer, f"no heartbeat for {silence:.2f}s")
-        ping = self._ep.frames["ping"]
         for peer in self._liveness.watched:
-            self._send_now(peer, ping, None)
+            self._send_now(peer, self._ep.frames["ping"], None)  # type: ignore[union-attr]
 
     def _note_incarnation(self, peer: str, incarnation: str) -> None:
         """A new process at a peer's address (restarted within the liveness window): the old one died."""
