@@ -3,7 +3,10 @@ sees only its own GPUs. Real worker and replica processes, real sockets."""
 
 from __future__ import annotations
 
+import glob
 import os
+import signal
+import tempfile
 import time
 from typing import Any, Iterator
 
@@ -14,7 +17,7 @@ from actors import serve
 from actors.serve import DeployFailedError, ReplicaDiedError
 from tests import serve_apps
 from tests.conftest import fast_serve_config
-from tests.helpers import Traffic, wait_for
+from tests.helpers import Traffic, child_pids, wait_for
 
 
 @pytest.fixture
@@ -110,3 +113,17 @@ def test_thread_mode_replicas_share_their_workers_process(one_worker: Any) -> No
 def test_num_gpus_in_thread_mode_is_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="num_gpus' needs isolation='process'"):
         serve_apps.Echo.options(isolation="thread", ray_actor_options={"num_gpus": 1})
+
+
+def test_replica_processes_of_a_killed_worker_exit_and_leave_no_socket_file(one_worker: Any) -> None:
+    handle = serve.run(serve_apps.Echo.options(num_replicas=2).bind(), name="orphans", route_prefix=None)
+    pids = {handle.whoami.remote().result(timeout_s=10)["pid"] for _ in range(40)}
+    assert len(pids) == 2
+    sockets = {pid: glob.glob(os.path.join(tempfile.gettempdir(), "**", f"{pid}-*.sock"), recursive=True) for pid in pids}
+    assert all(sockets.values()), sockets  # each replica process listens on its own ipc socket
+    (worker,) = child_pids()
+    os.kill(worker, signal.SIGKILL)
+    for pid in pids:
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 15,
+                 f"replica process {pid} to exit after its worker")
+    assert [path for paths in sockets.values() for path in paths if os.path.exists(path)] == []

@@ -9,6 +9,7 @@ the worker's own would), so no replica outlives its worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 import msgpack
 
 from protocol import DeploymentSpec, decode_fields
+from transport import ipc_path
 
 from ..._config import config_from_json
 from ..._logging import configure_logging
@@ -88,7 +90,7 @@ def run_replica_process(plan: ReplicaPlan, conn: Any) -> None:
         _send(conn, ("failed", _describe(exc)))
         _exit(session, system, 1)
     _send(conn, ("ready", system.address, os.getpid()))
-    code = _serve_until_stopped(conn, ref, stopped)
+    code = _serve_until_stopped(conn, ref, stopped, system.address)
     _exit(session, system, code)
 
 
@@ -105,14 +107,19 @@ def _write_to(path: str) -> None:
             pass
 
 
-def _serve_until_stopped(conn: Any, ref: Any, stopped: threading.Event) -> int:
+def _serve_until_stopped(conn: Any, ref: Any, stopped: threading.Event, address: str) -> int:
     while not stopped.is_set():
         try:
             if not conn.poll(0.5):
                 continue
             command = conn.recv()
         except (EOFError, OSError):
-            # the worker is gone, and its replicas with it: the controller replaces them
+            # the worker is gone, and its replicas with it (the controller replaces them): at once,
+            # leaving no socket file behind
+            path = ipc_path(address)
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             os._exit(1)
         if isinstance(command, tuple) and command and command[0] == "stop":
             timeout_s = float(command[1])
