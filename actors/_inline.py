@@ -123,10 +123,6 @@ class SharedInbox:
         """Whether nothing is queued."""
         return not self._items
 
-    def qsize(self) -> int:
-        """How many messages are queued."""
-        return len(self._items)
-
     def done(self) -> None:
         """A message was handled: the next one may be taken, by the actor's thread or inline."""
         with self._cond:
