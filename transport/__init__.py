@@ -3,8 +3,9 @@ loop it was handed to) owns every socket.
 
 Knows frames and envelopes, peers and heartbeats; nothing about actors.
 Imports only ``protocol``. ``_transport.py`` is the shell the drivers run;
-what can be said without sockets lives beside it in small modules (batches in
-``_batches.py``, inline work in ``_standby.py``, liveness in ``_liveness.py``).
+its receiving half is ``_receiving.py``; what can be said without sockets
+lives beside it in small modules (batches in ``_batches.py``, inline work in
+``_standby.py``, liveness in ``_liveness.py``).
 """
 
 from ._config import TransportConfig

@@ -11,7 +11,8 @@ nothing waits and the I/O thread polls, a sending thread takes the socket lock
 (held by the driver whenever it touches a socket) and writes to an open DEALER
 itself, a thread hop less. Work deferred to the I/O thread runs after its
 round (``_standby.py``), and what that work sends waits for the round's end.
-A thread waiting for an answer may read the ROUTER itself (``_leader.py``).
+What arrives is read and dispatched by ``_receiving.py``; a thread waiting
+for an answer may do that reading itself (``_leader.py``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from typing import Any, Callable
 
 import zmq
 
-from protocol import Envelope, MalformedEnvelope, ProtocolError, encode_envelope
+from protocol import Envelope, encode_envelope
 
 from ._config import TransportConfig
 from ._errors import PEER_LEFT, PeerUnavailable, TransportError
-from ._frames import check_size, receive
+from ._frames import check_size
 from ._bound import Bound
 from ._guard import Guard
 from ._handoff import Handoff
@@ -37,10 +38,11 @@ from ._dealers import Dealers
 from ._drivers import GO_ON, HAND_OVER, STOP, LoopDriver, ThreadDriver
 from ._standby import Elsewhere, Standby, more_inline_work, run_quietly
 from ._leader import RouterWatch, router_watch
-from ._batches import BATCH_MARK, SendGroups, open_received
+from ._batches import SendGroups
 from ._links import LinkWatch
 from ._statistics import TransportStatistics
 from ._liveness import Incarnations, LivenessTracker, LogLimiter, Quarantine
+from ._receiving import Receiver
 
 log = logging.getLogger("corral.transport")
 
@@ -50,8 +52,6 @@ OnError = Callable[[Exception], None]
 OnTick = Callable[[float], None]
 
 _SEND, _WATCH, _STOP, _ADOPT = 0, 1, 2, 3
-_TRANSPORT_KINDS = frozenset({"ping", "pong", "bye"})
-_RECV_BATCH = 512
 
 
 class Transport:
@@ -69,7 +69,6 @@ class Transport:
 
     def __init__(self, config: TransportConfig, on_envelope: OnEnvelope, on_peer_down: OnPeerDown, on_tick: OnTick | None = None) -> None:
         self._config = config
-        self._on_envelope = on_envelope
         self._on_peer_down = on_peer_down
         self._on_tick = on_tick
         self._handoff = Handoff(config.handoff_capacity)
@@ -80,7 +79,9 @@ class Transport:
         self._liveness = LivenessTracker(config.heartbeat_interval_s, config.heartbeat_liveness)
         self._log_limiter = LogLimiter(config.bad_frame_log_interval_s)
         self._guard = Guard(self._log_limiter, config.curve is not None)
-        self._sent = self._received = self._send_failures = self._peers_lost = 0
+        self._sent = self._send_failures = self._peers_lost = 0
+        self._receiver = Receiver(config.max_frame_bytes, self._liveness, self._quarantine, self._guard, on_envelope,
+                                  self._send_now, lambda peer: self._declare_down(peer, PEER_LEFT), self._note_incarnation)
         self._ready = threading.Event()
         self._done = threading.Event()  # the sockets are closed
         self._start_error: BaseException | None = None
@@ -90,7 +91,6 @@ class Transport:
         self._next_tick = 0.0
         self._ep: Bound | None = None  # the bound endpoint (None before start and after a failed one)
         self.reader: RouterWatch | None = None  # the ROUTER as the I/O thread waits on it; a waiting thread may read it (_leader.py)
-        self._backlog = False  # the last read of the ROUTER stopped at its bound: more waits
         self._sockets = threading.RLock()  # whoever touches a socket holds it
         self.address = ""
         self.accepts_pickle = False  # whether pickled payloads are accepted (CURVE or ipc; set once bound)
@@ -199,7 +199,7 @@ class Transport:
 
     def statistics(self) -> TransportStatistics:
         """A snapshot of the counters."""
-        return TransportStatistics(self.address, self._sent, self._received, self._send_failures, dict(self._guard.bad_frames),
+        return TransportStatistics(self.address, self._sent, self._receiver.received, self._send_failures, dict(self._guard.bad_frames),
                                    len(self._dealers), len(self._liveness.watched), self._peers_lost, len(self._handoff),
                                    self._config.handoff_capacity, self._guard.auth_failures, self._liveness.stalled_s, self._standby.takeovers,
                                    self.reader.leads if self.reader is not None else 0)
@@ -225,7 +225,8 @@ class Transport:
             self._guard.allowed_client = self._config.curve.client_key_bytes()
         self.address, self.accepts_pickle = self._ep.address, self._ep.accepts_pickle
         may_lead = lambda: not self.is_io_thread()  # noqa: E731
-        self.reader = router_watch(self._ep.router, self._sockets, self._drain_router, self._unread, may_lead)
+        self._receiver.bind(self._ep.router, self._ep.frames["pong"], self.address, self.accepts_pickle)
+        self.reader = router_watch(self._ep.router, self._sockets, self._receiver.drain, self._unread, may_lead)
         now = time.monotonic()
         self._next_tick = now + self._config.tick_s
         self._liveness.ping_due(now)  # the heartbeat clock starts now, with no peer yet: no ping can race the first sends
@@ -234,7 +235,7 @@ class Transport:
 
     def _unread(self) -> None:
         """Under the socket lock: the ROUTER holds messages that its descriptor will not signal."""
-        self._backlog = True
+        self._receiver.backlog = True
         self._ep.waker.wake()  # type: ignore[union-attr]
 
     def sockets_to_watch(self, watch: bool = False) -> list[Any]:
@@ -246,7 +247,7 @@ class Transport:
 
     def next_wait(self, now: float) -> float:
         """Seconds until the next heartbeat or tick is due (0: the ROUTER has more to read)."""
-        return 0.0 if self._backlog else min(self._next_tick, self._liveness.next_deadline()) - now
+        return 0.0 if self._receiver.backlog else min(self._next_tick, self._liveness.next_deadline()) - now
 
     def serve(self, events: list[Any]) -> int:
         """Act on the sockets the driver found readable, then on the heartbeats and the tick when due.
@@ -259,11 +260,11 @@ class Transport:
             outcome = GO_ON
             ep = self._ep
             assert ep is not None
-            router, waker_fd = ep.router, ep.waker.fileno()
+            router, waker_fd, receiver = ep.router, ep.waker.fileno(), self._receiver
             watch_fd = self.reader.fileno() if self.reader is not None else None
             for sock, _ in events:
                 if sock is router or sock == watch_fd:
-                    self._drain_router()
+                    receiver.drain()
                 elif sock == waker_fd:
                     outcome = self._drain_handoff()
                     if outcome == STOP:
@@ -274,8 +275,8 @@ class Transport:
                     self._guard.handshake_failures(ep.monitor)
                 else:
                     self._on_link_events(sock)  # a sending socket's monitor (or one just closed: ignored)
-            if self._backlog:
-                self._drain_router()
+            if receiver.backlog:
+                receiver.drain()
             now = time.monotonic()
             if self._liveness.ping_due(now):
                 self._heartbeat(now)
@@ -375,59 +376,12 @@ class Transport:
         elif self._log_limiter.allow(f"send:{peer}", time.monotonic()):
             log.warning("dropped a frame for %s: %s", peer, exc)
 
-    def _drain_router(self) -> None:
-        router = self._ep.router  # type: ignore[union-attr]
-        assert router is not None
-        now = time.monotonic()
-        limit = self._config.max_frame_bytes
-        heard = self._liveness.heard
-        quarantine = self._quarantine
-        allow_pickle = self.accepts_pickle
-        self._backlog = True  # unless it empties the ROUTER below
-        for _ in range(_RECV_BATCH):
-            try:
-                identity, frame, buffers = receive(router)
-            except zmq.Again:
-                self._backlog = False
-                return
-            peer = identity.decode("utf-8", "replace")
-            heard(peer, now)
-            if quarantine.until and peer in quarantine.until:
-                quarantine.release(peer)  # a frame from it: a live process is there again (e.g. a reused port)
-            batch = frame == BATCH_MARK
-            self._received += len(buffers) if batch else 1
-            try:
-                opened = open_received(frame, buffers, limit, allow_pickle)
-            except ProtocolError as err:  # a batch is refused whole, each part answered by its id
-                self._reject(err, peer, buffers if batch else [frame or b""])
-                continue
-            for env, part in opened:
-                self._dispatch(peer, env, part)
-
-    def _dispatch(self, peer: str, env: Envelope, frame: bytes) -> None:
-        kind = env.kind
-        if kind in _TRANSPORT_KINDS and (env.wants_reply or env.target):  # they take no answer, name no actor
-            self._reject(MalformedEnvelope(f"a {kind!r} message takes no answer and has no target actor"), peer, [frame])
-        elif kind == "ping":
-            self._send_now(peer, self._ep.frames["pong"], None)  # type: ignore[union-attr]
-            self._note_incarnation(peer, env.body.incarnation)
-        elif kind == "pong":
-            self._note_incarnation(peer, env.body.incarnation)
-        elif kind == "bye":
-            self._declare_down(peer, PEER_LEFT)
-        else:
-            run_quietly(self._on_envelope, env)
-
     def _on_link_events(self, monitor: zmq.Socket) -> None:
         gone = self.links.gone(monitor)
         if gone is not None and gone[0] in self._dealers:
-            self._drain_router()  # a peer that left said goodbye first: read it before calling it dead
+            self._receiver.drain()  # a peer that left said goodbye first: read it before calling it dead
             if gone[0] in self._dealers:  # a short quarantine: a process started anew there is reachable soon
                 self._declare_down(*gone, quarantine_s=min(self._config.quarantine_s, 2 * self._config.heartbeat_interval_s))
-
-    def _reject(self, err: ProtocolError, peer: str, frames: list[bytes]) -> None:
-        for reply in filter(None, self._guard.reject(err, peer, frames, self.address)):  # None: no id to answer
-            self._send_now(peer, reply, None)
 
     def _heartbeat(self, now: float) -> None:
         for peer, silence in self._liveness.expired(now):
