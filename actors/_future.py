@@ -28,6 +28,8 @@ class Reader(Protocol):
 
     def wake_leader(self) -> None: ...
 
+    def lead_loop(self, loop: asyncio.AbstractEventLoop) -> Any: ...
+
 
 class Future(Generic[T]):
     """The eventual answer to an ``ask``.
@@ -144,8 +146,15 @@ class Future(Generic[T]):
             loop = asyncio.get_running_loop()
             waiter = loop.create_future()
             self.add_done_callback(lambda _: wake_threadsafe(loop, waiter))
-            yield from waiter.__await__()
-        return self.get(0)
+            lead = None if self._reader is None else self._reader.lead_loop(loop)  # the loop may read its answer itself
+            try:
+                yield from waiter.__await__()
+            finally:
+                if lead is not None:
+                    lead.done()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         state = "pending" if not self._done else ("failed" if self._error else "done")

@@ -1,10 +1,11 @@
-"""A thread waiting for an answer reads the ROUTER itself (``transport/_leader.py``).
+"""A thread or loop waiting for an answer reads the ROUTER itself (``transport/_leader.py``).
 
 The watch's rules with real ZeroMQ sockets in one process (no threads but the
 test's own where a leader must wait); the whole path with real processes."""
 
 from __future__ import annotations
 
+import asyncio
 import select
 import threading
 import time
@@ -63,6 +64,22 @@ def sockets() -> Iterator[Sockets]:
     s.close()
 
 
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
+    """Let the running loop turn until ``condition()`` holds, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.005)
+
+
 def test_the_io_thread_is_woken_by_the_router_through_the_watch(sockets: Sockets) -> None:
     sockets.dealer.send(b"hello")
     wait_for(sockets.io_thread_would_wake, 5, "the watch to report the ROUTER readable")
@@ -109,6 +126,91 @@ def test_one_thread_leads_at_a_time_and_a_closed_watch_refuses_leaders(sockets: 
     assert not sockets.watch.lead(lambda: False, time.monotonic() + 10)
 
 
+def test_a_loop_awaiting_answers_reads_them_itself_and_gives_the_router_back_when_idle(
+        sockets: Sockets, loop: asyncio.AbstractEventLoop) -> None:
+    sockets.drain()
+
+    async def scenario() -> None:
+        lead = sockets.watch.lead_loop(asyncio.get_running_loop())
+        assert lead is not None and sockets.watch.lead_loop(asyncio.get_running_loop()) is lead  # a second await joins it
+        sockets.dealer.send(b"answer")
+        await until(lambda: sockets.read, "the loop to read the answer")
+        assert sockets.watch.loop_lead is lead and sockets.watch.leads == 1
+        lead.done()
+        lead.done()
+        await until(lambda: sockets.watch.loop_lead is None and lead.fd == -1, "the idle loop to give the ROUTER back")
+
+    loop.run_until_complete(scenario())
+    assert sockets.read == [b"answer"] and sockets.unread == 0
+    sockets.dealer.send(b"later")  # the I/O thread's watch reports the ROUTER again
+    wait_for(sockets.io_thread_would_wake, 5, "the watch to report the ROUTER readable again")
+
+
+def test_a_loop_that_stops_reading_loses_the_router_when_messages_wait(sockets: Sockets, loop: asyncio.AbstractEventLoop) -> None:
+    sockets.drain()
+    lead = loop.run_until_complete(_lead_on_running_loop(sockets))  # then the loop stops turning: nobody reads there
+    check_from_io_thread(sockets, lead.read + 1)  # stale, but nothing waits: it keeps the lead
+    assert sockets.watch.loop_lead is lead
+    sockets.dealer.send(b"waiting")
+    wait_for(lambda: sockets.router.getsockopt(zmq.EVENTS) & zmq.POLLIN, 5, "the message to arrive")
+    check_from_io_thread(sockets, lead.read + 0.001)  # read lately: not yet
+    assert sockets.watch.loop_lead is lead
+    check_from_io_thread(sockets, lead.read + 1)
+    assert sockets.watch.loop_lead is None and lead.over and sockets.unread == 1  # the I/O thread reads it
+    loop.run_until_complete(until(lambda: lead.fd == -1, "the loop to stop watching at its next turn"))
+    assert sockets.watch.lead(lambda: True, time.monotonic() + 1)  # the lead is free for others
+
+
+def test_a_closed_loop_loses_the_router_at_the_next_round(sockets: Sockets, loop: asyncio.AbstractEventLoop) -> None:
+    lead = loop.run_until_complete(_lead_on_running_loop(sockets))
+    loop.close()
+    check_from_io_thread(sockets, lead.read)  # closed: at once
+    assert sockets.watch.loop_lead is None and lead.fd == -1 and sockets.unread == 1
+
+
+def test_a_leading_loop_that_blocks_on_an_answer_reads_it_there(sockets: Sockets, loop: asyncio.AbstractEventLoop) -> None:
+    sockets.drain()
+
+    async def scenario() -> bool:
+        lead = sockets.watch.lead_loop(asyncio.get_running_loop())
+        assert lead is not None
+        sockets.dealer.send(b"answer")
+        return sockets.watch.lead(lambda: bool(sockets.read), time.monotonic() + 10)  # blocks the loop: reads here
+
+    assert loop.run_until_complete(scenario()) and sockets.read == [b"answer"]
+
+
+def test_a_closed_watch_ends_the_loops_lead(sockets: Sockets, loop: asyncio.AbstractEventLoop) -> None:
+    lead = loop.run_until_complete(_lead_on_running_loop(sockets))
+    with sockets.lock:
+        sockets.watch.close()
+    loop.run_until_complete(until(lambda: lead.fd == -1, "the loop to stop watching"))
+    assert lead.over and sockets.watch.loop_lead is None
+    loop.run_until_complete(_refused_on_running_loop(sockets))
+
+
+def check_from_io_thread(sockets: Sockets, now: float) -> None:
+    """The I/O thread's round at ``now`` (``time.monotonic()``), on a thread of its own as in a transport."""
+    def check() -> None:
+        with sockets.lock:
+            sockets.watch.check_loop(now)
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+async def _lead_on_running_loop(sockets: Sockets) -> Any:
+    lead = sockets.watch.lead_loop(asyncio.get_running_loop())
+    assert lead is not None
+    return lead
+
+
+async def _refused_on_running_loop(sockets: Sockets) -> None:
+    assert sockets.watch.lead_loop(asyncio.get_running_loop()) is None
+
+
 # ---- real processes ----------------------------------------------------------------------------
 
 
@@ -118,6 +220,39 @@ def test_a_thread_asking_in_a_row_reads_its_answers_itself(system: ActorSystem, 
     for n in range(200):
         assert ref.ask(n).get(timeout=10) == n
     assert system.statistics().transport.caller_leads - before >= 150  # a few answers may be in before the wait
+
+
+def test_a_coroutine_awaiting_in_a_row_has_its_loop_read_the_answers(system: ActorSystem, peer: PeerFactory) -> None:
+    ref = system.ref(peer().address, "echo")
+    before = system.statistics().transport.caller_leads
+
+    async def asks() -> list[Any]:
+        return [await ref.ask(n) for n in range(200)]
+
+    assert asyncio.run(asks()) == list(range(200))
+    assert 1 <= system.statistics().transport.caller_leads - before < 100  # the loop kept the lead from one answer to the next
+    assert ref.ask("after").get(timeout=10) == "after"  # the closed loop's lead is gone
+    assert system.statistics().transport.peers_lost == 0
+
+
+def test_a_loop_blocked_by_user_code_loses_the_router_and_other_threads_are_answered(
+        system: ActorSystem, peer: PeerFactory) -> None:
+    echo = system.ref(peer().address, "echo")
+    answered = threading.Event()
+    got: list[Any] = []
+
+    def other_thread() -> None:
+        got.append(_get(echo.ask("from a thread")))
+        answered.set()
+
+    async def scenario() -> Any:
+        assert await echo.ask(0) == 0  # the loop leads, and keeps the lead a while
+        assert system.reader is not None and system.reader.loop_lead is not None
+        threading.Thread(target=other_thread).start()
+        assert answered.wait(10)  # blocks the loop; the I/O thread takes the ROUTER back
+        return await echo.ask(1)
+
+    assert asyncio.run(scenario()) == 1 and got == ["from a thread"]
 
 
 def test_answers_keep_coming_while_leaders_come_and_go(system: ActorSystem, peer: PeerFactory) -> None:

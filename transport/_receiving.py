@@ -70,8 +70,12 @@ class Receiver:
         """Read ``router`` from now on; ``pong`` answers pings; ``allow_pickle``: pickled payloads are accepted."""
         self._router, self._pong, self._address, self._allow_pickle = router, pong, address, allow_pickle
 
-    def drain(self) -> None:
-        """One round: read until the ROUTER is empty or ``RECV_BATCH`` messages were read."""
+    def drain(self) -> bool:
+        """One round: read until the ROUTER is empty or ``RECV_BATCH`` messages were read.
+
+        Returns:
+            True when it stopped at the bound with more to read (:attr:`backlog`).
+        """
         router = self._router
         assert router is not None
         now = time.monotonic()
@@ -85,7 +89,7 @@ class Receiver:
                 identity, frame, buffers = receive(router)
             except zmq.Again:
                 self.backlog = False
-                return
+                return False
             peer = identity.decode("utf-8", "replace")
             heard(peer, now)
             if quarantine.until and peer in quarantine.until:
@@ -99,6 +103,7 @@ class Receiver:
                 continue
             for env, part in opened:
                 self._dispatch(peer, env, part)
+        return True
 
     def _dispatch(self, peer: str, env: Envelope, frame: bytes) -> None:
         kind = env.kind

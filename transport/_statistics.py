@@ -25,7 +25,7 @@ class TransportStatistics:
             (its I/O thread did not run), not held against silent peers.
         inline_takeovers: times a standby thread took the sockets because work
             run on the I/O thread (a sync method) ran past its budget or waited.
-        caller_leads: times a thread waiting for an answer read the ROUTER itself.
+        caller_leads: times a thread, or an event loop, waiting for an answer began to read the ROUTER itself.
     """
 
     address: str

@@ -278,6 +278,8 @@ class Transport:
             if receiver.backlog:
                 receiver.drain()
             now = time.monotonic()
+            if self.reader is not None and self.reader.loop_lead is not None:
+                self.reader.check_loop(now)  # a loop that leads and stopped reading gives the ROUTER back
             if self._liveness.ping_due(now):
                 self._heartbeat(now)
             if now >= self._next_tick:
