@@ -16,7 +16,7 @@ import zmq
 
 from actors import ActorSystem, ActorSystemShutDown
 from tests.conftest import Peer
-from tests.helpers import Echo, wait_for
+from tests.helpers import Echo, Traffic, wait_for
 from transport._leader import RouterWatch
 
 PeerFactory = Callable[..., Peer]
@@ -280,6 +280,22 @@ def test_answers_keep_coming_while_leaders_come_and_go(system: ActorSystem, peer
         t.join(60)
     assert not any(t.is_alive() for t in threads) and errors == []
     assert system.statistics().transport.peers_lost == 0  # heartbeats went on
+
+
+def test_peers_that_leave_while_threads_lead_are_closed_without_harming_the_io_thread(
+        system: ActorSystem, peer: PeerFactory) -> None:
+    stays = system.ref(peer().address, "echo")
+    leaving = [peer() for _ in range(3)]
+    for p in leaving:
+        assert system.ref(p.address, "echo").ask(1).get(timeout=10) == 1  # its DEALER and link monitor exist
+    with Traffic(lambda: stays.ask("x").get(timeout=10), threads=2) as traffic:  # a thread leads nearly always
+        for p in leaving:
+            p.stop(timeout=10)  # its goodbye is most likely read by a leading thread, which closes its DEALER
+        wait_for(lambda: system.statistics().transport.peers_lost >= 3, 10, "the peers to be declared gone")
+    assert traffic.failures == [] and len(traffic.answers) > 0
+    answer = stays.ask(2)  # nobody waits in get(): the I/O thread must read it
+    wait_for(answer.done, 10, "the I/O thread to read an answer")
+    assert answer.get(0) == 2
 
 
 def test_a_leader_dispatches_asks_for_this_processes_actors(system: ActorSystem, peer: PeerFactory) -> None:

@@ -74,7 +74,7 @@ class Transport:
         self._handoff = Handoff(config.handoff_capacity)
         self._quarantine = Quarantine(config.quarantine_s)
         self._incarnations = Incarnations()
-        self.links = LinkWatch()
+        self.links = LinkWatch(lambda: threading.get_ident() == self.io_ident)
         self._dealers = Dealers(self.links)
         self._liveness = LivenessTracker(config.heartbeat_interval_s, config.heartbeat_liveness)
         self._log_limiter = LogLimiter(config.bad_frame_log_interval_s)
@@ -260,6 +260,7 @@ class Transport:
             outcome = GO_ON
             ep = self._ep
             assert ep is not None
+            self.links.settle()  # monitors other threads opened or gave up since the last round
             router, waker_fd, receiver = ep.router, ep.waker.fileno(), self._receiver
             watch_fd = self.reader.fileno() if self.reader is not None else None
             for sock, _ in events:
@@ -314,6 +315,7 @@ class Transport:
                     self.reader.close()
                 if self._ep is not None:
                     self._dealers.close_all(self._ep.frames["bye"], int(self._config.linger_s * 1000))
+                    self.links.settle()  # every monitor is closed before the context ends
                     self._ep.close()
         finally:
             self._done.set()
