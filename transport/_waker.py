@@ -25,6 +25,8 @@ class Waker:
 
     def wake(self) -> None:
         """Make the descriptor readable (safe from any thread)."""
+        if self._closed:  # its number may belong to another descriptor by now
+            return
         try:
             if self._eventfd:
                 os.eventfd_write(self._write, 1)

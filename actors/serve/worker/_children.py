@@ -141,8 +141,11 @@ class ReplicaProcesses:
             return {rid: (c.process.pid or 0, c.rss) for rid, c in self._children.items()}
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop every replica process now (no drain), killing those that do not exit within ``timeout_s``."""
+        """Stop every replica process now (no drain), killing those that do not exit within ``timeout_s``.
+        Idempotent (a second call must not close descriptor numbers that were reused meanwhile)."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             children = list(self._children.values())
         for child in children:
