@@ -29,13 +29,22 @@ log = logging.getLogger("corral.transport")
 Elsewhere = Callable[[Callable[[], None]], None]
 
 _IDLE_S = 1.0
-_running = threading.local()  # .run: the round of inline work this thread runs now
+
+
+class _Running(threading.local):
+    """Per thread: ``run``, the round of inline work it runs now (None: none). A class
+    default, so that threads that never ran any read it without a failed lookup."""
+
+    run: _Run | None = None
+
+
+_running = _Running()
 
 
 def more_inline_work() -> bool:
     """Whether this thread runs a round of inline work with more to do after what runs
     now (its sends queue, to go out together after the round; the last piece's need not wait)."""
-    run = getattr(_running, "run", None)
+    run = _running.run
     return run is not None and (run.more or bool(run.queue))
 
 
@@ -43,14 +52,14 @@ def more_to_come(more: bool) -> None:
     """Said by a piece of inline work that serves several messages (an actor's queued
     asks): whether more follow the one it serves now, so that its sends queue as
     those of more pieces would. Off the I/O thread's inline work it does nothing."""
-    run = getattr(_running, "run", None)
+    run = _running.run
     if run is not None:
         run.more = more
 
 
 def about_to_block() -> None:
     """Called before a wait: a thread running inline work hands the sockets on first."""
-    run = getattr(_running, "run", None)
+    run = _running.run
     if run is not None:
         run.standby.take_over(run)
 
