@@ -246,8 +246,12 @@ def test_a_loop_blocked_by_user_code_loses_the_router_and_other_threads_are_answ
         answered.set()
 
     async def scenario() -> Any:
-        assert await echo.ask(0) == 0  # the loop leads, and keeps the lead a while
-        assert system.reader is not None and system.reader.loop_lead is not None
+        assert system.reader is not None
+        for _ in range(100):  # the loop leads, and keeps the lead a while (a busy machine may take it back once)
+            assert await echo.ask(0) == 0
+            if system.reader.loop_lead is not None:
+                break
+        assert system.reader.loop_lead is not None
         threading.Thread(target=other_thread).start()
         assert answered.wait(10)  # blocks the loop; the I/O thread takes the ROUTER back
         return await echo.ask(1)

@@ -41,6 +41,8 @@ class DrivenTransport(Protocol):
 
     def bind_here(self) -> bool: ...
 
+    def attach_links(self, poller: Any) -> None: ...
+
     def sockets_to_watch(self, watch: bool = False) -> list[Any]: ...
 
     def next_wait(self, now: float) -> float: ...
@@ -99,7 +101,7 @@ class ThreadDriver:
         poller = zmq.Poller()
         for sock in t.sockets_to_watch(watch=True):  # the ROUTER's watch: a waiting thread may read it (_leader.py)
             poller.register(sock, zmq.POLLIN)
-        t.links.attach(poller)
+        t.attach_links(poller)
         try:
             while True:
                 wait = 0.0 if self.deferred else t.next_wait(time.monotonic())  # work left from the last round: just look
@@ -111,7 +113,7 @@ class ThreadDriver:
                     return outcome
         finally:
             if t.links.poller is poller:  # not a successor's
-                t.links.attach(None)
+                t.attach_links(None)
 
     def _run_deferred(self, outcome: int) -> bool:
         """Run this round's inline work off the socket lock; False if a
@@ -176,7 +178,7 @@ class LoopDriver:
         t.io_ident = threading.get_ident()
         for sock in t.sockets_to_watch(watch=True):  # the ROUTER's watch: a waiting thread may read it (_leader.py)
             self.register(sock)
-        t.links.attach(self)
+        t.attach_links(self)
         self.attached = True
         self._on_timer()
         for sock in list(self._fds):  # what arrived during the hand-over woke nobody
@@ -195,7 +197,7 @@ class LoopDriver:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.transport.links.attach(None)
+        self.transport.attach_links(None)
         for sock in list(self._fds):
             self.unregister(sock)
 

@@ -53,7 +53,6 @@ class LinkWatch:
     def attach(self, poller: Any) -> None:
         """Register every monitor with ``poller`` (a new driver's), or with nothing (None);
         the monitors given up meanwhile close (the last driver polls no more)."""
-        self.poller = None
         retired, self._retired = self._retired, []
         for monitor in retired:
             monitor.close(linger=0)

@@ -233,6 +233,12 @@ class Transport:
         self._ready.set()
         return True
 
+    def attach_links(self, poller: Any) -> None:
+        """The link monitors go to ``poller`` (a driver's), or to none; under the socket
+        lock, since a thread reading or sending may open or close a DEALER meanwhile."""
+        with self._sockets:
+            self.links.attach(poller)
+
     def _unread(self) -> None:
         """Under the socket lock: the ROUTER holds messages that its descriptor will not signal."""
         self._receiver.backlog = True
