@@ -201,6 +201,25 @@ def check_from_io_thread(sockets: Sockets, now: float) -> None:
     assert not thread.is_alive()
 
 
+class _NoReaders(asyncio.SelectorEventLoop):
+    """A loop that cannot watch descriptors (as some loops cannot)."""
+
+    def add_reader(self, fd: Any, callback: Any, *args: Any) -> None:
+        raise NotImplementedError("no readers on this loop")
+
+
+def test_a_loop_that_cannot_watch_descriptors_does_not_lead() -> None:
+    sockets, loop = Sockets(), _NoReaders()
+    try:
+        loop.run_until_complete(_refused_on_running_loop(sockets))
+        assert sockets.watch.loop_lead is None and sockets.watch.leads == 0
+        sockets.dealer.send(b"for the io thread")  # the I/O thread's watch reports the ROUTER again
+        wait_for(sockets.io_thread_would_wake, 5, "the watch to report the ROUTER readable")
+    finally:
+        loop.close()
+        sockets.close()
+
+
 async def _lead_on_running_loop(sockets: Sockets) -> Any:
     lead = sockets.watch.lead_loop(asyncio.get_running_loop())
     assert lead is not None

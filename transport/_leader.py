@@ -201,8 +201,14 @@ class RouterWatch:
                 return None
             self._epoll.modify(self._fd, 0)
             lead = self.loop_lead = LoopLead(loop, os.dup(self._fd))
+        try:
+            loop.add_reader(lead.fd, self._loop_read, lead)
+        except (NotImplementedError, RuntimeError, OSError, ValueError):  # a loop that cannot watch descriptors
+            with self._sockets:
+                self._end(lead)
+            self._forget(lead)
+            return None
         self.leads += 1
-        loop.add_reader(lead.fd, self._loop_read, lead)
         loop.call_soon(self._loop_read, lead)  # what came before it led may have had its signal taken
         loop.call_later(_LOOP_IDLE_S, self._loop_idle, lead)
         return lead
