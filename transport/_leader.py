@@ -146,11 +146,11 @@ class RouterWatch:
         return True
 
     def _read_until(self, done: Callable[[], bool], deadline: float, lead: LoopLead | None) -> None:
-        fd, nudged, sockets, me = self._fd, self._leader_waker.fileno(), self._sockets, threading.get_ident()
+        fd, nudged = self._fd, self._leader_waker.fileno()
         waiter = select.poll()
         waiter.register(fd, select.POLLIN)
         waiter.register(nudged, select.POLLIN)
-        more = False  # the ROUTER was read empty by the last reader: its descriptor signals what comes next
+        more: bool | None = False  # the ROUTER was read empty by the last reader: its descriptor signals what comes next
         while True:
             now = time.monotonic()
             if done() or now >= deadline or self.closed or (lead is not None and lead.over):
@@ -159,15 +159,9 @@ class RouterWatch:
             if nudged in ready:
                 self._leader_waker.drain()
             if more or fd in ready:
-                with sockets:
-                    if self.closed or (lead is not None and lead.over):  # the ROUTER is gone, or the loop lost it
-                        return
-                    self.leader = me
-                    try:
-                        more = bool(self._drain())  # reads until nothing waits, so that the next arrival signals again
-                    finally:
-                        if lead is not None:
-                            self.leader, lead.read = 0, time.monotonic()
+                more = self._read(lead)  # reads until nothing waits, so that the next arrival signals again
+                if more is None:  # the ROUTER is gone, or the loop lost the lead
+                    return
 
     def _give_back(self) -> None:
         try:
@@ -216,17 +210,23 @@ class RouterWatch:
     def _loop_read(self, lead: LoopLead) -> None:
         if lead.over:
             self._forget(lead)
-            return
+        elif self._read(lead):
+            lead.loop.call_soon(self._loop_read, lead)
+
+    def _read(self, lead: LoopLead | None) -> bool | None:
+        """Read and dispatch what waits on the ROUTER, as the leading thread (``lead`` None:
+        it is :attr:`leader` already) or as the leading loop. Returns whether more waits,
+        or None when the ROUTER is gone or the loop's lead ended."""
         with self._sockets:
-            if lead.over:
-                return
+            if self.closed or (lead is not None and lead.over):
+                return None
+            if lead is None:
+                return bool(self._drain())
             self.leader = lead.ident
             try:
-                more = self._drain()
+                return bool(self._drain())
             finally:
                 self.leader, lead.read = 0, time.monotonic()
-        if more:
-            lead.loop.call_soon(self._loop_read, lead)
 
     def _loop_idle(self, lead: LoopLead) -> None:
         if not lead.over and (lead.awaited > 0 or time.monotonic() - lead.used < _LOOP_IDLE_S):

@@ -69,8 +69,8 @@ class LinkWatch:
             return
         fresh, self._fresh = self._fresh, []
         retired, self._retired = self._retired, []
-        for monitor in fresh:
-            if monitor in self._monitors and self.poller is not None:
+        for monitor in fresh:  # (one removed meanwhile left this list then)
+            if self.poller is not None:
                 self.poller.register(monitor, zmq.POLLIN)
         for monitor in retired:
             self._close(monitor)
@@ -102,11 +102,11 @@ class LinkWatch:
         for monitor, owner in list(self._monitors.items()):
             if owner == peer:
                 del self._monitors[monitor]
-                if on_driver and monitor not in self._fresh:
-                    self._close(monitor)
-                elif monitor in self._fresh:  # never registered
+                if monitor in self._fresh:  # never registered
                     self._fresh.remove(monitor)
                     monitor.close(linger=0)
+                elif on_driver:
+                    self._close(monitor)
                 else:
                     self._retired.append(monitor)
 
