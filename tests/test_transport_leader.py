@@ -25,7 +25,7 @@ PeerFactory = Callable[..., Peer]
 class Sockets:
     """A ROUTER with its watch, and a DEALER that talks to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, uncork: Callable[[Any], None] | None = None) -> None:
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.bind("inproc://leader")
@@ -34,7 +34,7 @@ class Sockets:
         self.lock = threading.RLock()
         self.read: list[bytes] = []
         self.unread = 0
-        self.watch = RouterWatch(self.router, self.lock, self.drain, self.note_unread, lambda: True)
+        self.watch = RouterWatch(self.router, self.lock, self.drain, self.note_unread, lambda: True, uncork)
 
     def drain(self) -> None:
         while True:

@@ -21,7 +21,9 @@ stops reading (blocked by user code, stopped, closed) while messages wait
 loses the lead at the I/O thread's next round after ``_LOOP_STALE_S``
 (:meth:`RouterWatch.check_loop`), so heartbeats are never held up for
 longer; should the loop itself wait for an answer in ``Future.get``, it
-reads the ROUTER there, as a leading thread does.
+reads the ROUTER there, as a leading thread does. What the leading loop sends
+waits in its cork until the end of the turn and leaves in one batch per peer
+(``_cork.py``).
 
 One thread or loop leads at a time; others wait as before. Should the I/O
 thread read the leader's answer first (it was already awake), the answer's
@@ -44,6 +46,7 @@ from typing import Any, Callable
 
 import zmq
 
+from ._cork import Cork
 from ._waker import Waker
 
 _SLICE_S = 0.05  # a leader looks at its deadline, and at the transport closing, this often at least
@@ -62,9 +65,10 @@ class LoopLead:
         read: when it last read the ROUTER.
         over: the lead ended (given back, taken away, or the watch closed).
         fd: what the loop watches (-1 once it stopped).
+        cork: what the loop sent this turn, not sent yet.
     """
 
-    __slots__ = ("loop", "ident", "awaited", "used", "read", "over", "fd")
+    __slots__ = ("loop", "ident", "awaited", "used", "read", "over", "fd", "cork")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self.loop = loop
@@ -73,6 +77,7 @@ class LoopLead:
         self.awaited = 1
         self.used = self.read = time.monotonic()
         self.over = False
+        self.cork = Cork()
 
     def done(self) -> None:
         """A coroutine stopped awaiting its answer (it came, or the coroutine was cancelled)."""
@@ -91,15 +96,17 @@ class RouterWatch:
         unread: tells the I/O thread that messages wait on the ROUTER that its descriptor
             will not signal (a leader took the signal without reading them); under the lock.
         may_lead: whether the calling thread may lead now (it is not the one driving the sockets).
+        uncork: sends what a leading loop's cork holds; under the lock (None: nothing is corked).
     """
 
     def __init__(self, router: zmq.Socket, sockets: Any, drain: Callable[[], Any], unread: Callable[[], None],
-                 may_lead: Callable[[], bool]) -> None:
+                 may_lead: Callable[[], bool], uncork: Callable[[Cork], None] | None = None) -> None:
         self._router = router
         self._sockets = sockets
         self._drain = drain
         self._unread = unread
         self._may_lead = may_lead
+        self._uncork = uncork
         self._fd: int = router.getsockopt(zmq.FD)
         self._epoll = select.epoll()
         self._epoll.register(self._fd, select.EPOLLIN)
@@ -127,7 +134,10 @@ class RouterWatch:
         """
         lead = self.loop_lead
         if lead is not None and lead.ident == threading.get_ident() and not lead.over:
-            self._read_until(done, deadline, lead)  # the leading loop blocks: nobody else would read
+            if self._uncork is not None and lead.cork:  # the leading loop blocks: its requests go out first,
+                with self._sockets:
+                    self._uncork(lead.cork)
+            self._read_until(done, deadline, lead)  # and nobody else would read
             return True
         if self.closed or not self._may_lead() or not self._leading.acquire(blocking=False):
             return False
@@ -259,6 +269,8 @@ class RouterWatch:
         if self.loop_lead is not lead:
             return False
         lead.over, self.loop_lead = True, None
+        if self._uncork is not None:
+            self._uncork(lead.cork)  # (a frame corked after this goes out at the end of the loop's turn)
         if not self.closed:
             self._epoll.modify(self._fd, select.EPOLLIN)
         self._leading.release()
@@ -266,13 +278,14 @@ class RouterWatch:
 
     def check_loop(self, now: float) -> None:
         """Under the socket lock, by the I/O thread each round: a leading loop that stopped
-        reading (closed, blocked, stopped) while messages wait loses the ROUTER, read here."""
+        reading (closed, blocked, stopped) while messages wait, or while what it sent waits
+        in its cork, loses the ROUTER, read here, and its cork is sent."""
         lead = self.loop_lead
         if lead is None or lead.ident == threading.get_ident():
             return
-        if not lead.loop.is_closed() and now - lead.read < _LOOP_STALE_S:
+        if not lead.loop.is_closed() and now - lead.read < _LOOP_STALE_S and not lead.cork.stale(now, _LOOP_STALE_S):
             return
-        if lead.loop.is_closed() or self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if lead.loop.is_closed() or lead.cork.stale(now, _LOOP_STALE_S) or self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             self._let_go(lead)
             self._unread()
 
@@ -288,6 +301,6 @@ class RouterWatch:
 
 
 def router_watch(router: Any, sockets: Any, drain: Callable[[], Any], unread: Callable[[], None],
-                 may_lead: Callable[[], bool]) -> RouterWatch | None:
+                 may_lead: Callable[[], bool], uncork: Callable[[Cork], None] | None = None) -> RouterWatch | None:
     """The watch of ``router`` (see :class:`RouterWatch`), or None where epoll does not exist."""
-    return RouterWatch(router, sockets, drain, unread, may_lead) if hasattr(select, "epoll") else None
+    return RouterWatch(router, sockets, drain, unread, may_lead, uncork) if hasattr(select, "epoll") else None

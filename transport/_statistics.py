@@ -26,6 +26,7 @@ class TransportStatistics:
         inline_takeovers: times a standby thread took the sockets because work
             run on the I/O thread (a sync method) ran past its budget or waited.
         caller_leads: times a thread, or an event loop, waiting for an answer began to read the ROUTER itself.
+        batches_sent: sends that carried several frames for one peer at once (counted in ``sent`` one per frame).
     """
 
     address: str
@@ -42,3 +43,4 @@ class TransportStatistics:
     heartbeat_stalled_s: float = 0.0
     inline_takeovers: int = 0
     caller_leads: int = 0
+    batches_sent: int = 0

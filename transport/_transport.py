@@ -12,7 +12,9 @@ nothing waits and the I/O thread polls, a sending thread takes the socket lock
 itself, a thread hop less. Work deferred to the I/O thread runs after its
 round (``_standby.py``), and what that work sends waits for the round's end.
 What arrives is read and dispatched by ``_receiving.py``; a thread waiting
-for an answer may do that reading itself (``_leader.py``).
+for an answer may do that reading itself (``_leader.py``), and what a loop
+leading that way sends in one turn goes out in one batch per peer
+(``_cork.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ._drivers import GO_ON, HAND_OVER, STOP, LoopDriver, ThreadDriver
 from ._standby import Elsewhere, Standby, more_inline_work, run_quietly
 from ._leader import RouterWatch, router_watch
 from ._batches import SendGroups
+from ._cork import Cork
 from ._links import LinkWatch
 from ._statistics import TransportStatistics
 from ._liveness import Incarnations, LivenessTracker, LogLimiter, Quarantine
@@ -52,6 +55,7 @@ OnError = Callable[[Exception], None]
 OnTick = Callable[[float], None]
 
 _SEND, _WATCH, _STOP, _ADOPT = 0, 1, 2, 3
+_running_loop = asyncio.events._get_running_loop  # None off any loop, without raising
 
 
 class Transport:
@@ -79,7 +83,7 @@ class Transport:
         self._liveness = LivenessTracker(config.heartbeat_interval_s, config.heartbeat_liveness)
         self._log_limiter = LogLimiter(config.bad_frame_log_interval_s)
         self._guard = Guard(self._log_limiter, config.curve is not None)
-        self._sent = self._send_failures = self._peers_lost = 0
+        self._sent = self._send_failures = self._peers_lost = self._batches = 0
         self._receiver = Receiver(config.max_frame_bytes, self._liveness, self._quarantine, self._guard, on_envelope,
                                   self._send_now, lambda peer: self._declare_down(peer, PEER_LEFT), self._note_incarnation)
         self._ready = threading.Event()
@@ -137,6 +141,14 @@ class Transport:
             why = self._quarantine.reason(peer, time.monotonic())
             if why is not None:
                 raise PeerUnavailable(peer, f"found dead recently ({why}); retry after its quarantine")
+        reader = self.reader
+        if reader is not None and (lead := reader.loop_lead) is not None and lead.loop is _running_loop() and not lead.over:
+            if type(frame) is bytes:  # the loop that leads: out at the end of its turn, with the turn's others
+                if lead.cork.add(peer, frame, on_error):
+                    lead.loop.call_soon(self._uncork_turn, lead.cork)
+                return
+            with self._sockets:  # buffers go alone, after what the loop sent before them
+                self._uncork(lead.cork)
         if self._config.direct_send and not more_inline_work() and self._sockets.acquire(blocking=False):  # the I/O thread polls
             try:
                 if self._handoff.idle() and peer in self._dealers:
@@ -202,7 +214,32 @@ class Transport:
         return TransportStatistics(self.address, self._sent, self._receiver.received, self._send_failures, dict(self._guard.bad_frames),
                                    len(self._dealers), len(self._liveness.watched), self._peers_lost, len(self._handoff),
                                    self._config.handoff_capacity, self._guard.auth_failures, self._liveness.stalled_s, self._standby.takeovers,
-                                   self.reader.leads if self.reader is not None else 0)
+                                   self.reader.leads if self.reader is not None else 0, self._batches)
+
+    def _uncork_turn(self, cork: Cork) -> None:
+        """On the loop, at the end of the turn that corked a frame."""
+        cork.scheduled = False
+        if cork:
+            with self._sockets:
+                self._uncork(cork)
+
+    def _uncork(self, cork: Cork) -> None:
+        """Under the socket lock: send what ``cork`` holds, one batch per peer; through the
+        hand-off queue when frames wait there (they were sent first) or the peer has no socket yet."""
+        if not cork:
+            return
+        groups = SendGroups(self._config.max_frame_bytes)
+        direct = self._handoff.idle()
+        for peer, frame, on_error in cork.take():
+            if direct and peer in self._dealers:
+                groups.add(peer, frame, on_error)
+                continue
+            try:
+                self._enqueue((_SEND, peer, frame, on_error))
+            except TransportError as exc:  # closed, or its queue full: the sender hears of it as of any failed send
+                self._fail(peer, on_error, exc)
+        for to, group, on_error, parts in groups.take():
+            self._send_now(to, group, on_error, parts)
 
     def _enqueue(self, item: tuple[int, str, bytes, OnError | None]) -> None:
         if self._handoff.put(item, self.address):
@@ -226,7 +263,7 @@ class Transport:
         self.address, self.accepts_pickle = self._ep.address, self._ep.accepts_pickle
         may_lead = lambda: not self.is_io_thread()  # noqa: E731
         self._receiver.bind(self._ep.router, self._ep.frames["pong"], self.address, self.accepts_pickle)
-        self.reader = router_watch(self._ep.router, self._sockets, self._receiver.drain, self._unread, may_lead)
+        self.reader = router_watch(self._ep.router, self._sockets, self._receiver.drain, self._unread, may_lead, self._uncork)
         now = time.monotonic()
         self._next_tick = now + self._config.tick_s
         self._liveness.ping_due(now)  # the heartbeat clock starts now, with no peer yet: no ping can race the first sends
@@ -376,6 +413,7 @@ class Transport:
         failed = self._dealers.send(sock, peer, frame, parts, self._config.send_hwm)
         if failed is None:
             self._sent += parts
+            self._batches += parts > 1
         else:
             self._fail(peer, on_error, failed, parts)
 
