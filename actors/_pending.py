@@ -11,6 +11,9 @@ from ._callbacks import Pending
 from ._errors import AskTimeout
 
 
+_COMPACT_AT = 4096  # deadlines kept before answered ones are swept out
+
+
 class PendingAsks:
     """Asks waiting for an answer, by message id (thread-safe).
 
@@ -26,13 +29,25 @@ class PendingAsks:
         self.timed_out = 0
         self.late = 0  # answers for asks no longer waiting
 
+    def deadlines_held(self) -> int:
+        """Deadlines kept (those of answered asks included, until swept): at most about twice
+        the asks waiting, or ``_COMPACT_AT``."""
+        return len(self._deadlines)
+
     def __len__(self) -> int:
         return len(self._by_id)
 
     def add(self, msg_id: int, pending: Pending, timeout: float) -> None:
         self._by_id[msg_id] = pending
         with self._lock:
-            heapq.heappush(self._deadlines, (time.monotonic() + timeout, msg_id))
+            heap = self._deadlines
+            heapq.heappush(heap, (time.monotonic() + timeout, msg_id))
+            if len(heap) > _COMPACT_AT and len(heap) > 2 * len(self._by_id):
+                # answered asks leave their deadline behind until it passes (minutes for a serve
+                # request): drop those now and then, so the heap follows what waits, not the rate
+                by_id = self._by_id
+                self._deadlines = [entry for entry in heap if entry[1] in by_id]
+                heapq.heapify(self._deadlines)
 
     def get(self, msg_id: int) -> Pending | None:
         return self._by_id.get(msg_id)

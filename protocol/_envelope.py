@@ -145,7 +145,10 @@ def decode_envelope(frame: bytes, max_bytes: int, buffers: Sequence[Any] = (), a
         raise MalformedEnvelope(f"expected an envelope array of {_HEADER_LEN} items, got {shape}")
     version, kind, msg_id, corr_id, sender, target, deadline, flags, body = raw
     try:
-        _check_header(version, kind, msg_id, corr_id, sender, target, deadline, flags)
+        if not (version == PROTOCOL_VERSION and type(version) is int and type(kind) is str and type(msg_id) is int
+                and (corr_id is None or type(corr_id) is int) and type(sender) is str and type(target) is str
+                and (deadline is None or type(deadline) is float) and type(flags) is int):
+            _check_header(version, kind, msg_id, corr_id, sender, target, deadline, flags)  # says what is wrong, or passes
         decode = decoder_for(kind)
         if decode is None:
             raise UnknownKind(f"unknown message kind {kind!r}")

@@ -12,6 +12,7 @@ types (nested).
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
 from typing import Any, Callable, TypeVar
@@ -115,6 +116,11 @@ def _compile(annotation: Any, where: str) -> _Check:
         def check_dict(value: Any, path: str) -> Any:
             if type(value) is not dict:
                 raise _fail(path, "map", value)
+            if val is _check_any:
+                for k in value:
+                    if type(k) is not str:
+                        raise _fail(f"{path} key", "str", k)
+                return value
             out = {}
             for k, v in value.items():
                 if type(k) is not str:
@@ -167,8 +173,10 @@ def message(kind: str) -> Callable[[type[T]], type[T]]:
         encoders = tuple(_encoder(hints[f.name]) for f in fields)
         cls.__wire_encoders__ = encoders if any(e is not None for e in encoders) else ()  # type: ignore[attr-defined]
         cls.__wire_payload__ = any(hints[f.name] is Payload for f in fields)  # type: ignore[attr-defined]
+        # with payloads left as they are (RAW), only nested messages need encoding: most kinds need none
+        cls.__wire_raw__ = None if any(e not in (None, _encode_payload) for e in encoders) else _values_of(cls.__wire_fields__)  # type: ignore[attr-defined]
         _REGISTRY[kind] = cls
-        _DECODERS[kind] = lambda body, _cls=cls: decode_fields(_cls, body, kind)
+        _DECODERS[kind] = _top_level_decoder(cls, kind)
         return cls
 
     return register
@@ -186,8 +194,9 @@ def encode_fields(msg: Any, payload: PayloadEncoder | None = None) -> list[Any]:
         TypeError: a payload value cannot be sent (the message names its path).
     """
     encoders = msg.__wire_encoders__
-    if not encoders:
-        return [getattr(msg, name) for name in msg.__wire_fields__]
+    raw = type(msg).__wire_raw__
+    if raw is not None and (not encoders or payload is RAW):
+        return raw(msg)  # type: ignore[no-any-return]
     if payload is None:
         payload = PayloadEncoder(inline=True)
     return [
@@ -231,6 +240,30 @@ def _encoder(annotation: Any) -> _Encode | None:
             return None
         return lambda v, p: {k: inner(x, p) for k, x in v.items()}
     return None
+
+
+def _values_of(names: tuple[str, ...]) -> Callable[[Any], list[Any]]:
+    """A message's field values in order, as a list (msgpack's strict mode takes no tuple)."""
+    if not names:
+        return lambda msg: []
+    if len(names) == 1:
+        get_one = operator.attrgetter(names[0])
+        return lambda msg: [get_one(msg)]
+    get = operator.attrgetter(*names)
+    return lambda msg: list(get(msg))
+
+
+def _top_level_decoder(cls: type, kind: str) -> Callable[[Any], Any]:
+    """The decoder of a kind's body: :func:`decode_fields` with each field's path made once."""
+    checks = tuple((check, f"{kind}.{name}") for name, check in cls.__wire_checks__)  # type: ignore[attr-defined]
+    required, most = cls.__wire_required__, len(checks)  # type: ignore[attr-defined]
+
+    def decode(body: Any) -> Any:
+        if type(body) is not list or not required <= len(body) <= most:
+            return decode_fields(cls, body, kind)  # raises, naming what was wrong
+        return cls(*[check(v, path) for (check, path), v in zip(checks, body)])
+
+    return decode
 
 
 def decode_fields(cls: type[T], body: Any, path: str) -> T:

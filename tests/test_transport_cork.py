@@ -18,6 +18,7 @@ from tests.conftest import Peer
 from tests.helpers import wait_for
 from tests.test_transport_leader import Sockets, check_from_io_thread, until
 from transport._cork import Cork
+from transport._frames import BATCH_MARK
 from transport._leader import _LOOP_STALE_S
 
 PeerFactory = Callable[..., Peer]
@@ -48,6 +49,25 @@ def test_a_cork_is_stale_once_its_oldest_frame_waited_the_bound() -> None:
     cork.add("peer", b"1", None)
     assert not cork.stale(cork.since + 0.01, 0.05)
     assert cork.stale(cork.since + 0.06, 0.05)
+
+
+def test_a_cork_groups_frames_for_connected_peers_and_leaves_the_rest_in_order_for_the_queue() -> None:
+    cork = Cork()
+    for peer, frame in (("a", b"1"), ("new", b"2"), ("a", b"3"), ("b", b"4"), ("new", b"5")):
+        cork.add(peer, frame, None)
+    groups, later = cork.sort_out(True, lambda peer: peer != "new", 1 << 20)
+    sent = {peer: frames for peer, frames, _, _ in groups.take()}
+    assert sent == {"a": [BATCH_MARK, b"1", b"3"], "b": b"4"}
+    assert [(peer, frame) for peer, frame, _ in later] == [("new", b"2"), ("new", b"5")]
+    assert len(cork) == 0
+
+
+def test_a_cork_sends_nothing_past_frames_already_waiting_in_the_queue() -> None:
+    cork = Cork()
+    cork.add("a", b"1", None)
+    cork.add("b", b"2", None)
+    groups, later = cork.sort_out(False, lambda peer: True, 1 << 20)  # the hand-off queue holds older frames
+    assert list(groups.take()) == [] and [frame for _, frame, _ in later] == [b"1", b"2"]
 
 
 # ---- the watch sends the cork when the lead ends -----------------------------------------------

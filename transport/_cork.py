@@ -24,6 +24,8 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+from ._batches import SendGroups
+
 OnError = Callable[[Exception], None]
 
 
@@ -71,6 +73,18 @@ class Cork:
             except IndexError:  # pragma: no cover - only the lock holder pops
                 break
         return taken
+
+    def sort_out(self, direct: bool, connected: Callable[[str], bool], max_bytes: int) -> tuple[SendGroups, list[Any]]:
+        """Take every frame: those that may go out now (``direct``: nothing waits in the
+        hand-off queue, sent before them; and their peer has a socket) grouped by peer,
+        and the rest, in order, for the hand-off queue (the caller holds the socket lock)."""
+        groups, later = SendGroups(max_bytes), []
+        for peer, frame, on_error in self.take():
+            if direct and connected(peer):
+                groups.add(peer, frame, on_error)
+            else:
+                later.append((peer, frame, on_error))
+        return groups, later
 
     def __len__(self) -> int:
         return len(self.frames)

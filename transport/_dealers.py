@@ -13,6 +13,9 @@ from ._errors import PeerUnavailable
 from ._links import LinkWatch
 from ._sockets import open_dealer
 
+_NOBLOCK = int(zmq.NOBLOCK)  # plain ints: flags combined per part as enums cost more than the send
+_NOBLOCK_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+
 
 class Dealers:
     """The DEALER socket of every peer this process sends to. Used by whoever
@@ -64,10 +67,15 @@ class Dealers:
             None when ZeroMQ took it, else why it did not.
         """
         try:
-            if type(frame) is list:
-                sock.send_multipart(frame, zmq.NOBLOCK, copy=parts > 1)  # a batch's parts are small
-            else:
-                sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+            if type(frame) is not list:
+                sock.send(frame, _NOBLOCK, copy=len(frame) < 65536)
+            elif parts > 1:  # a batch: small parts, copied (once the first is taken, ZeroMQ takes them all)
+                send = sock.send
+                for part in frame[:-1]:
+                    send(part, _NOBLOCK_MORE)
+                send(frame[-1], _NOBLOCK)
+            else:  # an envelope and its buffers, sent without copying them
+                sock.send_multipart(frame, _NOBLOCK, copy=False)
             return None
         except zmq.Again:
             return PeerUnavailable(peer, f"not reading: {send_hwm} frames already queued (send_hwm)")

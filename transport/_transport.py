@@ -224,16 +224,9 @@ class Transport:
                 self._uncork(cork)
 
     def _uncork(self, cork: Cork) -> None:
-        """Under the socket lock: send what ``cork`` holds, one batch per peer; through the
-        hand-off queue when frames wait there (they were sent first) or the peer has no socket yet."""
-        if not cork:
-            return
-        groups = SendGroups(self._config.max_frame_bytes)
-        direct = self._handoff.idle()
-        for peer, frame, on_error in cork.take():
-            if direct and peer in self._dealers:
-                groups.add(peer, frame, on_error)
-                continue
+        """Under the socket lock: send what ``cork`` holds, one batch per peer (see ``Cork.sort_out``)."""
+        groups, later = cork.sort_out(self._handoff.idle(), self._dealers.__contains__, self._config.max_frame_bytes)
+        for peer, frame, on_error in later:
             try:
                 self._enqueue((_SEND, peer, frame, on_error))
             except TransportError as exc:  # closed, or its queue full: the sender hears of it as of any failed send

@@ -109,7 +109,6 @@ class DeploymentHandle:
             raise RuntimeError("the serve session of this handle was shut down; get a new handle after serve.start()")
         deadline = time.monotonic() + session.config.serve.request_timeout_s
         waiting = [v for v in (*args, *kwargs.values()) if isinstance(v, DeploymentResponse)]
-        where = f"{self.deployment_name}.{self.method_name}.remote()"
         if self.stream:
             sink: Any = DeploymentResponseGenerator(deadline, f"stream from {self.deployment_name}.{self.method_name}")
         else:
@@ -118,23 +117,16 @@ class DeploymentHandle:
             sink = DeploymentResponse(future, router.waiting_reason)
 
         def build() -> Call:
-            args_l = [_to_wire(a) for a in args]
-            kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()}
+            args_l = [_to_wire(a) for a in args] if args else []
+            kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()} if kwargs else {}
             request = HandleRequest(self.method_name, args_l, kwargs_d, self.multiplexed_model_id)
-            try:
-                _packb((args_l, kwargs_d), use_bin_type=True)
-            except (TypeError, ValueError, OverflowError):
-                # not plain msgpack: arrays, buffers, dataclasses... or a value that cannot be
-                # sent, refused here (naming it) before anything is sent
-                if router.known:
-                    check_payload(args_l, kwargs_d, where, router.pickle)
             target = sink if self.stream else sink._future
             call = Call(request, self.stream, deadline, target, sink._attach if self.stream else None)
             sink._sent.bind(router, call)
             return call
 
         if not waiting:
-            router.submit(build())
+            _submit_now(router, build(), self)
             return sink
         _after(waiting, lambda: _submit_later(router, build, sink))
         return sink
@@ -144,6 +136,34 @@ class DeploymentHandle:
 
     def __repr__(self) -> str:
         return f"DeploymentHandle(app={self.app_name!r}, deployment={self.deployment_name!r}, method={self.method_name!r})"
+
+
+def _submit_now(router: Any, call: Call, handle: DeploymentHandle) -> None:
+    """Send (or queue) a call; one whose arguments cannot be sent is refused here, naming
+    the argument, and nothing of it is sent or left queued.
+
+    The arguments are encoded once, when the request is sent; a queued request
+    is checked now instead (it is sent later, when nobody could be told)."""
+    request = call.request
+    try:
+        sent = router.submit(call)
+    except TypeError:
+        check_payload(request.args, request.kwargs, _where(handle), router.pickle)  # names the argument, if it is one
+        raise
+    if sent or not router.known:
+        return
+    try:
+        _packb((request.args, request.kwargs), use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):  # not plain msgpack: arrays, buffers... or unsendable
+        try:
+            check_payload(request.args, request.kwargs, _where(handle), router.pickle)
+        except TypeError as exc:
+            router.cancel(call, exc)
+            raise
+
+
+def _where(handle: DeploymentHandle) -> str:
+    return f"{handle.deployment_name}.{handle.method_name}.remote()"
 
 
 def _to_wire(value: Any) -> Any:

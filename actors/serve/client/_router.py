@@ -51,7 +51,7 @@ class RouterHost(Protocol):
 
 
 _MAX_ATTEMPTS = 4
-_randbelow = random.Random()._randbelow
+_random = random.Random().random  # one C call per draw (randrange and _randbelow run Python code)
 _router_ids = itertools.count(1)
 _MAX_MODEL_HOMES = 4096  # multiplexed model ids a router remembers the replicas of
 
@@ -183,12 +183,16 @@ class Router:
 
     # ---- requests --------------------------------------------------------------------
 
-    def submit(self, call: Call) -> None:
+    def submit(self, call: Call) -> bool:
         """Send now, or queue at the handle.
+
+        Returns:
+            True when sent now, False when queued.
 
         Raises:
             BackPressureError: the queue is at ``max_queued_requests``.
             DeploymentNotFoundError: the deployment does not exist.
+            TypeError: the request cannot be encoded (nothing was sent or queued).
         """
         with self._lock:
             if not self._exists:
@@ -209,9 +213,11 @@ class Router:
                 urgent = None
                 self._reserve(replica, call)
         if urgent is None:
-            self._send(replica, call)  # type: ignore[arg-type]
-        elif urgent:
+            self._send(replica, call, refuse_unencodable=True)  # type: ignore[arg-type]
+            return True
+        if urgent:
             self.session.metrics.push_now.set()  # scale from zero: tell the controller now
+        return False
 
     def cancel(self, call: Call, error: BaseException) -> None:
         """Cancel a call: out of the queue if it waits there, else its attempt
@@ -242,8 +248,8 @@ class Router:
                 return min(holders, key=lambda r: in_flight.get(r.replica_id, 0))
         count = len(replicas)
         if count >= 2:
-            i = _randbelow(count)
-            j = _randbelow(count - 1)
+            i = int(_random() * count)
+            j = int(_random() * (count - 1))
             a, b = replicas[i], replicas[j + (j >= i)]
             best = a if in_flight.get(a.replica_id, 0) <= in_flight.get(b.replica_id, 0) else b
             if in_flight.get(best.replica_id, 0) < best.max_ongoing_requests and best.replica_id not in exclude:
@@ -273,7 +279,10 @@ class Router:
         else:
             self._in_flight.pop(replica_id, None)
 
-    def _send(self, replica: ReplicaInfo, call: Call) -> None:
+    def _send(self, replica: ReplicaInfo, call: Call, refuse_unencodable: bool = False) -> None:
+        """Send ``call`` to ``replica`` (reserved for it). A request that cannot be encoded
+        fails its sink, or with ``refuse_unencodable`` (its caller is still in ``submit``)
+        frees the reservation and raises the TypeError."""
         call.attempts += 1
         call.tried.add(replica.replica_id)
         ref = self._refs.get(replica.replica_id) or self.session.system.ref(replica.address, replica.actor)
@@ -287,10 +296,15 @@ class Router:
             else:  # the answer completes the call through the router: no Future of its own
                 ref.ask(call.request, timeout=timeout, pickle=self.pickle, into=Attempt(self, replica, call))
                 return
-        except (PeerUnavailable, ActorNotFound) as exc:
-            self._finished(replica, call, None, exc)
-            return
-        except Exception as exc:
+        except TypeError as exc:
+            if not refuse_unencodable:
+                self._finished(replica, call, None, exc)
+                return
+            with self._lock:
+                self._release(replica.replica_id)
+                self._sent -= 1
+            raise
+        except Exception as exc:  # its process is gone (PeerUnavailable, ActorNotFound), or it could not be sent
             self._finished(replica, call, None, exc)
             return
         if call.stream and call.on_sent is not None:
