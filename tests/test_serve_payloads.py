@@ -59,6 +59,15 @@ def test_a_value_with_no_codec_is_refused_before_anything_is_sent(arrays_app: An
     assert (arrays_app._router.statistics().sent if arrays_app._router else 0) == sent
 
 
+def test_a_value_with_no_codec_is_refused_even_when_the_request_would_wait_at_the_handle(serve_cluster: Any) -> None:
+    handle = serve.run(serve_apps.Echo.options(num_replicas=1, max_ongoing_requests=1).bind(), name="busy", route_prefix=None)
+    busy = handle.slow.remote(1.0)  # holds the only slot: the next request would be queued
+    with pytest.raises(TypeError, match=r"argument 0\['x'\]\[1\]: cannot send tests.serve_apps.Unregistered"):
+        handle.remote({"x": [1, serve_apps.Unregistered(1)]})
+    assert handle._router.statistics().queued == 0, "nothing of the refused request is left queued"
+    assert busy.result(timeout_s=30) == "slept 1.0" and handle.remote("after").result(timeout_s=30) == "after"
+
+
 def test_a_pickle_opted_deployment_takes_any_object_on_a_local_cluster(serve_cluster: Any) -> None:
     handle = serve.run(serve_apps.Arrays.options(serializer="pickle").bind(serve_apps.Unregistered(np.arange(4))), name="pickled", route_prefix=None)
     got = handle.echo.remote(serve_apps.Unregistered(np.arange(200_000))).result(timeout_s=30)
