@@ -12,11 +12,11 @@ import msgpack
 import pytest
 
 from actors import ActorSystem
-from protocol import OUT_OF_BAND_MIN, Data, Envelope, decode_envelope, encode_envelope
+from protocol import OUT_OF_BAND_MIN, Data, Envelope, MalformedFrame, decode_envelope, encode_envelope
 from tests.conftest import fast_config
 from tests.helpers import Echo, RawSockets, wait_for
 from transport import Transport, TransportConfig
-from transport._batches import BATCH_MARK, MAX_BYTES, MAX_PARTS, EachError, SendGroups
+from transport._batches import BATCH_MARK, MAX_BYTES, MAX_PARTS, EachError, SendGroups, join_batch, split_batch
 
 FAST = {"heartbeat_interval_s": 0.05, "heartbeat_liveness": 4, "tick_s": 0.02}
 
@@ -28,7 +28,7 @@ def test_sends_for_one_peer_are_grouped_in_order_and_a_lone_frame_goes_as_it_is(
     for peer, frame in [("a", b"1"), ("b", b"x"), ("a", b"2"), ("a", b"3")]:
         groups.add(peer, frame, None)
     taken = {peer: (frames, parts) for peer, frames, _, parts in groups.take()}
-    assert taken == {"a": ([BATCH_MARK, b"1", b"2", b"3"], 3), "b": (b"x", 1)}
+    assert taken == {"a": (join_batch([b"1", b"2", b"3"]), 3), "b": (b"x", 1)}
     assert list(groups.take()) == [], "taking empties the groups"
 
 
@@ -106,14 +106,14 @@ def request(raw: RawPeer, msg_id: int, value: Any) -> bytes:
 def answers(raw: RawPeer) -> dict[int, Envelope]:
     found = {}
     for message in raw.messages(3000):
-        for frame in message[1:] if message[0] == BATCH_MARK else message[:1]:
+        for frame in split_batch(message[1:]) if message[0] == BATCH_MARK else message[:1]:
             env = decode_envelope(frame, 1 << 20)
             found[env.corr_id] = env
     return found
 
 
 def test_a_batch_of_requests_is_served_each_answered(target: ActorSystem, raw: RawPeer) -> None:
-    raw.out.send_multipart([BATCH_MARK, *(request(raw, i, f"v{i}") for i in range(1, 6))])
+    raw.out.send_multipart(join_batch([request(raw, i, f"v{i}") for i in range(1, 6)]))
     got = answers(raw)
     assert {i: env.body.value for i, env in got.items()} == {i: f"v{i}" for i in range(1, 6)}
     stats = target.statistics().transport
@@ -124,7 +124,7 @@ def test_a_batch_with_one_bad_part_is_refused_whole_counted_once_and_each_readab
     target: ActorSystem, raw: RawPeer
 ) -> None:
     bad = msgpack.packb([1, "launch_missiles", 3, None, raw.address, "echo", None, 1, [None]])
-    raw.out.send_multipart([BATCH_MARK, request(raw, 1, "a"), request(raw, 2, "b"), bad, request(raw, 4, "d"), b"\xff\x00"])
+    raw.out.send_multipart(join_batch([request(raw, 1, "a"), request(raw, 2, "b"), bad, request(raw, 4, "d"), b"\xff\x00"]))
     got = answers(raw)
     assert sorted(got) == [1, 2, 3, 4], "the unreadable part has no id to answer"
     for env in got.values():
@@ -133,6 +133,23 @@ def test_a_batch_with_one_bad_part_is_refused_whole_counted_once_and_each_readab
     assert target.statistics().transport.bad_frames == {"unknown_kind": 1}
     raw.out.send(request(raw, 9, "after"))
     assert answers(raw)[9].body.value == "after", "the endpoint keeps serving"
+
+
+def test_a_batch_whose_lengths_do_not_match_its_frames_is_refused_as_malformed(target: ActorSystem, raw: RawPeer) -> None:
+    parts = join_batch([request(raw, 1, "a"), request(raw, 2, "b")])
+    raw.out.send_multipart([BATCH_MARK, msgpack.packb([3, 4]), parts[2]])  # they add up to less than the frames
+    raw.out.send_multipart([BATCH_MARK, b"\xc1", parts[2]])  # lengths that are not msgpack
+    raw.out.send(request(raw, 3, "after"))
+    assert {i: env.body.value for i, env in answers(raw).items()} == {3: "after"}, "nothing of them ran"
+    assert target.statistics().transport.bad_frames == {"malformed": 2}
+
+
+def test_a_batch_splits_back_into_its_frames_and_refuses_bad_lengths() -> None:
+    frames = [b"\x91\x01", b"\x92\x01\x02", b"\xc0"]
+    assert split_batch(join_batch(frames)[1:]) == frames
+    for parts in ([], [msgpack.packb([2])], [msgpack.packb([2, 0]), b"ab"], [msgpack.packb(["2"]), b"ab"], [msgpack.packb({}), b""]):
+        with pytest.raises(MalformedFrame):
+            split_batch(parts)
 
 
 def test_an_empty_batch_is_refused_as_malformed_and_the_endpoint_keeps_serving(target: ActorSystem, raw: RawPeer) -> None:
@@ -190,7 +207,7 @@ def test_answers_sent_by_inline_work_go_out_as_one_batch_after_the_round(sender:
         sender.send_inline([sender.data(i, i) for i in range(1, 11)], peer.address)
         messages = peer.messages(3000)
         assert len(messages) == 1 and messages[0][0] == BATCH_MARK
-        assert [decode_envelope(f, 1 << 20).msg_id for f in messages[0][1:]] == list(range(1, 11))
+        assert [decode_envelope(f, 1 << 20).msg_id for f in split_batch(messages[0][1:])] == list(range(1, 11))
         assert sender.transport.statistics().sent >= 11
     finally:
         peer.close()
@@ -206,7 +223,7 @@ def test_a_frame_with_buffers_goes_alone_between_the_batches_around_it_in_order(
         ids = []
         for message in messages:
             if message[0] == BATCH_MARK:
-                ids.append([decode_envelope(f, 1 << 30).msg_id for f in message[1:]])
+                ids.append([decode_envelope(f, 1 << 30).msg_id for f in split_batch(message[1:])])
             else:
                 ids.append([decode_envelope(message[0], 1 << 30, message[1:]).msg_id])
         assert ids == [[1, 2], [3], [4]]

@@ -18,7 +18,7 @@ from tests.conftest import Peer
 from tests.helpers import wait_for
 from tests.test_transport_leader import Sockets, check_from_io_thread, until
 from transport._cork import Cork
-from transport._frames import BATCH_MARK
+from transport._batches import join_batch
 from transport._leader import _LOOP_STALE_S
 
 PeerFactory = Callable[..., Peer]
@@ -57,7 +57,7 @@ def test_a_cork_groups_frames_for_connected_peers_and_leaves_the_rest_in_order_f
         cork.add(peer, frame, None)
     groups, later = cork.sort_out(True, lambda peer: peer != "new", 1 << 20)
     sent = {peer: frames for peer, frames, _, _ in groups.take()}
-    assert sent == {"a": [BATCH_MARK, b"1", b"3"], "b": b"4"}
+    assert sent == {"a": join_batch([b"1", b"3"]), "b": b"4"}
     assert [(peer, frame) for peer, frame, _ in later] == [("new", b"2"), ("new", b"5")]
     assert len(cork) == 0
 

@@ -1,7 +1,9 @@
 """Frames queued for one peer go out together: a batch is one multipart ZeroMQ
-message, :data:`BATCH_MARK` and then one envelope frame per part. It is
-decoded whole and refused whole (one bad part refuses every part, each
-answered by its id when that can be read).
+message of three parts, :data:`BATCH_MARK`, the msgpack array of its envelope
+frames' lengths, and those frames end to end (one ZeroMQ part each would cost
+a send and a receive per frame, about 1.5 us on each side). It is decoded
+whole and refused whole (one bad part refuses every part, each answered by
+its id when that can be read).
 
 Only the I/O thread groups frames: what waited in the hand-off queue when it
 drained it, in the order queued per peer. A frame with out-of-band buffers
@@ -11,6 +13,8 @@ goes alone, after the batch queued before it.
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator
+
+import msgpack
 
 from protocol import Envelope, FrameTooLarge, MalformedFrame, ProtocolError
 
@@ -77,8 +81,36 @@ class SendGroups:
                     yield peer, chunk[0][0], chunk[0][1], 1
                 else:
                     errors = [e for _, e in chunk if e is not None]
-                    yield peer, [BATCH_MARK, *(f for f, _ in chunk)], EachError(errors) if errors else None, len(chunk)
+                    yield peer, join_batch([f for f, _ in chunk]), EachError(errors) if errors else None, len(chunk)
                 start = end
+
+
+def join_batch(frames: list[bytes]) -> list[bytes]:
+    """The ZeroMQ parts of a batch of envelope frames (see the module docstring)."""
+    return [BATCH_MARK, msgpack.packb([len(f) for f in frames]), b"".join(frames)]
+
+
+def split_batch(parts: list[bytes]) -> list[bytes]:
+    """The envelope frames of a batch, from the parts that followed its mark.
+
+    Raises:
+        MalformedFrame: not two parts, or lengths that are not positive ints adding up to the frames.
+    """
+    if len(parts) != 2:
+        raise MalformedFrame(f"a batch of {len(parts)} parts after its mark (expected 2: lengths, frames)")
+    try:
+        lengths = msgpack.unpackb(parts[0])
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise MalformedFrame(f"a batch whose lengths are not msgpack ({type(exc).__name__})") from None
+    joined = parts[1]
+    if (type(lengths) is not list or not lengths or not all(type(n) is int and n > 0 for n in lengths)
+            or sum(lengths) != len(joined)):
+        raise MalformedFrame(f"a batch whose lengths do not add up to its {len(joined)} bytes of frames")
+    frames, at = [], 0
+    for n in lengths:
+        frames.append(joined[at:at + n])
+        at += n
+    return frames
 
 
 def open_received(frame: bytes | None, buffers: list[Any], limit: int, allow_pickle: bool) -> list[tuple[Envelope, bytes]]:

@@ -67,7 +67,7 @@ class Guard:
         one bad part); the error answer for each part, when it can be addressed."""
         self.bad_frames[err.reason] += 1
         if self._limiter.allow(f"bad:{peer}", time.monotonic()):
-            what = "a frame" if len(parts) == 1 else f"a batch of {len(parts)} frames"
+            what = "a frame" if len(parts) == 1 else f"a batch of {len(parts)} frames" if parts else "a batch"
             log.warning("rejected %s from %s: %s: %s", what, peer, type(err).__name__, err)
         return [self._answer(err, peer, part, own_address) for part in parts]
 

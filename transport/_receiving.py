@@ -17,7 +17,7 @@ import zmq
 
 from protocol import Envelope, MalformedEnvelope, ProtocolError
 
-from ._batches import BATCH_MARK, open_received
+from ._batches import BATCH_MARK, open_received, split_batch
 from ._frames import receive
 from ._guard import Guard
 from ._liveness import LivenessTracker, Quarantine
@@ -95,6 +95,13 @@ class Receiver:
             if quarantine.until and peer in quarantine.until:
                 quarantine.release(peer)  # a frame from it: a live process is there again (e.g. a reused port)
             batch = frame == BATCH_MARK
+            if batch:
+                try:
+                    buffers = split_batch(buffers)
+                except ProtocolError as err:  # its frames cannot be told apart: no id to answer
+                    self.received += 1
+                    self._reject(err, peer, [])
+                    continue
             self.received += len(buffers) if batch else 1
             try:
                 opened = open_received(frame, buffers, limit, allow_pickle)
