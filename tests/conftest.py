@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -198,3 +199,11 @@ def gang_cluster() -> Iterator[object]:
         yield serve
     finally:
         serve.shutdown()
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A new event loop, not running (a test runs it), closed afterwards."""
+    made = asyncio.new_event_loop()
+    yield made
+    made.close()

@@ -97,13 +97,6 @@ def corking(uncorked: Uncorked) -> Iterator[Sockets]:
     s.close()
 
 
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
 async def _lead_and_cork(sockets: Sockets, *frames: bytes) -> Any:
     lead = sockets.watch.lead_loop(asyncio.get_running_loop())
     assert lead is not None

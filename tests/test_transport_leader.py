@@ -64,13 +64,6 @@ def sockets() -> Iterator[Sockets]:
     s.close()
 
 
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
 async def until(condition: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
     """Let the running loop turn until ``condition()`` holds, or fail after ``timeout``."""
     deadline = time.monotonic() + timeout
