@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pykka
 
-from protocol import ActorDied, CancelRequest, Envelope, ErrorReply, StreamCredit, StreamItem, Unwatch, Watch, encode_envelope
+from protocol import ActorDied, CancelRequest, Envelope, ErrorReply, StreamCredit, StreamItem, Unwatch, Watch, encode_envelope, encode_request
 from transport import PEER_LEFT, LogLimiter, PeerUnavailable, Transport, TransportClosed, check_endpoint
 
 from ._actor import Actor, Request, done_spawning, spawning
@@ -276,7 +276,7 @@ class ActorSystem:
         if type(future) is Future:
             future.read_with(self.reader)  # its waiting thread may read the answer itself
         kind, body = wrap(message)
-        frame = encode_envelope(Envelope(kind, body, msg_id, None, self.address, ref.name, deadline, True, stream=stream, pickle=pickle))
+        frame = encode_request(kind, body, msg_id, self.address, ref.name, deadline, stream, pickle)
         self._register(msg_id, future, ref, timeout, stream)
         try:
             self._transport.send_frame(ref.address, frame, SendFailure(self._pending.settle, msg_id))

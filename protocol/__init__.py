@@ -25,6 +25,7 @@ from ._envelope import (
     Envelope,
     decode_envelope,
     encode_envelope,
+    encode_request,
     peek_error_route,
 )
 from ._errors import (
@@ -156,6 +157,7 @@ __all__ = [
     "decode_envelope",
     "decode_fields",
     "encode_envelope",
+    "encode_request",
     "encode_fields",
     "message",
     "peek_error_route",

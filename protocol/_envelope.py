@@ -78,18 +78,24 @@ def encode_envelope(env: Envelope) -> Any:
         TypeError: if a value in the body cannot be encoded; the message names
             the message kind, the offending type and where it is.
     """
-    header = [
-        env.version,
-        env.kind,
-        env.msg_id,
-        env.corr_id,
-        env.sender,
-        env.target,
-        env.deadline,
-        (FLAG_WANTS_REPLY if env.wants_reply else 0) | (FLAG_STREAM if env.stream else 0) | (FLAG_PICKLE if env.pickle else 0),
-        None,
-    ]
-    body = env.body
+    flags = (FLAG_WANTS_REPLY if env.wants_reply else 0) | (FLAG_STREAM if env.stream else 0) | (FLAG_PICKLE if env.pickle else 0)
+    return _encode([env.version, env.kind, env.msg_id, env.corr_id, env.sender, env.target, env.deadline, flags, None],
+                   env.body, env.pickle)
+
+
+def encode_request(kind: str, body: Any, msg_id: int, sender: str, target: str, deadline: float | None,
+                   stream: bool = False, pickle: bool = False) -> Any:
+    """Encode a request that wants a reply, as :func:`encode_envelope` would encode its
+    :class:`Envelope` (the hot path of an ask: no Envelope is built).
+
+    Raises:
+        TypeError: as for :func:`encode_envelope`.
+    """
+    flags = FLAG_WANTS_REPLY | (FLAG_STREAM if stream else 0) | (FLAG_PICKLE if pickle else 0)
+    return _encode([PROTOCOL_VERSION, kind, msg_id, None, sender, target, deadline, flags, None], body, pickle)
+
+
+def _encode(header: list[Any], body: Any, pickle: bool) -> Any:
     if type(body).__wire_payload__:
         # the common case at C speed: plain msgpack values (exact types: no tuple, bytearray,
         # memoryview...) in a short frame (so no buffer long enough to travel on its own)
@@ -100,12 +106,12 @@ def encode_envelope(env: Envelope) -> Any:
                 return head
         except (TypeError, ValueError, OverflowError):
             pass
-    payload = PayloadEncoder(env.pickle)
+    payload = PayloadEncoder(pickle)
     try:
         header[8] = encode_fields(body, payload)
         head = _packb(header, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(f"cannot encode message {env.kind!r}: {exc}") from None
+        raise TypeError(f"cannot encode message {header[1]!r}: {exc}") from None
     return [head, *payload.buffers] if payload.buffers else head
 
 

@@ -240,3 +240,13 @@ def test_mutated_frames_either_decode_or_raise_a_protocol_error(env: Envelope, d
 def test_the_package_reexports_everything_it_documents() -> None:
     for name in protocol.__all__:
         assert hasattr(protocol, name)
+
+
+@pytest.mark.parametrize("stream, pickle", [(False, False), (True, False), (False, True)])
+def test_a_request_encoded_on_the_hot_path_is_the_frame_of_its_envelope(stream: bool, pickle: bool) -> None:
+    for body in (protocol.HandleRequest("__call__", [[1, "x", None]], {"k": 2.5}, ""), protocol.Data(b"y" * 20_000)):
+        env = Envelope(body.__wire_kind__, body, 7, None, "ipc://me", "actor", 123.5, True, stream=stream, pickle=pickle)
+        frame = protocol.encode_request(body.__wire_kind__, body, 7, "ipc://me", "actor", 123.5, stream, pickle)
+        assert frame == encode_envelope(env)
+    with pytest.raises(TypeError, match="cannot encode message 'data'"):
+        protocol.encode_request("data", protocol.Data(object()), 8, "ipc://me", "actor", None)

@@ -108,7 +108,9 @@ class DeploymentHandle:
         if session.closed:
             raise RuntimeError("the serve session of this handle was shut down; get a new handle after serve.start()")
         deadline = time.monotonic() + session.config.serve.request_timeout_s
-        waiting = [v for v in (*args, *kwargs.values()) if isinstance(v, DeploymentResponse)]
+        waiting = [v for v in args if isinstance(v, DeploymentResponse)] if args else []
+        if kwargs:
+            waiting += [v for v in kwargs.values() if isinstance(v, DeploymentResponse)]
         if self.stream:
             sink: Any = DeploymentResponseGenerator(deadline, f"stream from {self.deployment_name}.{self.method_name}")
         else:

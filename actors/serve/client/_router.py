@@ -294,7 +294,7 @@ class Router:
             if call.stream:
                 pending: Any = ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle)
             else:  # the answer completes the call through the router: no Future of its own
-                ref.ask(call.request, timeout=timeout, pickle=self.pickle, into=Attempt(self, replica, call))
+                ref.ask(call.request, timeout, self.pickle, Attempt(self, replica, call))
                 return
         except TypeError as exc:
             if not refuse_unencodable:
