@@ -121,29 +121,24 @@ class CreditSender:
         self._send(self._address, self._msg_id, taken)
 
 
-class SendFailure:
-    """Fails an ask whose frame the transport could not deliver."""
-
-    __slots__ = ("_settle", "_msg_id")
-
-    def __init__(self, settle: Callable[..., None], msg_id: int) -> None:
-        self._settle = settle
-        self._msg_id = msg_id
-
-    def __call__(self, error: Exception) -> None:
-        self._settle(self._msg_id, error, answer=False)
-
-
 class Pending:
-    """An ask waiting for its answer."""
+    """An ask waiting for its answer; called with an error when the transport could not
+    deliver its frame (it is the send's failure callback: one object less per ask)."""
 
-    __slots__ = ("future", "address", "name", "stream")
+    __slots__ = ("future", "address", "name", "stream", "msg_id", "settle")
 
-    def __init__(self, future: Future[Any] | Stream[Any], address: str, name: str, stream: bool = False) -> None:
+    def __init__(self, future: Future[Any] | Stream[Any], address: str, name: str, stream: bool = False,
+                 msg_id: int = 0, settle: Callable[..., None] | None = None) -> None:
         self.future = future
         self.address = address
         self.name = name
         self.stream = stream or isinstance(future, Stream)
+        self.msg_id = msg_id
+        self.settle = settle
+
+    def __call__(self, error: Exception) -> None:
+        if self.settle is not None:
+            self.settle(self.msg_id, error, answer=False)
 
 
 def wrap(message: Any) -> tuple[str, Any]:

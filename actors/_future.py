@@ -42,7 +42,7 @@ class Future(Generic[T]):
         guard: returns True on a thread that must never block (the I/O thread).
     """
 
-    __slots__ = ("_waiter", "_done", "_value", "_error", "_callbacks", "_what", "_guard", "_reader", "_leading")
+    __slots__ = ("_waiter", "_done", "_value", "_error", "_callbacks", "_what", "_guard", "_reader", "_leading", "_awaiter")
 
     def __init__(self, what: str = "future", guard: Callable[[], bool] | None = None) -> None:
         self._waiter = _allocate()
@@ -55,6 +55,7 @@ class Future(Generic[T]):
         self._guard = guard
         self._reader: Reader | None = None
         self._leading = 0  # the thread reading the answer's socket while it waits for it (0: none)
+        self._awaiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None  # the first coroutine awaiting it
 
     def read_with(self, reader: Reader | None) -> None:
         """Name what the answer comes through (``transport.Transport.reader``): a thread
@@ -82,6 +83,9 @@ class Future(Generic[T]):
             self._done = True
             callbacks, self._callbacks = self._callbacks, None
         self._waiter.release()
+        awaiter = self._awaiter
+        if awaiter is not None:
+            wake_threadsafe(*awaiter)
         leading = self._leading
         if leading and leading != threading.get_ident():  # completed elsewhere while its waiter reads the socket
             self._reader.wake_leader()  # type: ignore[union-attr]
@@ -145,7 +149,12 @@ class Future(Generic[T]):
         if not self._done:
             loop = asyncio.get_running_loop()
             waiter = loop.create_future()
-            self.add_done_callback(lambda _: wake_threadsafe(loop, waiter))
+            with _state_lock:
+                first = not self._done and self._awaiter is None
+                if first:
+                    self._awaiter = (loop, waiter)  # woken by _finish: no callback object per await
+            if not first:
+                self.add_done_callback(lambda _: wake_threadsafe(loop, waiter))
             lead = None if self._reader is None else self._reader.lead_loop(loop)  # the loop may read its answer itself
             try:
                 yield from waiter.__await__()

@@ -37,7 +37,8 @@ class PendingAsks:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def add(self, msg_id: int, pending: Pending, timeout: float) -> None:
+    def add(self, msg_id: int, pending: Pending, timeout: float) -> Pending:
+        """Wait for ask ``msg_id`` until ``timeout`` from now; returns ``pending``."""
         self._by_id[msg_id] = pending
         with self._lock:
             heap = self._deadlines
@@ -48,6 +49,7 @@ class PendingAsks:
                 by_id = self._by_id
                 self._deadlines = [entry for entry in heap if entry[1] in by_id]
                 heapq.heapify(self._deadlines)
+        return pending
 
     def get(self, msg_id: int) -> Pending | None:
         return self._by_id.get(msg_id)

@@ -15,7 +15,7 @@ from protocol import ActorDied, CancelRequest, Envelope, ErrorReply, StreamCredi
 from transport import PEER_LEFT, LogLimiter, PeerUnavailable, Transport, TransportClosed, check_endpoint
 
 from ._actor import Actor, Request, done_spawning, spawning
-from ._callbacks import (CreditSender, LocalEmitter, LocalResponder, Pending, RemoteEmitter, RemoteResponder, SendFailure,
+from ._callbacks import (CreditSender, LocalEmitter, LocalResponder, Pending, RemoteEmitter, RemoteResponder,
                          SystemStatistics, answer_frame, answer_leftovers, unwrap, wrap)
 from ._config import Config
 from ._errors import ActorNotFound, ActorStopped, ActorSystemShutDown, MessageNotHandled, rebuild_error
@@ -277,9 +277,9 @@ class ActorSystem:
             future.read_with(self.reader)  # its waiting thread may read the answer itself
         kind, body = wrap(message)
         frame = encode_request(kind, body, msg_id, self.address, ref.name, deadline, stream, pickle)
-        self._register(msg_id, future, ref, timeout, stream)
+        pending = self._register(msg_id, future, ref, timeout, stream)
         try:
-            self._transport.send_frame(ref.address, frame, SendFailure(self._pending.settle, msg_id))
+            self._transport.send_frame(ref.address, frame, pending)  # fails the ask if it cannot be delivered
         except Exception:
             self._pending.pop(msg_id)
             raise
@@ -306,8 +306,8 @@ class ActorSystem:
             raise ActorNotFound(f"no actor named {name!r} runs in {self.address}")
         return actor
 
-    def _register(self, msg_id: int, future: Any, ref: ActorRef, timeout: float, stream: bool = False) -> None:
-        self._pending.add(msg_id, Pending(future, ref.address, ref.name, stream), timeout)
+    def _register(self, msg_id: int, future: Any, ref: ActorRef, timeout: float, stream: bool = False) -> Pending:
+        return self._pending.add(msg_id, Pending(future, ref.address, ref.name, stream, msg_id, self._pending.settle), timeout)
 
     def _send_credit(self, address: str, msg_id: int, taken: int) -> None:
         try:

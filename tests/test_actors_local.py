@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 
@@ -117,6 +118,23 @@ def test_a_future_can_be_awaited_from_asyncio(system: ActorSystem) -> None:
         return list(await asyncio.gather(*(ref.ask(i) for i in range(50))))
 
     assert asyncio.run(main()) == list(range(50))
+
+
+def test_every_coroutine_awaiting_one_future_is_woken_and_a_cancelled_one_is_not_in_the_way() -> None:
+    future: Future[str] = Future("shared")
+
+    async def main() -> list[Any]:
+        async def wait() -> str:
+            return await future
+
+        first, second, cancelled = (asyncio.ensure_future(wait()) for _ in range(3))
+        await asyncio.sleep(0)  # all three await it now (the first without a callback, the others with one)
+        cancelled.cancel()
+        threading.Thread(target=future.set_result, args=("done",)).start()  # completed off the loop
+        return list(await asyncio.gather(first, second, cancelled, return_exceptions=True))
+
+    results = asyncio.run(asyncio.wait_for(main(), 10))
+    assert results[:2] == ["done", "done"] and isinstance(results[2], asyncio.CancelledError)
 
 
 def test_awaiting_a_failed_future_raises_its_error(system: ActorSystem) -> None:
