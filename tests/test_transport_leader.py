@@ -25,7 +25,7 @@ PeerFactory = Callable[..., Peer]
 class Sockets:
     """A ROUTER with its watch, and a DEALER that talks to it."""
 
-    def __init__(self, uncork: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, uncork: Callable[[Any], None] | None = None, spin_s: float = 0.0) -> None:
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.bind("inproc://leader")
@@ -34,7 +34,7 @@ class Sockets:
         self.lock = threading.RLock()
         self.read: list[bytes] = []
         self.unread = 0
-        self.watch = RouterWatch(self.router, self.lock, self.drain, self.note_unread, lambda: True, uncork)
+        self.watch = RouterWatch(self.router, self.lock, self.drain, self.note_unread, lambda: True, uncork, spin_s)
 
     def drain(self) -> None:
         while True:
@@ -90,6 +90,23 @@ def test_a_leader_reads_what_arrives_and_gives_the_router_back(sockets: Sockets)
     assert not leader.is_alive() and sockets.read == [b"answer"]
     sockets.dealer.send(b"later")  # given back: the I/O thread's watch reports the ROUTER again
     wait_for(sockets.io_thread_would_wake, 5, "the watch to report the ROUTER readable again")
+
+
+def test_a_spinning_leader_reads_what_comes_and_never_spins_past_its_deadline() -> None:
+    sockets = Sockets(spin_s=60.0)
+    try:
+        sockets.drain()
+        leader = threading.Thread(target=lambda: sockets.watch.lead(lambda: bool(sockets.read), time.monotonic() + 30))
+        leader.start()
+        wait_for(lambda: sockets.watch.leads == 1, 5, "the thread to lead")
+        sockets.dealer.send(b"answer")  # comes while it spins
+        leader.join(10)
+        assert not leader.is_alive() and sockets.read == [b"answer"]
+        began = time.monotonic()
+        assert sockets.watch.lead(lambda: False, began + 0.2)  # nothing comes: the deadline ends the spin
+        assert 0.2 <= time.monotonic() - began < 5
+    finally:
+        sockets.close()
 
 
 def test_a_message_whose_signal_the_leader_took_is_reported_unread(sockets: Sockets) -> None:

@@ -97,11 +97,14 @@ class RouterWatch:
             will not signal (a leader took the signal without reading them); under the lock.
         may_lead: whether the calling thread may lead now (it is not the one driving the sockets).
         uncork: sends what a leading loop's cork holds; under the lock (None: nothing is corked).
+        spin_s: how long a leading thread polls without sleeping, per wait, before it sleeps
+            (``TransportConfig.answer_spin_s``).
     """
 
     def __init__(self, router: zmq.Socket, sockets: Any, drain: Callable[[], Any], unread: Callable[[], None],
-                 may_lead: Callable[[], bool], uncork: Callable[[Cork], None] | None = None) -> None:
+                 may_lead: Callable[[], bool], uncork: Callable[[Cork], None] | None = None, spin_s: float = 0.0) -> None:
         self._router = router
+        self._spin_s = spin_s
         self._sockets = sockets
         self._drain = drain
         self._unread = unread
@@ -161,11 +164,17 @@ class RouterWatch:
         waiter.register(fd, select.POLLIN)
         waiter.register(nudged, select.POLLIN)
         more: bool | None = False  # the ROUTER was read empty by the last reader: its descriptor signals what comes next
+        spin_until = time.monotonic() + self._spin_s
         while True:
             now = time.monotonic()
             if done() or now >= deadline or self.closed or (lead is not None and lead.over):
                 return
-            ready = [] if more else [f for f, _ in waiter.poll(int(min(deadline - now, _SLICE_S) * 1000) + 1)]
+            if more:
+                ready = []
+            else:
+                ready = _spin(waiter, min(spin_until, deadline)) if now < spin_until else []
+                if not ready:
+                    ready = [f for f, _ in waiter.poll(int(min(deadline - now, _SLICE_S) * 1000) + 1)]
             if nudged in ready:
                 self._leader_waker.drain()
             if more or fd in ready:
@@ -300,7 +309,19 @@ class RouterWatch:
         self._leader_waker.close()
 
 
+def _spin(waiter: Any, until: float) -> list[int]:
+    """Poll ``waiter`` without sleeping until ``until`` (``time.monotonic()``), yielding the CPU
+    between polls; returns the ready descriptors (none if nothing came): an answer back within
+    it costs its waiting thread no wake-up."""
+    while True:
+        ready = waiter.poll(0)
+        if ready or time.monotonic() >= until:
+            return [f for f, _ in ready]
+        os.sched_yield()
+
+
 def router_watch(router: Any, sockets: Any, drain: Callable[[], Any], unread: Callable[[], None],
-                 may_lead: Callable[[], bool], uncork: Callable[[Cork], None] | None = None) -> RouterWatch | None:
+                 may_lead: Callable[[], bool], uncork: Callable[[Cork], None] | None = None,
+                 spin_s: float = 0.0) -> RouterWatch | None:
     """The watch of ``router`` (see :class:`RouterWatch`), or None where epoll does not exist."""
-    return RouterWatch(router, sockets, drain, unread, may_lead, uncork) if hasattr(select, "epoll") else None
+    return RouterWatch(router, sockets, drain, unread, may_lead, uncork, spin_s) if hasattr(select, "epoll") else None

@@ -23,6 +23,7 @@ from ._guard import Guard
 from ._liveness import LivenessTracker, Quarantine
 from ._standby import run_quietly
 
+_EVENTS, _POLLIN = zmq.EVENTS, zmq.POLLIN
 RECV_BATCH = 512  # messages read in one round at most: the driver's other sockets get a turn
 _TRANSPORT_KINDS = frozenset({"ping", "pong", "bye"})
 
@@ -84,7 +85,12 @@ class Receiver:
         quarantine = self._quarantine
         allow_pickle = self._allow_pickle
         self.backlog = True  # unless it empties the ROUTER below
-        for _ in range(RECV_BATCH):
+        events = router.getsockopt
+        for i in range(RECV_BATCH):
+            # asked after a read, not found by one more: an empty read raises zmq.Again, dearer than asking
+            if i and not events(_EVENTS) & _POLLIN:
+                self.backlog = False
+                return False
             try:
                 identity, frame, buffers = receive(router)
             except zmq.Again:

@@ -256,7 +256,8 @@ class Transport:
         self.address, self.accepts_pickle = self._ep.address, self._ep.accepts_pickle
         may_lead = lambda: not self.is_io_thread()  # noqa: E731
         self._receiver.bind(self._ep.router, self._ep.frames["pong"], self.address, self.accepts_pickle)
-        self.reader = router_watch(self._ep.router, self._sockets, self._receiver.drain, self._unread, may_lead, self._uncork)
+        self.reader = router_watch(self._ep.router, self._sockets, self._receiver.drain, self._unread, may_lead, self._uncork,
+                                   self._config.answer_spin_s)
         now = time.monotonic()
         self._next_tick = now + self._config.tick_s
         self._liveness.ping_due(now)  # the heartbeat clock starts now, with no peer yet: no ping can race the first sends

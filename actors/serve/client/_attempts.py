@@ -41,7 +41,10 @@ class Attempt:
         if self.ended:  # the end came, then a cancel (or the other way round): counted once
             return False
         self.ended = True
-        self.router._finished(self.replica, self.call, value, error)
+        call = self.call
+        self.router._finished(self.replica, call, value, error)
+        if call.current is self:  # no cycle left for the garbage collector (unless sent again: a new attempt)
+            call.current = None
         return True
 
     def set_result(self, value: Any) -> bool:

@@ -118,20 +118,20 @@ class DeploymentHandle:
             future.read_with(session.system.reader)  # .result() reads its answer itself
             sink = DeploymentResponse(future, router.waiting_reason)
 
-        def build() -> Call:
-            args_l = [_to_wire(a) for a in args] if args else []
-            kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()} if kwargs else {}
-            request = HandleRequest(self.method_name, args_l, kwargs_d, self.multiplexed_model_id)
-            target = sink if self.stream else sink._future
-            call = Call(request, self.stream, deadline, target, sink._attach if self.stream else None)
-            sink._sent.bind(router, call)
-            return call
-
         if not waiting:
-            _submit_now(router, build(), self)
+            _submit_now(router, self._call(router, args, kwargs, deadline, sink), self)
             return sink
-        _after(waiting, lambda: _submit_later(router, build, sink))
+        _after(waiting, lambda: _submit_later(router, lambda: self._call(router, args, kwargs, deadline, sink), sink))
         return sink
+
+    def _call(self, router: Any, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float, sink: Any) -> Call:
+        """The call of one ``remote()``, its responses (if any) resolved by now."""
+        args_l = [_to_wire(a) for a in args] if args else []
+        kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()} if kwargs else {}
+        request = HandleRequest(self.method_name, args_l, kwargs_d, self.multiplexed_model_id)
+        call = Call(request, self.stream, deadline, sink if self.stream else sink._future, sink._attach if self.stream else None)
+        sink._sent.bind(router, call)
+        return call
 
     def __reduce__(self) -> Any:
         raise TypeError("handles are passed to deployments through .bind() or as request arguments, not pickled")
