@@ -104,6 +104,8 @@ def test_the_log_limiter_memory_is_bounded() -> None:
         ("dead_peer_quarantine_s", -1),
         ("answer_spin_s", -0.001),
         ("answer_spin_s", 1.0),
+        ("io_spin_s", -1),
+        ("io_spin_s", "fast"),
     ],
 )
 def test_a_bad_transport_setting_names_the_field(field: str, value: object) -> None:

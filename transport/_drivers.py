@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable, Protocol
@@ -103,9 +104,18 @@ class ThreadDriver:
             poller.register(sock, zmq.POLLIN)
         t.attach_links(poller)
         try:
+            spin_s, busy_until = t.io_spin_s, 0.0
             while True:
-                wait = 0.0 if self.deferred else t.next_wait(time.monotonic())  # work left from the last round: just look
-                events = poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
+                now = time.monotonic()
+                wait = 0.0 if self.deferred else t.next_wait(now)  # work left from the last round: just look
+                if wait > 0 and now < busy_until:  # just busy: look again without sleeping (a wake-up costs more)
+                    events = poller.poll(0)
+                    if not events:
+                        os.sched_yield()
+                else:
+                    events = poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
+                if events:
+                    busy_until = time.monotonic() + spin_s
                 outcome = t.serve(events)
                 if self.deferred and not self._run_deferred(outcome):
                     return SUPERSEDED

@@ -73,6 +73,7 @@ class Transport:
 
     def __init__(self, config: TransportConfig, on_envelope: OnEnvelope, on_peer_down: OnPeerDown, on_tick: OnTick | None = None) -> None:
         self._config = config
+        self.io_spin_s = config.io_spin_s  # the I/O thread's look without sleeping after a busy round
         self._on_peer_down = on_peer_down
         self._on_tick = on_tick
         self._handoff = Handoff(config.handoff_capacity)
