@@ -22,6 +22,14 @@ class Noop:
         return seconds
 
 
+@serve.deployment(num_replicas=1)
+class AsyncNoop:
+    """The no-op as an ``async def`` method: it runs on the replica's event loop."""
+
+    async def __call__(self, x: Any = None) -> Any:
+        return x
+
+
 @serve.deployment(
     num_replicas=4,
     actor_options={"num_cpus": 0.25},

@@ -5,7 +5,8 @@ a corral no-op deployment with 2 replicas and max_ongoing_requests=32:
 sequential ``.result()`` latency (p50, p99), and throughput with 64 requests
 in flight from threads and from asyncio, with thread-mode replicas (the
 figures earlier runs compare with) and with replicas in their own processes
-(the default, ``process_*``); and the same with Ray Serve when ``ray[serve]``
+(the default, ``process_*``), and for an ``async def`` method (``async_*``,
+replicas in their own processes); and the same with Ray Serve when ``ray[serve]``
 is importable (skipped otherwise; never a dependency).
 
     python bench/bench_requests.py [--quick] [--json FILE]
@@ -24,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actors import serve  # noqa: E402
-from bench._apps import Noop  # noqa: E402
+from bench._apps import AsyncNoop, Noop  # noqa: E402
 from bench._common import Child, median, parse_args, percentile, print_table, sequential, write_json  # noqa: E402
 from bench._raw_echo import RawClient  # noqa: E402
 
@@ -75,12 +76,15 @@ def asyncio_rate(handle: Any, n: int) -> float:
 
 def measure_corral(rounds: int, seq_n: int, rate_n: int, raw: RawClient) -> dict[str, list[float]]:
     keys = ("seq_p50", "seq_p99", "threads_rate", "asyncio_rate")
-    figures: dict[str, list[float]] = {k: [] for k in ("raw_p50", "raw_p99", "raw_rate", *keys, *(f"process_{k}" for k in keys))}
+    figures: dict[str, list[float]] = {
+        k: [] for k in ("raw_p50", "raw_p99", "raw_rate", *keys, *(f"{p}_{k}" for p in ("process", "async") for k in keys))
+    }
     serve.start(workers=2)
     try:
         handles = {
             "": serve.run(Noop.options(num_replicas=2, max_ongoing_requests=32, isolation="thread").bind(), name="bench", route_prefix=None),
             "process_": serve.run(Noop.options(num_replicas=2, max_ongoing_requests=32).bind(), name="bench-process", route_prefix=None),
+            "async_": serve.run(AsyncNoop.options(num_replicas=2, max_ongoing_requests=32).bind(), name="bench-async", route_prefix=None),
         }
         for handle in handles.values():
             sequential(lambda: handle.remote(PAYLOAD).result(timeout_s=30), 300)
@@ -157,6 +161,14 @@ def main() -> int:
         "process_threads_rps": round(m["process_threads_rate"]),
         "process_asyncio_rps": round(m["process_asyncio_rate"]),
         "process_seq_p50_vs_raw": round(m["process_seq_p50"] / m["raw_p50"], 2),
+        "process_throughput_vs_raw": round(max(m["process_threads_rate"], m["process_asyncio_rate"]) / m["raw_rate"], 3),
+        "async_seq_p50_us": round(m["async_seq_p50"], 1),
+        "async_seq_p99_us": round(m["async_seq_p99"], 1),
+        "async_threads_rps": round(m["async_threads_rate"]),
+        "async_asyncio_rps": round(m["async_asyncio_rate"]),
+        "async_seq_p50_vs_raw": round(m["async_seq_p50"] / m["raw_p50"], 2),
+        "async_throughput_vs_raw": round(max(m["async_threads_rate"], m["async_asyncio_rate"]) / m["raw_rate"], 3),
+        "threads_throughput_vs_raw": round(m["threads_rate"] / m["raw_rate"], 3),
     }
     ray = measure_ray(min(seq_n, 1000), min(rate_n, 3200))
     rows = [
@@ -165,7 +177,12 @@ def main() -> int:
         ["corral handle, asyncio (thread replicas)", "", "", out["asyncio_rps"], ""],
         ["corral handle, threads (process replicas)", out["process_seq_p50_us"], out["process_seq_p99_us"], out["process_threads_rps"], ""],
         ["corral handle, asyncio (process replicas)", "", "", out["process_asyncio_rps"], ""],
+        ["async def method, threads (process replicas)", out["async_seq_p50_us"], out["async_seq_p99_us"], out["async_threads_rps"], ""],
+        ["async def method, asyncio (process replicas)", "", "", out["async_asyncio_rps"], ""],
         ["corral / raw", out["seq_p50_vs_raw"], "", out["throughput_vs_raw"], "targets: <= 2.2, >= 0.30"],
+        ["corral / raw, process replicas", out["process_seq_p50_vs_raw"], "", out["process_throughput_vs_raw"], ""],
+        ["corral / raw, async def method", out["async_seq_p50_vs_raw"], "", out["async_throughput_vs_raw"], ""],
+        ["corral / raw, from threads", "", "", out["threads_throughput_vs_raw"], "(thread replicas)"],
     ]
     if ray is None:
         out["ray"] = "skipped: ray[serve] is not installed"
