@@ -133,6 +133,19 @@ def measure_ray(seq_n: int, rate_n: int) -> dict[str, float] | None:
         ray.shutdown()
 
 
+def _kind_figures(m: dict[str, float], kind: str) -> dict[str, float | int]:
+    """The figures of one kind of deployment (``process``, ``async``), named ``<kind>_...``."""
+    rate = max(m[f"{kind}_threads_rate"], m[f"{kind}_asyncio_rate"])
+    return {
+        f"{kind}_seq_p50_us": round(m[f"{kind}_seq_p50"], 1),
+        f"{kind}_seq_p99_us": round(m[f"{kind}_seq_p99"], 1),
+        f"{kind}_threads_rps": round(m[f"{kind}_threads_rate"]),
+        f"{kind}_asyncio_rps": round(m[f"{kind}_asyncio_rate"]),
+        f"{kind}_seq_p50_vs_raw": round(m[f"{kind}_seq_p50"] / m["raw_p50"], 2),
+        f"{kind}_throughput_vs_raw": round(rate / m["raw_rate"], 3),
+    }
+
+
 def main() -> int:
     args = parse_args(__doc__.split("\n")[0])
     rounds, seq_n, rate_n = (3, 2000, 6400) if args.quick else (7, 5000, 25_600)
@@ -156,18 +169,8 @@ def main() -> int:
         "asyncio_rps": round(m["asyncio_rate"]),
         "throughput_rps": round(best_rate),
         "throughput_vs_raw": round(best_rate / m["raw_rate"], 3),
-        "process_seq_p50_us": round(m["process_seq_p50"], 1),
-        "process_seq_p99_us": round(m["process_seq_p99"], 1),
-        "process_threads_rps": round(m["process_threads_rate"]),
-        "process_asyncio_rps": round(m["process_asyncio_rate"]),
-        "process_seq_p50_vs_raw": round(m["process_seq_p50"] / m["raw_p50"], 2),
-        "process_throughput_vs_raw": round(max(m["process_threads_rate"], m["process_asyncio_rate"]) / m["raw_rate"], 3),
-        "async_seq_p50_us": round(m["async_seq_p50"], 1),
-        "async_seq_p99_us": round(m["async_seq_p99"], 1),
-        "async_threads_rps": round(m["async_threads_rate"]),
-        "async_asyncio_rps": round(m["async_asyncio_rate"]),
-        "async_seq_p50_vs_raw": round(m["async_seq_p50"] / m["raw_p50"], 2),
-        "async_throughput_vs_raw": round(max(m["async_threads_rate"], m["async_asyncio_rate"]) / m["raw_rate"], 3),
+        **_kind_figures(m, "process"),
+        **_kind_figures(m, "async"),
         "threads_throughput_vs_raw": round(m["threads_rate"] / m["raw_rate"], 3),
     }
     ray = measure_ray(min(seq_n, 1000), min(rate_n, 3200))
