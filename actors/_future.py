@@ -82,8 +82,8 @@ class Future(Generic[T]):
             self._error = error
             self._done = True
             callbacks, self._callbacks = self._callbacks, None
+            awaiter, self._awaiter = self._awaiter, None
         self._waiter.release()
-        awaiter = self._awaiter
         if awaiter is not None:
             wake_threadsafe(*awaiter)
         leading = self._leading

@@ -18,6 +18,7 @@ from actors import ActorSystem, ActorSystemShutDown
 from tests.conftest import Peer
 from tests.helpers import Echo, Traffic, wait_for
 from transport._leader import RouterWatch
+from transport._waker import Waker, poll_spinning
 
 PeerFactory = Callable[..., Peer]
 
@@ -107,6 +108,20 @@ def test_a_spinning_leader_reads_what_comes_and_never_spins_past_its_deadline() 
         assert 0.2 <= time.monotonic() - began < 5
     finally:
         sockets.close()
+
+
+def test_polling_without_sleeping_returns_what_is_ready_or_nothing_at_its_bound() -> None:
+    waker = Waker()
+    poller = select.poll()
+    poller.register(waker.fileno(), select.POLLIN)
+    try:
+        began = time.monotonic()
+        assert poll_spinning(poller, began + 0.05) == []
+        assert 0.05 <= time.monotonic() - began < 5
+        waker.wake()
+        assert [fd for fd, _ in poll_spinning(poller, time.monotonic() + 60)] == [waker.fileno()]
+    finally:
+        waker.close()
 
 
 def test_a_message_whose_signal_the_leader_took_is_reported_unread(sockets: Sockets) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable, Protocol
@@ -22,6 +21,7 @@ import zmq
 
 from ._links import LinkWatch
 from ._standby import Elsewhere, Standby, run_quietly
+from ._waker import poll_spinning
 
 log = logging.getLogger("corral.transport")
 
@@ -108,10 +108,8 @@ class ThreadDriver:
             while True:
                 now = time.monotonic()
                 wait = 0.0 if self.deferred else t.next_wait(now)  # work left from the last round: just look
-                if wait > 0 and now < busy_until:  # just busy: look again without sleeping (a wake-up costs more)
-                    events = poller.poll(0)
-                    if not events:
-                        os.sched_yield()
+                if wait > 0 and now < busy_until:  # just busy: look without sleeping, up to the next heartbeat or tick
+                    events = poll_spinning(poller, min(busy_until, now + wait))
                 else:
                     events = poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
                 if events:

@@ -47,7 +47,7 @@ from typing import Any, Callable
 import zmq
 
 from ._cork import Cork
-from ._waker import Waker
+from ._waker import Waker, poll_spinning
 
 _SLICE_S = 0.05  # a leader looks at its deadline, and at the transport closing, this often at least
 _LOOP_IDLE_S = 0.05  # a loop that awaited no answer for this long gives the ROUTER back
@@ -172,9 +172,8 @@ class RouterWatch:
             if more:
                 ready = []
             else:
-                ready = _spin(waiter, min(spin_until, deadline)) if now < spin_until else []
-                if not ready:
-                    ready = [f for f, _ in waiter.poll(int(min(deadline - now, _SLICE_S) * 1000) + 1)]
+                polled = poll_spinning(waiter, min(spin_until, deadline)) if now < spin_until else []
+                ready = [f for f, _ in polled or waiter.poll(int(min(deadline - now, _SLICE_S) * 1000) + 1)]
             if nudged in ready:
                 self._leader_waker.drain()
             if more or fd in ready:
@@ -307,17 +306,6 @@ class RouterWatch:
         self.closed = True
         self._epoll.close()
         self._leader_waker.close()
-
-
-def _spin(waiter: Any, until: float) -> list[int]:
-    """Poll ``waiter`` without sleeping until ``until`` (``time.monotonic()``), yielding the CPU
-    between polls; returns the ready descriptors (none if nothing came): an answer back within
-    it costs its waiting thread no wake-up."""
-    while True:
-        ready = waiter.poll(0)
-        if ready or time.monotonic() >= until:
-            return [f for f, _ in ready]
-        os.sched_yield()
 
 
 def router_watch(router: Any, sockets: Any, drain: Callable[[], Any], unread: Callable[[], None],

@@ -1,8 +1,11 @@
-"""A file descriptor other threads can poke to wake the I/O thread's poll."""
+"""A file descriptor other threads can poke to wake the I/O thread's poll, and a
+wait that polls without sleeping for a while first."""
 
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 
 class Waker:
@@ -54,3 +57,15 @@ class Waker:
         os.close(self._read)
         if self._write != self._read:
             os.close(self._write)
+
+
+def poll_spinning(poller: Any, until: float) -> list[Any]:
+    """Poll ``poller`` (``select.poll`` or ``zmq.Poller``) without sleeping until ``until``
+    (``time.monotonic()``), yielding the CPU between polls. Returns what its ``poll(0)``
+    returned, empty if nothing came in time: what comes within it costs no wake-up of the
+    polling thread (about 50 us on a VM), at the price of that much CPU."""
+    while True:
+        ready = poller.poll(0)
+        if ready or time.monotonic() >= until:
+            return ready  # type: ignore[no-any-return]
+        os.sched_yield()
