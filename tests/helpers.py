@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -12,6 +13,8 @@ from typing import Any, Callable
 import zmq
 
 from actors import Actor
+from actors.serve._context import ReplicaContext
+from actors.serve.worker._replica_loop import ReplicaLoop
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
@@ -113,6 +116,28 @@ class Sender(Actor):
         for seq in range(message["count"]):
             target.tell([message["tag"], seq])
         return message["count"]
+
+
+class LoopLane(Actor):
+    """Serves asks of ints as a replica serves ``async def`` methods, on a ``ReplicaLoop``
+    (``actors/serve/worker/_replica_loop.py``); answers ``[the thread that read the ask,
+    the thread that ran it, the int]``."""
+
+    def on_start(self) -> None:
+        self.lane = ReplicaLoop(ReplicaContext("lane", "LoopLane", "tests", "peer"), self.system.reader)
+        self.system.serve_directly(self.name, (int,), self._accept)
+
+    def on_stop(self) -> None:
+        self.system.serve_directly(self.name, (), None)
+        self.lane.stop()
+
+    def _accept(self, request: Any) -> None:
+        read_on = threading.current_thread().name
+        self.lane.submit(lambda: self.lane.run(self._answer(request, read_on), ("", 0)))
+
+    async def _answer(self, request: Any, read_on: str) -> None:
+        await asyncio.sleep(0)
+        request.respond([read_on, threading.current_thread().name, request.payload], None, "")
 
 
 class Sleeper(Actor):

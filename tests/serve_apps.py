@@ -49,6 +49,11 @@ class Echo:
     def thread(self) -> str:
         return threading.current_thread().name
 
+    async def blocking(self, seconds: float) -> str:
+        """Blocks its event loop (no await), as CPU-bound code in an ``async def`` does."""
+        threading.Event().wait(seconds)
+        return f"blocked {seconds}"
+
     def slow_marked(self, path: str, seconds: float) -> str:
         """Writes this process's pid to ``path``, then holds the request."""
         with open(path, "w") as fh:

@@ -36,6 +36,7 @@ from ..client._session import Session
 from ._http import HttpServer
 from ._logs import ACCESS_LOG, log_access
 from ._health import HealthProbes, ReplicaHealth
+from ._replica_loop import Key, ReplicaLoop
 from ._user_code import function_instance, load_import_path, method_kind, public_methods, pump_async, pump_sync, returned
 
 
@@ -84,8 +85,7 @@ class Replica(Actor):
         self.session = session
         self.instance: Any = None
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.loop_thread: threading.Thread | None = None
+        self.aloop = ReplicaLoop(context, None)  # its reader is the system's, known once started
         self.methods: dict[str, tuple[Callable[..., Any], str]] = {}
         self.requests_total = 0
         self.errors_total = 0
@@ -97,17 +97,16 @@ class Replica(Actor):
         self.async_limit: asyncio.Semaphore | None = None
         self.idle = threading.Condition()
         self.draining = False
-        self._loop_lock = threading.Lock()
         self.http: HttpServer | None = None
         self.health: ReplicaHealth | None = None
         self.inline = not self.config.run_sync_in_threadpool  # sync methods run on the receiving thread
         self.slow: dict[str, float] = {}  # sync methods that ran long: in the pool until then (perf_counter)
         self.inline_budget_s = session.config.transport.inline_budget_s
         self.probes = probes
-        self.tasks: dict[tuple[str, int], asyncio.Task[Any]] = {}  # running async requests, by (sender, ask id); loop thread only
 
     def on_start(self) -> None:
         set_replica_context(self.context)
+        self.aloop.reader = self.system.reader
         try:
             deployment = load_import_path(self.spec.import_path, self.spec.main_file, self.spec.import_dirs)
             cls = getattr(deployment, "func_or_class", deployment)
@@ -219,8 +218,8 @@ class Replica(Actor):
         thread hop before user code); returns at once."""
         respond = request.respond
         if respond is None:
-            if isinstance(request.payload, CancelRequest) and self.loop is not None:
-                self.loop.call_soon_threadsafe(self._cancel, (request.sender, request.payload.msg_id))
+            if isinstance(request.payload, CancelRequest):
+                self.aloop.cancel((request.sender, request.payload.msg_id))
             return
         if request.deadline is not None and time.time() > request.deadline:
             self.system._note_expired(self.name)
@@ -230,7 +229,7 @@ class Replica(Actor):
         except Exception as exc:
             respond(None, exc, "")
 
-    def _start(self, request: HandleRequest, emit: Callable[[Any], None] | None, respond: Respond, key: tuple[str, int] = ("", 0)) -> None:
+    def _start(self, request: HandleRequest, emit: Callable[[Any], None] | None, respond: Respond, key: Key = ("", 0)) -> None:
         if request.method == HTTP_METHOD and self.http is not None:
             method, kind = self.http.serve, "http"  # a proxy forwards an HTTP request, always streaming
         else:
@@ -250,7 +249,7 @@ class Replica(Actor):
         started = time.perf_counter()
         if kind in ("async", "agen", "http"):
             try:
-                self._event_loop().call_soon_threadsafe(self._begin_async, request, method, kind, emit, respond, started, key)
+                self.aloop.submit(functools.partial(self._begin_async, request, method, kind, emit, respond, started, key))
             except RuntimeError:  # the loop is closed: the replica is stopping, the request never ran
                 raise self._never_ran(started, respond) from None
             return
@@ -302,19 +301,10 @@ class Replica(Actor):
             log_access(request, value, error, time.perf_counter() - started)
 
     def _begin_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float,
-                     key: tuple[str, int]) -> None:
-        assert self.loop is not None
-        task = self.loop.create_task(self._run_async(request, method, kind, emit, respond, started))
-        if key[1]:
-            self.tasks[key] = task
-            task.add_done_callback(lambda _t: self.tasks.pop(key, None))
-
-    def _cancel(self, key: tuple[str, int]) -> None:
-        """On the loop: the caller gave up on a request (its HTTP client went away,
-        its handle cancelled it): the method is cancelled, a generator closed."""
-        task = self.tasks.pop(key, None)
-        if task is not None:
-            task.cancel()
+                     key: Key) -> None:
+        """On the loop; cancelled by ``key`` when its caller gives up (its HTTP client
+        went away, its handle cancelled it): the method is cancelled, a generator closed."""
+        self.aloop.run(self._run_async(request, method, kind, emit, respond, started), key)
 
     async def _run_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
         set_multiplexed_model_id(request.multiplexed_model_id)  # this task's own context
@@ -337,8 +327,8 @@ class Replica(Actor):
 
     def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Awaitable: ``fn(*args)`` on the replica's pool (a blocking method called from the loop)."""
-        assert self.loop is not None and self.pool is not None
-        return self.loop.run_in_executor(self.pool, lambda: fn(*args))
+        assert self.pool is not None
+        return self.aloop.get().run_in_executor(self.pool, lambda: fn(*args))
 
     def _limit(self) -> asyncio.Semaphore:
         if self.async_limit is None:
@@ -379,28 +369,7 @@ class Replica(Actor):
         return result
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
-        if self.loop is not None:
-            return self.loop
-        with self._loop_lock:  # the I/O thread and the actor's thread may both ask first
-            return self._start_loop()
-
-    def _start_loop(self) -> asyncio.AbstractEventLoop:
-        if self.loop is None:
-            loop = asyncio.new_event_loop()
-            started = threading.Event()
-
-            def run() -> None:
-                set_replica_context(self.context)
-                asyncio.set_event_loop(loop)
-                loop.call_soon(started.set)
-                loop.run_forever()
-                loop.close()
-
-            self.loop_thread = threading.Thread(target=run, name=f"replica-loop-{self.context.replica_id}", daemon=True)
-            self.loop_thread.start()
-            started.wait(5)
-            self.loop = loop
-        return self.loop
+        return self.aloop.get()
 
     def _drain(self, timeout_s: float) -> None:
         with self.idle:
@@ -436,8 +405,7 @@ class Replica(Actor):
             self.pool.shutdown(wait=False, cancel_futures=True)
         if self.health is not None:
             self.health.shutdown()
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.aloop.stop()
         set_replica_context(None)
 
 
