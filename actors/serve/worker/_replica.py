@@ -304,26 +304,30 @@ class Replica(Actor):
                      key: Key) -> None:
         """On the loop; cancelled by ``key`` when its caller gives up (its HTTP client
         went away, its handle cancelled it): the method is cancelled, a generator closed."""
-        self.aloop.run(self._run_async(request, method, kind, emit, respond, started), key)
+        self.aloop.run(functools.partial(self._run_async, request, method, kind, emit, respond, started), key)
 
-    async def _run_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float) -> None:
+    async def _run_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float,
+                         finished: Callable[[], None]) -> None:
         set_multiplexed_model_id(request.multiplexed_model_id)  # this task's own context
         try:
-            async with self._limit():
-                if kind == "http":
-                    value = await method(request.args[0], request.args[1], emit)
-                else:
-                    args, kwargs = self._arguments(request)
-                    if kind == "agen":
-                        value = await pump_async(method(*args, **kwargs), emit)
+            try:
+                async with self._limit():
+                    if kind == "http":
+                        value = await method(request.args[0], request.args[1], emit)
                     else:
-                        value = returned(self.context.deployment, request.method, await method(*args, **kwargs), emit)
-                        if inspect.isasyncgen(value):
-                            value = await pump_async(value, emit)
-        except BaseException as exc:
-            self._answer(respond, started, None, exc, request)
-            return
-        self._answer(respond, started, value, None, request)
+                        args, kwargs = self._arguments(request)
+                        if kind == "agen":
+                            value = await pump_async(method(*args, **kwargs), emit)
+                        else:
+                            value = returned(self.context.deployment, request.method, await method(*args, **kwargs), emit)
+                            if inspect.isasyncgen(value):
+                                value = await pump_async(value, emit)
+            except BaseException as exc:
+                self._answer(respond, started, None, exc, request)
+                return
+            self._answer(respond, started, value, None, request)
+        finally:
+            finished()
 
     def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Awaitable: ``fn(*args)`` on the replica's pool (a blocking method called from the loop)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import threading
 from typing import Any, Callable, Coroutine
@@ -103,23 +104,21 @@ class ReplicaLoop:
             except Exception:  # one request's failure to start must not strand the others
                 log.exception("a request of replica %s did not start", self.context.replica_id)
 
-    def run(self, coro: Coroutine[Any, Any, None], key: Key) -> None:
-        """On the loop: run ``coro`` as a task, cancellable by ``key`` (its ask id 0: not),
-        leading the ROUTER while it runs."""
+    def run(self, work: Callable[[Callable[[], None]], Coroutine[Any, Any, None]], key: Key) -> None:
+        """On the loop: run the coroutine ``work(finished)`` as a task, cancellable by ``key``
+        (its ask id 0: not), leading the ROUTER while it runs. The coroutine calls
+        ``finished()`` once as it ends (a ``finally``): no wrapper task or done callback per request."""
         assert self.loop is not None
         lead = self.reader.lead_loop(self.loop) if self.reader is not None else None
-        task = self.loop.create_task(self._led(coro, key, lead))
-        if key[1]:
+        task = self.loop.create_task(work(functools.partial(self._finished, key, lead)))
+        if key[1] and not task.done():
             self.tasks[key] = task
 
-    async def _led(self, coro: Coroutine[Any, Any, None], key: Key, lead: Any) -> None:
-        try:
-            await coro
-        finally:
-            if key[1] and self.tasks.get(key) is asyncio.current_task():
-                del self.tasks[key]
-            if lead is not None:
-                lead.done()
+    def _finished(self, key: Key, lead: Any) -> None:
+        if key[1]:
+            self.tasks.pop(key, None)
+        if lead is not None:
+            lead.done()
 
     def cancel(self, key: Key) -> None:
         """From any thread: cancel the request ``key`` if it still runs (its caller gave up)."""
