@@ -133,11 +133,14 @@ class LoopLane(Actor):
 
     def _accept(self, request: Any) -> None:
         read_on = threading.current_thread().name
-        self.lane.submit(lambda: self.lane.run(self._answer(request, read_on), ("", 0)))
+        self.lane.submit(lambda: self.lane.run(lambda finished: self._answer(request, read_on, finished), ("", 0)))
 
-    async def _answer(self, request: Any, read_on: str) -> None:
-        await asyncio.sleep(0)
-        request.respond([read_on, threading.current_thread().name, request.payload], None, "")
+    async def _answer(self, request: Any, read_on: str, finished: Callable[[], None]) -> None:
+        try:
+            await asyncio.sleep(0)
+            request.respond([read_on, threading.current_thread().name, request.payload], None, "")
+        finally:
+            finished()
 
 
 class Sleeper(Actor):

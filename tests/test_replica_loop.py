@@ -66,14 +66,16 @@ def test_a_start_that_raises_does_not_keep_the_others_from_running(lane: Replica
 def test_a_running_request_is_cancelled_by_its_key_and_forgotten_once_done(lane: ReplicaLoop) -> None:
     outcome: list[str] = []
 
-    async def forever() -> None:
+    async def forever(finished: Callable[[], None]) -> None:
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
             outcome.append("cancelled")
             raise
+        finally:
+            finished()
 
-    lane.submit(lambda: lane.run(forever(), ("caller", 7)))
+    lane.submit(lambda: lane.run(forever, ("caller", 7)))
     wait_for(lambda: ("caller", 7) in lane.tasks, 5, "the request to run")
     lane.cancel(("caller", 99))  # not running: nothing happens
     lane.cancel(("caller", 7))
@@ -84,10 +86,11 @@ def test_a_running_request_is_cancelled_by_its_key_and_forgotten_once_done(lane:
 def test_a_request_with_no_ask_id_is_not_kept_for_cancelling(lane: ReplicaLoop) -> None:
     done = threading.Event()
 
-    async def quick() -> None:
+    async def quick(finished: Callable[[], None]) -> None:
         done.set()
+        finished()
 
-    lane.submit(lambda: lane.run(quick(), ("caller", 0)))
+    lane.submit(lambda: lane.run(quick, ("caller", 0)))
     assert done.wait(5) and not lane.tasks
 
 

@@ -111,7 +111,7 @@ class ReplicaLoop:
         assert self.loop is not None
         lead = self.reader.lead_loop(self.loop) if self.reader is not None else None
         task = self.loop.create_task(work(functools.partial(self._finished, key, lead)))
-        if key[1] and not task.done():
+        if key[1]:
             self.tasks[key] = task
 
     def _finished(self, key: Key, lead: Any) -> None:
