@@ -372,6 +372,19 @@ def test_a_restarted_control_plane_adopts_live_replicas_without_restarting_them(
     assert after.core.recovery.stats.adopted == 2 and after.core.recovery.stats.finished_after_s is not None
 
 
+def test_each_restart_counts_an_epoch_of_its_own_even_when_nothing_changed_between_them() -> None:
+    blob = running_cluster(replicas=2).checkpoints[-1]
+    epochs = []
+    for _ in range(3):  # restarted, and restarted again before any replica changed
+        again = Sim()
+        again.core.restore(decode_checkpoint(blob), 0.0)
+        again.tick()
+        epochs.append(again.core.recovery.stats.epoch)
+        assert again.checkpoints, "the new epoch is written at once"
+        blob = again.checkpoints[-1]
+    assert epochs == [1, 2, 3], "replica-set versions ((epoch << 40) + version) never repeat across restarts"
+
+
 def test_a_worker_that_never_answers_after_a_restart_is_given_up_and_its_replicas_replaced() -> None:
     before = running_cluster(replicas=2)
     after = Sim()
