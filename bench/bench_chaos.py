@@ -56,6 +56,7 @@ from transport import TransportConfig  # noqa: E402
 CONCURRENCY = 16
 REQUEST_TIMEOUT_S = 5.0
 TRANSPORT = {"heartbeat_interval_s": 0.1, "heartbeat_liveness": 5}
+SLOW_RECOVERY_S = 8.0  # a recovery slower than this prints the head's last warnings
 SETTINGS = {"reconcile_interval_s": 0.05, "recovery_retry_s": 0.2, "recovery_timeout_s": 10.0, "control_timeout_s": 5.0}
 TARGETS = {("svc", "Sturdy"): 4, ("gang", "GangMember"): 4}
 HEAD_DOWN_S = 3.0  # several transport quarantines (a liveness window each)
@@ -180,6 +181,10 @@ class LocalControl:
     def restart_head(self) -> None:
         self.cluster.start_head(recovery="required")
 
+    def head_log(self) -> str:
+        path = self.cluster.folder / "head.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def freeze(self, name: str) -> None:
         os.kill(self.cluster.workers[name].pid, signal.SIGSTOP)
 
@@ -230,6 +235,9 @@ class DockerControl:
     def restart_head(self) -> None:
         self.cluster.restart_killed("head", "head.ready")
 
+    def head_log(self) -> str:
+        return self.cluster.logs("head")
+
     def freeze(self, name: str) -> None:
         self.cluster.pause(name)
 
@@ -265,6 +273,9 @@ class Chaos:
     def _back(self, fault: str, since: float) -> None:
         wait_until(at_target, 60, f"the target replica count after {fault}")
         self.recover_s[fault].append(time.monotonic() - since)
+        if self.recover_s[fault][-1] > SLOW_RECOVERY_S:  # say why, for whoever looks into it
+            said = [line for line in self.control.head_log().splitlines() if any(w in line for w in ("WARNING", "ERROR"))]
+            print(f"  {fault} took {self.recover_s[fault][-1]:.2f}s; the head's last warnings:", *said[-12:], sep="\n    ", flush=True)
 
     def inject(self, fault: str) -> None:
         if fault == "kill-worker":

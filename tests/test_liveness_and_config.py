@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
-from actors import Config
+from actors import ActorStopped, ActorSystem, Config
 from transport import LivenessTracker, LogLimiter, TransportConfig, check_endpoint
 
 
@@ -150,3 +151,16 @@ def test_ipc_socket_files_of_processes_that_are_gone_are_swept_and_live_ones_kep
         path.write_text("")
     assert sweep_stale_ipc(str(tmp_path)) == 1
     assert not dead.exists() and alive.exists() and other.exists()
+
+
+def test_a_silent_peer_whose_address_refuses_by_then_is_reported_as_gone_not_just_silent(system: ActorSystem, tmp_path: Path) -> None:
+    path = str(tmp_path / "mute.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen()
+        listener.settimeout(5)
+        answer = system.ref(f"ipc://{path}", "node").ask("anyone?", timeout=5)
+        link, _ = listener.accept()  # the link is up, but nothing on it ever speaks
+    with link:  # the listener is closed: nothing listens any more, and the link stays open
+        with pytest.raises(ActorStopped, match="no heartbeat for .* and nothing listens at its address"):
+            answer.get(5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 from typing import Any, Iterator
 
@@ -147,3 +148,16 @@ def test_handing_the_io_to_a_second_loop_is_refused(handed: Any) -> None:
             system.hand_io_to(other)
     finally:
         other.close()
+
+
+def test_an_ask_to_an_address_nothing_listens_at_fails_saying_so_while_a_loop_does_the_io(handed: Any, tmp_path: Any) -> None:
+    system, _ = handed
+    reasons = []
+    for n in range(20):  # each a fresh socket whose monitor the loop registers after its first event
+        path = str(tmp_path / f"dead-{n}.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
+            gone.bind(path)  # its file stays, nothing accepts on it: a process that was killed
+        with pytest.raises(ActorStopped) as failed:
+            system.ref(f"ipc://{path}", "node").ask("anyone?", timeout=5).get(5)
+        reasons.append(str(failed.value))
+    assert all("nothing listens" in reason and "no heartbeat" not in reason for reason in reasons), reasons

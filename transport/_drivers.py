@@ -163,6 +163,8 @@ class LoopDriver:
         fd = sock if isinstance(sock, int) else sock.getsockopt(zmq.FD)
         self._fds[sock] = fd
         self.loop.add_reader(fd, self._ready, sock)
+        if self.attached and not isinstance(sock, int):  # ZeroMQ signals edges: what it holds already woke nobody
+            self.loop.call_soon(self._ready, sock)
 
     def unregister(self, sock: Any) -> None:
         fd = self._fds.pop(sock, None)

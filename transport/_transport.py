@@ -42,7 +42,8 @@ from ._standby import Elsewhere, Standby, more_inline_work, run_quietly
 from ._leader import RouterWatch, router_watch
 from ._batches import SendGroups
 from ._cork import Cork
-from ._links import LinkWatch
+from ._links import NOTHING_LISTENS, LinkWatch
+from ._sockets import ipc_refused
 from ._statistics import TransportStatistics
 from ._liveness import Incarnations, LivenessTracker, LogLimiter, Quarantine
 from ._receiving import Receiver
@@ -427,8 +428,8 @@ class Transport:
                 self._declare_down(*gone, quarantine_s=min(self._config.quarantine_s, 2 * self._config.heartbeat_interval_s))
 
     def _heartbeat(self, now: float) -> None:
-        for peer, silence in self._liveness.expired(now):
-            self._declare_down(peer, f"no heartbeat for {silence:.2f}s")
+        for peer, silence in self._liveness.expired(now):  # (and a killed process whose link event went unseen says so)
+            self._declare_down(peer, f"no heartbeat for {silence:.2f}s" + (f" and {NOTHING_LISTENS}" if ipc_refused(peer) else ""))
         for peer in self._liveness.watched:
             self._send_now(peer, self._ep.frames["ping"], None)  # type: ignore[union-attr]
 
