@@ -207,7 +207,8 @@ class Recovery:
             "controller restarted (epoch %d): recovering %d applications, %d replicas on %d workers from %s",
             self.stats.epoch, len(core.apps), replicas, len(core.nodes), self.location or "?",
         )
-        self.written = (-1, -1)  # the new epoch is written at the next tick, changed or not: epochs never repeat
+        self.written = (-1, -1)  # the new epoch is written now, changed or not: epochs never repeat
+        self.maybe_checkpoint()
         self._ask_waiting(now)
 
     # ---- asking the workers -----------------------------------------------------------
