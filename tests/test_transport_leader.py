@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import select
+import selectors
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -18,7 +19,7 @@ from actors import ActorSystem, ActorSystemShutDown
 from tests.conftest import Peer
 from tests.helpers import Echo, Traffic, wait_for
 from transport._leader import RouterWatch
-from transport._waker import Waker, poll_spinning
+from transport._waker import SpinningSelector, Waker, poll_spinning
 
 PeerFactory = Callable[..., Peer]
 
@@ -122,6 +123,41 @@ def test_polling_without_sleeping_returns_what_is_ready_or_nothing_at_its_bound(
         assert [fd for fd, _ in poll_spinning(poller, time.monotonic() + 60)] == [waker.fileno()]
     finally:
         waker.close()
+
+
+def test_a_spinning_selector_spins_only_after_a_busy_select_and_never_past_its_timeout() -> None:
+    waker = Waker()
+    selector = SpinningSelector(60.0)  # a spin longer than any test: its bounds are the timeouts
+    selector.register(waker.fileno(), selectors.EVENT_READ)
+    try:
+        began = time.monotonic()
+        assert selector.select(0.05) == [] and 0.05 <= time.monotonic() - began < 5, "not busy yet: it sleeps"
+        waker.wake()
+        assert [key.fd for key, _ in selector.select(60)] == [waker.fileno()]
+        waker.drain()
+        began = time.monotonic()
+        assert selector.select(0.05) == [], "busy: it spins, but only until the timeout"
+        assert 0.05 <= time.monotonic() - began < 5
+        threading.Timer(0.05, waker.wake).start()
+        assert [key.fd for key, _ in selector.select(None)] == [waker.fileno()], "what comes while it spins is found"
+        assert waker.fileno() in selector.get_map() and selector.get_key(waker.fileno()).fd == waker.fileno()
+        selector.unregister(waker.fileno())
+        assert selector.select(0) == []
+    finally:
+        selector.close()
+        waker.close()
+
+
+def test_an_event_loop_runs_on_a_spinning_selector() -> None:
+    loop = asyncio.SelectorEventLoop(SpinningSelector(0.001))
+    try:
+        async def two_turns() -> str:
+            await asyncio.sleep(0.01)
+            return "done"
+
+        assert loop.run_until_complete(two_turns()) == "done"
+    finally:
+        loop.close()
 
 
 def test_a_message_whose_signal_the_leader_took_is_reported_unread(sockets: Sockets) -> None:

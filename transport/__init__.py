@@ -16,6 +16,7 @@ from ._liveness import LivenessTracker, LogLimiter
 from ._links import NOTHING_LISTENS
 from ._standby import about_to_block, more_to_come
 from ._transport import Transport, TransportStatistics
+from ._waker import SpinningSelector
 
 __all__ = [
     "about_to_block",
@@ -29,6 +30,7 @@ __all__ = [
     "LogLimiter",
     "PeerUnavailable",
     "SendQueueFull",
+    "SpinningSelector",
     "Transport",
     "TransportClosed",
     "TransportConfig",

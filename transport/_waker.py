@@ -1,11 +1,13 @@
 """A file descriptor other threads can poke to wake the I/O thread's poll, and a
-wait that polls without sleeping for a while first."""
+wait that polls without sleeping for a while first (for a poller, or as an
+event loop's selector)."""
 
 from __future__ import annotations
 
 import os
+import selectors
 import time
-from typing import Any
+from typing import Any, Callable, Mapping
 
 
 class Waker:
@@ -59,13 +61,63 @@ class Waker:
             os.close(self._write)
 
 
-def poll_spinning(poller: Any, until: float) -> list[Any]:
-    """Poll ``poller`` (``select.poll`` or ``zmq.Poller``) without sleeping until ``until``
-    (``time.monotonic()``), yielding the CPU between polls. Returns what its ``poll(0)``
-    returned, empty if nothing came in time: what comes within it costs no wake-up of the
-    polling thread (about 50 us on a VM), at the price of that much CPU."""
+def poll_spinning(poller: Any, until: float, look: Callable[[], Any] | None = None) -> list[Any]:
+    """Poll ``poller`` (``select.poll`` or ``zmq.Poller``; or call ``look``, a poll that does not
+    wait) without sleeping until ``until`` (``time.monotonic()``), yielding the CPU between polls.
+    Returns what its ``poll(0)`` returned, empty if nothing came in time: what comes within it
+    costs no wake-up of the polling thread (about 50 us on a VM), at the price of that much CPU."""
+    look = look or (lambda: poller.poll(0))
     while True:
-        ready = poller.poll(0)
+        ready = look()
         if ready or time.monotonic() >= until:
             return ready  # type: ignore[no-any-return]
         os.sched_yield()
+
+
+class SpinningSelector(selectors.BaseSelector):
+    """A selector (for ``asyncio.SelectorEventLoop``) that, for ``spin_s`` after a select
+    that found something, looks again without sleeping before it sleeps (as
+    :func:`poll_spinning`): what comes within it costs its loop no wake-up. It wraps
+    the platform's default selector; ``spin_s`` 0 makes it that selector.
+
+    Args:
+        spin_s: how long after a busy select the next ones spin (``TransportConfig.io_spin_s``).
+    """
+
+    def __init__(self, spin_s: float) -> None:
+        self._inner = selectors.DefaultSelector()
+        self._spin_s = spin_s
+        self._busy_until = 0.0
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        now = time.monotonic()
+        if now < self._busy_until and (timeout is None or timeout > 0):
+            until = self._busy_until if timeout is None else min(self._busy_until, now + timeout)
+            ready = poll_spinning(self._inner, until, lambda: self._inner.select(0))
+            if ready or timeout is not None and time.monotonic() >= now + timeout:
+                return self._note(ready)
+            timeout = None if timeout is None else max(0.0, now + timeout - time.monotonic())
+        return self._note(self._inner.select(timeout))
+
+    def _note(self, ready: list[tuple[selectors.SelectorKey, int]]) -> list[tuple[selectors.SelectorKey, int]]:
+        if ready and self._spin_s > 0:
+            self._busy_until = time.monotonic() + self._spin_s
+        return ready
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._inner.get_map()

@@ -85,7 +85,7 @@ class Replica(Actor):
         self.session = session
         self.instance: Any = None
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.aloop = ReplicaLoop(context, None)  # its reader is the system's, known once started
+        self.aloop = ReplicaLoop(context, None, spin_s=session.config.transport.io_spin_s)  # its reader: the system's, once started
         self.methods: dict[str, tuple[Callable[..., Any], str]] = {}
         self.requests_total = 0
         self.errors_total = 0
