@@ -279,7 +279,7 @@ class ActorSystem:
         frame = encode_request(kind, body, msg_id, self.address, ref.name, deadline, stream, pickle)
         pending = self._register(msg_id, future, ref, timeout, stream)
         try:
-            self._transport.send_frame(ref.address, frame, pending)  # fails the ask if it cannot be delivered
+            self._transport.send_frame(ref.address, frame, pending, queue=len(self._pending) > 1)  # (fails the ask if undeliverable)
         except Exception:
             self._pending.pop(msg_id)
             raise

@@ -229,3 +229,12 @@ def test_a_frame_with_buffers_goes_alone_between_the_batches_around_it_in_order(
         assert ids == [[1, 2], [3], [4]]
     finally:
         peer.close()
+
+
+def test_asks_one_thread_has_in_flight_together_go_out_in_batches(system: ActorSystem, peer: Any) -> None:
+    ref = system.ref(peer().address, "echo")
+    assert ref.ask("warm", timeout=5).get(5) == "warm"  # a lone ask: straight out from the asking thread
+    before = system.statistics().transport.batches_sent
+    answers = [ref.ask(n, timeout=10) for n in range(300)]  # each after the first waits in the I/O thread's list
+    assert [a.get(10) for a in answers] == list(range(300))
+    assert system.statistics().transport.batches_sent > before, "the I/O thread sent what queued for the peer together"

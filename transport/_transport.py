@@ -126,10 +126,12 @@ class Transport:
         """
         self.send_frame(peer, encode_envelope(envelope), on_error)
 
-    def send_frame(self, peer: str, frame: Any, on_error: OnError | None = None) -> None:
+    def send_frame(self, peer: str, frame: Any, on_error: OnError | None = None, queue: bool = False) -> None:
         """Queue an already encoded frame (or list of frames: an envelope and its
         out-of-band buffers, sent without copying them) for ``peer``. ``on_error`` is called on the I/O thread if
         the frame cannot reach ZeroMQ later (peer unreachable or not draining); else the failure is counted and logged.
+        ``queue``: the caller has others in flight, so the frame goes to the I/O thread, which sends what
+        queued for a peer as one batch, even when the caller could write it itself at once.
 
         Raises:
             FrameTooLarge: the frames add up to more than ``max_frame_bytes``.
@@ -151,7 +153,7 @@ class Transport:
                 return
             with self._sockets:  # buffers go alone, after what the loop sent before them
                 self._uncork(lead.cork)
-        if self._config.direct_send and not more_inline_work() and self._sockets.acquire(blocking=False):  # the I/O thread polls
+        if self._config.direct_send and not queue and not more_inline_work() and self._sockets.acquire(blocking=False):  # the I/O thread polls
             try:
                 if self._handoff.idle() and peer in self._dealers:
                     self._send_now(peer, frame, on_error)
