@@ -83,6 +83,27 @@ def test_a_running_request_is_cancelled_by_its_key_and_forgotten_once_done(lane:
     wait_for(lambda: not lane.tasks, 5, "the request to be forgotten")
 
 
+def test_a_request_cancelled_in_the_turn_it_started_still_runs_its_coroutine_to_say_so(lane: ReplicaLoop) -> None:
+    outcome: list[str] = []
+
+    async def forever(finished: Callable[[], None]) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+        finally:
+            finished()
+
+    def start_then_cancel() -> None:  # both read in one batch: the cancel comes before the task ran
+        lane.run(forever, ("caller", 8))
+        lane.cancel(("caller", 8))
+
+    lane.submit(start_then_cancel)
+    wait_for(lambda: outcome == ["cancelled"], 5, "the coroutine to hear of its cancellation")
+    wait_for(lambda: not lane.tasks, 5, "the request to be forgotten (its finished() ran)")
+
+
 def test_a_request_with_no_ask_id_is_not_kept_for_cancelling(lane: ReplicaLoop) -> None:
     done = threading.Event()
 

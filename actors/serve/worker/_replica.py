@@ -304,7 +304,10 @@ class Replica(Actor):
                      key: Key) -> None:
         """On the loop; cancelled by ``key`` when its caller gives up (its HTTP client
         went away, its handle cancelled it): the method is cancelled, a generator closed."""
-        self.aloop.run(functools.partial(self._run_async, request, method, kind, emit, respond, started), key)
+        try:
+            self.aloop.run(functools.partial(self._run_async, request, method, kind, emit, respond, started), key)
+        except Exception as exc:  # it never ran: say so, and count it done
+            self._answer(respond, started, None, exc, request)
 
     async def _run_async(self, request: HandleRequest, method: Any, kind: str, emit: Any, respond: Respond, started: float,
                          finished: Callable[[], None]) -> None:

@@ -77,10 +77,6 @@ class ReplicaLoop:
                 self.loop = self._start()
         return self.loop
 
-    def on_loop(self) -> bool:
-        """Whether the caller runs on this loop (a request read while the loop leads)."""
-        return self.loop is not None and _running_loop() is self.loop
-
     def submit(self, begin: Callable[[], None]) -> None:
         """Run ``begin()`` on the loop: now, if called there; else soon, with the others
         submitted before the loop's next turn (one wake-up of its thread for them all).
@@ -144,9 +140,11 @@ class ReplicaLoop:
             pass  # the loop is closed: nothing runs there any more
 
     def _cancel(self, key: Key) -> None:
-        task = self.tasks.pop(key, None)
-        if task is not None:
-            task.cancel()
+        task = self.tasks.get(key)
+        if task is not None and self.loop is not None:
+            # after the task's first step (scheduled before this): a task cancelled before it
+            # would never enter its coroutine, which then could neither answer nor call finished()
+            self.loop.call_soon(task.cancel)
 
     def stop(self) -> None:
         """Stop the loop (its thread closes it); what still runs there is dropped."""
