@@ -66,14 +66,7 @@ def test_a_start_that_raises_does_not_keep_the_others_from_running(lane: Replica
 def test_a_running_request_is_cancelled_by_its_key_and_forgotten_once_done(lane: ReplicaLoop) -> None:
     outcome: list[str] = []
 
-    async def forever(finished: Callable[[], None]) -> None:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            outcome.append("cancelled")
-            raise
-        finally:
-            finished()
+    forever = _until_cancelled(outcome)
 
     lane.submit(lambda: lane.run(forever, ("caller", 7)))
     wait_for(lambda: ("caller", 7) in lane.tasks, 5, "the request to run")
@@ -86,14 +79,7 @@ def test_a_running_request_is_cancelled_by_its_key_and_forgotten_once_done(lane:
 def test_a_request_cancelled_in_the_turn_it_started_still_runs_its_coroutine_to_say_so(lane: ReplicaLoop) -> None:
     outcome: list[str] = []
 
-    async def forever(finished: Callable[[], None]) -> None:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            outcome.append("cancelled")
-            raise
-        finally:
-            finished()
+    forever = _until_cancelled(outcome)
 
     def start_then_cancel() -> None:  # both read in one batch: the cancel comes before the task ran
         lane.run(forever, ("caller", 8))
@@ -158,6 +144,21 @@ def test_an_async_method_that_blocks_its_loop_neither_kills_its_replica_nor_hold
         "the I/O thread took the ROUTER back from the blocked loop"
     assert blocked.result(timeout_s=10) == "blocked 1.5", "its process was never taken for dead"
     assert handle.async_echo.remote("after").result(timeout_s=10) == {"async": "after"}
+
+
+def _until_cancelled(outcome: list[str]) -> Callable[[Callable[[], None]], Any]:
+    """A request's coroutine that waits until cancelled, noting it in ``outcome``."""
+
+    async def forever(finished: Callable[[], None]) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+        finally:
+            finished()
+
+    return forever
 
 
 async def _awaited(future: Any) -> Any:
