@@ -80,7 +80,8 @@ class SharedInbox:
         self._drain_s = drain_s
         self._slow_s = slow_s
         self._items: collections.deque[Any] = collections.deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # entered directly: a Condition's own enter and exit are Python calls
+        self._cond = threading.Condition(self._lock)
         self._busy = False  # a message is being handled (by the actor's thread or inline), or one is reserved
         self._slow_until = 0.0
         self.inline_runs = 0  # asks answered inline (for statistics and tests)
@@ -89,14 +90,14 @@ class SharedInbox:
 
     def put(self, envelope: Any) -> None:
         """Queue a message (pykka's ``tell``/``ask``)."""
-        with self._cond:
+        with self._lock:
             self._items.append(envelope)
             if not self._busy:
                 self._cond.notify()
 
     def get(self) -> Any:
         """The actor's thread: wait for the next message nobody else handles, and take it."""
-        with self._cond:
+        with self._lock:
             # a stopped actor's thread empties its queue without waiting (pykka's teardown)
             while not self._items or (self._busy and not self._actor.actor_stopped.is_set()):
                 self._cond.wait()
@@ -109,7 +110,7 @@ class SharedInbox:
         Raises:
             queue.Empty: nothing is queued, or a message is being handled (here or inline).
         """
-        with self._cond:
+        with self._lock:
             if not self._items or (self._busy and not self._actor.actor_stopped.is_set()):
                 raise queue.Empty
             self._busy = True
@@ -125,7 +126,7 @@ class SharedInbox:
 
     def done(self) -> None:
         """A message was handled: the next one may be taken, by the actor's thread or inline."""
-        with self._cond:
+        with self._lock:
             self._busy = False
             if self._items:
                 self._cond.notify()
@@ -149,7 +150,7 @@ class SharedInbox:
     def reserve(self) -> bool:
         """Reserve the actor for one ask run inline: True when it is idle, running, and not slow.
         The caller must then :meth:`run` or :meth:`give_back` the ask."""
-        with self._cond:
+        with self._lock:
             if self._busy or self._items or self._actor.actor_stopped.is_set() or time.monotonic() < self._slow_until:
                 return False
             self._busy = True
@@ -157,7 +158,7 @@ class SharedInbox:
 
     def give_back(self, request: Request) -> None:
         """A reserved ask will not run inline: it goes first in the queue, for the actor's thread."""
-        with self._cond:
+        with self._lock:
             self._items.appendleft(_Envelope(request))
             self._busy = False
             self._cond.notify()
@@ -182,7 +183,7 @@ class SharedInbox:
             now = time.monotonic()
             if now - started > self._slow_s:
                 self._slow_until = now + _SLOW_FOR_S
-            with self._cond:
+            with self._lock:
                 if self._items and is_plain_ask(self._items[0]) and now < ends and now >= self._slow_until:
                     request = self._items.popleft().message
                     continue

@@ -170,6 +170,15 @@ def test_a_message_whose_signal_the_leader_took_is_reported_unread(sockets: Sock
     assert sockets.read == [b"pending"]
 
 
+def test_a_leader_that_read_the_router_empty_leaves_what_comes_next_to_wake_the_io_thread(sockets: Sockets) -> None:
+    sockets.drain()
+    sockets.dealer.send(b"answer")
+    assert sockets.watch.lead(lambda: bool(sockets.read), time.monotonic() + 10)
+    assert sockets.read == [b"answer"] and sockets.unread == 0  # its last read found nothing more: no second look
+    sockets.dealer.send(b"later")
+    wait_for(sockets.io_thread_would_wake, 5, "the watch to report what came after the leader")
+
+
 def test_one_thread_leads_at_a_time_and_a_closed_watch_refuses_leaders(sockets: Sockets) -> None:
     release = threading.Event()
     first = threading.Thread(target=lambda: sockets.watch.lead(release.is_set, time.monotonic() + 10))

@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol
 
 import zmq
 
+from ._frames import has_message
 from ._links import LinkWatch
 from ._standby import Elsewhere, Standby, run_quietly
 from ._waker import poll_spinning
@@ -219,7 +220,7 @@ class LoopDriver:
             if t.serve([(sock, zmq.POLLIN)]) == STOP:
                 self.stop()
                 return
-            if isinstance(sock, int) or sock not in self._fds or not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if isinstance(sock, int) or sock not in self._fds or not has_message(sock):
                 return
         self.loop.call_soon(self._ready, sock)
 
@@ -233,7 +234,7 @@ class LoopDriver:
             return
         self._timer = self.loop.call_later(max(0.001, t.next_wait(now)), self._on_timer)
         router = t.sockets_to_watch()[0]  # ZeroMQ signals edges: one missed costs at most a tick
-        if router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if has_message(router):
             self._ready(router)
 
     def stop(self) -> None:

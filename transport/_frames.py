@@ -8,7 +8,9 @@ import zmq
 
 from protocol import Envelope, FrameTooLarge, MalformedFrame, decode_envelope
 
-_RCVMORE = zmq.RCVMORE
+_NOBLOCK = int(zmq.NOBLOCK)
+#: plain ints: ``getsockopt(zmq.EVENTS) & zmq.POLLIN`` with pyzmq's enums builds two more enums
+EVENTS, POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 #: The first frame of a batch (see ``_batches.py``). 0xc1 never starts a msgpack value: no envelope frame reads like it.
 BATCH_MARK = b"\xc1corral-batch"
@@ -35,6 +37,11 @@ def check_size(frame: Any, limit: int) -> None:
         )
 
 
+def has_message(sock: zmq.Socket) -> bool:
+    """Whether a message waits on ``sock`` (ZeroMQ's edge-triggered descriptor may not say so)."""
+    return bool(sock.getsockopt(EVENTS) & POLLIN)
+
+
 def receive(router: zmq.Socket) -> tuple[bytes, bytes | None, list[memoryview]]:
     """One message off a ROUTER: the sender's identity, the envelope's frame
     (None if there is none) and the out-of-band buffers, left where ZeroMQ
@@ -43,16 +50,23 @@ def receive(router: zmq.Socket) -> tuple[bytes, bytes | None, list[memoryview]]:
     Raises:
         zmq.Again: nothing waits.
     """
-    identity = router.recv(zmq.NOBLOCK)
-    more = router.getsockopt  # rcvmore as an attribute goes through pyzmq's __getattr__: twice as slow
-    frame = router.recv(zmq.NOBLOCK) if more(_RCVMORE) else None
-    buffers = []
+    # whole frames, not recv() and getsockopt(RCVMORE): pyzmq's getsockopt builds an enum per
+    # call, which costs more than the frame object (whose ``more`` is read in C)
+    part = router.recv(_NOBLOCK, copy=False)
+    identity = part.bytes
+    if not part.more:
+        return identity, None, []
+    part = router.recv(_NOBLOCK, copy=False)
+    frame = part.bytes
+    buffers: list[Any] = []
     if frame == BATCH_MARK:  # a batch's parts: small envelope frames, cheaper copied than kept
-        while more(_RCVMORE):
-            buffers.append(router.recv(zmq.NOBLOCK))
+        while part.more:
+            part = router.recv(_NOBLOCK, copy=False)
+            buffers.append(part.bytes)
         return identity, frame, buffers
-    while more(_RCVMORE):
-        buffers.append(router.recv(zmq.NOBLOCK, copy=False).buffer.toreadonly())
+    while part.more:
+        part = router.recv(_NOBLOCK, copy=False)
+        buffers.append(part.buffer.toreadonly())
     return identity, frame, buffers
 
 

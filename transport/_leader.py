@@ -47,6 +47,7 @@ from typing import Any, Callable
 import zmq
 
 from ._cork import Cork
+from ._frames import has_message
 from ._waker import Waker, poll_spinning
 
 _SLICE_S = 0.05  # a leader looks at its deadline, and at the transport closing, this often at least
@@ -114,6 +115,9 @@ class RouterWatch:
         self._epoll = select.epoll()
         self._epoll.register(self._fd, select.EPOLLIN)
         self._leader_waker = Waker()
+        self._waiter = select.poll()  # what a leader waits on; one leader at a time, so one poll object
+        self._waiter.register(self._fd, select.POLLIN)
+        self._waiter.register(self._leader_waker.fileno(), select.POLLIN)
         self._leading = threading.Lock()  # one leader at a time
         self.leads = 0  # times a waiting thread or loop led (statistics)
         self.leader = 0  # the thread that reads now as a leader (0: none): what it dispatches must not block
@@ -151,24 +155,25 @@ class RouterWatch:
             self._epoll.modify(self._fd, 0)  # the I/O thread stops waking for the ROUTER; nobody is woken
         self.leads += 1
         self.leader = threading.get_ident()
+        left_unread = True
         try:
-            self._read_until(done, deadline, None)
+            left_unread = self._read_until(done, deadline, None)
         finally:
             self.leader = 0
-            self._give_back()
+            self._give_back(left_unread)
         return True
 
-    def _read_until(self, done: Callable[[], bool], deadline: float, lead: LoopLead | None) -> None:
-        fd, nudged = self._fd, self._leader_waker.fileno()
-        waiter = select.poll()
-        waiter.register(fd, select.POLLIN)
-        waiter.register(nudged, select.POLLIN)
+    def _read_until(self, done: Callable[[], bool], deadline: float, lead: LoopLead | None) -> bool:
+        """Returns False when this thread's last read found the ROUTER empty: whatever
+        comes next signals the I/O thread's descriptor (True: it may not)."""
+        fd, nudged, waiter = self._fd, self._leader_waker.fileno(), self._waiter
         more: bool | None = False  # the ROUTER was read empty by the last reader: its descriptor signals what comes next
+        read = False
         spin_until = time.monotonic() + self._spin_s
         while True:
             now = time.monotonic()
             if done() or now >= deadline or self.closed or (lead is not None and lead.over):
-                return
+                return more is not False or not read  # another may have taken the signal of what it did not read
             if more:
                 ready = []
             else:
@@ -177,16 +182,17 @@ class RouterWatch:
             if nudged in ready:
                 self._leader_waker.drain()
             if more or fd in ready:
-                more = self._read(lead)  # reads until nothing waits, so that the next arrival signals again
+                more, read = self._read(lead), True  # reads until nothing waits, so that the next arrival signals again
                 if more is None:  # the ROUTER is gone, or the loop lost the lead
-                    return
+                    return True
 
-    def _give_back(self) -> None:
+    def _give_back(self, left_unread: bool = True) -> None:
+        """``left_unread`` False: this leader's last read found the ROUTER empty (see ``_read_until``)."""
         try:
             with self._sockets:
                 if not self.closed:
                     self._epoll.modify(self._fd, select.EPOLLIN)
-                    if self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # came after the last read; this took its signal
+                    if left_unread and has_message(self._router):  # came after the last read, which took its signal
                         self._unread()
         finally:
             self._leading.release()
@@ -251,7 +257,7 @@ class RouterWatch:
             lead.loop.call_later(_LOOP_IDLE_S, self._loop_idle, lead)
             return
         with self._sockets:
-            if self._end(lead) and self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if self._end(lead) and has_message(self._router):
                 self._unread()
         self._forget(lead)
 
@@ -293,7 +299,7 @@ class RouterWatch:
             return
         if not lead.loop.is_closed() and now - lead.read < _LOOP_STALE_S and not lead.cork.stale(now, _LOOP_STALE_S):
             return
-        if lead.loop.is_closed() or lead.cork.stale(now, _LOOP_STALE_S) or self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if lead.loop.is_closed() or lead.cork.stale(now, _LOOP_STALE_S) or has_message(self._router):
             self._let_go(lead)
             self._unread()
 

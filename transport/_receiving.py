@@ -18,12 +18,11 @@ import zmq
 from protocol import Envelope, MalformedEnvelope, ProtocolError
 
 from ._batches import BATCH_MARK, open_received, split_batch
-from ._frames import receive
+from ._frames import EVENTS, POLLIN, receive
 from ._guard import Guard
 from ._liveness import LivenessTracker, Quarantine
 from ._standby import run_quietly
 
-_EVENTS, _POLLIN = zmq.EVENTS, zmq.POLLIN
 RECV_BATCH = 512  # messages read in one round at most: the driver's other sockets get a turn
 _TRANSPORT_KINDS = frozenset({"ping", "pong", "bye"})
 
@@ -89,7 +88,7 @@ class Receiver:
         for i in range(RECV_BATCH):
             # after one read, asked rather than found by an empty read (its zmq.Again costs twice as much):
             # a lone message (a request at a time) is the common case; asking after every read costs more
-            if i == 1 and not events(_EVENTS) & _POLLIN:
+            if i == 1 and not events(EVENTS) & POLLIN:
                 self.backlog = False
                 return False
             try:

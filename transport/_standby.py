@@ -88,7 +88,8 @@ class Standby:
     def __init__(self, budget_s: float, successor: Callable[[], None]) -> None:
         self.budget_s = budget_s
         self._successor = successor
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # entered directly: a Condition's own enter and exit are Python calls
+        self._cond = threading.Condition(self._lock)
         self._current: _Run | None = None  # the round running on the thread that drives the sockets
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -105,7 +106,7 @@ class Standby:
             took the sockets over meanwhile (the items not started went elsewhere).
         """
         run = _Run(self, items)
-        with self._cond:
+        with self._lock:
             self._current, self._last = run, run.since
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="corral-io-standby", daemon=True)
@@ -117,7 +118,7 @@ class Standby:
         rest: list[tuple[Callable[[], None], Elsewhere]] = []
         try:
             while True:
-                with self._cond:
+                with self._lock:
                     if not run.queue:
                         break
                     now = time.monotonic()
@@ -129,7 +130,7 @@ class Standby:
                 run_quietly(work)
         finally:
             _running.run = None
-        with self._cond:
+        with self._lock:
             if self._current is run:
                 self._current = None
             return None if run.superseded else rest
@@ -137,7 +138,7 @@ class Standby:
     def take_over(self, run: _Run | None = None) -> None:
         """Let a new I/O thread take the sockets now from ``run`` (the current
         round when None); the work it has not started goes elsewhere."""
-        with self._cond:
+        with self._lock:
             run = run or self._current
             if run is None or run is not self._current or self._closed:
                 return
@@ -150,7 +151,7 @@ class Standby:
 
     def close(self, timeout_s: float = 1.0) -> None:
         """Stop watching (the transport closed); the watcher thread is gone when this returns."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._cond.notify()
             thread = self._thread
@@ -159,7 +160,7 @@ class Standby:
 
     def _watch(self) -> None:
         while True:
-            with self._cond:
+            with self._lock:
                 if self._closed:
                     return
                 run = self._current

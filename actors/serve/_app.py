@@ -242,6 +242,27 @@ def _derive_version(
     return hashlib.sha1(blob).hexdigest()[:12]
 
 
+def resolve_arguments(args: Any, kwargs: Any, make_handle: Callable[[str, str], Any]) -> tuple[Any, Any]:
+    """A request's arguments with handle markers replaced by handles: a handle's
+    ``remote()`` marks handles passed as arguments, at the top level only."""
+    for value in args or ():
+        if type(value) is dict:
+            args = [_unmark(v, make_handle) for v in args]
+            break
+    for value in kwargs.values() if kwargs else ():
+        if type(value) is dict:
+            kwargs = {k: _unmark(v, make_handle) for k, v in kwargs.items()}
+            break
+    return args, kwargs
+
+
+def _unmark(value: Any, make_handle: Callable[[str, str], Any]) -> Any:
+    if type(value) is dict and len(value) == 1 and HANDLE_MARKER in value:
+        app, name = value[HANDLE_MARKER]
+        return make_handle(app, name)
+    return value
+
+
 def resolve_markers(value: Any, make_handle: Callable[[str, str], Any]) -> Any:
     """Replace handle markers (from :func:`build_application`) with handles."""
     kind = type(value)

@@ -21,7 +21,7 @@ from protocol import GetStatus, ReplicaSet, ServeStatusInfo, SubscribeReplicas
 from ..._config import Config
 from ..._ref import ActorRef
 from ..._system import ActorSystem
-from .._app import resolve_markers
+from .._app import resolve_arguments, resolve_markers
 from .._names import CONTROLLER_NAME, MEMBERSHIP_ACTOR, METRICS_ACTOR
 from ._handle import DeploymentHandle
 from ._membership import Membership
@@ -191,7 +191,12 @@ class Session:
             return DeploymentHandle(app, deployment, _session=self)
 
     def resolve(self, value: Any) -> Any:
+        """``value`` (a deployment's bound arguments) with its handle markers, at any depth, replaced by handles."""
         return resolve_markers(value, self.make_handle)
+
+    def resolve_arguments(self, args: Any, kwargs: Any) -> tuple[Any, Any]:
+        """A request's arguments with the handles passed in them (marked at the top level) made handles."""
+        return resolve_arguments(args, kwargs, self.make_handle)
 
     def on_close(self, hook: Callable[[], None], first: bool = False) -> None:
         """Run ``hook`` when the session closes, before its actor system shuts

@@ -95,7 +95,8 @@ class Replica(Actor):
         self.metrics_changes = 0  # grows with every change the metrics aggregator samples
         self.open: set[Respond] = set()  # how to answer each request running now
         self.async_limit: asyncio.Semaphore | None = None
-        self.idle = threading.Condition()
+        self.counts_lock = threading.Lock()  # the counts and the drain's flag; entered directly (a Condition's enter is a Python call)
+        self.idle = threading.Condition(self.counts_lock)  # notified when in_flight reaches 0 while draining
         self.draining = False
         self.http: HttpServer | None = None
         self.health: ReplicaHealth | None = None
@@ -158,7 +159,7 @@ class Replica(Actor):
     def metrics_sample(self) -> tuple[Any, ...]:
         """What the metrics aggregator records: requests running here."""
         c = self.context
-        with self.idle:
+        with self.counts_lock:
             cumulative = list(itertools.accumulate(self.latency_counts))
             counters = (self.requests_total, self.errors_total, cumulative, self.latency_sum_s)
         return ("replica", c.app_name, c.deployment, c.replica_id, self.in_flight, counters)
@@ -240,7 +241,7 @@ class Replica(Actor):
                 f"method {request.method!r} of deployment {self.context.deployment!r} is a generator; "
                 "call it with handle.options(stream=True)"
             )
-        with self.idle:  # with the drain's flag, under one lock: a drain never misses a request it let in
+        with self.counts_lock:  # with the drain's flag, under one lock: a drain never misses a request it let in
             if self.draining:
                 raise ReplicaStoppingError(f"replica {self.context.replica_id} is stopping")
             self.in_flight += 1
@@ -290,8 +291,7 @@ class Replica(Actor):
         self._answer(respond, started, value, None, request)
 
     def _arguments(self, request: HandleRequest) -> tuple[Any, Any]:
-        args = self.session.resolve(request.args) if request.args else request.args
-        return args, self.session.resolve(request.kwargs) if request.kwargs else request.kwargs
+        return self.session.resolve_arguments(request.args, request.kwargs)
 
     def _answer(self, respond: Respond, started: float, value: Any, error: BaseException | None, request: Any = None) -> None:
         """Answer first, then count the request done: a drain waiting for it must not stop the replica before its answer left."""
@@ -356,7 +356,7 @@ class Replica(Actor):
 
     def _finished(self, started: float, failed: bool, respond: Respond) -> None:
         elapsed = time.perf_counter() - started
-        with self.idle:
+        with self.counts_lock:
             self.open.discard(respond)
             self.in_flight -= 1
             self.metrics_changes += 1
@@ -364,7 +364,7 @@ class Replica(Actor):
             self.errors_total += failed
             self.latency_sum_s += elapsed
             self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_S, elapsed)] += 1
-            if self.in_flight == 0:
+            if self.in_flight == 0 and self.draining:
                 self.idle.notify_all()
 
     def _call_now(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -379,13 +379,13 @@ class Replica(Actor):
         return self.aloop.get()
 
     def _drain(self, timeout_s: float) -> None:
-        with self.idle:
+        with self.counts_lock:
             self.draining = True
         deadline = time.monotonic() + timeout_s
         me = self.actor_ref
 
         def wait_then_stop() -> None:
-            with self.idle:
+            with self.counts_lock:
                 while self.in_flight and time.monotonic() < deadline:
                     self.idle.wait(max(0.0, deadline - time.monotonic()))
             try:
@@ -399,7 +399,7 @@ class Replica(Actor):
         self.system.serve_directly(self.name, (), None)
         if self.probes is not None:
             self.probes.remove(self.name)
-        with self.idle:
+        with self.counts_lock:
             still_running, self.open = list(self.open), set()
         for respond in still_running:  # past graceful_shutdown_timeout_s: say so before the process says goodbye
             respond(None, ReplicaDiedError(
