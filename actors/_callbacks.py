@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from protocol import Data, Envelope, ErrorReply, encode_envelope
+from protocol import Data, Envelope, ErrorReply, encode_data_reply, encode_envelope
 from transport import TransportStatistics
 
 from ._request import Request
@@ -165,6 +165,10 @@ def answer_frame(
     """The frame(s) that answer an ask from another process: the value, or the error
     (with its type's name and traceback; an answer that cannot be encoded is one)."""
     if error is None:
+        if getattr(type(value), "__wire_kind__", None) is None:  # a plain value: the common answer, encoded at once
+            frame = encode_data_reply(value, msg_id, address, pickle)
+            if frame is not None:
+                return frame
         kind, body = wrap(value)
         try:
             return encode_envelope(Envelope(kind, body, 0, msg_id, address, "", pickle=pickle))

@@ -95,6 +95,23 @@ def encode_request(kind: str, body: Any, msg_id: int, sender: str, target: str, 
     return _encode([PROTOCOL_VERSION, kind, msg_id, None, sender, target, deadline, flags, None], body, pickle)
 
 
+def encode_data_reply(value: Any, corr_id: int, sender: str, pickle: bool = False) -> bytes | None:
+    """Encode the answer to ask ``corr_id`` carrying a plain value (kind ``data``), as
+    :func:`encode_envelope` would encode it (the hot path of an answer: no Envelope
+    and no Data message are built).
+
+    Returns:
+        The frame, or None when the value needs the full encoder (a type msgpack does
+        not take as it is, or a buffer long enough to travel on its own).
+    """
+    header = [PROTOCOL_VERSION, "data", 0, corr_id, sender, "", None, FLAG_PICKLE if pickle else 0, [value]]
+    try:
+        head: bytes = _packb(header, use_bin_type=True, strict_types=True)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return head if len(head) < OUT_OF_BAND_MIN else None
+
+
 def _encode(header: list[Any], body: Any, pickle: bool) -> Any:
     if type(body).__wire_payload__:
         # the common case at C speed: plain msgpack values (exact types: no tuple, bytearray,

@@ -250,3 +250,19 @@ def test_a_request_encoded_on_the_hot_path_is_the_frame_of_its_envelope(stream: 
         assert frame == encode_envelope(env)
     with pytest.raises(TypeError, match="cannot encode message 'data'"):
         protocol.encode_request("data", protocol.Data(object()), 8, "ipc://me", "actor", None)
+
+
+@given(value=msgpack_values, pickle=st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_a_plain_answer_encoded_on_the_hot_path_is_the_frame_of_its_envelope_or_left_to_it(value: Any, pickle: bool) -> None:
+    frame = protocol.encode_data_reply(value, 7, "ipc://me", pickle)
+    if frame is None:  # needs the full encoder: a value it takes as it is, no buffer of its own
+        return
+    assert frame == encode_envelope(Envelope("data", protocol.Data(value), 0, 7, "ipc://me", "", pickle=pickle))
+    assert decode_envelope(frame, 1 << 20).body == protocol.Data(value)
+
+
+def test_an_answer_the_hot_path_cannot_encode_as_it_is_is_left_to_the_full_encoder() -> None:
+    for value in ((1, 2), b"y" * 20_000, object()):
+        assert protocol.encode_data_reply(value, 7, "ipc://me") is None
+    assert protocol.encode_data_reply([1, "two", None, {"k": b"v"}], 7, "ipc://me") is not None

@@ -110,7 +110,7 @@ class ThreadDriver:
                 now = time.monotonic()
                 wait = 0.0 if self.deferred else t.next_wait(now)  # work left from the last round: just look
                 if wait > 0 and now < busy_until:  # just busy: look without sleeping, up to the next heartbeat or tick
-                    events = poll_spinning(poller, min(busy_until, now + wait))
+                    events = poll_spinning(lambda: poller.poll(0), min(busy_until, now + wait))
                 else:
                     events = poller.poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
                 if events:

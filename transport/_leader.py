@@ -177,7 +177,7 @@ class RouterWatch:
             if more:
                 ready = []
             else:
-                polled = poll_spinning(waiter, min(spin_until, deadline)) if now < spin_until else []
+                polled = poll_spinning(lambda: waiter.poll(0), min(spin_until, deadline)) if now < spin_until else []
                 ready = [f for f, _ in polled or waiter.poll(int(min(deadline - now, _SLICE_S) * 1000) + 1)]
             if nudged in ready:
                 self._leader_waker.drain()

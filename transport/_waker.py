@@ -61,12 +61,12 @@ class Waker:
             os.close(self._write)
 
 
-def poll_spinning(poller: Any, until: float, look: Callable[[], Any] | None = None) -> list[Any]:
-    """Poll ``poller`` (``select.poll`` or ``zmq.Poller``; or call ``look``, a poll that does not
-    wait) without sleeping until ``until`` (``time.monotonic()``), yielding the CPU between polls.
-    Returns what its ``poll(0)`` returned, empty if nothing came in time: what comes within it
-    costs no wake-up of the polling thread (about 50 us on a VM), at the price of that much CPU."""
-    look = look or (lambda: poller.poll(0))
+def poll_spinning(look: Callable[[], Any], until: float) -> Any:
+    """Call ``look`` (a poll that does not wait, e.g. ``lambda: poller.poll(0)``) without
+    sleeping until it finds something or ``until`` (``time.monotonic()``) passes, yielding
+    the CPU between looks. Returns what it last returned (empty if nothing came in time):
+    what comes within it costs no wake-up of the polling thread (about 50 us on a VM), at
+    the price of that much CPU."""
     while True:
         ready = look()
         if ready or time.monotonic() >= until:
@@ -102,7 +102,7 @@ class SpinningSelector(selectors.BaseSelector):
         now = time.monotonic()
         if now < self._busy_until and (timeout is None or timeout > 0):
             until = self._busy_until if timeout is None else min(self._busy_until, now + timeout)
-            ready = poll_spinning(self._inner, until, lambda: self._inner.select(0))
+            ready = poll_spinning(lambda: self._inner.select(0), until)
             if ready or timeout is not None and time.monotonic() >= now + timeout:
                 return self._note(ready)
             timeout = None if timeout is None else max(0.0, now + timeout - time.monotonic())
