@@ -72,9 +72,9 @@ def msgspec_cases() -> dict[str, Callable[[], Any]] | None:
     def encode_answer() -> bytes:
         return encoder.encode((1, "data", 0, 12345, SENDER, "", None, 0, Data(ARGS[0])))
 
-    req_frame, answer_frame_ = encode_req(), encode_answer()
+    req_frame, answer_bytes = encode_req(), encode_answer()
     ours = corral_cases()
-    if req_frame != ours["request_encode"]() or answer_frame_ != ours["answer_encode"]():
+    if req_frame != ours["request_encode"]() or answer_bytes != ours["answer_encode"]():
         raise AssertionError("msgspec's frames differ from corral's: the comparison would not be like for like")
 
     def decode(frame: bytes, body: Any) -> Any:
@@ -85,7 +85,7 @@ def msgspec_cases() -> dict[str, Callable[[], Any]] | None:
         "request_encode": encode_req,
         "request_decode": lambda: decode(req_frame, requests),
         "answer_encode": encode_answer,
-        "answer_decode": lambda: decode(answer_frame_, answers),
+        "answer_decode": lambda: decode(answer_bytes, answers),
     }
 
 

@@ -104,7 +104,12 @@ def encode_data_reply(value: Any, corr_id: int, sender: str, pickle: bool = Fals
         The frame, or None when the value needs the full encoder (a type msgpack does
         not take as it is, or a buffer long enough to travel on its own).
     """
-    header = [PROTOCOL_VERSION, "data", 0, corr_id, sender, "", None, FLAG_PICKLE if pickle else 0, [value]]
+    return _pack_plain([PROTOCOL_VERSION, "data", 0, corr_id, sender, "", None, FLAG_PICKLE if pickle else 0, [value]])
+
+
+def _pack_plain(header: list[Any]) -> bytes | None:
+    """The common case at C speed: a frame of plain msgpack values (exact types: no tuple,
+    memoryview...) short enough that no buffer in it travels on its own; None otherwise."""
     try:
         head: bytes = _packb(header, use_bin_type=True, strict_types=True)
     except (TypeError, ValueError, OverflowError):
@@ -114,15 +119,10 @@ def encode_data_reply(value: Any, corr_id: int, sender: str, pickle: bool = Fals
 
 def _encode(header: list[Any], body: Any, pickle: bool) -> Any:
     if type(body).__wire_payload__:
-        # the common case at C speed: plain msgpack values (exact types: no tuple, bytearray,
-        # memoryview...) in a short frame (so no buffer long enough to travel on its own)
         header[8] = encode_fields(body, RAW)
-        try:
-            head = _packb(header, use_bin_type=True, strict_types=True)
-            if len(head) < OUT_OF_BAND_MIN:
-                return head
-        except (TypeError, ValueError, OverflowError):
-            pass
+        head = _pack_plain(header)
+        if head is not None:
+            return head
     payload = PayloadEncoder(pickle)
     try:
         header[8] = encode_fields(body, payload)

@@ -257,6 +257,7 @@ def resolve_arguments(args: Any, kwargs: Any, make_handle: Callable[[str, str], 
 
 
 def _unmark(value: Any, make_handle: Callable[[str, str], Any]) -> Any:
+    """The handle a marker stands for; any other value as it is."""
     if type(value) is dict and len(value) == 1 and HANDLE_MARKER in value:
         app, name = value[HANDLE_MARKER]
         return make_handle(app, name)
@@ -264,15 +265,13 @@ def _unmark(value: Any, make_handle: Callable[[str, str], Any]) -> Any:
 
 
 def resolve_markers(value: Any, make_handle: Callable[[str, str], Any]) -> Any:
-    """Replace handle markers (from :func:`build_application`) with handles."""
+    """Replace handle markers (from :func:`build_application`) with handles, at any depth."""
     kind = type(value)
-    if kind is not dict and kind is not list:
-        return value
-    if isinstance(value, dict):
-        if len(value) == 1 and HANDLE_MARKER in value:
-            app, name = value[HANDLE_MARKER]
-            return make_handle(app, name)
-        return {k: resolve_markers(v, make_handle) for k, v in value.items()}
-    if isinstance(value, list):
+    if kind is list:
         return [resolve_markers(v, make_handle) for v in value]
-    return value
+    if kind is not dict:
+        return value
+    unmarked = _unmark(value, make_handle)
+    if unmarked is not value:
+        return unmarked
+    return {k: resolve_markers(v, make_handle) for k, v in value.items()}
