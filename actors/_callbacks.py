@@ -20,6 +20,8 @@ from ._future import Future
 from ._stream import Stream
 from ._window import StreamWindow
 
+_new_data = Data.__wire_new__  # type: ignore[attr-defined]  # one per ask of a plain value: no frozen __init__
+
 
 @dataclass(frozen=True)
 class SystemStatistics:
@@ -144,7 +146,7 @@ class Pending:
 def wrap(message: Any) -> tuple[str, Any]:
     kind = getattr(type(message), "__wire_kind__", None)
     if kind is None:
-        return "data", Data(message)
+        return "data", _new_data(message)
     return kind, message
 
 

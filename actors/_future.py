@@ -45,8 +45,7 @@ class Future(Generic[T]):
     __slots__ = ("_waiter", "_done", "_value", "_error", "_callbacks", "_what", "_guard", "_reader", "_leading", "_awaiter")
 
     def __init__(self, what: str = "future", guard: Callable[[], bool] | None = None) -> None:
-        self._waiter = _allocate()
-        self._waiter.acquire()
+        self._waiter: Any = None  # the lock a blocked get() waits on: made by the first that blocks
         self._done = False
         self._value: Any = None
         self._error: BaseException | None = None
@@ -83,7 +82,9 @@ class Future(Generic[T]):
             self._done = True
             callbacks, self._callbacks = self._callbacks, None
             awaiter, self._awaiter = self._awaiter, None
-        self._waiter.release()
+            waiter = self._waiter
+        if waiter is not None:
+            waiter.release()
         if awaiter is not None:
             wake_threadsafe(*awaiter)
         leading = self._leading
@@ -110,13 +111,24 @@ class Future(Generic[T]):
                 raise RuntimeError(f"{self._what}: Future.get() on the I/O thread would deadlock")
             about_to_block()  # inline work on the I/O thread: a standby takes the sockets first
             left = timeout if self._reader is None or timeout == 0 else self._lead(timeout)
-            if not self._done:
-                if not self._waiter.acquire(True, -1 if left is None else max(left, 0)):
+            waiter = self._blocking_waiter()
+            if waiter is not None:
+                if not waiter.acquire(True, -1 if left is None else max(left, 0)):
                     raise AskTimeout(f"{self._what}: no answer within {timeout}s")
-                self._waiter.release()
+                waiter.release()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[no-any-return]
+
+    def _blocking_waiter(self) -> Any:
+        """The lock to block on until done (held until then), or None when done already."""
+        with _state_lock:
+            if self._done:
+                return None
+            if self._waiter is None:
+                self._waiter = _allocate()
+                self._waiter.acquire()
+            return self._waiter
 
     def _lead(self, timeout: float | None) -> float | None:
         """Read the answer's socket while waiting, for ``_LEAD_S`` at most; returns the time left to wait."""

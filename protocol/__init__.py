@@ -42,7 +42,7 @@ from ._errors import (
 from ._health import HealthCheck, HealthChecks
 from ._messages import ActorDied, Bye, CancelRequest, Data, ErrorReply, Ping, Pong, StreamCredit, StreamItem, Unwatch, Watch
 from ._payload import OUT_OF_BAND_MIN, PayloadDecoder, PayloadEncoder, seal, unseal
-from ._schema import Payload, decode_fields, encode_fields, message, registered_kinds
+from ._schema import Payload, decode_fields, decoder_for, encode_fields, message, registered_kinds
 from ._serve import (
     ApplicationStatusInfo,
     DeleteApp,
@@ -157,6 +157,7 @@ __all__ = [
     "CancelRequest",
     "decode_envelope",
     "decode_fields",
+    "decoder_for",
     "encode_envelope",
     "encode_data_reply",
     "encode_request",

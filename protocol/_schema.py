@@ -6,7 +6,9 @@ list of field values) and a validating decoder (list -> dataclass). Supported
 field types: ``int``, ``float``, ``str``, ``bytes``, ``bool``, ``None``,
 ``Any`` (any msgpack value), :class:`Payload` (a user's value: see
 ``_payload``), ``X | None``, ``list[X]``, ``dict[str, X]`` and other message
-types (nested).
+types (nested). A registered class also gets ``__wire_new__``: its
+constructor without the frozen dataclass's ``__init__`` (all fields, in
+order, unchecked), for the hot paths that build one per request.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import types
 import typing
 from typing import Any, Callable, TypeVar
 
+from ._decoders import builder, fast_decoder
 from ._errors import InvalidField
 from ._payload import PayloadEncoder
 
@@ -31,6 +34,10 @@ _Check = Callable[[Any, str], Any]
 
 _REGISTRY: dict[str, type] = {}
 _DECODERS: dict[str, Callable[[Any], Any]] = {}
+#: the checks that accept exactly one type (as it is), and those that accept it or None:
+#: a kind's decoder tests these inline (``_decoders.py``)
+EXACT: dict[Callable[..., Any], type] = {}
+EXACT_OR_NONE: dict[Callable[..., Any], type] = {}
 
 
 def _describe(value: Any) -> str:
@@ -47,6 +54,7 @@ def _scalar(expected_type: type, name: str) -> _Check:
             raise _fail(path, name, value)
         return value
 
+    EXACT[check] = expected_type
     return check
 
 
@@ -65,13 +73,13 @@ def _check_none(value: Any, path: str) -> Any:
     return None
 
 
-def _check_any(value: Any, path: str) -> Any:
+def check_any(value: Any, path: str) -> Any:
     return value
 
 
 def _compile(annotation: Any, where: str) -> _Check:
     if annotation is Any or annotation is Payload:
-        return _check_any
+        return check_any
     if annotation is int:
         return _scalar(int, "int")
     if annotation is str:
@@ -96,14 +104,16 @@ def _compile(annotation: Any, where: str) -> _Check:
             def check_optional(value: Any, path: str) -> Any:
                 return None if value is None else inner(value, path)
 
+            if inner in EXACT:
+                EXACT_OR_NONE[check_optional] = EXACT[inner]
             return check_optional
     if origin is list:
-        item = _compile(args[0], where) if args else _check_any
+        item = _compile(args[0], where) if args else check_any
 
         def check_list(value: Any, path: str) -> Any:
             if type(value) is not list:
                 raise _fail(path, "array", value)
-            if item is _check_any:
+            if item is check_any:
                 return value
             return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
 
@@ -111,12 +121,12 @@ def _compile(annotation: Any, where: str) -> _Check:
     if origin is dict:
         if args and args[0] is not str:
             raise TypeError(f"{where}: dict keys must be str, got {args[0]!r}")
-        val = _compile(args[1], where) if args else _check_any
+        val = _compile(args[1], where) if args else check_any
 
         def check_dict(value: Any, path: str) -> Any:
             if type(value) is not dict:
                 raise _fail(path, "map", value)
-            if val is _check_any:
+            if val is check_any:
                 for k in value:
                     if type(k) is not str:
                         raise _fail(f"{path} key", "str", k)
@@ -175,6 +185,7 @@ def message(kind: str) -> Callable[[type[T]], type[T]]:
         cls.__wire_payload__ = any(hints[f.name] is Payload for f in fields)  # type: ignore[attr-defined]
         # with payloads left as they are (RAW), only nested messages need encoding: most kinds need none
         cls.__wire_raw__ = None if any(e not in (None, _encode_payload) for e in encoders) else _values_of(cls.__wire_fields__)  # type: ignore[attr-defined]
+        cls.__wire_new__ = builder(cls)  # type: ignore[attr-defined]
         _REGISTRY[kind] = cls
         _DECODERS[kind] = _top_level_decoder(cls, kind)
         return cls
@@ -254,7 +265,8 @@ def _values_of(names: tuple[str, ...]) -> Callable[[Any], list[Any]]:
 
 
 def _top_level_decoder(cls: type, kind: str) -> Callable[[Any], Any]:
-    """The decoder of a kind's body: :func:`decode_fields` with each field's path made once."""
+    """The decoder of a kind's body: :func:`decode_fields` with each field's path made
+    once, behind a fast path made for the kind (``_decoders.py``)."""
     checks = tuple((check, f"{kind}.{name}") for name, check in cls.__wire_checks__)  # type: ignore[attr-defined]
     required, most = cls.__wire_required__, len(checks)  # type: ignore[attr-defined]
 
@@ -263,7 +275,7 @@ def _top_level_decoder(cls: type, kind: str) -> Callable[[Any], Any]:
             return decode_fields(cls, body, kind)  # raises, naming what was wrong
         return cls(*[check(v, path) for (check, path), v in zip(checks, body)])
 
-    return decode
+    return fast_decoder(cls, checks, decode, EXACT, EXACT_OR_NONE, check_any)
 
 
 def decode_fields(cls: type[T], body: Any, path: str) -> T:

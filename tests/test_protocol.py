@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any
@@ -127,6 +128,77 @@ def test_nested_messages_are_encoded_as_arrays_and_decoded_back_to_their_types()
     assert raw[8][0] == [["a", 1.0]]
     back = decode_envelope(encode_envelope(env), LIMIT).body
     assert back == outer and type(back.items[0]) is Inner
+
+
+@message("test_every_field_type")
+@dataclasses.dataclass(frozen=True, slots=True)
+class EveryField:
+    n: int
+    s: str
+    b: bytes
+    flag: bool
+    x: float
+    maybe: str | None
+    maybe_n: int | None
+    anything: Any
+    payload: Payload
+    numbers: list[int]
+    counts: dict[str, int]
+    inner: Inner
+    last: str = "default"
+
+
+every_field_bodies = st.tuples(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1), st.text(max_size=8), st.binary(max_size=8), st.booleans(),
+    st.floats(allow_nan=False) | st.integers(min_value=-(2**53), max_value=2**53), st.none() | st.text(max_size=4),
+    st.none() | st.integers(min_value=0, max_value=9), msgpack_values, msgpack_values,
+    st.lists(st.integers(min_value=0, max_value=9), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(min_value=0, max_value=9), max_size=3),
+    st.tuples(st.text(max_size=3), st.floats(allow_nan=False)).map(list), st.text(max_size=4),
+).map(list)
+
+
+@settings(max_examples=200, deadline=None)
+@given(every_field_bodies)
+def test_a_kind_decodes_a_body_to_the_same_message_as_field_by_field_validation(body: list[Any]) -> None:
+    fast = protocol.decoder_for("test_every_field_type")(body)
+    assert fast == protocol.decode_fields(EveryField, body, "test_every_field_type")
+    assert type(fast) is EveryField and type(fast.x) is float and type(fast.inner) is Inner
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.n = 1  # type: ignore[misc]
+
+
+GOOD_EVERY = [1, "s", b"b", True, 1.5, None, 3, {"k": [1]}, [1, 2], [1], {"a": 1}, ["in", 2.0]]
+
+
+@pytest.mark.parametrize(
+    ("index", "bad", "field"),
+    [(0, "1", "n"), (0, True, "n"), (1, 1, "s"), (2, "b", "b"), (3, 1, "flag"), (4, "1.5", "x"),
+     (5, 5, "maybe"), (6, 1.0, "maybe_n"), (9, ["1"], "numbers[0]"), (10, {"a": "1"}, "counts.a"), (11, ["in", "x"], "inner.weight")],
+)
+def test_a_field_of_the_wrong_type_is_named_by_the_decoder(index: int, bad: Any, field: str) -> None:
+    body = list(GOOD_EVERY)
+    body[index] = bad
+    with pytest.raises(InvalidField, match=rf"test_every_field_type\.{re.escape(field)}"):
+        protocol.decoder_for("test_every_field_type")(body)
+
+
+def test_a_body_without_its_defaulted_fields_gets_their_defaults() -> None:
+    assert protocol.decoder_for("test_every_field_type")(GOOD_EVERY).last == "default"
+
+
+def test_a_message_with_a_post_init_is_built_through_its_init() -> None:
+    @message("test_post_init")
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        n: int
+
+        def __post_init__(self) -> None:
+            if self.n < 0:
+                raise ValueError("n must not be negative")
+
+    assert protocol.decoder_for("test_post_init")([3]) == Checked(3)
+    with pytest.raises(ValueError, match="negative"):
+        protocol.decoder_for("test_post_init")([-1])
 
 
 def test_an_int_is_accepted_where_a_float_is_declared() -> None:

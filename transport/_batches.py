@@ -67,8 +67,13 @@ class SendGroups:
         batch at most :data:`MAX_PARTS` parts and ``max_bytes`` in all."""
         peers, self.peers = self.peers, {}
         for peer, group in peers.items():
-            if len(group) == 1:
+            count = len(group)
+            if count == 1:
                 yield peer, group[0][0], group[0][1], 1
+                continue
+            frames, errors = [f for f, _ in group], [e for _, e in group if e is not None]
+            if count <= MAX_PARTS and sum(map(len, frames)) <= self.max_bytes:  # the common case: one batch
+                yield peer, join_batch(frames), EachError(errors) if errors else None, count
                 continue
             start = 0
             while start < len(group):

@@ -17,6 +17,8 @@ from .._app import HANDLE_MARKER, check_payload
 from .._errors import RequestCancelledError
 from ._router import Call, DeploymentNotFoundError, not_handled
 
+_new_request = HandleRequest.__wire_new__  # type: ignore[attr-defined]  # one per remote(): no frozen __init__
+
 __all__ = ["DeploymentHandle", "DeploymentNotFoundError", "DeploymentResponse", "DeploymentResponseGenerator"]
 
 
@@ -128,7 +130,7 @@ class DeploymentHandle:
         """The call of one ``remote()``, its responses (if any) resolved by now."""
         args_l = [_to_wire(a) for a in args] if args else []
         kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()} if kwargs else {}
-        request = HandleRequest(self.method_name, args_l, kwargs_d, self.multiplexed_model_id)
+        request = _new_request(self.method_name, args_l, kwargs_d, self.multiplexed_model_id)
         call = Call(request, self.stream, deadline, sink if self.stream else sink._future, sink._attach if self.stream else None)
         sink._sent.bind(router, call)
         return call

@@ -337,7 +337,9 @@ class Router:
 
     def _pump(self) -> None:
         """Send queued requests while replicas have room."""
-        while True:
+        # nothing queued: no lock (a call is queued under the lock, only after a pick that
+        # found no room, so a slot freed before this look was seen by that pick)
+        while self._queue:
             with self._lock:
                 if not self._queue:
                     return
