@@ -129,12 +129,12 @@ class Pending:
 
     __slots__ = ("future", "address", "name", "stream", "msg_id", "settle")
 
-    def __init__(self, future: Future[Any] | Stream[Any], address: str, name: str, stream: bool = False,
+    def __init__(self, future: Future[Any] | Stream[Any] | Any, address: str, name: str, stream: bool = False,
                  msg_id: int = 0, settle: Callable[..., None] | None = None) -> None:
         self.future = future
         self.address = address
         self.name = name
-        self.stream = stream or isinstance(future, Stream)
+        self.stream = stream
         self.msg_id = msg_id
         self.settle = settle
 

@@ -69,6 +69,30 @@ class ActorRef:
         """
         return self._system._ask(self, message, timeout, pickle=pickle, into=into)
 
+    def ask_into(self, message: Any, into: Any, timeout: float, pickle: bool = False) -> int:
+        """Send a message whose answer completes ``into``: the lean form of :meth:`ask`
+        (no Future, no canceller) for a caller that keeps its own completion object.
+
+        Args:
+            message: a msgpack value or a registered protocol message.
+            into: gets ``set_result(value)`` or ``set_exception(error)``, once, on the
+                thread that settles the ask (they must not block).
+            timeout: the request's deadline in seconds.
+            pickle: as for :meth:`ask`.
+
+        Returns:
+            The ask's id: :meth:`cancel_ask` takes it.
+
+        Raises:
+            TypeError, ActorNotFound, PeerUnavailable: as for :meth:`ask` (nothing is left pending).
+        """
+        return self._system._ask_into(self, message, into, timeout, pickle)
+
+    def cancel_ask(self, ask_id: int) -> None:
+        """Give up on ask ``ask_id`` (from :meth:`ask_into`): its answer is dropped if it
+        comes, and the target actor is told, so one that takes cancels stops the work."""
+        self._system._cancel(self, ask_id)
+
     def ask_stream(self, message: Any, timeout: float | None = None, pickle: bool = False, into: Any = None) -> Stream[Any]:
         """Send a message whose handler answers with many items, then ends.
 

@@ -11,17 +11,18 @@ from typing import Any, Callable
 
 import pykka
 
-from protocol import ActorDied, CancelRequest, Envelope, ErrorReply, StreamCredit, StreamItem, Unwatch, Watch, encode_envelope, encode_request
-from transport import PEER_LEFT, LogLimiter, PeerUnavailable, Transport, TransportClosed, check_endpoint
+from protocol import ActorDied, CancelRequest, Envelope, Unwatch, Watch, encode_request
+from transport import PEER_LEFT, PeerUnavailable, Transport, TransportClosed, check_endpoint
 
 from ._actor import Actor, Request, done_spawning, spawning
 from ._callbacks import (CreditSender, LocalEmitter, LocalResponder, Pending, RemoteEmitter, RemoteResponder,
-                         SystemStatistics, answer_frame, answer_leftovers, unwrap, wrap)
+                         SystemStatistics, answer_leftovers, unwrap, wrap)
 from ._config import Config
 from ._errors import ActorNotFound, ActorStopped, ActorSystemShutDown, MessageNotHandled, rebuild_error
 from ._future import Future
 from ._inline import SharedInbox
 from ._ref import ActorRef
+from ._replies import Replies
 from ._watches import WatchBook
 from ._pending import PendingAsks
 from ._stream import Stream
@@ -55,15 +56,14 @@ class ActorSystem:
         self._pending = PendingAsks()
         self._ids = itertools.count(1)
         self._watches = WatchBook()
-        self._log_limiter = LogLimiter(10.0)
         self._peer_listeners: list[Callable[[str, str], None]] = []
-        self._dropped = 0
         self._expired = 0
         self._closed = False
         self._lanes: dict[str, tuple[tuple[type, ...], Callable[[Request], None]]] = {}
         self._windows = StreamWindows(self.config.stream_window)  # streams produced here for other processes
         self._transport = Transport(self.config.transport, self._on_envelope, self._on_peer_down, self._on_tick)
         self.address = self._transport.start()
+        self._replies = Replies(self.address, self._transport, self._windows)
         self.reader = self._transport.reader  # a thread waiting for an answer may read it itself (Future.read_with)
         self.accepts_pickle = self._transport.accepts_pickle  # pickled payloads are taken (CURVE or ipc)
 
@@ -188,7 +188,7 @@ class ActorSystem:
 
     def statistics(self) -> SystemStatistics:
         """A snapshot of the runtime's and the transport's counters."""
-        return SystemStatistics(len(self._actors), len(self._pending), self._pending.timed_out, self._pending.late, self._dropped,
+        return SystemStatistics(len(self._actors), len(self._pending), self._pending.timed_out, self._pending.late, self._replies.dropped,
                                 self._expired, self._transport.statistics())
 
     def serve_directly(self, name: str, kinds: tuple[type, ...], handler: Callable[[Request], None] | None) -> None:
@@ -261,21 +261,40 @@ class ActorSystem:
         if stream or hasattr(into, "canceller"):  # a stream, or a sink that may cancel the ask later
             future.canceller = lambda: self._cancel(ref, msg_id, window)
         if stream and hasattr(future, "credit"):  # the consumer tells the producer what it took
-            future.credit = window.credit if window is not None else CreditSender(self._send_credit, ref.address, msg_id)
+            future.credit = window.credit if window is not None else CreditSender(self._replies.credit, ref.address, msg_id)
         if ref.address == self.address:
-            actor = self._local(ref.name)
-            self._register(msg_id, future, ref, timeout, stream)
-            emit = LocalEmitter(self._pending.push, msg_id, window) if window is not None else None
-            request = Request(message, LocalResponder(self._pending.settle, msg_id), deadline, emit, self.address, msg_id)
-            lane = self._lanes.get(ref.name)
-            try:
-                (lane[1] if lane is not None and type(message) in lane[0] else actor.tell)(request)
-            except pykka.ActorDeadError:
-                self._pending.settle(msg_id, MessageNotHandled(f"actor {ref} stopped before handling the message"))
+            self._ask_local(ref, message, future, timeout, msg_id, deadline, stream, window)
             return future
         if type(future) is Future:
             future.read_with(self.reader)  # its waiting thread may read the answer itself
-        kind, body = wrap(message)
+        self._send_ask(ref, message, future, timeout, msg_id, deadline, stream, pickle)
+        return future
+
+    def _ask_local(self, ref: ActorRef, message: Any, future: Any, timeout: float, msg_id: int, deadline: float,
+                   stream: bool = False, window: StreamWindow | None = None) -> None:
+        actor = self._local(ref.name)
+        self._register(msg_id, future, ref, timeout, stream)
+        emit = LocalEmitter(self._pending.push, msg_id, window) if window is not None else None
+        request = Request(message, LocalResponder(self._pending.settle, msg_id), deadline, emit, self.address, msg_id)
+        lane = self._lanes.get(ref.name)
+        try:
+            (lane[1] if lane is not None and type(message) in lane[0] else actor.tell)(request)
+        except pykka.ActorDeadError:
+            self._pending.settle(msg_id, MessageNotHandled(f"actor {ref} stopped before handling the message"))
+
+    def _ask_into(self, ref: ActorRef, message: Any, into: Any, timeout: float, pickle: bool) -> int:
+        """:meth:`ActorRef.ask_into`: a plain ask whose sink is given (no Future, no canceller)."""
+        msg_id, deadline = next(self._ids), time.time() + timeout
+        if ref.address == self.address:
+            self._ask_local(ref, message, into, timeout, msg_id, deadline)
+        else:
+            self._send_ask(ref, message, into, timeout, msg_id, deadline, False, pickle)
+        return msg_id
+
+    def _send_ask(self, ref: ActorRef, message: Any, future: Any, timeout: float, msg_id: int, deadline: float,
+                  stream: bool, pickle: bool) -> None:
+        kind = getattr(type(message), "__wire_kind__", None)  # (wrap's test, inline: a registered message is most asks)
+        kind, body = (kind, message) if kind is not None else wrap(message)
         frame = encode_request(kind, body, msg_id, self.address, ref.name, deadline, stream, pickle)
         pending = self._register(msg_id, future, ref, timeout, stream)
         try:
@@ -283,7 +302,6 @@ class ActorSystem:
         except Exception:
             self._pending.pop(msg_id)
             raise
-        return future
 
     def _cancel(self, ref: ActorRef, msg_id: int, window: StreamWindow | None = None) -> None:
         """The asker gave up on ask ``msg_id``: forget it, and tell the actor if its lane takes cancels."""
@@ -307,36 +325,8 @@ class ActorSystem:
         return actor
 
     def _register(self, msg_id: int, future: Any, ref: ActorRef, timeout: float, stream: bool = False) -> Pending:
+        stream = stream or isinstance(future, Stream)
         return self._pending.add(msg_id, Pending(future, ref.address, ref.name, stream, msg_id, self._pending.settle), timeout)
-
-    def _send_credit(self, address: str, msg_id: int, taken: int) -> None:
-        try:
-            self._transport.send(address, Envelope("stream_credit", StreamCredit(msg_id, taken), 0, None, self.address, ""))
-        except Exception as exc:  # the producer's process is gone: its stream ends without it
-            log.debug("stream credit for %s to %s not sent: %s", msg_id, address, exc)
-
-    def _emit_remote(self, sender: str, msg_id: int, value: Any, pickle: bool = False) -> None:
-        frame = encode_envelope(Envelope("stream_item", StreamItem(value), 0, msg_id, self.address, "", pickle=pickle))
-        self._transport.send_frame(sender, frame)
-
-    def _respond_remote(self, sender: str, msg_id: int, actor: str, value: Any, error: BaseException | None, tb: str, pickle: bool) -> None:
-        self._windows.end(sender, msg_id)
-        try:
-            self._transport.send_frame(sender, answer_frame(self.address, msg_id, actor, value, error, tb, pickle))
-        except Exception as exc:
-            log.warning("answer to %s from %s not sent: %s", sender, actor, exc)
-
-    def _error_to(self, env: Envelope, code: str, exc_type: str, text: str) -> None:
-        if not env.wants_reply:
-            self._dropped += 1
-            if self._log_limiter.allow(f"drop:{env.sender}", time.monotonic()):
-                log.warning("dropped a %r message from %s: %s", env.kind, env.sender, text)
-            return
-        reply = ErrorReply(code, exc_type, text)
-        try:
-            self._transport.send(env.sender, Envelope("error", reply, 0, env.msg_id, self.address, ""))
-        except Exception as exc:
-            log.warning("error answer to %s not sent: %s", env.sender, exc)
 
     # ---- I/O thread callbacks -------------------------------------------------------
 
@@ -348,7 +338,7 @@ class ActorSystem:
                     self._pending.late += 1
                 return
             if env.kind != "error":  # the common case: one lookup
-                self._pending.settle(corr, None, unwrap(env))
+                self._pending.settle(corr, None, env.body.value if env.kind == "data" else env.body)  # (unwrap, inline: one per answer)
                 return
             pending = self._pending.get(corr)
             where = f"{pending.address}#{pending.name}" if pending is not None else env.sender
@@ -359,13 +349,13 @@ class ActorSystem:
             return
         actor = self._actors.get(env.target)
         if actor is None:
-            self._error_to(env, "actor_not_found", "ActorNotFound", f"no actor named {env.target!r} runs in {self.address}")
+            self._replies.error_to(env, "actor_not_found", "ActorNotFound", f"no actor named {env.target!r} runs in {self.address}")
             return
-        respond = RemoteResponder(self._respond_remote, env.sender, env.msg_id, env.target, env.pickle) if env.wants_reply else None
+        respond = RemoteResponder(self._replies.respond, env.sender, env.msg_id, env.target, env.pickle) if env.wants_reply else None
         emit = None
         if env.stream and env.wants_reply:
             window = self._windows.open(env.sender, env.msg_id, env.deadline or time.time() + self.config.ask_timeout_s)
-            emit = RemoteEmitter(self._emit_remote, env.sender, env.msg_id, window, env.pickle)
+            emit = RemoteEmitter(self._replies.emit, env.sender, env.msg_id, window, env.pickle)
         elif env.kind == "cancel":
             self._windows.end(env.sender, env.body.msg_id, close=True)
         request = Request(unwrap(env), respond, env.deadline, emit, env.sender, env.msg_id)
@@ -378,7 +368,7 @@ class ActorSystem:
             elif not (type(actor.actor_inbox) is SharedInbox and actor.actor_inbox.offer(request, self._transport.defer)):
                 actor.tell(request)
         except pykka.ActorDeadError:
-            self._error_to(env, "not_handled", "MessageNotHandled", f"actor {env.target!r} in {self.address} stopped before handling the message")
+            self._replies.error_to(env, "not_handled", "MessageNotHandled", f"actor {env.target!r} in {self.address} stopped before handling the message")
 
     def _on_system_message(self, env: Envelope) -> None:
         body = env.body

@@ -18,9 +18,10 @@ import msgpack
 
 from protocol import Envelope, FrameTooLarge, MalformedFrame, ProtocolError
 
-from ._frames import BATCH_MARK, message_size, open_message
+from ._frames import BATCH_MARK, open_message
 
 MAX_PARTS = 256
+_INT = {int}
 MAX_BYTES = 256 * 1024
 
 OnError = Callable[[Exception], None]
@@ -108,7 +109,7 @@ def split_batch(parts: list[bytes]) -> list[bytes]:
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise MalformedFrame(f"a batch whose lengths are not msgpack ({type(exc).__name__})") from None
     joined = parts[1]
-    if (type(lengths) is not list or not lengths or not all(type(n) is int and n > 0 for n in lengths)
+    if (type(lengths) is not list or not lengths or set(map(type, lengths)) != _INT or min(lengths) <= 0
             or sum(lengths) != len(joined)):
         raise MalformedFrame(f"a batch whose lengths do not add up to its {len(joined)} bytes of frames")
     frames, at = [], 0
@@ -133,7 +134,7 @@ def open_received(frame: bytes | None, buffers: list[Any], limit: int, allow_pic
         return [(open_message(frame, buffers, limit, allow_pickle), frame)]  # type: ignore[list-item]
     if not buffers:
         raise MalformedFrame("a batch with no parts")
-    if message_size(buffers) > limit:
+    if sum(map(len, buffers)) > limit:  # a batch's parts are bytes (see ``receive``)
         raise FrameTooLarge(f"a batch of {len(buffers)} frames exceeds the limit of {limit} bytes")
     opened = []
     for i, part in enumerate(buffers):

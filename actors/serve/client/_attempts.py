@@ -14,13 +14,14 @@ class Attempt:
     and end (``finish``). The end goes through the router, which frees the
     replica's slot and may send the request again if it never ran."""
 
-    __slots__ = ("router", "replica", "call", "canceller", "ended")
+    __slots__ = ("router", "replica", "call", "canceller", "ask_id", "ended")
 
     def __init__(self, router: Any, replica: ReplicaInfo, call: Any) -> None:
         self.router = router
         self.replica = replica
         self.call = call
-        self.canceller: Callable[[], None] | None = None  # set by the runtime: tells the replica to stop
+        self.canceller: Callable[[], None] | None = None  # a stream's, set by the runtime: tells the replica to stop
+        self.ask_id = 0  # a plain call's ask (``ActorRef.ask_into``), which a cancel gives up
         self.ended = False
         call.current = self
 
@@ -60,4 +61,7 @@ class Attempt:
         canceller, self.canceller = self.canceller, None
         if canceller is not None:
             canceller()
+        elif self.ask_id:
+            ask_id, self.ask_id = self.ask_id, 0
+            self.router.cancel_ask(self.replica, ask_id)
         self.finish(error)

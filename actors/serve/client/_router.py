@@ -294,7 +294,8 @@ class Router:
             if call.stream:
                 pending: Any = ref.ask_stream(call.request, timeout=timeout, pickle=self.pickle)
             else:  # the answer completes the call through the router: no Future of its own
-                ref.ask(call.request, timeout, self.pickle, Attempt(self, replica, call))
+                attempt = Attempt(self, replica, call)
+                attempt.ask_id = ref.ask_into(call.request, attempt, timeout, self.pickle)
                 return
         except TypeError as exc:
             if not refuse_unencodable:
@@ -310,6 +311,11 @@ class Router:
         if call.stream and call.on_sent is not None:
             call.on_sent(pending)
         pending.add_done_callback(lambda done: self._on_done(replica, call, done))
+
+    def cancel_ask(self, replica: ReplicaInfo, ask_id: int) -> None:
+        """Give up on ask ``ask_id`` sent to ``replica``: the replica is told to stop it."""
+        ref = self._refs.get(replica.replica_id) or self.session.system.ref(replica.address, replica.actor)
+        ref.cancel_ask(ask_id)
 
     def _on_done(self, replica: ReplicaInfo, call: Call, done: Any) -> None:
         self._finished(replica, call, done, done.error)
