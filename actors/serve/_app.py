@@ -17,6 +17,8 @@ from .._imports import import_object
 from ._options import DeploymentConfig, DeploymentOptionError, split_options
 
 HANDLE_MARKER = "__corral_handle__"
+#: the types of values sent and returned as they are: no handle, response or generator is one
+PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None), list, dict, tuple})
 
 
 class Deployment:

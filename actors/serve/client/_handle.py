@@ -13,12 +13,10 @@ from protocol import HandleRequest
 from ..._errors import AskTimeout
 from ..._future import Future
 from ..._stream import Stream
-from .._app import HANDLE_MARKER, check_payload
+from .._app import HANDLE_MARKER, PLAIN_TYPES, check_payload
 from .._errors import RequestCancelledError
 from ._router import Call, DeploymentNotFoundError, not_handled
 
-#: argument types sent as they are: no handle or response to look for in them
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None), list, dict, tuple})
 _new_request = HandleRequest.__wire_new__  # type: ignore[attr-defined]  # one per remote(): no frozen __init__
 
 __all__ = ["DeploymentHandle", "DeploymentNotFoundError", "DeploymentResponse", "DeploymentResponseGenerator"]
@@ -112,7 +110,7 @@ class DeploymentHandle:
         if session.closed:
             raise RuntimeError("the serve session of this handle was shut down; get a new handle after serve.start()")
         deadline = time.monotonic() + session.config.serve.request_timeout_s
-        waiting = [v for v in args if type(v) not in _PLAIN and isinstance(v, DeploymentResponse)] if args else []
+        waiting = [v for v in args if type(v) not in PLAIN_TYPES and isinstance(v, DeploymentResponse)] if args else []
         if kwargs:
             waiting += [v for v in kwargs.values() if isinstance(v, DeploymentResponse)]
         if self.stream:
@@ -130,7 +128,7 @@ class DeploymentHandle:
 
     def _call(self, router: Any, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float, sink: Any) -> Call:
         """The call of one ``remote()``, its responses (if any) resolved by now."""
-        args_l = [a if type(a) in _PLAIN else _to_wire(a) for a in args] if args else []
+        args_l = [a if type(a) in PLAIN_TYPES else _to_wire(a) for a in args] if args else []
         kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()} if kwargs else {}
         request = _new_request(self.method_name, args_l, kwargs_d, self.multiplexed_model_id)
         call = Call(request, self.stream, deadline, sink if self.stream else sink._future, sink._attach if self.stream else None)

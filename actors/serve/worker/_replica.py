@@ -27,6 +27,7 @@ from protocol import (
 from ..._actor import Actor, Request, Respond
 from ..._errors import MessageNotHandled
 from ..._future import Future
+from .._app import PLAIN_TYPES
 from .._context import ReplicaContext, set_replica_context, swap_replica_context
 from .._errors import ReplicaDiedError, ReplicaStoppingError
 from .._multiplex import held_model_ids, reset_multiplexed_model_id, set_multiplexed_model_id
@@ -275,11 +276,14 @@ class Replica(Actor):
         token = set_multiplexed_model_id(request.multiplexed_model_id)
         outer = swap_replica_context(self.context)  # the receiving thread may serve several replicas
         try:
-            args, kwargs = self._arguments(request)
+            args, kwargs = request.args, request.kwargs
+            if kwargs or dict in map(type, args):  # (a marked handle is a dict: none in most requests)
+                args, kwargs = self._arguments(request)
             begun = time.perf_counter()  # its own run time: not the wait for a pool thread
             value = pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
             if kind == "sync":
-                value = returned(self.context.deployment, request.method, value, emit)
+                if emit is not None or type(value) not in PLAIN_TYPES:  # (a plain value with no stream: the answer)
+                    value = returned(self.context.deployment, request.method, value, emit)
                 if (ended := time.perf_counter()) - begun > self.inline_budget_s:  # a slow one goes to the pool for a while
                     self.slow[request.method] = ended + _SLOW_FOR_S
         except BaseException as exc:
