@@ -15,7 +15,7 @@ import pytest
 
 from actors import ActorSystem, serve
 from actors.serve._context import ReplicaContext
-from actors.serve.worker._replica_loop import ReplicaLoop
+from actors.serve.worker._replica_loop import AsyncLimit, ReplicaLoop
 from tests import serve_apps
 from tests.conftest import Peer
 from tests.helpers import wait_for
@@ -48,6 +48,57 @@ def test_a_start_submitted_on_the_loop_runs_before_submit_returns(lane: ReplicaL
         return ran  # read before this coroutine yields
 
     assert asyncio.run_coroutine_threadsafe(submit_there(), lane.get()).result(5) == ["ran"]
+
+
+def test_an_async_limit_lets_in_as_many_as_it_allows_and_the_rest_in_the_order_they_came() -> None:
+    async def scenario() -> list[str]:
+        limit, order = AsyncLimit(2), []
+        gates = {name: asyncio.Event() for name in "abcd"}
+
+        async def request(name: str) -> None:
+            if not limit.enter_nowait():
+                await limit.enter()
+            order.append(f"in {name}")
+            await gates[name].wait()
+            limit.leave()
+
+        tasks = [asyncio.ensure_future(request(name)) for name in "abcd"]
+        for _ in range(3):
+            await asyncio.sleep(0)  # (a turn of the loop, not a wait for time)
+        assert order == ["in a", "in b"] and limit.inside == 2
+        gates["b"].set()
+        gates["c"].set()
+        gates["d"].set()
+        for _ in range(6):
+            await asyncio.sleep(0)
+        gates["a"].set()
+        await asyncio.gather(*tasks)
+        assert limit.inside == 0
+        return order
+
+    assert asyncio.run(scenario()) == ["in a", "in b", "in c", "in d"]
+
+
+def test_an_async_limit_forgets_a_waiter_cancelled_and_passes_on_a_place_given_to_a_cancelled_one() -> None:
+    async def scenario() -> None:
+        limit = AsyncLimit(1)
+        assert limit.enter_nowait()
+        waiting = asyncio.ensure_future(limit.enter())
+        await asyncio.sleep(0)
+        waiting.cancel()  # cancelled while it waits: gone from the queue
+        await asyncio.gather(waiting, return_exceptions=True)
+        given = asyncio.ensure_future(limit.enter())
+        after = asyncio.ensure_future(limit.enter())
+        await asyncio.sleep(0)
+        limit.leave()  # the place goes to ``given``...
+        given.cancel()  # ...cancelled before it ran: the place passes on to ``after``
+        await asyncio.gather(given, return_exceptions=True)
+        await asyncio.wait_for(after, 5)
+        assert limit.inside == 1 and not limit.enter_nowait()
+        limit.leave()
+        assert limit.inside == 0 and limit.enter_nowait()
+
+    asyncio.run(scenario())
 
 
 def test_a_start_that_raises_does_not_keep_the_others_from_running(lane: ReplicaLoop) -> None:

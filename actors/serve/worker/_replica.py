@@ -37,7 +37,7 @@ from ..client._session import Session
 from ._http import HttpServer
 from ._logs import ACCESS_LOG, log_access
 from ._health import HealthProbes, ReplicaHealth
-from ._replica_loop import Key, ReplicaLoop
+from ._replica_loop import AsyncLimit, Key, ReplicaLoop
 from ._user_code import function_instance, load_import_path, method_kind, public_methods, pump_async, pump_sync, returned
 
 
@@ -95,7 +95,7 @@ class Replica(Actor):
         self.in_flight = 0
         self.metrics_changes = 0  # grows with every change the metrics aggregator samples
         self.open: set[Respond] = set()  # how to answer each request running now
-        self.async_limit: asyncio.Semaphore | None = None
+        self.async_limit: AsyncLimit | None = None
         self.counts_lock = threading.Lock()  # the counts and the drain's flag; entered directly (a Condition's enter is a Python call)
         self.idle = threading.Condition(self.counts_lock)  # notified when in_flight reaches 0 while draining
         self.draining = False
@@ -276,9 +276,7 @@ class Replica(Actor):
         token = set_multiplexed_model_id(request.multiplexed_model_id)
         outer = swap_replica_context(self.context)  # the receiving thread may serve several replicas
         try:
-            args, kwargs = request.args, request.kwargs
-            if kwargs or dict in map(type, args):  # (a marked handle is a dict: none in most requests)
-                args, kwargs = self._arguments(request)
+            args, kwargs = self._arguments(request)
             begun = time.perf_counter()  # its own run time: not the wait for a pool thread
             value = pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
             if kind == "sync":
@@ -295,7 +293,10 @@ class Replica(Actor):
         self._answer(respond, started, value, None, request)
 
     def _arguments(self, request: HandleRequest) -> tuple[Any, Any]:
-        return self.session.resolve_arguments(request.args, request.kwargs)
+        args, kwargs = request.args, request.kwargs
+        if kwargs or dict in map(type, args or ()):  # (a marked handle is a dict: none in most requests)
+            return self.session.resolve_arguments(args, kwargs)
+        return args, kwargs
 
     def _answer(self, respond: Respond, started: float, value: Any, error: BaseException | None, request: Any = None) -> None:
         """Answer first, then count the request done: a drain waiting for it must not stop the replica before its answer left."""
@@ -318,7 +319,10 @@ class Replica(Actor):
         set_multiplexed_model_id(request.multiplexed_model_id)  # this task's own context
         try:
             try:
-                async with self._limit():
+                limit = self._limit()
+                if not limit.enter_nowait():
+                    await limit.enter()
+                try:
                     if kind == "http":
                         value = await method(request.args[0], request.args[1], emit)
                     else:
@@ -326,9 +330,13 @@ class Replica(Actor):
                         if kind == "agen":
                             value = await pump_async(method(*args, **kwargs), emit)
                         else:
-                            value = returned(self.context.deployment, request.method, await method(*args, **kwargs), emit)
-                            if inspect.isasyncgen(value):
-                                value = await pump_async(value, emit)
+                            value = await method(*args, **kwargs)
+                            if emit is not None or type(value) not in PLAIN_TYPES:  # (as in _run_sync)
+                                value = returned(self.context.deployment, request.method, value, emit)
+                                if inspect.isasyncgen(value):
+                                    value = await pump_async(value, emit)
+                finally:
+                    limit.leave()
             except BaseException as exc:
                 self._answer(respond, started, None, exc, request)
                 return
@@ -341,9 +349,9 @@ class Replica(Actor):
         assert self.pool is not None
         return self.aloop.get().run_in_executor(self.pool, lambda: fn(*args))
 
-    def _limit(self) -> asyncio.Semaphore:
+    def _limit(self) -> AsyncLimit:
         if self.async_limit is None:
-            self.async_limit = asyncio.Semaphore(self.config.max_ongoing_requests)
+            self.async_limit = AsyncLimit(self.config.max_ongoing_requests)
         return self.async_limit
 
     async def _guarded(self, coro: Any) -> Any:

@@ -39,6 +39,52 @@ _running_loop = asyncio.events._get_running_loop  # None off any loop, without r
 Key = tuple[str, int]
 
 
+class AsyncLimit:
+    """At most ``limit`` requests inside at once on one event loop (used on its thread only):
+    ``asyncio.Semaphore``'s job, with no coroutine, generator or wake-up per request while
+    there is room; the others wait in order and each leaving one lets the next in.
+
+    Attributes:
+        inside: requests inside now.
+    """
+
+    __slots__ = ("limit", "inside", "_waiting")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.inside = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def enter_nowait(self) -> bool:
+        """Enter if there is room and nobody waits; False otherwise (then ``await enter()``)."""
+        if self.inside < self.limit and not self._waiting:
+            self.inside += 1
+            return True
+        return False
+
+    async def enter(self) -> None:
+        """Wait for room, behind those waiting already. Raises CancelledError as any await does."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.leave()  # it was let in as it was cancelled: the next one goes instead
+            elif waiter in self._waiting:
+                self._waiting.remove(waiter)
+            raise
+
+    def leave(self) -> None:
+        """One inside left: the oldest waiting enters in its place (or there is room)."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.inside -= 1
+
+
 class ReplicaLoop:
     """One replica's event loop on its own thread, started on first use.
 
