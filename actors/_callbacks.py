@@ -16,8 +16,6 @@ from transport import TransportStatistics
 
 from ._request import Request
 from ._errors import ActorNotFound, MessageNotHandled
-from ._future import Future
-from ._stream import Stream
 from ._window import StreamWindow
 
 _new_data = Data.__wire_new__  # type: ignore[attr-defined]  # one per ask of a plain value: no frozen __init__
@@ -125,11 +123,12 @@ class CreditSender:
 
 class Pending:
     """An ask waiting for its answer; called with an error when the transport could not
-    deliver its frame (it is the send's failure callback: one object less per ask)."""
+    deliver its frame (it is the send's failure callback: one object less per ask).
+    ``future`` is a Future, a Stream (``stream``), or a sink given to ``ask_into``."""
 
     __slots__ = ("future", "address", "name", "stream", "msg_id", "settle")
 
-    def __init__(self, future: Future[Any] | Stream[Any] | Any, address: str, name: str, stream: bool = False,
+    def __init__(self, future: Any, address: str, name: str, stream: bool = False,
                  msg_id: int = 0, settle: Callable[..., None] | None = None) -> None:
         self.future = future
         self.address = address

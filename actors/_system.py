@@ -293,8 +293,7 @@ class ActorSystem:
 
     def _send_ask(self, ref: ActorRef, message: Any, future: Any, timeout: float, msg_id: int, deadline: float,
                   stream: bool, pickle: bool) -> None:
-        kind = getattr(type(message), "__wire_kind__", None)  # (wrap's test, inline: a registered message is most asks)
-        kind, body = (kind, message) if kind is not None else wrap(message)
+        kind, body = wrap(message)
         frame = encode_request(kind, body, msg_id, self.address, ref.name, deadline, stream, pickle)
         pending = self._register(msg_id, future, ref, timeout, stream)
         try:

@@ -62,7 +62,7 @@ def fast_decoder(
         A function of the body, returning what ``general`` would.
     """
     names = [f"f{i}" for i in range(len(checks))]
-    env: dict[str, Any] = {"general": general, "cls": cls, "new": object.__new__}
+    env: dict[str, Any] = {"general": general, "build": builder(cls)}
     tests, converts = [], []
     for i, (check, path) in enumerate(checks):
         name = names[i]
@@ -77,7 +77,6 @@ def fast_decoder(
         else:  # converts (float from int) or recurses (nested, lists, maps): its own check, which raises
             env[f"c{i}"], env[f"p{i}"] = check, path
             converts.append(f"    {name} = c{i}({name}, p{i})")
-    env["build"] = builder(cls)
     build = [f"    return build({', '.join(names)})"]
     lines = ["def decode(body):", f"    if type(body) is not list or len(body) != {len(checks)}:", "        return general(body)"]
     if names:

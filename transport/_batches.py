@@ -21,8 +21,8 @@ from protocol import Envelope, FrameTooLarge, MalformedFrame, ProtocolError
 from ._frames import BATCH_MARK, open_message
 
 MAX_PARTS = 256
-_INT = {int}
 MAX_BYTES = 256 * 1024
+_INT = {int}
 
 OnError = Callable[[Exception], None]
 
@@ -68,27 +68,28 @@ class SendGroups:
         batch at most :data:`MAX_PARTS` parts and ``max_bytes`` in all."""
         peers, self.peers = self.peers, {}
         for peer, group in peers.items():
-            count = len(group)
-            if count == 1:
-                yield peer, group[0][0], group[0][1], 1
-                continue
-            frames, errors = [f for f, _ in group], [e for _, e in group if e is not None]
-            if count <= MAX_PARTS and sum(map(len, frames)) <= self.max_bytes:  # the common case: one batch
-                yield peer, join_batch(frames), EachError(errors) if errors else None, count
-                continue
+            frames = [f for f, _ in group]
             start = 0
             while start < len(group):
-                end, size = start, 0
-                while end < len(group) and end - start < MAX_PARTS and (end == start or size + len(group[end][0]) <= self.max_bytes):
-                    size += len(group[end][0])
-                    end += 1
-                chunk = group[start:end]
-                if len(chunk) == 1:
-                    yield peer, chunk[0][0], chunk[0][1], 1
+                end = self._chunk_end(frames, start)
+                if end - start == 1:
+                    yield peer, group[start][0], group[start][1], 1
                 else:
-                    errors = [e for _, e in chunk if e is not None]
-                    yield peer, join_batch([f for f, _ in chunk]), EachError(errors) if errors else None, len(chunk)
+                    errors = [e for _, e in group[start:end] if e is not None]
+                    yield peer, join_batch(frames[start:end]), EachError(errors) if errors else None, end - start
                 start = end
+
+    def _chunk_end(self, frames: list[bytes], start: int) -> int:
+        """Where the batch that begins at ``start`` ends: at most :data:`MAX_PARTS` frames
+        and ``max_bytes`` (a frame alone may be larger)."""
+        end = min(len(frames), start + MAX_PARTS)
+        if sum(map(len, frames[start:end])) <= self.max_bytes:  # the common case, counted in C
+            return end
+        end, size = start, 0
+        while end < len(frames) and end - start < MAX_PARTS and (end == start or size + len(frames[end]) <= self.max_bytes):
+            size += len(frames[end])
+            end += 1
+        return end
 
 
 def join_batch(frames: list[bytes]) -> list[bytes]:

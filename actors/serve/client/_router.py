@@ -285,7 +285,7 @@ class Router:
         frees the reservation and raises the TypeError."""
         call.attempts += 1
         call.tried.add(replica.replica_id)
-        ref = self._refs.get(replica.replica_id) or self.session.system.ref(replica.address, replica.actor)
+        ref = self._ref(replica)
         timeout = max(0.001, call.deadline - time.monotonic())
         try:
             if call.stream and call.on_sent is None:  # a sink that takes items itself: no Stream in between
@@ -314,8 +314,10 @@ class Router:
 
     def cancel_ask(self, replica: ReplicaInfo, ask_id: int) -> None:
         """Give up on ask ``ask_id`` sent to ``replica``: the replica is told to stop it."""
-        ref = self._refs.get(replica.replica_id) or self.session.system.ref(replica.address, replica.actor)
-        ref.cancel_ask(ask_id)
+        self._ref(replica).cancel_ask(ask_id)
+
+    def _ref(self, replica: ReplicaInfo) -> Any:
+        return self._refs.get(replica.replica_id) or self.session.system.ref(replica.address, replica.actor)
 
     def _on_done(self, replica: ReplicaInfo, call: Call, done: Any) -> None:
         self._finished(replica, call, done, done.error)

@@ -27,7 +27,6 @@ from protocol import (
 from ..._actor import Actor, Request, Respond
 from ..._errors import MessageNotHandled
 from ..._future import Future
-from .._app import PLAIN_TYPES
 from .._context import ReplicaContext, set_replica_context, swap_replica_context
 from .._errors import ReplicaDiedError, ReplicaStoppingError
 from .._multiplex import held_model_ids, reset_multiplexed_model_id, set_multiplexed_model_id
@@ -280,8 +279,7 @@ class Replica(Actor):
             begun = time.perf_counter()  # its own run time: not the wait for a pool thread
             value = pump_sync(method, args, kwargs, emit) if kind == "gen" else method(*args, **kwargs)
             if kind == "sync":
-                if emit is not None or type(value) not in PLAIN_TYPES:  # (a plain value with no stream: the answer)
-                    value = returned(self.context.deployment, request.method, value, emit)
+                value = returned(self.context.deployment, request.method, value, emit)
                 if (ended := time.perf_counter()) - begun > self.inline_budget_s:  # a slow one goes to the pool for a while
                     self.slow[request.method] = ended + _SLOW_FOR_S
         except BaseException as exc:
@@ -330,11 +328,9 @@ class Replica(Actor):
                         if kind == "agen":
                             value = await pump_async(method(*args, **kwargs), emit)
                         else:
-                            value = await method(*args, **kwargs)
-                            if emit is not None or type(value) not in PLAIN_TYPES:  # (as in _run_sync)
-                                value = returned(self.context.deployment, request.method, value, emit)
-                                if inspect.isasyncgen(value):
-                                    value = await pump_async(value, emit)
+                            value = returned(self.context.deployment, request.method, await method(*args, **kwargs), emit)
+                            if emit is not None and inspect.isasyncgen(value):  # (returned refused one with no stream)
+                                value = await pump_async(value, emit)
                 finally:
                     limit.leave()
             except BaseException as exc:

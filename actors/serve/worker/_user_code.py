@@ -14,6 +14,7 @@ import types
 from typing import Any, Callable
 
 from ..._imports import import_object
+from .._app import PLAIN_TYPES
 
 _main_lock = threading.Lock()
 
@@ -106,6 +107,8 @@ def returned(deployment: str, method: str, value: Any, emit: Any) -> Any:
     Raises:
         TypeError: a generator without stream=True, or stream=True without one.
     """
+    if emit is None and type(value) in PLAIN_TYPES:  # the common case: the answer, nothing to check
+        return value
     streams = inspect.isgenerator(value) or inspect.isasyncgen(value)
     if emit is None and streams:
         raise TypeError(f"method {method!r} of deployment {deployment!r} returned a generator; "
