@@ -40,11 +40,12 @@ class Future(Generic[T]):
     Args:
         what: a description used in timeout messages, e.g. ``"ask to X"``.
         guard: returns True on a thread that must never block (the I/O thread).
+        reader: what the answer comes through, as :meth:`read_with` names it.
     """
 
     __slots__ = ("_waiter", "_done", "_value", "_error", "_callbacks", "_what", "_guard", "_reader", "_leading", "_awaiter")
 
-    def __init__(self, what: str = "future", guard: Callable[[], bool] | None = None) -> None:
+    def __init__(self, what: str = "future", guard: Callable[[], bool] | None = None, reader: Reader | None = None) -> None:
         self._waiter: Any = None  # the lock a blocked get() waits on: made by the first that blocks
         self._done = False
         self._value: Any = None
@@ -52,7 +53,7 @@ class Future(Generic[T]):
         self._callbacks: list[Callable[[Future[T]], None]] | None = None
         self._what = what
         self._guard = guard
-        self._reader: Reader | None = None
+        self._reader = reader
         self._leading = 0  # the thread reading the answer's socket while it waits for it (0: none)
         self._awaiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None  # the first coroutine awaiting it
 

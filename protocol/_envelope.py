@@ -118,8 +118,10 @@ def _pack_plain(header: list[Any]) -> bytes | None:
 
 
 def _encode(header: list[Any], body: Any, pickle: bool) -> Any:
-    if type(body).__wire_payload__:
-        header[8] = encode_fields(body, RAW)
+    cls = type(body)
+    if cls.__wire_payload__:  # payload values as they are: plain msgpack, or the general path below
+        raw = cls.__wire_raw__
+        header[8] = raw(body) if raw is not None else encode_fields(body, RAW)
         head = _pack_plain(header)
         if head is not None:
             return head

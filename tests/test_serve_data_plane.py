@@ -247,6 +247,23 @@ def test_a_request_cancelled_while_queued_at_the_handle_is_never_sent(serve_clus
     assert not (tmp_path / "started-queued").exists(), "the cancelled request never reached the replica"
 
 
+def test_a_request_cancelled_while_its_argument_is_still_coming_is_never_sent(serve_cluster: Any, tmp_path: Any) -> None:
+    from actors.serve import RequestCancelledError
+
+    handle = serve.run(serve_apps.Cancellable.bind(str(tmp_path)), name="cancel", route_prefix=None)
+    wait = handle.wait
+    assert wait.remote("first", 0.0).result(timeout_s=10) == "first"
+    sent_before = wait._router.statistics().sent
+    argument = wait.remote("argument", 0.5)
+    chained = wait.remote(argument, 0.0)  # sent once ``argument`` is done, unless cancelled first
+    chained.cancel()
+    with pytest.raises(RequestCancelledError):
+        chained.result(timeout_s=5)
+    assert argument.result(timeout_s=10) == "argument"
+    assert wait.remote("after", 0.0).result(timeout_s=10) == "after"
+    assert wait._router.statistics().sent - sent_before == 2, "only the argument's request and the one after it were sent"
+
+
 def test_a_cancelled_stream_closes_the_generator_in_the_replica(serve_cluster: Any, tmp_path: Any) -> None:
     from actors.serve import RequestCancelledError
 

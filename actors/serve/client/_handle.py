@@ -18,6 +18,7 @@ from .._errors import RequestCancelledError
 from ._router import Call, DeploymentNotFoundError, not_handled
 
 _new_request = HandleRequest.__wire_new__  # type: ignore[attr-defined]  # one per remote(): no frozen __init__
+_PLAIN_ONLY = PLAIN_TYPES.issuperset  # of the arguments' types: nothing to resolve or mark (one C call)
 
 __all__ = ["DeploymentHandle", "DeploymentNotFoundError", "DeploymentResponse", "DeploymentResponseGenerator"]
 
@@ -55,6 +56,7 @@ class DeploymentHandle:
         self.multiplexed_model_id = multiplexed_model_id
         self._router = _router  # keeps the shared router (and its metrics) alive while handles exist
         self._session = _session if _router is None else _router.session
+        self._what = f"request to {deployment}.{method}"
 
     def options(self, *, method_name: str | None = None, stream: bool | None = None,
                 multiplexed_model_id: str | None = None) -> DeploymentHandle:
@@ -110,15 +112,11 @@ class DeploymentHandle:
         if session.closed:
             raise RuntimeError("the serve session of this handle was shut down; get a new handle after serve.start()")
         deadline = time.monotonic() + session.config.serve.request_timeout_s
-        waiting = [v for v in args if type(v) not in PLAIN_TYPES and isinstance(v, DeploymentResponse)] if args else []
-        if kwargs:
-            waiting += [v for v in kwargs.values() if isinstance(v, DeploymentResponse)]
+        waiting = _responses_in(args, kwargs)
         if self.stream:
             sink: Any = DeploymentResponseGenerator(deadline, f"stream from {self.deployment_name}.{self.method_name}")
-        else:
-            future: Future[Any] = Future(f"request to {self.deployment_name}.{self.method_name}")
-            future.read_with(session.system.reader)  # .result() reads its answer itself
-            sink = DeploymentResponse(future, router.waiting_reason)
+        else:  # .result() reads its answer itself
+            sink = DeploymentResponse(Future(self._what, reader=session.system.reader), router.waiting_reason)
 
         if not waiting:
             _submit_now(router, self._call(router, args, kwargs, deadline, sink), self)
@@ -128,11 +126,16 @@ class DeploymentHandle:
 
     def _call(self, router: Any, args: tuple[Any, ...], kwargs: dict[str, Any], deadline: float, sink: Any) -> Call:
         """The call of one ``remote()``, its responses (if any) resolved by now."""
-        args_l = [a if type(a) in PLAIN_TYPES else _to_wire(a) for a in args] if args else []
+        if not args:
+            args_l: list[Any] = []
+        elif _PLAIN_ONLY(map(type, args)):
+            args_l = list(args)
+        else:
+            args_l = [a if type(a) in PLAIN_TYPES else _to_wire(a) for a in args]
         kwargs_d = {k: _to_wire(v) for k, v in kwargs.items()} if kwargs else {}
         request = _new_request(self.method_name, args_l, kwargs_d, self.multiplexed_model_id)
         call = Call(request, self.stream, deadline, sink if self.stream else sink._future, sink._attach if self.stream else None)
-        sink._sent.bind(router, call)
+        sink._router, sink._call = router, call  # what a cancel stops from now on
         return call
 
     def __reduce__(self) -> Any:
@@ -166,6 +169,14 @@ def _submit_now(router: Any, call: Call, handle: DeploymentHandle) -> None:
             raise
 
 
+def _responses_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[DeploymentResponse]:
+    """The responses among a call's arguments, whose results it waits for (plain arguments: none)."""
+    waiting = [] if not args or _PLAIN_ONLY(map(type, args)) else [v for v in args if isinstance(v, DeploymentResponse)]
+    if kwargs:
+        waiting += [v for v in kwargs.values() if isinstance(v, DeploymentResponse)]
+    return waiting
+
+
 def _where(handle: DeploymentHandle) -> str:
     return f"{handle.deployment_name}.{handle.method_name}.remote()"
 
@@ -194,7 +205,7 @@ def _after(responses: list[DeploymentResponse], then: Any) -> None:
 
 
 def _submit_later(router: Any, build: Any, sink: Any) -> None:
-    if sink._sent.cancelled:  # cancelled while its arguments were still coming: never sent
+    if sink._cancelled:  # cancelled while its arguments were still coming: never sent
         return
     try:
         router.submit(build())
@@ -202,33 +213,25 @@ def _submit_later(router: Any, build: Any, sink: Any) -> None:
         (sink._future if isinstance(sink, DeploymentResponse) else sink).set_exception(exc)
 
 
-class _Sent:
-    """Which router and call a response stands for (once built), so it can be cancelled there."""
-
-    __slots__ = ("router", "call", "cancelled")
-
-    def __init__(self) -> None:
-        self.router: Any = None
-        self.call: Call | None = None
-        self.cancelled = False
-
-    def bind(self, router: Any, call: Call) -> None:
-        self.router, self.call = router, call
-
-    def cancel(self, error: BaseException) -> None:
-        """Out of the handle's queue, or stopped at the replica; a call not built yet is never sent."""
-        self.cancelled = True
-        if self.call is not None:
-            self.router.cancel(self.call, error)
+def _cancel_sent(sink: Any, error: BaseException) -> None:
+    """A response's (or generator's) cancel: out of the handle's queue, or stopped at the
+    replica; a call not built yet (its arguments still coming) is never sent."""
+    sink._cancelled = True
+    if sink._call is not None:
+        sink._router.cancel(sink._call, error)
 
 
 class DeploymentResponse:
     """The eventual result of ``handle.remote(...)``: ``.result()`` or ``await``."""
 
+    __slots__ = ("_future", "_why_waiting", "_router", "_call", "_cancelled", "__weakref__")
+
     def __init__(self, future: Future[Any], why_waiting: Callable[[], str] | None = None) -> None:
         self._future = future
         self._why_waiting = why_waiting
-        self._sent = _Sent()
+        self._router: Any = None  # which router and call it stands for, once built (what a cancel stops)
+        self._call: Call | None = None
+        self._cancelled = False
 
     def cancel(self) -> None:
         """Cancel the request, as Ray Serve's ``response.cancel()``: one still
@@ -240,7 +243,7 @@ class DeploymentResponse:
         if self._future.done():
             return
         error = RequestCancelledError("the request was cancelled by its caller")
-        self._sent.cancel(error)
+        _cancel_sent(self, error)
         self._future.set_exception(error)
 
     def result(self, timeout_s: float | None = None) -> Any:
@@ -274,7 +277,9 @@ class DeploymentResponseGenerator:
         self._cond = threading.Condition()
         self._current: Stream[Any] | None = None
         self._error: BaseException | None = None
-        self._sent = _Sent()
+        self._router: Any = None
+        self._call: Call | None = None
+        self._cancelled = False
 
     def cancel(self) -> None:
         """Cancel the stream: the replica's generator is closed, the slot freed,
@@ -283,7 +288,7 @@ class DeploymentResponseGenerator:
             return
         error = RequestCancelledError("the stream was cancelled by its caller")
         self.set_exception(error)
-        self._sent.cancel(error)
+        _cancel_sent(self, error)
         current = self._current
         if current is not None:
             current.cancel("cancelled by its caller")
@@ -328,7 +333,7 @@ class DeploymentResponseGenerator:
             except StopIteration:
                 raise
             except Exception as exc:
-                if self._sent.cancelled:
+                if self._cancelled:
                     raise self._error from None  # type: ignore[misc]
                 if not not_handled(exc):
                     raise
@@ -348,7 +353,7 @@ class DeploymentResponseGenerator:
             except StopAsyncIteration:
                 raise
             except Exception as exc:
-                if self._sent.cancelled:
+                if self._cancelled:
                     raise self._error from None  # type: ignore[misc]
                 if not not_handled(exc):
                     raise

@@ -51,11 +51,7 @@ class Session:
     _controller_lost: threading.Event = field(default_factory=threading.Event)
     _next_refresh: float = 0.0
     _refreshing: bool = False
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed.is_set()
+    closed: bool = False  # whether close() was called (a plain flag: every request reads it)
 
     def register_metrics(self, source: Any) -> int:
         """Register a handle's router or a replica with this process's one
@@ -208,6 +204,7 @@ class Session:
         """Stop what this session started; idempotent."""
         if self._closed.is_set():
             return
+        self.closed = True
         self._closed.set()
         for hook in self._close_hooks:
             try:
