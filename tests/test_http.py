@@ -52,7 +52,7 @@ def test_a_plain_deployment_answers_json_bytes_text_responses_and_null(client: h
     assert client.get("/plain/none").json() is None
 
 
-def test_once_spawned_the_proxy_loop_does_its_process_io_and_a_request_is_answered_through_it(client: httpx.Client) -> None:
+def test_once_it_served_http_the_proxy_loop_does_its_process_io_and_a_request_is_answered_through_it(client: httpx.Client) -> None:
     from actors.serve._api import current_session
 
     transport = current_session().system._transport
@@ -60,6 +60,7 @@ def test_once_spawned_the_proxy_loop_does_its_process_io_and_a_request_is_answer
     def io_thread_name() -> str:
         return {t.ident: t.name for t in threading.enumerate()}.get(transport.io_ident, "")
 
+    assert client.get("/-/healthz").status_code in (200, 503)
     wait_for(lambda: io_thread_name() == "http-proxy", 10, "the proxy's loop to take the sockets")
     serve.run(http_apps.Plain.bind(), name="loopio", route_prefix="/loopio")
     assert client.get("/loopio/json").json() == {"json": True, "path": "/loopio/json"}

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from typing import Any
+from typing import Any, Callable
 
 from protocol import LATENCY_BUCKETS_S, GetRoutes, HandleRequest
 
@@ -121,6 +121,7 @@ class ProxyApp:
         self.node_id = node_id
         self.url = ""
         self.actor = ""  # address#name of the proxy's actor: where the controller says the routes changed
+        self.on_first_request: Callable[[], None] | None = None  # called on the loop, once, by the next HTTP request
         self.routes = RouteTable()
         self.routers: dict[tuple[str, str], Any] = {}
         self.by_route: dict[str, _RouteStats] = {}  # "" for no route; written on the proxy's loop only
@@ -195,6 +196,9 @@ class ProxyApp:
         if scope["type"] != "http":  # websockets are not served: refused before the handshake (403)
             await send({"type": "websocket.close", "code": 1003})
             return
+        if self.on_first_request is not None:
+            first, self.on_first_request = self.on_first_request, None
+            first()
         started = time.perf_counter()
         path = scope["path"]
         label = path if path in ("/-/healthz", "/-/routes") else ""
