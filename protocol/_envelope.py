@@ -10,6 +10,7 @@ Large buffers of the body's payload fields follow as their own frames (see
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -35,6 +36,17 @@ _HEADER_LEN = 9
 
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
+
+
+class _Packers(threading.local):
+    """Each thread's packer of plain frames: ``packb`` makes (and frees) a packer and its
+    buffer per call, twice the cost of packing a frame with one kept (a failed pack resets it)."""
+
+    def __init__(self) -> None:
+        self.plain = msgpack.Packer(use_bin_type=True, strict_types=True)
+
+
+_packers = _Packers()
 _NO_BUFFERS = (PayloadDecoder(), PayloadDecoder(allow_pickle=True))  # shared: a frame without buffers leaves them unchanged
 
 
@@ -111,7 +123,7 @@ def _pack_plain(header: list[Any]) -> bytes | None:
     """The common case at C speed: a frame of plain msgpack values (exact types: no tuple,
     memoryview...) short enough that no buffer in it travels on its own; None otherwise."""
     try:
-        head: bytes = _packb(header, use_bin_type=True, strict_types=True)
+        head: bytes = _packers.plain.pack(header)
     except (TypeError, ValueError, OverflowError):
         return None
     return head if len(head) < OUT_OF_BAND_MIN else None

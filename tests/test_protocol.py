@@ -334,6 +334,13 @@ def test_a_plain_answer_encoded_on_the_hot_path_is_the_frame_of_its_envelope_or_
     assert decode_envelope(frame, 1 << 20).body == protocol.Data(value)
 
 
+def test_a_frame_the_plain_packer_refused_midway_leaves_nothing_behind_in_it_for_the_next_frame() -> None:
+    header = [protocol.PROTOCOL_VERSION, "data", 0, 7, "ipc://me", "", None, 0]
+    for refused in ([1, "x" * 300, (2, 3)], [{"k": [1, 2]}, object()]):  # refused after part of it was packed
+        assert protocol.encode_data_reply(refused, 7, "ipc://me") is None
+        assert protocol.encode_data_reply([1, "two"], 7, "ipc://me") == msgpack.packb([*header, [[1, "two"]]], use_bin_type=True)
+
+
 def test_an_answer_the_hot_path_cannot_encode_as_it_is_is_left_to_the_full_encoder() -> None:
     for value in ((1, 2), b"y" * 20_000, object()):
         assert protocol.encode_data_reply(value, 7, "ipc://me") is None
