@@ -38,12 +38,19 @@ _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 
 
+_PACKER_KEEPS = 1 << 20  # a packer whose buffer grew past this (a large frame) is not kept
+
+
+def _plain_packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, strict_types=True, buf_size=4096)
+
+
 class _Packers(threading.local):
     """Each thread's packer of plain frames: ``packb`` makes (and frees) a packer and its
-    buffer per call, twice the cost of packing a frame with one kept (a failed pack resets it)."""
+    buffer per call, about twice the cost of packing a small frame with one kept."""
 
     def __init__(self) -> None:
-        self.plain = msgpack.Packer(use_bin_type=True, strict_types=True)
+        self.plain = _plain_packer()
 
 
 _packers = _Packers()
@@ -125,8 +132,13 @@ def _pack_plain(header: list[Any]) -> bytes | None:
     try:
         head: bytes = _packers.plain.pack(header)
     except (TypeError, ValueError, OverflowError):
+        _packers.plain = _plain_packer()  # (it resets itself, but its buffer may have grown before the refusal)
         return None
-    return head if len(head) < OUT_OF_BAND_MIN else None
+    if len(head) < OUT_OF_BAND_MIN:
+        return head
+    if len(head) > _PACKER_KEEPS:
+        _packers.plain = _plain_packer()
+    return None
 
 
 def _encode(header: list[Any], body: Any, pickle: bool) -> Any:
