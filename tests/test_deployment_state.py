@@ -308,3 +308,14 @@ def test_a_deployment_waiting_for_a_start_retry_stays_due_until_the_retry() -> N
     assert state.reconcile(0.0) == []
     assert state.needs_reconcile(0.01)
     assert [type(c) for c in state.reconcile(10.0)] == [StartReplicaCmd]
+
+
+def test_a_replica_id_drawn_twice_by_chance_is_drawn_again_and_the_deployment_still_starts(monkeypatch: Any) -> None:
+    from actors.serve.head import _ids
+
+    draws = iter(["aaaaaaaa", "aaaaaaaa", "aaaaaaaa", "bbbbbbbb"])  # the second replica draws the first one's id twice
+    monkeypatch.setattr(_ids.secrets, "token_hex", lambda n: next(draws))
+    state, _ = make(2)
+    cmds = state.reconcile(0.0)
+    assert sorted(c.replica.replica_id for c in cmds) == ["app.d.aaaaaaaa", "app.d.bbbbbbbb"]
+    assert state.replica_states() == {"STARTING": 2}

@@ -33,6 +33,7 @@ PURE = (
     "actors.serve.head._events",
     "actors.serve.head._gang_placement",
     "actors.serve.head._gang_state",
+    "actors.serve.head._ids",
     "actors.serve.head._metrics_store",
     "actors.serve.head._placement",
     "actors.serve.head._reconcile",

@@ -15,7 +15,7 @@ House rules:
   ``actors.serve`` (options, autoscaling policy, gang options, names,
   errors). Never ``client`` or ``worker``: the head talks to them through
   messages only.
-- Pure modules (every ``_*state*``, ``_deployment_status``, ``_agenda``,
+- Pure modules (every ``_*state*``, ``_deployment_status``, ``_agenda``, ``_ids``,
   ``_placement``, ``_gang_placement``, ``_commands``, ``_metrics_store``) import no actor, transport or ZeroMQ
   code and are tested without threads or sockets. A new decision goes in a
   pure module; the controller only carries it out.

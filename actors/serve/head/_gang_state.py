@@ -7,13 +7,13 @@ reads in one sitting.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._gangs import GangSchedulingConfig
 from ._commands import Command, ReplicaRecord, StartReplicaCmd
 from ._gang_placement import Reservation
+from ._ids import fresh_id
 from ._replica_states import ReplicaState
 
 S = ReplicaState
@@ -80,7 +80,7 @@ class GangLifecycle:
         if self.state.failed or now < self.state._failures.retry_at:
             return False
         request = self.state.config.resource_request()
-        gang_id = f"{self.state.app}.{self.state.name}.gang-{secrets.token_hex(3)}"
+        gang_id = fresh_id(f"{self.state.app}.{self.state.name}.gang-", self.state.gangs.__contains__)
         reservation = self.state._cluster.reserve_gang(
             f"reservation-{gang_id}", request, gang.gang_size, gang.gang_placement_strategy
         )

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import heapq
 import math
-import secrets
 from typing import Any
 
 from ._commands import Command, HealthCheckCmd, ReconfigureCmd, ReplicaRecord, StartReplicaCmd
+from ._ids import fresh_id
 from ._replica_states import LIVE_STATES, ReplicaState
 
 S = ReplicaState
@@ -125,6 +125,9 @@ class Reconciler:
         ranked = sorted(candidates, key=lambda item: (order.get(item[1], len(order)), item[2].ongoing))
         return [record for _, _, record in ranked[:n]]
 
+    def _tracked(self, replica_id: str) -> bool:
+        return self.state.replicas.state_of(replica_id) is not None
+
     def _start(self, n: int, cmds: list[Command], now: float) -> None:
         if self.state.failed or now < self.state._failures.retry_at:
             return
@@ -139,7 +142,7 @@ class Reconciler:
                 return
             node_id, address = placed
             record = ReplicaRecord(
-                replica_id=f"{self.state.app}.{self.state.name}.{secrets.token_hex(4)}",
+                replica_id=fresh_id(f"{self.state.app}.{self.state.name}.", self._tracked),
                 node_id=node_id,
                 address=address,
                 version=self.state.spec.version,
