@@ -49,14 +49,7 @@ class Attempt:
         return True
 
     def set_result(self, value: Any) -> bool:
-        if self.ended:  # (finish's first steps, inline: one per answer)
-            return False
-        self.ended = True
-        call = self.call
-        self.router._answered(self.replica, call, value)
-        if call.current is self:
-            call.current = None
-        return True
+        return self.finish(None, value)
 
     def set_exception(self, error: BaseException) -> bool:
         return self.finish(error)

@@ -285,7 +285,7 @@ class Router:
         frees the reservation and raises the TypeError."""
         call.attempts += 1
         call.tried.add(replica.replica_id)
-        ref = self._refs.get(replica.replica_id) or self._ref(replica)
+        ref = self._ref(replica)
         timeout = max(0.001, call.deadline - time.monotonic())
         try:
             if call.stream and call.on_sent is None:  # a sink that takes items itself: no Stream in between
@@ -322,18 +322,14 @@ class Router:
     def _on_done(self, replica: ReplicaInfo, call: Call, done: Any) -> None:
         self._finished(replica, call, done, done.error)
 
-    def _answered(self, replica: ReplicaInfo, call: Call, value: Any) -> None:
-        """A plain call's answer came: its slot is free and its sink done (the common end, in short)."""
-        if call.stream:
-            self._finished(replica, call, value, None)
-            return
-        with self._lock:
-            self._release(replica.replica_id)
-        call.sink.set_result(value)
-        if self._queue:
-            self._pump()
-
     def _finished(self, replica: ReplicaInfo, call: Call, value: Any, error: BaseException | None) -> None:
+        if error is None and not call.stream:  # the common end, an answer: its slot is free and its sink done
+            with self._lock:
+                self._release(replica.replica_id)
+            call.sink.set_result(value)
+            if self._queue:
+                self._pump()
+            return
         with self._lock:
             self._release(replica.replica_id)
             if isinstance(error, PeerUnavailable) and replica.replica_id not in self._dead:
@@ -348,10 +344,8 @@ class Router:
                     call.sink.set_exception(_explain(error, replica))
             elif call.on_sent is None:
                 call.sink.finish()
-        elif error is not None:
-            call.sink.set_exception(_explain(error, replica))
-        else:
-            call.sink.set_result(value)
+        else:  # (a plain call's answer ended above)
+            call.sink.set_exception(_explain(error, replica))  # type: ignore[arg-type]
         self._pump()
 
     def _pump(self) -> None:
